@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Conf is what a mosquitto.conf says, restricted to the subset mqtt broker
+// understands (reference/mosquitto.md §9). Values not given in the file hold
+// mosquitto's defaults. Relative paths are kept as written: like mosquitto,
+// the broker resolves them against its working directory, not against the
+// directory of the configuration file.
+type Conf struct {
+	// Listeners in mosquitto's order: every `listener` line, then the
+	// default listener when `port`, `bind_address` or a listener option
+	// appeared before the first `listener` line. Empty means local-only
+	// mode (loopback, port 1883 or the command line's port).
+	Listeners []ConfListener
+
+	// AllowAnonymous is nil when the file does not say; see AnonymousAllowed.
+	AllowAnonymous *bool
+	PasswordFile   string // password_file, "" for none
+	ACLFile        string // acl_file, "" for none
+
+	Persistence         bool          // persistence
+	PersistenceLocation string        // persistence_location, "" for the working directory
+	AutosaveInterval    time.Duration // autosave_interval, default 30m; 0 = only at shutdown
+
+	MaxInflightMessages int  // max_inflight_messages, default 20; 0 = unlimited
+	MaxQueuedMessages   int  // max_queued_messages, default 1000; 0 = unlimited
+	MessageSizeLimit    int  // message_size_limit in bytes, default 0 = MQTT maximum
+	RetainAvailable     bool // retain_available, default true
+
+	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
+	LogTypes    []string      // log_type values in file order, nil when not set
+
+	// Warnings about directives mosquitto knows but mqtt broker ignores,
+	// each "file:line: message".
+	Warnings []string
+}
+
+// ConfListener is one listener of a Conf.
+type ConfListener struct {
+	Port                  int    // 1-65535; 0 with Socket for a unix socket
+	Bind                  string // host or address, "" for all interfaces
+	Socket                string // unix socket path (`listener 0 PATH`)
+	WebSockets            bool   // protocol websockets
+	CAFile                string // cafile: CAs that sign client certificates
+	CertFile              string // certfile: TLS on when set with KeyFile
+	KeyFile               string // keyfile
+	RequireCertificate    bool   // require_certificate
+	UseIdentityAsUsername bool   // use_identity_as_username
+	MaxConnections        int    // max_connections, -1 = unlimited
+	File                  string // where the listener was defined, for messages
+	Line                  int    // line of `listener`, or the first default-listener option
+}
+
+// TLS reports whether the listener serves TLS (certfile and keyfile set).
+func (l ConfListener) TLS() bool { return l.CertFile != "" && l.KeyFile != "" }
+
+// Address is the listener's host:port, or the socket path.
+func (l ConfListener) Address() string {
+	if l.Socket != "" {
+		return l.Socket
+	}
+	return net.JoinHostPort(l.Bind, strconv.Itoa(l.Port))
+}
+
+// LocalOnly reports mosquitto 2.0's local-only mode: the file defines no
+// listener, so the broker listens on loopback only.
+func (c *Conf) LocalOnly() bool { return len(c.Listeners) == 0 }
+
+// AnonymousAllowed is the effective allow_anonymous: the file's value when
+// it sets one, otherwise true in local-only mode and false once a listener
+// is defined (mosquitto 2.0's secure default). Unlike mosquitto, an explicit
+// `allow_anonymous false` is honoured in local-only mode too.
+func (c *Conf) AnonymousAllowed() bool {
+	if c.AllowAnonymous != nil {
+		return *c.AllowAnonymous
+	}
+	return c.LocalOnly()
+}
+
+// NewConf returns a Conf holding mosquitto's defaults, as for an empty file.
+func NewConf() *Conf {
+	return &Conf{
+		AutosaveInterval:    1800 * time.Second,
+		MaxInflightMessages: 20,
+		MaxQueuedMessages:   1000,
+		RetainAvailable:     true,
+		SysInterval:         10 * time.Second,
+	}
+}
+
+// LoadConf reads a mosquitto.conf from path. See ParseConf.
+func LoadConf(path string) (*Conf, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open config file: %w", err)
+	}
+	defer f.Close()
+	return ParseConf(path, f)
+}
+
+// ParseConf reads a mosquitto.conf. name is used in messages. A directive
+// mosquitto knows but mqtt broker does not support gives a warning in
+// Conf.Warnings; an unknown directive or a bad value is a *FileError naming
+// file and line, with mosquitto's wording where mosquitto has one.
+// `include_dir DIR` reads DIR/*.conf in mosquitto's order (only from the
+// main file). Unlike mosquitto, comments may be indented, tabs separate
+// tokens, and numbers must be numbers (mosquitto reads "abc" as 0).
+func ParseConf(name string, r io.Reader) (*Conf, error) {
+	p := &confParser{c: NewConf(), seen: map[string]bool{}}
+	p.def = &ConfListener{MaxConnections: -1}
+	if err := p.parse(name, r, 0); err != nil {
+		return nil, err
+	}
+	if p.def.Line > 0 {
+		if p.def.Port == 0 {
+			p.def.Port = 1883
+		}
+		p.listeners = append(p.listeners, p.def)
+	}
+	for _, l := range p.listeners {
+		if (l.CertFile == "") != (l.KeyFile == "") {
+			return nil, &FileError{File: l.File, Line: l.Line,
+				Msg: fmt.Sprintf("Both certfile and keyfile must be provided to enable TLS on the listener on %s", l.Address())}
+		}
+		p.c.Listeners = append(p.c.Listeners, *l)
+	}
+	return p.c, nil
+}
+
+// confParser is the state of ParseConf across lines and included files.
+type confParser struct {
+	c         *Conf
+	listeners []*ConfListener
+	def       *ConfListener // the default listener (port, bind_address); Line > 0 once used
+	cur       *ConfListener // the last `listener`, which listener options apply to
+	seen      map[string]bool
+	file      string
+	line      int
+}
+
+func (p *confParser) errorf(format string, args ...any) error {
+	return &FileError{File: p.file, Line: p.line, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *confParser) warnf(format string, args ...any) {
+	p.c.Warnings = append(p.c.Warnings, fmt.Sprintf("%s:%d: ", p.file, p.line)+fmt.Sprintf(format, args...))
+}
+
+func (p *confParser) parse(name string, r io.Reader, level int) error {
+	br := bufio.NewReader(r)
+	line := 0
+	for {
+		raw, readErr := br.ReadString('\n')
+		if readErr != nil && readErr != io.EOF {
+			return fmt.Errorf("read config file %s: %w", name, readErr)
+		}
+		if raw == "" && readErr == io.EOF {
+			return nil
+		}
+		line++
+		p.file, p.line = name, line
+		if err := p.directive(strings.TrimFunc(raw, isCSpace), level); err != nil {
+			return err
+		}
+		if readErr == io.EOF {
+			return nil
+		}
+	}
+}
+
+// listenerOpt returns the listener a listener-scoped option applies to: the
+// current `listener`, or the default listener before the first one.
+func (p *confParser) listenerOpt() *ConfListener {
+	if p.cur != nil {
+		return p.cur
+	}
+	return p.useDefault()
+}
+
+// useDefault marks the default listener as wanted and returns it.
+func (p *confParser) useDefault() *ConfListener {
+	if p.def.Line == 0 {
+		p.def.File, p.def.Line = p.file, p.line
+	}
+	return p.def
+}
+
+func (p *confParser) directive(text string, level int) error {
+	if text == "" || text[0] == '#' {
+		return nil
+	}
+	key, value := text, ""
+	if i := strings.IndexAny(text, " \t"); i >= 0 {
+		key, value = text[:i], text[i+1:]
+	}
+	value = strings.TrimFunc(value, isCSpace)
+	c := p.c
+	var err error
+	switch key {
+	case "listener":
+		err = p.listener(value)
+	case "port":
+		var port int
+		if port, err = p.intValue(key, value, 1, 65535, "Invalid port value (%s)"); err == nil {
+			p.useDefault().Port = port
+		}
+	case "bind_address":
+		err = p.stringOnce(key, "default listener bind_address", value, &p.useDefault().Bind)
+	case "allow_anonymous":
+		var b bool
+		if b, err = p.boolValue(key, value); err == nil {
+			c.AllowAnonymous = &b
+		}
+	case "password_file":
+		err = p.stringOnce(key, key, value, &c.PasswordFile)
+	case "acl_file":
+		err = p.stringOnce(key, key, value, &c.ACLFile)
+	case "cafile":
+		l := p.listenerOpt()
+		err = p.stringListener(key, value, &l.CAFile)
+	case "certfile":
+		l := p.listenerOpt()
+		err = p.stringListener(key, value, &l.CertFile)
+	case "keyfile":
+		l := p.listenerOpt()
+		err = p.stringListener(key, value, &l.KeyFile)
+	case "require_certificate":
+		l := p.listenerOpt()
+		l.RequireCertificate, err = p.boolValue(key, value)
+	case "use_identity_as_username":
+		l := p.listenerOpt()
+		l.UseIdentityAsUsername, err = p.boolValue(key, value)
+	case "protocol":
+		l := p.listenerOpt()
+		switch value {
+		case "mqtt":
+			l.WebSockets = false
+		case "websockets":
+			l.WebSockets = true
+		case "":
+			err = p.errorf("Empty protocol value in configuration")
+		default:
+			err = p.errorf("Invalid protocol value (%s)", value)
+		}
+	case "max_connections":
+		l := p.listenerOpt()
+		l.MaxConnections, err = p.intValue(key, value, -1, 1<<31-1, "")
+	case "persistence":
+		c.Persistence, err = p.boolValue(key, value)
+	case "persistence_location":
+		err = p.stringOnce(key, key, value, &c.PersistenceLocation)
+	case "autosave_interval":
+		var n int
+		n, err = p.intValue(key, value, 0, 1<<31-1, "")
+		c.AutosaveInterval = time.Duration(n) * time.Second
+	case "max_inflight_messages":
+		c.MaxInflightMessages, err = p.intValue(key, value, 0, 65535, "")
+	case "max_queued_messages":
+		c.MaxQueuedMessages, err = p.intValue(key, value, 0, 1<<31-1, "")
+	case "message_size_limit":
+		c.MessageSizeLimit, err = p.intValue(key, value, 0, 268435455, "Invalid message_size_limit value (%s), must be between 0 and 268435455")
+	case "retain_available":
+		c.RetainAvailable, err = p.boolValue(key, value)
+	case "sys_interval":
+		var n int
+		n, err = p.intValue(key, value, 0, 65535, "")
+		c.SysInterval = time.Duration(n) * time.Second
+	case "log_type":
+		switch value {
+		case "debug", "error", "warning", "notice", "information", "subscribe", "unsubscribe", "websockets", "none", "all":
+			c.LogTypes = append(c.LogTypes, value)
+		case "":
+			err = p.errorf("Empty log_type value in configuration")
+		default:
+			err = p.errorf("Invalid log_type value (%s)", value)
+		}
+	case "per_listener_settings":
+		var b bool
+		if b, err = p.boolValue(key, value); err == nil && b {
+			err = p.errorf("per_listener_settings true is not supported: mqtt broker applies password_file, acl_file and allow_anonymous to all listeners")
+		}
+	case "log_dest":
+		if value != "stderr" {
+			p.warnf("log_dest %s is not supported, logging to stderr", value)
+		}
+	case "include_dir":
+		err = p.includeDir(value, level)
+	default:
+		if mosquittoDirective(key) {
+			p.warnf("%s is not supported by mqtt broker, ignored", key)
+			return nil
+		}
+		err = p.errorf("Unknown configuration variable %q", key)
+	}
+	return err
+}
+
+func (p *confParser) listener(value string) error {
+	fields := strings.Fields(value)
+	if len(fields) == 0 {
+		return p.errorf("Empty listener value in configuration")
+	}
+	if len(fields) > 2 {
+		return p.errorf("Invalid listener value (%s)", value)
+	}
+	port, err := strconv.Atoi(fields[0])
+	if err != nil || port < 0 || port > 65535 {
+		return p.errorf("Invalid port value (%s)", fields[0])
+	}
+	l := ConfListener{Port: port, MaxConnections: -1, File: p.file, Line: p.line}
+	if len(fields) == 2 {
+		l.Bind = fields[1]
+	}
+	if port == 0 {
+		if l.Bind == "" {
+			return p.errorf("A listener with port 0 must provide a Unix socket path")
+		}
+		l.Socket, l.Bind = l.Bind, ""
+	}
+	p.listeners = append(p.listeners, &l)
+	p.cur = &l
+	return nil
+}
+
+func (p *confParser) boolValue(key, value string) (bool, error) {
+	switch value {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	case "":
+		return false, p.errorf("Empty %s value in configuration", key)
+	}
+	return false, p.errorf("Invalid %s value (%s)", key, value)
+}
+
+// intValue parses a decimal integer in [lo, hi]; msg, when set, is the
+// format for an out-of-range or malformed value.
+func (p *confParser) intValue(key, value string, lo, hi int, msg string) (int, error) {
+	if value == "" {
+		return 0, p.errorf("Empty %s value in configuration", key)
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil || n < lo || n > hi {
+		if msg != "" {
+			return 0, p.errorf(msg, value)
+		}
+		return 0, p.errorf("Invalid %s value (%s), must be a number from %d to %d", key, value, lo, hi)
+	}
+	return n, nil
+}
+
+// stringOnce sets a global string option; mosquitto refuses duplicates.
+func (p *confParser) stringOnce(key, desc, value string, dst *string) error {
+	if value == "" {
+		return p.errorf("Empty %s value in configuration", desc)
+	}
+	if p.seen[key] {
+		return p.errorf("Duplicate %s value in configuration", desc)
+	}
+	p.seen[key] = true
+	*dst = value
+	return nil
+}
+
+// stringListener sets a per-listener string option once.
+func (p *confParser) stringListener(key, value string, dst *string) error {
+	if value == "" {
+		return p.errorf("Empty %s value in configuration", key)
+	}
+	if *dst != "" {
+		return p.errorf("Duplicate %s value in configuration", key)
+	}
+	*dst = value
+	return nil
+}
+
+// includeDir parses dir/*.conf in mosquitto's order: alphabetical ignoring
+// case, an upper-case letter before the same lower-case one.
+func (p *confParser) includeDir(dir string, level int) error {
+	if dir == "" {
+		return p.errorf("Empty include_dir value in configuration")
+	}
+	if level > 0 {
+		return p.errorf("include_dir is only valid in the main configuration file")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return p.errorf("Unable to open include_dir %q: %v", dir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".conf") {
+			names = append(names, e.Name())
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	file, line := p.file, p.line
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		f, err := os.Open(path)
+		if err != nil {
+			p.file, p.line = file, line
+			return p.errorf("Unable to open included file %q: %v", path, err)
+		}
+		err = p.parse(path, f, level+1)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	p.file, p.line = file, line
+	return nil
+}
+
+// mosquittoDirective reports whether name is a mosquitto 2.0 configuration
+// variable (from mosquitto.conf(5)), so that one we do not support is a
+// warning and a typo is an error.
+func mosquittoDirective(name string) bool {
+	if strings.HasPrefix(name, "auth_opt_") || strings.HasPrefix(name, "plugin_opt_") {
+		return true
+	}
+	_, ok := mosquittoDirectives[name]
+	return ok
+}
+
+var mosquittoDirectives = map[string]struct{}{
+	"address": {}, "addresses": {}, "allow_duplicate_messages": {}, "allow_zero_length_clientid": {},
+	"auth_plugin": {}, "auth_plugin_deny_special_chars": {}, "auto_id_prefix": {}, "autosave_on_changes": {},
+	"bind_interface": {}, "bridge_alpn": {}, "bridge_attempt_unsubscribe": {}, "bridge_bind_address": {},
+	"bridge_cafile": {}, "bridge_capath": {}, "bridge_certfile": {}, "bridge_identity": {}, "bridge_insecure": {},
+	"bridge_keyfile": {}, "bridge_max_packet_size": {}, "bridge_outgoing_retain": {}, "bridge_protocol_version": {},
+	"bridge_psk": {}, "bridge_require_ocsp": {}, "bridge_tls_version": {}, "capath": {}, "check_retain_source": {},
+	"ciphers": {}, "ciphers_tls1.3": {}, "cleansession": {}, "clientid": {}, "clientid_prefixes": {}, "connection": {},
+	"connection_messages": {}, "crlfile": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
+	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
+	"local_password": {}, "local_username": {}, "log_facility": {}, "log_timestamp": {}, "log_timestamp_format": {},
+	"max_inflight_bytes": {}, "max_keepalive": {}, "max_packet_size": {}, "max_qos": {}, "max_queued_bytes": {},
+	"max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
+	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "persistent_client_expiration": {},
+	"pid_file": {}, "plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},
+	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
+	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},
+	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "tls_version": {}, "topic": {}, "try_private": {},
+	"upgrade_outgoing_qos": {}, "use_subject_as_username": {}, "use_username_as_clientid": {}, "user": {},
+	"username": {}, "websockets_headers_size": {}, "websockets_log_level": {},
+}
