@@ -10,6 +10,10 @@ import (
 	"path/filepath"
 )
 
+// ErrNotRegular is the error (inside a *fs.PathError) of [WriteFile] when
+// the path is a folder or another file that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
 // NewFileMode is the mode of a password file that did not exist before.
 const NewFileMode fs.FileMode = 0o600
 
@@ -29,7 +33,7 @@ func WriteFile(path string, data []byte) (err error) {
 	switch {
 	case statErr == nil:
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("write %s: not a regular file", path)
+			return &fs.PathError{Op: "write", Path: path, Err: ErrNotRegular}
 		}
 		mode = fi.Mode().Perm()
 	case !errors.Is(statErr, fs.ErrNotExist):

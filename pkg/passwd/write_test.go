@@ -80,7 +80,9 @@ func TestWriteFileErrors(t *testing.T) {
 
 	sub := filepath.Join(dir, "sub")
 	require.NoError(t, os.Mkdir(sub, 0o700))
-	require.EqualError(t, WriteFile(sub, []byte("a:x\n")), "write "+sub+": not a regular file")
+	err = WriteFile(sub, []byte("a:x\n"))
+	require.ErrorIs(t, err, ErrNotRegular)
+	require.EqualError(t, err, "write "+sub+": not a regular file")
 	require.Equal(t, []string{"sub"}, entries(t, dir))
 }
 
