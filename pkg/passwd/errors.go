@@ -74,7 +74,7 @@ const (
 	// ProblemType means the hash does not start with $6$ or $7$ (for
 	// example a plain-text password).
 	ProblemType HashProblem = iota + 1
-	// ProblemFormat means the hash has the wrong number of '$' fields.
+	// ProblemFormat means the hash lacks a '$' field.
 	ProblemFormat
 	// ProblemIterations means the $7$ iteration count is not a number >= 1.
 	ProblemIterations
@@ -90,7 +90,7 @@ func (p HashProblem) String() string {
 	case ProblemType:
 		return "unknown type (want $6$ or $7$)"
 	case ProblemFormat:
-		return "wrong number of '$' fields (want $6$SALT$HASH or $7$ITERATIONS$SALT$HASH)"
+		return "missing '$' field (want $6$SALT$HASH or $7$ITERATIONS$SALT$HASH)"
 	case ProblemIterations:
 		return "iterations must be a number >= 1"
 	case ProblemSalt:

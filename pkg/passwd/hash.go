@@ -110,17 +110,24 @@ type parsedHash struct {
 	key  []byte // 64 bytes
 }
 
-// parseHash decodes "$6$SALT$HASH" or "$7$ITER$SALT$HASH".
+// parseHash decodes "$6$SALT$HASH" or "$7$ITER$SALT$HASH". Like the
+// mosquitto broker, which splits with strtok, it ignores empty fields and
+// anything after the hash, so "7$101$SALT$HASH$x" is read too.
 func parseHash(s string) (parsedHash, error) {
 	var h parsedHash
-	f := strings.Split(s, "$")
-	if len(f) < 2 || f[0] != "" || (f[1] != "6" && f[1] != "7") {
+	var f []string
+	for t := range strings.SplitSeq(s, "$") {
+		if t != "" {
+			f = append(f, t)
+		}
+	}
+	if len(f) == 0 || (f[0] != "6" && f[0] != "7") {
 		return h, &HashError{Problem: ProblemType}
 	}
-	h.kind = f[1][0]
-	rest := f[2:]
+	h.kind = f[0][0]
+	rest := f[1:]
 	if h.kind == '7' {
-		if len(rest) != 3 {
+		if len(rest) == 0 {
 			return h, &HashError{Problem: ProblemFormat}
 		}
 		n, err := strconv.Atoi(rest[0])
@@ -130,12 +137,15 @@ func parseHash(s string) (parsedHash, error) {
 		h.iter = n
 		rest = rest[1:]
 	}
-	if len(rest) != 2 {
+	if len(rest) == 0 {
 		return h, &HashError{Problem: ProblemFormat}
 	}
 	var ok bool
 	if h.salt, ok = decodeB64(rest[0], saltLen); !ok {
 		return h, &HashError{Problem: ProblemSalt}
+	}
+	if len(rest) == 1 {
+		return h, &HashError{Problem: ProblemFormat}
 	}
 	if h.key, ok = decodeB64(rest[1], keyLen); !ok {
 		return h, &HashError{Problem: ProblemDigest}

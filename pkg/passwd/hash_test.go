@@ -107,16 +107,17 @@ func TestVerifyMalformed(t *testing.T) {
 		{"empty", "", ProblemType},
 		{"md5 crypt", "$1$abc$def", ProblemType},
 		{"argon2id (2.1)", "$argon2id$v=19$m=47104,t=1,p=1$c2FsdA$aGFzaA", ProblemType},
-		{"no leading dollar", "7$101$" + salt + "$" + key, ProblemType},
 		{"7 missing hash", "$7$101$" + salt, ProblemFormat},
-		{"7 extra field", "$7$101$" + salt + "$" + key + "$x", ProblemFormat},
+		{"7 missing salt", "$7$101$", ProblemFormat},
+		{"7 only", "$7$", ProblemFormat},
 		{"6 missing hash", "$6$" + salt, ProblemFormat},
-		{"6 with iterations", "$6$101$" + salt + "$" + key, ProblemFormat},
+		{"6 only", "$6", ProblemFormat},
+		{"6 with iterations", "$6$101$" + salt + "$" + key, ProblemSalt},
+		{"only dollars", "$$$", ProblemType},
 		{"zero iterations", "$7$0$" + salt + "$" + key, ProblemIterations},
 		{"negative iterations", "$7$-5$" + salt + "$" + key, ProblemIterations},
 		{"plus iterations", "$7$+5$" + salt + "$" + key, ProblemIterations},
 		{"text iterations", "$7$abc$" + salt + "$" + key, ProblemIterations},
-		{"empty iterations", "$7$$" + salt + "$" + key, ProblemIterations},
 		{"salt not base64", "$7$101$!!!!$" + key, ProblemSalt},
 		{"salt 64 bytes (2.1)", "$7$101$" + strings.Repeat("AAAA", 21) + "AA==$" + key, ProblemSalt},
 		{"short hash", "$7$101$" + salt + "$AAAA", ProblemDigest},
@@ -132,6 +133,23 @@ func TestVerifyMalformed(t *testing.T) {
 			require.Contains(t, err.Error(), "invalid password hash: ")
 			require.ErrorAs(t, CheckHash(tt.hash), &he)
 		})
+	}
+}
+
+// The mosquitto broker splits hashes with strtok: empty fields and trailing
+// fields are ignored, and so is a missing leading '$' (checked against a
+// real mosquitto 2.0.11 broker).
+func TestVerifyStrtokForms(t *testing.T) {
+	const salt = "AAECAwQFBgcICQoL"
+	const key = "Xr99N9ym9ys8TWxis5ajETJq6EVYzmc6nb8t3pUYnPBbCAbICS4xejTltonXWCtJNBvA+By+TXUqU6qCblO00w=="
+	for _, h := range []string{
+		"7$101$" + salt + "$" + key,
+		"$7$101$" + salt + "$" + key + "$junk",
+		"$7$$101$" + salt + "$$" + key,
+	} {
+		ok, err := Verify("secret", h)
+		require.NoError(t, err, h)
+		require.True(t, ok, h)
 	}
 }
 
