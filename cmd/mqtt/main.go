@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command mqtt is an MQTT broker, publisher, subscriber and password tool
+// in one binary, compatible with mosquitto's.
+package main
+
+import (
+	"os"
+
+	"github.com/mqttkit/mqttkit/pkg/cli"
+)
+
+func main() { os.Exit(cli.Main()) }

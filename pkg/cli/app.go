@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package cli is the mqtt command line: one file per command, the shared
+// connection flags, and the one place that turns errors into exit codes.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mqttkit/mqttkit/internal/buildinfo"
+	"github.com/mqttkit/mqttkit/pkg/client"
+	"github.com/mqttkit/mqttkit/pkg/iostreams"
+)
+
+// Deps are the outside-world dependencies of every command. Main builds
+// the real ones; tests build fakes.
+type Deps struct {
+	IO    *iostreams.IOStreams
+	Log   *slog.Logger
+	Level *slog.LevelVar // -d / -v raise the level
+	Dial  client.DialFunc
+	Now   func() time.Time
+}
+
+// NewDeps returns the real dependencies: the process's streams, a text
+// logger on stderr, the real MQTT dialer and clock.
+func NewDeps() *Deps {
+	io := iostreams.System()
+	return newDeps(io)
+}
+
+func newDeps(io *iostreams.IOStreams) *Deps {
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
+	log := slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: level}))
+	return &Deps{IO: io, Log: log, Level: level, Dial: client.Dial, Now: time.Now}
+}
+
+// Main runs the mqtt command with the process's arguments and returns the
+// exit status. Only cmd/mqtt calls os.Exit with it.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, restore default handling so a second Ctrl-C kills.
+		<-ctx.Done()
+		stop()
+	}()
+	d := NewDeps()
+	return Run(ctx, d, os.Args)
+}
+
+// Run runs the app with args (args[0] is the program name), prints any
+// error once on stderr and returns the exit status.
+func Run(ctx context.Context, d *Deps, args []string) int {
+	err := newApp(d).RunContext(ctx, args)
+	if err != nil {
+		if msg := message(err); msg != "" {
+			fmt.Fprintln(d.IO.ErrOut, msg)
+		}
+		var ue *UsageError
+		if errors.As(err, &ue) {
+			name := "mqtt"
+			if ue.Cmd != "" {
+				name += " " + ue.Cmd
+			}
+			fmt.Fprintf(d.IO.ErrOut, "Use '%s --help' to see usage.\n", name)
+		}
+	}
+	return exitCode(err)
+}
+
+var setupFlags sync.Once
+
+// newApp builds the command tree. Every command is listed here.
+func newApp(d *Deps) *cli.App {
+	setupFlags.Do(func() {
+		// mosquitto uses -h for host, -v for verbose and -V for the protocol
+		// version: help and version are long-only (urfave/cli#1073).
+		cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+		cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+		cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildinfo.Get().String()) }
+	})
+	app := &cli.App{
+		Name:                   "mqtt",
+		Usage:                  "MQTT broker, publisher, subscriber and tools in one binary",
+		Version:                buildinfo.Get().Version,
+		Writer:                 d.IO.Out,
+		ErrWriter:              d.IO.ErrOut,
+		HideHelpCommand:        true,
+		UseShortOptionHandling: false,
+		EnableBashCompletion:   true,
+		ExitErrHandler:         func(*cli.Context, error) {},
+		OnUsageError:           onUsageError(""),
+		Commands: []*cli.Command{
+			newBrokerCmd(d, nil),
+			newPubCmd(d, nil),
+			newSubCmd(d, nil),
+		},
+	}
+	for _, c := range app.Commands {
+		if c.OnUsageError == nil {
+			c.OnUsageError = onUsageError(c.Name)
+		}
+	}
+	return app
+}
+
+func onUsageError(cmd string) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		return &UsageError{Cmd: cmd, Err: err}
+	}
+}
+
+// noArgs rejects positional arguments: mosquitto's tools take none, and
+// urfave/cli stops parsing flags at the first one (urfave/cli#1177).
+func noArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return &UsageError{Cmd: c.Command.Name, Err: fmt.Errorf("unexpected argument %q (flags must come before any argument; quote values with spaces)", c.Args().First())}
+	}
+	return nil
+}
+
+// withCmd names the command in a usage error from complete().
+func withCmd(c *cli.Context, err error) error {
+	var ue *UsageError
+	if errors.As(err, &ue) && ue.Cmd == "" {
+		ue.Cmd = c.Command.Name
+	}
+	return err
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/pkg/iostreams"
+)
+
+// testDeps returns Deps on buffers and the buffers.
+func testDeps(t *testing.T) (*Deps, *iostreams.IOStreams) {
+	t.Helper()
+	io, _, _, _ := iostreams.Test()
+	return newDeps(io), io
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	io, _, out, errOut := iostreams.Test()
+	d := newDeps(io)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code = Run(ctx, d, append([]string{"mqtt"}, args...))
+	return code, out.String(), errOut.String()
+}
+
+func TestNewPubCmd(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    PubOptions
+		wantErr string
+	}{
+		{name: "defaults", args: []string{"-t", "a", "-m", "hi"}, want: PubOptions{Topic: "a", Message: "hi"}},
+		{name: "qos retain", args: []string{"-t", "a", "-m", "", "-q", "2", "-r"}, want: PubOptions{Topic: "a", QoS: 2, Retain: true}},
+		{name: "long flags", args: []string{"--topic", "a/b", "--message", "x", "--qos", "1"}, want: PubOptions{Topic: "a/b", Message: "x", QoS: 1}},
+		{name: "missing topic", args: []string{"-m", "x"}, wantErr: "Both topic and message must be supplied."},
+		{name: "missing message", args: []string{"-t", "x"}, wantErr: "Both topic and message must be supplied."},
+		{name: "bad qos", args: []string{"-t", "a", "-m", "x", "-q", "3"}, wantErr: "Invalid QoS given: 3"},
+		{name: "wildcard", args: []string{"-t", "a/+", "-m", "x"}, wantErr: "Invalid publish topic 'a/+'"},
+		{name: "positional", args: []string{"-t", "a", "-m", "x", "y"}, wantErr: `unexpected argument "y"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := testDeps(t)
+			var got *PubOptions
+			cmd := newPubCmd(d, func(_ context.Context, _ *Deps, o *PubOptions) error { got = o; return nil })
+			app := newApp(d)
+			app.Commands = append(app.Commands[:0:0], cmd)
+			err := app.Run(append([]string{"mqtt", "pub"}, tc.args...))
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				require.Equal(t, ExitFailure, exitCode(err))
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want.Topic, got.Topic)
+			require.Equal(t, tc.want.Message, got.Message)
+			require.Equal(t, tc.want.QoS, got.QoS)
+			require.Equal(t, tc.want.Retain, got.Retain)
+			require.Equal(t, "localhost", got.cfg.Host)
+			require.Equal(t, 1883, got.cfg.Port)
+			require.EqualValues(t, 60, got.cfg.KeepAlive)
+		})
+	}
+}
+
+func TestRunPubSub(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("t/#"))
+	port := b.PortString()
+
+	code, out, errOut := run(t, "pub", "-h", b.Host, "-p", port, "-t", "t/1", "-m", "one", "-q", "1")
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	msgs, err := b.WaitMessages(1, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, testbroker.Msg{Topic: "t/1", Payload: "one", QoS: 1}, msgs[0])
+
+	require.NoError(t, b.Publish("t/r", []byte("kept"), true, 1))
+	code, out, errOut = run(t, "sub", "-h", b.Host, "-p", port, "-t", "t/r", "-C", "1", "-v")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "t/r kept\n", out)
+}
+
+func TestRunConnectionRefused(t *testing.T) {
+	b := testbroker.Start(t)
+	port := b.PortString()
+	require.NoError(t, b.Close())
+	code, _, errOut := run(t, "pub", "-h", "127.0.0.1", "-p", port, "-t", "a", "-m", "x")
+	require.Equal(t, ExitFailure, code)
+	require.Contains(t, errOut, "Error: Connection refused")
+
+	code, _, errOut = run(t, "pub", "--quiet", "-h", "127.0.0.1", "-p", port, "-t", "a", "-m", "x")
+	require.Equal(t, ExitFailure, code)
+	require.Empty(t, errOut)
+}

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/pkg/client"
+)
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, ExitOK},
+		{"plain", errors.New("x"), ExitFailure},
+		{"usage", usageErrorf("bad"), ExitFailure},
+		{"exit error", &ExitError{Code: ExitTimeout, Err: errors.New("Timed out")}, ExitTimeout},
+		{"wrapped exit error", fmt.Errorf("x: %w", &ExitError{Code: 7}), 7},
+		{"connack v3", &client.ConnectError{Version: client.V311, Code: 5}, 5},
+		{"connack v5", fmt.Errorf("connect: %w", &client.ConnectError{Version: client.V5, Code: 135}), 135},
+		{"interrupted", context.Canceled, ExitInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, exitCode(tc.err))
+		})
+	}
+}
+
+func TestMessage(t *testing.T) {
+	require.Equal(t, "Connection error: Connection Refused: not authorised.",
+		message(&client.ConnectError{Version: client.V311, Code: 5}))
+	require.Equal(t, "Connection error: Not authorized", message(&client.ConnectError{Version: client.V5, Code: 135}))
+	require.Equal(t, "", message(&ExitError{Code: 1, Err: errors.New("x"), Silent: true}))
+	require.Equal(t, "Error: boom", message(errors.New("boom")))
+}
+
+// TestExitCodesDoc keeps docs/exit-codes.md and the constants in step.
+func TestExitCodesDoc(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/exit-codes.md")
+	require.NoError(t, err)
+	rows := regexp.MustCompile(`(?m)^\| (\d+) \| (Exit\w+) \|`).FindAllStringSubmatch(string(doc), -1)
+	consts := map[string]int{"ExitOK": ExitOK, "ExitFailure": ExitFailure, "ExitTimeout": ExitTimeout, "ExitInterrupted": ExitInterrupted}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		want, ok := consts[r[2]]
+		require.True(t, ok, "docs/exit-codes.md names unknown constant %s", r[2])
+		require.Equal(t, fmt.Sprint(want), r[1], "docs/exit-codes.md: %s", r[2])
+		seen[r[2]] = true
+	}
+	for name := range consts {
+		require.True(t, seen[name], "docs/exit-codes.md does not list %s", name)
+	}
+}

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package client is the MQTT client used by the mqtt commands: one small
+// interface with an MQTT 5 implementation (paho.golang) and room for an
+// MQTT 3.1/3.1.1 one behind the same interface.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is an MQTT protocol level as sent in CONNECT.
+type Version byte
+
+// Protocol levels.
+const (
+	V31  Version = 3 // MQTT 3.1
+	V311 Version = 4 // MQTT 3.1.1
+	V5   Version = 5 // MQTT 5.0
+)
+
+// String returns the name mosquitto uses for the version.
+func (v Version) String() string {
+	switch v {
+	case V31:
+		return "mqttv31"
+	case V311:
+		return "mqttv311"
+	case V5:
+		return "mqttv5"
+	}
+	return "mqtt(" + strconv.Itoa(int(v)) + ")"
+}
+
+// ParseVersion accepts mosquitto's -V spellings: 5, mqttv5, 311, mqttv311, 31, mqttv31.
+func ParseVersion(s string) (Version, error) {
+	switch strings.ToLower(s) {
+	case "5", "mqttv5":
+		return V5, nil
+	case "311", "mqttv311":
+		return V311, nil
+	case "31", "mqttv31":
+		return V31, nil
+	}
+	return 0, fmt.Errorf("invalid protocol version %q (want 5, 311 or 31)", s)
+}
+
+// Config describes one connection to a broker.
+type Config struct {
+	Host     string
+	Port     int
+	Version  Version
+	ClientID string // empty: the broker assigns one (3.1.1, 5)
+
+	KeepAlive      uint16
+	Username       string
+	Password       string
+	PasswordSet    bool          // send the password even when empty
+	CleanStart     bool          // clean session / clean start
+	SessionExpiry  *uint32       // MQTT 5 session expiry interval
+	ConnectTimeout time.Duration // TCP, TLS and CONNACK together; 0 means 10 s
+
+	// TLS, when set, wraps the connection in TLS.
+	TLS *tls.Config
+	// BindAddress is the local address to bind the socket to (-A).
+	BindAddress string
+	// NoDelay sets TCP_NODELAY.
+	NoDelay bool
+
+	Will *Message
+
+	// ConnectProps are extra MQTT 5 CONNECT properties.
+	ConnectProps *ConnectProperties
+
+	Log *slog.Logger
+}
+
+// Addr returns host:port.
+func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// ConnectProperties are the MQTT 5 CONNECT properties a user may set.
+type ConnectProperties struct {
+	ReceiveMaximum     *uint16
+	TopicAliasMaximum  *uint16
+	MaximumPacketSize  *uint32
+	RequestProblemInfo *bool
+	RequestRespInfo    *bool
+	WillDelayInterval  *uint32
+	AuthMethod         string
+	AuthData           []byte
+	User               []UserProperty
+}
+
+// UserProperty is one MQTT 5 user property.
+type UserProperty struct{ Key, Value string }
+
+// Properties are the MQTT 5 properties of a PUBLISH.
+type Properties struct {
+	PayloadFormat   *byte
+	MessageExpiry   *uint32
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	SubscriptionIDs []int
+	TopicAlias      *uint16
+	User            []UserProperty
+}
+
+// Message is an application message, sent or received.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	MID     uint16      // packet identifier (0 at QoS 0)
+	Props   *Properties // MQTT 5 only
+	Time    time.Time   // when it was received
+}
+
+// Subscription is one topic filter with its options.
+type Subscription struct {
+	Filter            string
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+}
+
+// Handler receives messages. It is called from one goroutine, in order;
+// it must not block for long.
+type Handler func(*Message)
+
+// Client is a connected MQTT client.
+type Client interface {
+	// Publish sends m and, at QoS 1 and 2, waits for its acknowledgement.
+	Publish(ctx context.Context, m *Message) error
+	// Subscribe sends one SUBSCRIBE and returns the granted QoS or reason code per filter.
+	Subscribe(ctx context.Context, subs []Subscription) ([]byte, error)
+	// Unsubscribe sends one UNSUBSCRIBE for the filters.
+	Unsubscribe(ctx context.Context, filters []string) error
+	// Disconnect sends DISCONNECT and closes the connection.
+	Disconnect(ctx context.Context) error
+	// Done is closed when the connection ends, for any reason.
+	Done() <-chan struct{}
+	// Err reports why the connection ended (nil after Disconnect).
+	Err() error
+	// ClientID is the client identifier in use (assigned by the broker if it chose one).
+	ClientID() string
+}
+
+// DialFunc connects a client; commands take one so tests can replace it.
+type DialFunc func(ctx context.Context, cfg *Config, h Handler) (Client, error)
+
+// Dial connects to the broker with the protocol version in cfg.
+func Dial(ctx context.Context, cfg *Config, h Handler) (Client, error) {
+	switch cfg.Version {
+	case V5, 0:
+		return dialV5(ctx, cfg, h)
+	case V311, V31:
+		return dialV3(ctx, cfg, h)
+	}
+	return nil, fmt.Errorf("unsupported protocol version %d", cfg.Version)
+}
+
+// ErrNotConnected is returned when the connection was lost.
+var ErrNotConnected = errors.New("the client is not currently connected")
+
+// ConnectError is a CONNACK refusal.
+type ConnectError struct {
+	Version Version
+	Code    byte   // CONNACK return code (3.x) or reason code (5)
+	Reason  string // MQTT 5 reason string sent by the broker, if any
+}
+
+// Error returns mosquitto's wording for the refusal, without the
+// "Connection error: " prefix.
+func (e *ConnectError) Error() string {
+	if e.Version != V5 {
+		return connackText3(e.Code)
+	}
+	if e.Code == 132 {
+		return "Unsupported Protocol Version. Try connecting to an MQTT v5 broker, or use MQTT v3.x mode."
+	}
+	return ReasonText(e.Code)
+}
+
+// PublishError is a PUBACK or PUBREC with a failure reason code (MQTT 5).
+type PublishError struct {
+	Code   byte
+	Reason string
+}
+
+func (e *PublishError) Error() string {
+	s := ReasonText(e.Code)
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+func connackText3(code byte) string {
+	switch code {
+	case 1:
+		return "Connection Refused: unacceptable protocol version."
+	case 2:
+		return "Connection Refused: identifier rejected."
+	case 3:
+		return "Connection Refused: broker unavailable."
+	case 4:
+		return "Connection Refused: bad user name or password."
+	case 5:
+		return "Connection Refused: not authorised."
+	}
+	return "Connection Refused: unknown reason."
+}
+
+var reasonTexts = map[byte]string{
+	0: "Success", 1: "Granted QoS 1", 2: "Granted QoS 2", 4: "Disconnect with Will Message",
+	16: "No matching subscribers", 17: "No subscription existed",
+	128: "Unspecified error", 129: "Malformed Packet", 130: "Protocol Error",
+	131: "Implementation specific error", 132: "Unsupported Protocol Version",
+	133: "Client Identifier not valid", 134: "Bad User Name or Password", 135: "Not authorized",
+	136: "Server unavailable", 137: "Server busy", 138: "Banned", 139: "Server shutting down",
+	140: "Bad authentication method", 141: "Keep Alive timeout", 142: "Session taken over",
+	143: "Topic Filter invalid", 144: "Topic Name invalid", 145: "Packet Identifier in use",
+	146: "Packet Identifier not found", 147: "Receive Maximum exceeded", 148: "Topic Alias invalid",
+	149: "Packet too large", 150: "Message rate too high", 151: "Quota exceeded",
+	152: "Administrative action", 153: "Payload format invalid", 154: "Retain not supported",
+	155: "QoS not supported", 156: "Use another server", 157: "Server moved",
+	158: "Shared Subscriptions not supported", 159: "Connection rate exceeded",
+	160: "Maximum connect time", 161: "Subscription identifiers not supported",
+	162: "Wildcard Subscriptions not supported",
+}
+
+// ReasonText returns the MQTT 5 reason string mosquitto prints for code.
+func ReasonText(code byte) string {
+	if s, ok := reasonTexts[code]; ok {
+		return s
+	}
+	return "Unknown reason"
+}
+
+func (c *Config) timeout() time.Duration {
+	if c.ConnectTimeout > 0 {
+		return c.ConnectTimeout
+	}
+	return 10 * time.Second
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// dialConn opens the network connection described by cfg.
+func dialConn(ctx context.Context, cfg *Config) (net.Conn, error) {
+	d := &net.Dialer{}
+	if cfg.BindAddress != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.BindAddress)}
+		if d.LocalAddr.(*net.TCPAddr).IP == nil {
+			return nil, fmt.Errorf("invalid bind address %q", cfg.BindAddress)
+		}
+	}
+	conn, err := d.DialContext(ctx, "tcp", cfg.Addr())
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(cfg.NoDelay)
+	}
+	if cfg.TLS != nil {
+		tcfg := cfg.TLS.Clone()
+		if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
+			tcfg.ServerName = cfg.Host
+		}
+		tc := tls.Client(conn, tcfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tc
+	}
+	return conn, nil
+}

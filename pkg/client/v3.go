@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+)
+
+// v3Client implements Client with paho.mqtt.golang (MQTT 3.1 and 3.1.1).
+type v3Client struct {
+	c    mqtt3.Client
+	done chan struct{}
+	once sync.Once
+
+	mu  sync.Mutex
+	err error
+	bye bool
+}
+
+func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
+	log := cfg.logger()
+	log.Debug("connecting", "addr", cfg.Addr(), "version", cfg.Version.String(), "client_id", cfg.ClientID)
+	vc := &v3Client{done: make(chan struct{})}
+	o := mqtt3.NewClientOptions()
+	o.AddBroker("tcp://" + cfg.Addr())
+	o.SetProtocolVersion(uint(cfg.Version))
+	o.SetClientID(cfg.ClientID)
+	o.SetUsername(cfg.Username)
+	o.SetPassword(cfg.Password)
+	o.SetCleanSession(cfg.CleanStart)
+	o.SetKeepAlive(time.Duration(cfg.KeepAlive) * time.Second)
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetConnectTimeout(cfg.timeout())
+	o.SetOrderMatters(true)
+	if cfg.Will != nil {
+		o.SetBinaryWill(cfg.Will.Topic, cfg.Will.Payload, cfg.Will.QoS, cfg.Will.Retain)
+	}
+	o.SetCustomOpenConnectionFn(func(*url.URL, mqtt3.ClientOptions) (net.Conn, error) {
+		return dialConn(ctx, cfg)
+	})
+	o.SetConnectionLostHandler(func(_ mqtt3.Client, err error) {
+		vc.fail(err)
+		vc.close()
+	})
+	if h != nil {
+		o.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
+			h(&Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained(), MID: m.MessageID(), Time: time.Now()})
+		})
+	}
+	vc.c = mqtt3.NewClient(o)
+	tok := vc.c.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		if ct, ok := tok.(*mqtt3.ConnectToken); ok && ct.ReturnCode() > 0 && ct.ReturnCode() < 0x80 {
+			return nil, &ConnectError{Version: cfg.Version, Code: ct.ReturnCode()}
+		}
+		return nil, err
+	}
+	log.Debug("connected", "addr", cfg.Addr())
+	return vc, nil
+}
+
+func (vc *v3Client) fail(err error) {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.err == nil && !vc.bye {
+		vc.err = err
+	}
+}
+
+func (vc *v3Client) close() { vc.once.Do(func() { close(vc.done) }) }
+
+func (vc *v3Client) Err() error {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.bye {
+		return nil
+	}
+	return vc.err
+}
+
+func (vc *v3Client) Done() <-chan struct{} { return vc.done }
+
+func (vc *v3Client) ClientID() string {
+	r := vc.c.OptionsReader()
+	return r.ClientID()
+}
+
+func wait(ctx context.Context, t mqtt3.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (vc *v3Client) Publish(ctx context.Context, m *Message) error {
+	if m.Props != nil {
+		return errors.New("MQTT 5 properties cannot be sent with MQTT 3.1.1")
+	}
+	err := wait(ctx, vc.c.Publish(m.Topic, m.QoS, m.Retain, m.Payload))
+	if errors.Is(err, mqtt3.ErrNotConnected) {
+		if e := vc.Err(); e != nil {
+			return e
+		}
+		return ErrNotConnected
+	}
+	return err
+}
+
+func (vc *v3Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte, error) {
+	filters := make(map[string]byte, len(subs))
+	for _, s := range subs {
+		filters[s.Filter] = s.QoS
+	}
+	t := vc.c.SubscribeMultiple(filters, nil)
+	if err := wait(ctx, t); err != nil {
+		return nil, err
+	}
+	res := t.(*mqtt3.SubscribeToken).Result()
+	out := make([]byte, len(subs))
+	for i, s := range subs {
+		out[i] = res[s.Filter]
+	}
+	return out, nil
+}
+
+func (vc *v3Client) Unsubscribe(ctx context.Context, filters []string) error {
+	return wait(ctx, vc.c.Unsubscribe(filters...))
+}
+
+func (vc *v3Client) Disconnect(ctx context.Context) error {
+	vc.mu.Lock()
+	vc.bye = true
+	vc.mu.Unlock()
+	vc.c.Disconnect(250)
+	vc.close()
+	return nil
+}
+

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// v5Client implements Client with paho.golang (MQTT 5).
+type v5Client struct {
+	c    *paho.Client
+	cfg  *Config
+	done chan struct{}
+
+	mu  sync.Mutex
+	err error
+	bye bool
+}
+
+func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
+	log := cfg.logger()
+	log.Debug("connecting", "addr", cfg.Addr(), "version", V5.String(), "client_id", cfg.ClientID)
+	conn, err := dialConn(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	vc := &v5Client{cfg: cfg, done: make(chan struct{})}
+	pc := paho.ClientConfig{
+		Conn:          packets.NewThreadSafeConn(conn),
+		PacketTimeout: cfg.timeout(),
+		OnClientError: func(err error) { vc.fail(err) },
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			reason := ""
+			if d.Properties != nil {
+				reason = d.Properties.ReasonString
+			}
+			vc.fail(&DisconnectError{Code: d.ReasonCode, Reason: reason})
+		},
+	}
+	if h != nil {
+		pc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) {
+				h(fromPaho(pr.Packet))
+				return true, nil
+			},
+		}
+	}
+	vc.c = paho.NewClient(pc)
+
+	cp := &paho.Connect{
+		ClientID:   cfg.ClientID,
+		KeepAlive:  cfg.KeepAlive,
+		CleanStart: cfg.CleanStart,
+		Username:   cfg.Username,
+		Password:   []byte(cfg.Password),
+	}
+	cp.UsernameFlag = cfg.Username != ""
+	cp.PasswordFlag = cfg.Password != "" || cfg.PasswordSet
+	props := &paho.ConnectProperties{SessionExpiryInterval: cfg.SessionExpiry, RequestProblemInfo: true}
+	if p := cfg.ConnectProps; p != nil {
+		props.ReceiveMaximum = p.ReceiveMaximum
+		props.TopicAliasMaximum = p.TopicAliasMaximum
+		props.MaximumPacketSize = p.MaximumPacketSize
+		if p.RequestProblemInfo != nil {
+			props.RequestProblemInfo = *p.RequestProblemInfo
+		}
+		if p.RequestRespInfo != nil {
+			props.RequestResponseInfo = *p.RequestRespInfo
+		}
+		props.AuthMethod = p.AuthMethod
+		props.AuthData = p.AuthData
+		props.User = toPahoUser(p.User)
+	}
+	cp.Properties = props
+	if w := cfg.Will; w != nil {
+		cp.WillMessage = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+		wp := &paho.WillProperties{}
+		if cfg.ConnectProps != nil {
+			wp.WillDelayInterval = cfg.ConnectProps.WillDelayInterval
+		}
+		if p := w.Props; p != nil {
+			wp.PayloadFormat = p.PayloadFormat
+			wp.MessageExpiry = p.MessageExpiry
+			wp.ContentType = p.ContentType
+			wp.ResponseTopic = p.ResponseTopic
+			wp.CorrelationData = p.CorrelationData
+			wp.User = toPahoUser(p.User)
+		}
+		cp.WillProperties = wp
+	}
+	ca, err := vc.c.Connect(ctx, cp)
+	if err != nil {
+		conn.Close()
+		if ca != nil && ca.ReasonCode >= 0x80 {
+			reason := ""
+			if ca.Properties != nil {
+				reason = ca.Properties.ReasonString
+			}
+			return nil, &ConnectError{Version: V5, Code: ca.ReasonCode, Reason: reason}
+		}
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("no CONNACK from %s within %s", cfg.Addr(), cfg.timeout())
+		}
+		return nil, err
+	}
+	if ca.Properties != nil && ca.Properties.AssignedClientID != "" {
+		log.Debug("broker assigned client id", "client_id", ca.Properties.AssignedClientID)
+	}
+	go func() {
+		<-vc.c.Done()
+		vc.fail(ErrNotConnected)
+		close(vc.done)
+	}()
+	log.Debug("connected", "addr", cfg.Addr(), "client_id", vc.c.ClientID())
+	return vc, nil
+}
+
+// DisconnectError is a DISCONNECT sent by the server (MQTT 5).
+type DisconnectError struct {
+	Code   byte
+	Reason string
+}
+
+func (e *DisconnectError) Error() string {
+	s := "disconnected by the broker: " + ReasonText(e.Code)
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	return s
+}
+
+func (vc *v5Client) fail(err error) {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.err == nil && !vc.bye {
+		vc.err = err
+	}
+}
+
+func (vc *v5Client) Err() error {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.bye {
+		return nil
+	}
+	return vc.err
+}
+
+func (vc *v5Client) Done() <-chan struct{} { return vc.done }
+func (vc *v5Client) ClientID() string      { return vc.c.ClientID() }
+
+func (vc *v5Client) Publish(ctx context.Context, m *Message) error {
+	p := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: toPahoProps(m.Props)}
+	resp, err := vc.c.Publish(ctx, p)
+	if resp != nil && resp.ReasonCode >= 0x80 {
+		reason := ""
+		if resp.Properties != nil {
+			reason = resp.Properties.ReasonString
+		}
+		return &PublishError{Code: resp.ReasonCode, Reason: reason}
+	}
+	if err != nil {
+		if e := vc.Err(); e != nil {
+			return e
+		}
+		return err
+	}
+	return nil
+}
+
+func (vc *v5Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte, error) {
+	s := &paho.Subscribe{}
+	for _, sub := range subs {
+		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{
+			Topic: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling,
+		})
+	}
+	sa, err := vc.c.Subscribe(ctx, s)
+	if sa != nil {
+		return sa.Reasons, nil
+	}
+	return nil, err
+}
+
+func (vc *v5Client) Unsubscribe(ctx context.Context, filters []string) error {
+	_, err := vc.c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	return err
+}
+
+func (vc *v5Client) Disconnect(ctx context.Context) error {
+	vc.mu.Lock()
+	vc.bye = true
+	vc.mu.Unlock()
+	err := vc.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	select {
+	case <-vc.done:
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	return err
+}
+
+func toPahoUser(u []UserProperty) paho.UserProperties {
+	if len(u) == 0 {
+		return nil
+	}
+	out := make(paho.UserProperties, len(u))
+	for i, p := range u {
+		out[i] = paho.UserProperty{Key: p.Key, Value: p.Value}
+	}
+	return out
+}
+
+func toPahoProps(p *Properties) *paho.PublishProperties {
+	if p == nil {
+		return nil
+	}
+	return &paho.PublishProperties{
+		PayloadFormat: p.PayloadFormat, MessageExpiry: p.MessageExpiry, ContentType: p.ContentType,
+		ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, TopicAlias: p.TopicAlias,
+		User: toPahoUser(p.User),
+	}
+}
+
+func fromPaho(p *paho.Publish) *Message {
+	m := &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, MID: p.PacketID, Time: time.Now()}
+	if pp := p.Properties; pp != nil {
+		props := &Properties{
+			PayloadFormat: pp.PayloadFormat, MessageExpiry: pp.MessageExpiry, ContentType: pp.ContentType,
+			ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData, TopicAlias: pp.TopicAlias,
+		}
+		if pp.SubscriptionIdentifier != nil {
+			props.SubscriptionIDs = []int{*pp.SubscriptionIdentifier}
+		}
+		for _, u := range pp.User {
+			props.User = append(props.User, UserProperty(u))
+		}
+		if props.PayloadFormat != nil || props.MessageExpiry != nil || props.ContentType != "" ||
+			props.ResponseTopic != "" || props.CorrelationData != nil || props.TopicAlias != nil ||
+			props.SubscriptionIDs != nil || props.User != nil {
+			m.Props = props
+		}
+	}
+	return m
+}
