@@ -3,10 +3,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +40,7 @@ func TestScript(t *testing.T) {
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
-		Condition: condition,
+		Condition:           condition,
 		Setup: func(env *testscript.Env) error {
 			b, err := testbroker.New()
 			if err != nil {

@@ -150,4 +150,3 @@ func (vc *v3Client) Disconnect(ctx context.Context) error {
 	vc.close()
 	return nil
 }
-
