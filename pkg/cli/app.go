@@ -106,6 +106,7 @@ func newApp(d *Deps) *cli.App {
 			newBrokerCmd(d, nil),
 			newPubCmd(d, nil),
 			newSubCmd(d, nil),
+			newPasswdCmd(d, nil),
 		},
 	}
 	for _, c := range app.Commands {
