@@ -107,6 +107,7 @@ func newApp(d *Deps) *cli.App {
 			newPubCmd(d, nil),
 			newSubCmd(d, nil),
 			newPasswdCmd(d, nil),
+			newSimulateSensorCmd(d, nil),
 			newCompletionCmd(d),
 		},
 	}

@@ -255,9 +255,10 @@ func TestReportStatusLines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	lines := make(chan string, 10)
 	done := make(chan struct{})
+	start := f.Stats().Snapshot(clk.Now())
 	go func() {
 		defer close(done)
-		sensor.Report(ctx, clk, f.Stats(), 5*time.Second, func(l string) { lines <- l })
+		sensor.Report(ctx, clk, f.Stats(), start, 5*time.Second, func(l string) { lines <- l })
 	}()
 	<-clk.Waiting()
 	f.Stats().AddReconnect()

@@ -72,9 +72,10 @@ func (s Snapshot) StatusLine(prev Snapshot) string {
 }
 
 // Report calls emit with a status line every period until ctx is done.
-// The first line comes one period after the call.
-func Report(ctx context.Context, clk Clock, s *Stats, every time.Duration, emit func(line string)) {
-	prev := s.Snapshot(clk.Now())
+// The first line comes one period after the call, with the rate since
+// prev, a snapshot the caller takes before it starts sending (taking it
+// here would race with the first sends).
+func Report(ctx context.Context, clk Clock, s *Stats, prev Snapshot, every time.Duration, emit func(line string)) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
+
+	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/pkg/client"
+	"github.com/mqttkit/mqttkit/pkg/iostreams"
+	"github.com/mqttkit/mqttkit/pkg/sensor"
+	"github.com/mqttkit/mqttkit/pkg/sensor/sensortest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// sensorDeps returns Deps on synchronised buffers whose Dial counts calls.
+func sensorDeps(t *testing.T) (d *Deps, out, errOut *syncBuffer, dials *int) {
+	t.Helper()
+	io, _, _, _ := iostreams.Test()
+	out, errOut = &syncBuffer{}, &syncBuffer{}
+	io.Out, io.ErrOut = out, errOut
+	d = newDeps(io)
+	var mu sync.Mutex
+	n := 0
+	d.Dial = func(ctx context.Context, cfg *client.Config, h client.Handler) (client.Client, error) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		return client.Dial(ctx, cfg, h)
+	}
+	return d, out, errOut, &n
+}
+
+// parseSensor runs the command's flag handling and returns the options.
+func parseSensor(t *testing.T, d *Deps, args ...string) (*SensorOptions, error) {
+	t.Helper()
+	var got *SensorOptions
+	cmd := newSimulateSensorCmd(d, func(_ context.Context, _ *Deps, o *SensorOptions) error { got = o; return nil })
+	app := newApp(d)
+	app.Commands = []*cli.Command{cmd}
+	cmd.OnUsageError = onUsageError(cmd.Name)
+	err := app.Run(append([]string{"mqtt", "simulate-sensor"}, args...))
+	return got, err
+}
+
+func TestNewSimulateSensorCmd(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		topics   []string
+		interval time.Duration
+		lo, hi   float64
+		unit     sensor.Unit
+		count    int
+		sensors  int
+	}{
+		{name: "course defaults", topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 1},
+		{name: "fleet default topic", args: []string{"--sensors", "3"}, topics: []string{"sensor/1/temp", "sensor/2/temp", "sensor/3/temp"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 3},
+		{name: "fleet own topic", args: []string{"--sensors", "2", "-t", "home/{{.Sensor}}/{{.Unit}}"}, topics: []string{"home/1/C", "home/2/C"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 2},
+		{name: "one topic for a fleet", args: []string{"--sensors", "2", "--topic", "all"}, topics: []string{"all", "all"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 2},
+		{name: "fahrenheit default range", args: []string{"--unit", "F"}, topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: 68, hi: 86, unit: "F", sensors: 1},
+		{name: "kelvin with min", args: []string{"--unit", "k", "--min", "290"}, topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: 290, hi: 303.15, unit: "K", sensors: 1},
+		{name: "interval duration", args: []string{"--interval", "250ms", "--count", "4"}, topics: []string{"sensor/temp"}, interval: 250 * time.Millisecond, lo: 20, hi: 30, unit: "C", count: 4, sensors: 1},
+		{name: "interval seconds", args: []string{"--interval", "0.5"}, topics: []string{"sensor/temp"}, interval: 500 * time.Millisecond, lo: 20, hi: 30, unit: "C", sensors: 1},
+		{name: "negative range", args: []string{"--min", "-10", "--max", "-5.5"}, topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: -10, hi: -5.5, unit: "C", sensors: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _, _, dials := sensorDeps(t)
+			o, err := parseSensor(t, d, tc.args...)
+			require.NoError(t, err)
+			require.Equal(t, tc.topics, o.fleet.Topics())
+			require.Equal(t, tc.interval, o.interval)
+			require.Equal(t, tc.lo, o.Min)
+			require.Equal(t, tc.hi, o.Max)
+			require.Equal(t, tc.count, o.Count)
+			require.Equal(t, tc.sensors, o.fleet.Sensors())
+			require.Equal(t, "localhost", o.cfg.Host)
+			require.Equal(t, 1883, o.cfg.Port)
+			require.Zero(t, *dials)
+		})
+	}
+}
+
+func TestSimulateSensorSeed(t *testing.T) {
+	d, _, _, _ := sensorDeps(t)
+	a, err := parseSensor(t, d, "--seed", "42")
+	require.NoError(t, err)
+	require.Equal(t, uint64(42), a.Seed)
+	// Without --seed every run draws a fresh one.
+	b, err := parseSensor(t, d)
+	require.NoError(t, err)
+	c, err := parseSensor(t, d)
+	require.NoError(t, err)
+	require.NotEqual(t, b.Seed, c.Seed)
+}
+
+// Every bad input is one clear line plus the help hint, exit 1, and
+// nothing is dialled.
+func TestSimulateSensorBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--min", "30", "--max", "20"}, "Error: --min 30 is above --max 20"},
+		{[]string{"--min", "90", "--unit", "F"}, "Error: --min 90 is above --max 86 (the default for °F)"},
+		{[]string{"--max", "10"}, "Error: --min 20 (the default for °C) is above --max 10"},
+		{[]string{"--min", "NaN"}, "Error: --min must be a finite number, not NaN"},
+		{[]string{"--max", "inf"}, "Error: --max must be a finite number, not +Inf"},
+		{[]string{"--min", "20.001", "--max", "20.009"}, "Error: --min/--max: no value with 2 decimals lies between min 20.001 and max 20.009"},
+		{[]string{"--interval", "0"}, "Error: --interval must be positive, not 0"},
+		{[]string{"--interval", "-1s"}, "Error: --interval must be positive, not -1s"},
+		{[]string{"--interval", "soon"}, `Error: invalid --interval "soon": want a duration such as 2s, 500ms or 1m`},
+		{[]string{"--count", "-1"}, "Error: --count must be 0 (no limit) or more, not -1"},
+		{[]string{"--model", "gauss"}, `Error: --model: unknown model "gauss" (want uniform, walk or sine)`},
+		{[]string{"--unit", "R"}, `Error: --unit: unknown unit "R" (want C, F or K)`},
+		{[]string{"--format", "{{.Value"}, "Error: --format: template: format:1: unclosed action"},
+		{[]string{"--format", "{{.Foo}}"}, "Error: --format: template: format:1:2: executing \"format\" at <.Foo>: can't evaluate field Foo in type sensor.Reading (fields: .Value .Unit .Sensor .Seq .Time)"},
+		{[]string{"--format", "{{index .Sensor 3}}"}, "Error: --format: template: format:1:2: executing \"format\" at <index .Sensor 3>: error calling index: index out of range: 3"},
+		{[]string{"--json", "--format", "{{.Value}}"}, "Error: --format and --json cannot be used together"},
+		{[]string{"-q", "3"}, "Error: Invalid QoS given: 3"},
+		{[]string{"--sensors", "0"}, "Error: --sensors must be between 1 and 1000000, not 0"},
+		{[]string{"--connections", "2"}, "Error: --connections must be between 1 and --sensors (1), not 2"},
+		{[]string{"-t", "a/#"}, "Error: Invalid publish topic 'a/#', does it contain '+' or '#'?"},
+		{[]string{"-t", ""}, "Error: empty topic"},
+		{[]string{"-t", "s/{{.Value}}"}, "Error: -t: template: topic:1:4: executing \"topic\" at <.Value>: can't evaluate field Value in type sensor.TopicData (fields: .Sensor .Unit)"},
+		{[]string{"--sensors", "2", "-t", "s/{{.Sensor}}/+"}, `Error: -t "s/{{.Sensor}}/+" gives topic "s/1/+": Invalid publish topic 's/1/+', does it contain '+' or '#'?`},
+		{[]string{"--min", "warm"}, `Error: invalid value "warm" for flag -min: parse error`},
+		{[]string{"-p", "70000"}, "Error: Invalid port given: 70000"},
+		{[]string{"now"}, `Error: unexpected argument "now"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			d, out, errOut, dials := sensorDeps(t)
+			code := Run(context.Background(), d, append([]string{"mqtt", "simulate-sensor"}, tc.args...))
+			require.Equal(t, ExitFailure, code)
+			lines := strings.Split(strings.TrimSuffix(errOut.String(), "\n"), "\n")
+			require.Len(t, lines, 2, errOut.String())
+			require.True(t, strings.HasPrefix(lines[0], tc.want), "got %q, want prefix %q", lines[0], tc.want)
+			require.Equal(t, "Use 'mqtt simulate-sensor --help' to see usage.", lines[1])
+			require.Empty(t, out.String())
+			require.Zero(t, *dials, "bad input must be reported before connecting")
+		})
+	}
+}
+
+// runSensorCmd parses args against broker b, lets adjust change the
+// options, runs the command and returns its error.
+func runSensorCmd(t *testing.T, ctx context.Context, d *Deps, b *testbroker.Broker, adjust func(*SensorOptions), args ...string) error {
+	t.Helper()
+	o, err := parseSensor(t, d, append([]string{"-h", b.Host, "-p", b.PortString()}, args...)...)
+	require.NoError(t, err)
+	if adjust != nil {
+		adjust(o)
+	}
+	return runSimulateSensor(ctx, d, o)
+}
+
+func wantValues(t *testing.T, seed uint64, sensorNum, n int) []string {
+	t.Helper()
+	g, err := sensor.NewGenerator(sensor.DefaultConfig(seed), sensorNum)
+	require.NoError(t, err)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = sensor.FormatValue(g.Next(time.Time{})) + "°C"
+	}
+	return out
+}
+
+func TestRunSimulateSensorCourseOutput(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	d, out, errOut, _ := sensorDeps(t)
+	require.NoError(t, runSensorCmd(t, context.Background(), d, b, nil, "--count", "4", "--interval", "10ms", "--seed", "42"))
+
+	vals := wantValues(t, 42, 1, 4)
+	msgs, err := b.WaitMessages(4, 5*time.Second)
+	require.NoError(t, err)
+	var sent strings.Builder
+	for i, v := range vals {
+		require.Equal(t, testbroker.Msg{Topic: "sensor/temp", Payload: "Temperature: " + v}, msgs[i])
+		sent.WriteString("Sent: " + v + "\n")
+	}
+	require.Equal(t, sent.String(), out.String())
+	require.Empty(t, errOut.String())
+}
+
+// With the default interval the readings are 2 s apart; a fake clock
+// shows it without waiting.
+func TestRunSimulateSensorEveryTwoSeconds(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	d, _, _, _ := sensorDeps(t)
+	t0 := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	clk := sensortest.NewClock(t0)
+	done := make(chan error, 1)
+	go func() {
+		done <- runSensorCmd(t, context.Background(), d, b, func(o *SensorOptions) { o.clock = clk },
+			"--count", "3", "--format", `{{.Seq}} {{.Time.Format "15:04:05.000"}}`)
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			msgs, err := b.WaitMessages(3, 5*time.Second)
+			require.NoError(t, err)
+			require.Equal(t, "1 10:00:00.000", msgs[0].Payload)
+			require.Equal(t, "2 10:00:02.000", msgs[1].Payload)
+			require.Equal(t, "3 10:00:04.000", msgs[2].Payload)
+			require.Equal(t, t0.Add(4*time.Second), clk.Now())
+			return
+		case <-clk.Waiting():
+			clk.FireNext()
+		case <-deadline:
+			t.Fatal("simulate-sensor did not finish")
+		}
+	}
+}
+
+func TestRunSimulateSensorFleet(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("sensor/#"))
+	d, out, errOut, dials := sensorDeps(t)
+	err := runSensorCmd(t, context.Background(), d, b, nil,
+		"--sensors", "4", "--connections", "2", "--count", "2", "--interval", "20ms", "--json", "--seed", "7", "-q", "1", "-r", "-i", "fleet")
+	require.NoError(t, err)
+	require.Equal(t, 2, *dials)
+
+	msgs, err := b.WaitMessages(8, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, msgs, 8)
+	gens := map[string]*sensor.Generator{}
+	for j, m := range msgs {
+		n := j%4 + 1
+		require.Equal(t, fmt.Sprintf("sensor/%d/temp", n), m.Topic)
+		require.True(t, m.Retain)
+		require.Equal(t, byte(1), m.QoS)
+		name := strconv.Itoa(n)
+		if gens[name] == nil {
+			gens[name], err = sensor.NewGenerator(sensor.DefaultConfig(7), n)
+			require.NoError(t, err)
+		}
+		want := fmt.Sprintf(`{"sensor":"%d","value":%v,"unit":"C","seq":%d,"ts":"`, n, gens[name].Next(time.Time{}), j/4+1)
+		require.True(t, strings.HasPrefix(m.Payload, want), "got %s, want prefix %s", m.Payload, want)
+	}
+	require.Empty(t, out.String(), "fleets print a status line instead of Sent lines")
+	require.Regexp(t, `^sent=8 rate=[0-9.]+/s errors=0 reconnects=0 lag=\S+\n$`, errOut.String())
+}
+
+func TestRunSimulateSensorQuietPrintsStatusOnly(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	d, out, errOut, _ := sensorDeps(t)
+	require.NoError(t, runSensorCmd(t, context.Background(), d, b, nil, "--quiet", "--count", "3", "--interval", "5ms"))
+	_, err := b.WaitMessages(3, 5*time.Second)
+	require.NoError(t, err)
+	require.Empty(t, out.String())
+	require.Regexp(t, `^sent=3 rate=[0-9.]+/s errors=0 reconnects=0 lag=\S+\n$`, errOut.String())
+}
+
+// Status lines come every few seconds; a fake clock makes them exact.
+func TestRunSimulateSensorStatusLines(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	d, _, errOut, _ := sensorDeps(t)
+	clk := sensortest.NewClock(time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC))
+	done := make(chan error, 1)
+	go func() {
+		done <- runSensorCmd(t, context.Background(), d, b, func(o *SensorOptions) {
+			o.clock = clk
+			o.statusEvery = 4250 * time.Millisecond // never on a send
+		}, "--sensors", "2", "--count", "5")
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			require.Equal(t, "sent=5 rate=1.2/s errors=0 reconnects=0 lag=0s\n"+
+				"sent=9 rate=0.9/s errors=0 reconnects=0 lag=0s\n"+
+				"sent=10 rate=1.1/s errors=0 reconnects=0 lag=0s\n", errOut.String())
+			return
+		default:
+		}
+		// Fire only when both the fleet and the reporter wait, so that
+		// their order is the clock's, not the scheduler's.
+		if clk.Pending() >= 2 {
+			clk.FireNext()
+		}
+		require.False(t, time.Now().After(deadline), "simulate-sensor did not finish")
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRunSimulateSensorInterruptIsNormalEnd(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	d, out, _, _ := sensorDeps(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runSensorCmd(t, ctx, d, b, nil, "--interval", "5ms") }()
+	_, err := b.WaitMessages(3, 5*time.Second)
+	require.NoError(t, err)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "Ctrl-C ends simulate-sensor with exit 0")
+	case <-time.After(10 * time.Second):
+		t.Fatal("simulate-sensor did not stop")
+	}
+	require.Contains(t, out.String(), "Sent: ")
+}
+
+func TestRunSimulateSensorConnectionRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, l.Close())
+	d, out, errOut, _ := sensorDeps(t)
+	code := Run(context.Background(), d, []string{"mqtt", "simulate-sensor", "-h", "127.0.0.1", "-p", port, "--count", "1"})
+	require.Equal(t, ExitFailure, code)
+	require.Contains(t, errOut.String(), "Error: Connection refused")
+	require.Empty(t, out.String())
+}
+
+// proxy forwards TCP connections to a broker and can cut them all, as a
+// broker restart or a network failure would.
+type proxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{l: l, target: target}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) port() string { return strconv.Itoa(p.l.Addr().(*net.TCPAddr).Port) }
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, u)
+		p.mu.Unlock()
+		p.wg.Go(func() { _, _ = io.Copy(u, c); u.Close(); c.Close() })
+		p.wg.Go(func() { _, _ = io.Copy(c, u); u.Close(); c.Close() })
+	}
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestRunSimulateSensorReconnects(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("#"))
+	p := startProxy(t, net.JoinHostPort(b.Host, b.PortString()))
+	d, _, errOut, dials := sensorDeps(t)
+	o, err := parseSensor(t, d, "-h", "127.0.0.1", "-p", p.port(), "--interval", "5ms", "--seed", "3")
+	require.NoError(t, err)
+	o.retryDelay = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runSimulateSensor(ctx, d, o) }()
+
+	_, err = b.WaitMessages(3, 5*time.Second)
+	require.NoError(t, err)
+	p.cut()
+	waitFor(t, func() bool { return strings.Contains(errOut.String(), "Reconnected to 127.0.0.1:"+p.port()+".") })
+	before := len(b.Messages())
+	_, err = b.WaitMessages(before+3, 5*time.Second)
+	require.NoError(t, err, "readings flow again after the reconnect")
+	cancel()
+	require.NoError(t, <-done)
+
+	require.GreaterOrEqual(t, *dials, 2)
+	require.Contains(t, errOut.String(), "Connection to 127.0.0.1:"+p.port()+" lost (")
+	require.Contains(t, errOut.String(), "). Reconnecting every 10ms.\n")
+	require.Equal(t, uint64(1), o.fleet.Stats().Snapshot(time.Now()).Reconnects)
+}
+
+// A broker that refuses the connection on a reconnect ends the command
+// with the refusal, as mosquitto_sub does.
+func TestRunSimulateSensorRefusedReconnectIsFatal(t *testing.T) {
+	b := testbroker.Start(t)
+	d, _, _, _ := sensorDeps(t)
+	o, err := parseSensor(t, d, "-h", b.Host, "-p", b.PortString(), "--interval", "5ms")
+	require.NoError(t, err)
+	o.retryDelay = time.Millisecond
+	require.NoError(t, b.Record("#"))
+	refused := &client.ConnectError{Version: client.V5, Code: 135}
+	var (
+		mu    sync.Mutex
+		first client.Client
+	)
+	d.Dial = func(ctx context.Context, cfg *client.Config, h client.Handler) (client.Client, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil {
+			return nil, refused
+		}
+		cl, err := client.Dial(ctx, cfg, h)
+		first = cl
+		return cl, err
+	}
+	go func() {
+		// Once readings flow, drop the connection: the reconnect is refused.
+		if _, err := b.WaitMessages(1, 5*time.Second); err == nil {
+			mu.Lock()
+			cl := first
+			mu.Unlock()
+			_ = cl.Disconnect(context.Background())
+		}
+	}()
+	err = runSimulateSensor(context.Background(), d, o)
+	require.ErrorIs(t, err, refused)
+	require.Equal(t, 135, exitCode(err))
+	require.False(t, errors.Is(err, context.Canceled))
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
