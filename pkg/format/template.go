@@ -17,6 +17,10 @@ const MaxFieldWidth = 1 << 20
 type Template struct {
 	src string
 	ops []op
+
+	// hex20 reproduces mosquitto 2.0's %x width bug (only width/2 bytes
+	// printed). Tests set it to compare with a real 2.0 mosquitto_sub.
+	hex20 bool
 }
 
 type opKind uint8
@@ -215,7 +219,7 @@ func (t *Template) Append(dst []byte, m *Message, pretty bool) ([]byte, error) {
 			dst = appendInt(dst, m.Time.Nanosecond(), 9, '0')
 		case opPercent:
 			var ok bool
-			dst, ok = o.appendPercent(dst, m, pretty)
+			dst, ok = o.appendPercent(dst, m, pretty, t.hex20)
 			if !ok {
 				errs = append(errs, &JSONPayloadError{Topic: m.Topic})
 			}
@@ -229,7 +233,7 @@ func (t *Template) Append(dst []byte, m *Message, pretty bool) ([]byte, error) {
 
 // appendPercent renders one %-specifier. ok is false only for %J with a
 // payload that is not valid JSON.
-func (o *op) appendPercent(dst []byte, m *Message, pretty bool) (_ []byte, ok bool) {
+func (o *op) appendPercent(dst []byte, m *Message, pretty, hex20 bool) (_ []byte, ok bool) {
 	p := m.Properties
 	switch o.spec {
 	case 'A':
@@ -286,7 +290,7 @@ func (o *op) appendPercent(dst []byte, m *Message, pretty bool) (_ []byte, ok bo
 		}
 		return dst, true
 	case 'p':
-		return o.appendPayload(dst, m.Payload, 0), true
+		return o.appendPayload(dst, m.Payload, 0, false), true
 	case 'q':
 		return append(dst, '0'+m.QoS), true
 	case 'R':
@@ -311,9 +315,9 @@ func (o *op) appendPercent(dst []byte, m *Message, pretty bool) (_ []byte, ok bo
 		dst = append(dst, '.')
 		return appendInt(dst, m.Time.Nanosecond(), 9, '0'), true
 	case 'x':
-		return o.appendPayload(dst, m.Payload, 1), true
+		return o.appendPayload(dst, m.Payload, 1, hex20), true
 	case 'X':
-		return o.appendPayload(dst, m.Payload, 2), true
+		return o.appendPayload(dst, m.Payload, 2, hex20), true
 	}
 	return dst, true
 }
@@ -386,14 +390,17 @@ const hexUpper = "0123456789ABCDEF"
 // printf("%*s") with a negative width does, a negative padding still
 // prints that many spaces (so "%-p" appends len(payload) spaces, exactly
 // like mosquitto 2.0 and 2.1).
-func (o *op) appendPayload(dst []byte, payload []byte, hex int) []byte {
+func (o *op) appendPayload(dst []byte, payload []byte, hex int, hex20 bool) []byte {
 	n := len(payload)
 	var padn int
 	if o.width > 0 {
 		if n > o.width {
 			n = o.width
 		}
-		if hex > 0 {
+		if hex > 0 && hex20 {
+			n /= 2
+			padn = o.width - 2*n
+		} else if hex > 0 {
 			padn = o.width - 2*n
 		} else {
 			padn = o.width - n

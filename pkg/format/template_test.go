@@ -4,6 +4,7 @@ package format
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -39,65 +40,68 @@ func msgEmpty() *Message {
 // properties (full) and one with none and an empty payload (empty). The
 // expected strings follow mosquitto_sub 2.0 (hex width: 2.1); the interop
 // test checks the same rules against the real mosquitto_sub.
+// templateCases is shared with the interop test, which renders the same
+// format strings with the real mosquitto_sub.
+var templateCases = []struct {
+	name, format string
+	full, empty  string
+}{
+	{"topic", "%t", "sensors/room1/temp", "a/b"},
+	{"payload", "%p", "hello", ""},
+	{"percent qos retain mid len", "%%|%q|%r|%m|%l", "%|1|1|42|5", "%|0|0|0|0"},
+	{"string width precision", "%10t|%-10t|%.2t|%5.1t|%.t|%0.5t",
+		"sensors/room1/temp|sensors/room1/temp|se|    s||senso", "       a/b|a/b       |a/|    a||a/b"},
+	{"integer flags", "%08l|%-8l|%8l|%-08m|%05q|%5.2l",
+		"00000005|5       |       5|42      |1|    5", "00000000|0       |       0|0       |0|    0"},
+	{"hex", "%x|%X", "68656c6c6f|68656C6C6F", "|"},
+	{"hex width (2.1 rules)", "%10x|%-12x|%4x|%-x|%3X|%012x",
+		"68656c6c6f|68656c6c6f  |68656c6c|68656c6c6f     |68656C|0068656c6c6f",
+		"          |            |    ||   |000000000000"},
+	{"payload width", "%-12p|%012p|%3p|%-p|%5p|%.2p",
+		"hello       |0000000hello|hel|hello     |hello|hello", "            |000000000000|   ||     |"},
+	{"topic alias", "%A|%5A|%-5A|%05A", "5|    5|5    |00005", "|     |     |00000"},
+	{"content type", "%C|%12C|%-12C|%.4C|%05C",
+		"text/plain|  text/plain|text/plain  |text|text/plain", "|            |            ||     "},
+	{"correlation data", "[%D]", "[corr\x00id]", "[]"},
+	{"message expiry", "%E|%8E|%-8E|%08E", "3600|    3600|3600    |00003600", "|        |        |00000000"},
+	{"payload format", "%F|%3F|%03F", "1|  1|001", "|   |000"},
+	{"user properties", "[%P]", "[k1:v1 k1:v2 k2:v3]", "[]"},
+	{"response topic", "%R|%12R|%-12R|%.5R|%5R",
+		"reply/here|  reply/here|reply/here  |reply|reply/here", "||||"},
+	{"subscription identifier", "%S|%4S|%04S", "7|   7|0007", "|    |0000"},
+	{"iso time", "%I", "2024-10-16T20:28:05+0100", "2024-10-16T20:28:05+0100"},
+	{"iso time width", "%30I|%-26I|%.10I",
+		"      2024-10-16T20:28:05+0100|2024-10-16T20:28:05+0100  |2024-10-16",
+		"      2024-10-16T20:28:05+0100|2024-10-16T20:28:05+0100  |2024-10-16"},
+	{"unix time", "%U|%-30U", "1729106885.123456789|1729106885.123456789", "1729106885.123456789|1729106885.123456789"},
+	{"strftime date", "@Y-@m-@d @H:@M:@S.@N @z @Z",
+		"2024-10-16 20:28:05.123456789 +0100 CET", "2024-10-16 20:28:05.123456789 +0100 CET"},
+	{"strftime names", "@@|@%|@a @A @b @B @h @j @u @w @V @G @g @U @W",
+		"@|%|Wed Wednesday Oct October Oct 290 3 3 42 2024 24 41 42",
+		"@|%|Wed Wednesday Oct October Oct 290 3 3 42 2024 24 41 42"},
+	{"strftime composites", "@c|@D|@x|@F|@T|@X|@r|@R|@p|@P|@I|@l|@k|@e|@C|@y|@s|@n|@t",
+		"Wed Oct 16 20:28:05 2024|10/16/24|10/16/24|2024-10-16|20:28:05|20:28:05|08:28:05 PM|20:28|PM|pm|08| 8|20|16|20|24|1729106885|\n|\t",
+		"Wed Oct 16 20:28:05 2024|10/16/24|10/16/24|2024-10-16|20:28:05|20:28:05|08:28:05 PM|20:28|PM|pm|08| 8|20|16|20|24|1729106885|\n|\t"},
+	{"strftime unknown", "@Q|@5|@E|@-", "%Q|   %5|%E|%-", "%Q|   %5|%E|%-"},
+	{"escapes", `\t|\n|\\|\a\e\v\r|\0`, "\t|\n|\\|\a\x1b\v\r|\x00", "\t|\n|\\|\a\x1b\v\r|\x00"},
+	{"json escaped", "%j",
+		`{"tst":"2024-10-16T20:28:05.123456+0100","topic":"sensors/room1/temp","qos":1,"retain":1,"payloadlen":5,"mid":42,` +
+			`"properties":{"payload-format-indicator":1,"message-expiry-interval":3600,"content-type":"text/plain",` +
+			`"response-topic":"reply/here","correlation-data":"corr","subscription-identifier":7,"topic-alias":5,` +
+			`"user-properties":{"k1":"v1","k1":"v2","k2":"v3"}},"payload":"hello"}`,
+		`{"tst":"2024-10-16T20:28:05.123456+0100","topic":"a/b","qos":0,"retain":0,"payloadlen":0,"payload":null}`},
+	{"json embedded", "<%J>", "<>",
+		`<{"tst":"2024-10-16T20:28:05.123456+0100","topic":"a/b","qos":0,"retain":0,"payloadlen":0,"payload":null}>`},
+	{"flags -0 and 00", "%-05l|%-0t|%00p", "5    |sensors/room1/temp|hello", "0    |a/b|"},
+	{"percent with width", "%5%|%-5%|%.3%", "%|%|%", "%|%|%"},
+	{"literal", "plain text, no specifiers", "plain text, no specifiers", "plain text, no specifiers"},
+	{"empty", "", "", ""},
+	{"mixed", `%t\t%p @H:@M %q%r`, "sensors/room1/temp\thello 20:28 11", "a/b\t 20:28 00"},
+}
+
 func TestTemplate(t *testing.T) {
-	tests := []struct {
-		name, format string
-		full, empty  string
-	}{
-		{"topic", "%t", "sensors/room1/temp", "a/b"},
-		{"payload", "%p", "hello", ""},
-		{"percent qos retain mid len", "%%|%q|%r|%m|%l", "%|1|1|42|5", "%|0|0|0|0"},
-		{"string width precision", "%10t|%-10t|%.2t|%5.1t|%.t|%0.5t",
-			"sensors/room1/temp|sensors/room1/temp|se|    s||senso", "       a/b|a/b       |a/|    a||a/b"},
-		{"integer flags", "%08l|%-8l|%8l|%-08m|%05q|%5.2l",
-			"00000005|5       |       5|42      |1|    5", "00000000|0       |       0|0       |0|    0"},
-		{"hex", "%x|%X", "68656c6c6f|68656C6C6F", "|"},
-		{"hex width (2.1 rules)", "%10x|%-12x|%4x|%-x|%3X|%012x",
-			"68656c6c6f|68656c6c6f  |68656c6c|68656c6c6f     |68656C|0068656c6c6f",
-			"          |            |    ||   |000000000000"},
-		{"payload width", "%-12p|%012p|%3p|%-p|%5p|%.2p",
-			"hello       |0000000hello|hel|hello     |hello|hello", "            |000000000000|   ||     |"},
-		{"topic alias", "%A|%5A|%-5A|%05A", "5|    5|5    |00005", "|     |     |00000"},
-		{"content type", "%C|%12C|%-12C|%.4C|%05C",
-			"text/plain|  text/plain|text/plain  |text|text/plain", "|            |            ||     "},
-		{"correlation data", "[%D]", "[corr\x00id]", "[]"},
-		{"message expiry", "%E|%8E|%-8E|%08E", "3600|    3600|3600    |00003600", "|        |        |00000000"},
-		{"payload format", "%F|%3F|%03F", "1|  1|001", "|   |000"},
-		{"user properties", "[%P]", "[k1:v1 k1:v2 k2:v3]", "[]"},
-		{"response topic", "%R|%12R|%-12R|%.5R|%5R",
-			"reply/here|  reply/here|reply/here  |reply|reply/here", "||||"},
-		{"subscription identifier", "%S|%4S|%04S", "7|   7|0007", "|    |0000"},
-		{"iso time", "%I", "2024-10-16T20:28:05+0100", "2024-10-16T20:28:05+0100"},
-		{"iso time width", "%30I|%-26I|%.10I",
-			"      2024-10-16T20:28:05+0100|2024-10-16T20:28:05+0100  |2024-10-16",
-			"      2024-10-16T20:28:05+0100|2024-10-16T20:28:05+0100  |2024-10-16"},
-		{"unix time", "%U|%-30U", "1729106885.123456789|1729106885.123456789", "1729106885.123456789|1729106885.123456789"},
-		{"strftime date", "@Y-@m-@d @H:@M:@S.@N @z @Z",
-			"2024-10-16 20:28:05.123456789 +0100 CET", "2024-10-16 20:28:05.123456789 +0100 CET"},
-		{"strftime names", "@@|@%|@a @A @b @B @h @j @u @w @V @G @g @U @W",
-			"@|%|Wed Wednesday Oct October Oct 290 3 3 42 2024 24 41 42",
-			"@|%|Wed Wednesday Oct October Oct 290 3 3 42 2024 24 41 42"},
-		{"strftime composites", "@c|@D|@x|@F|@T|@X|@r|@R|@p|@P|@I|@l|@k|@e|@C|@y|@s|@n|@t",
-			"Wed Oct 16 20:28:05 2024|10/16/24|10/16/24|2024-10-16|20:28:05|20:28:05|08:28:05 PM|20:28|PM|pm|08| 8|20|16|20|24|1729106885|\n|\t",
-			"Wed Oct 16 20:28:05 2024|10/16/24|10/16/24|2024-10-16|20:28:05|20:28:05|08:28:05 PM|20:28|PM|pm|08| 8|20|16|20|24|1729106885|\n|\t"},
-		{"strftime unknown", "@Q|@5|@E|@-", "%Q|   %5|%E|%-", "%Q|   %5|%E|%-"},
-		{"escapes", `\t|\n|\\|\a\e\v\r|\0`, "\t|\n|\\|\a\x1b\v\r|\x00", "\t|\n|\\|\a\x1b\v\r|\x00"},
-		{"json escaped", "%j",
-			`{"tst":"2024-10-16T20:28:05.123456+0100","topic":"sensors/room1/temp","qos":1,"retain":1,"payloadlen":5,"mid":42,` +
-				`"properties":{"payload-format-indicator":1,"message-expiry-interval":3600,"content-type":"text/plain",` +
-				`"response-topic":"reply/here","correlation-data":"corr","subscription-identifier":7,"topic-alias":5,` +
-				`"user-properties":{"k1":"v1","k1":"v2","k2":"v3"}},"payload":"hello"}`,
-			`{"tst":"2024-10-16T20:28:05.123456+0100","topic":"a/b","qos":0,"retain":0,"payloadlen":0,"payload":null}`},
-		{"json embedded", "<%J>", "<>",
-			`<{"tst":"2024-10-16T20:28:05.123456+0100","topic":"a/b","qos":0,"retain":0,"payloadlen":0,"payload":null}>`},
-		{"flags -0 and 00", "%-05l|%-0t|%00p", "5    |sensors/room1/temp|hello", "0    |a/b|"},
-		{"percent with width", "%5%|%-5%|%.3%", "%|%|%", "%|%|%"},
-		{"literal", "plain text, no specifiers", "plain text, no specifiers", "plain text, no specifiers"},
-		{"empty", "", "", ""},
-		{"mixed", `%t\t%p @H:@M %q%r`, "sensors/room1/temp\thello 20:28 11", "a/b\t 20:28 00"},
-	}
-	require.GreaterOrEqual(t, len(tests), 30)
-	for _, tt := range tests {
+	require.GreaterOrEqual(t, len(templateCases), 30)
+	for _, tt := range templateCases {
 		t.Run(tt.name, func(t *testing.T) {
 			tmpl, err := Compile(tt.format)
 			require.NoError(t, err)
@@ -167,7 +171,7 @@ func TestTemplateEdgeCases(t *testing.T) {
 			`"payload":{"a":[1,2.5,true,null],"b":"xé"}}`, render("%J", m))
 	})
 	t.Run("negative UTC offset with minutes", func(t *testing.T) {
-		m := &Message{Topic: "z", Time: time.Date(2024, 1, 2, 3, 4, 5, 6000, time.FixedZone("NST", -(3*3600 + 30*60)))}
+		m := &Message{Topic: "z", Time: time.Date(2024, 1, 2, 3, 4, 5, 6000, time.FixedZone("NST", -(3*3600+30*60)))}
 		require.Equal(t, "2024-01-02T03:04:05-0330", render("%I", m))
 		require.Contains(t, render("%j", m), `"tst":"2024-01-02T03:04:05.000006-0330"`)
 	})
@@ -266,5 +270,44 @@ func TestCompileErrors(t *testing.T) {
 			require.True(t, errors.As(err, &ferr))
 			require.Equal(t, tt.msg, err.Error())
 		})
+	}
+}
+
+// TestHex20 pins the mosquitto 2.0 %x width bug that Template.hex20
+// reproduces for the interop test (and that we deliberately do not follow).
+func TestHex20(t *testing.T) {
+	tmpl, err := Compile("%10x|%-12x|%4X|%x|%-3x")
+	require.NoError(t, err)
+	tmpl.hex20 = true
+	got, err := tmpl.Append(nil, msgFull(), false)
+	require.NoError(t, err)
+	require.Equal(t, "      6865|6865        |6865|68656c6c6f|68 ", string(got))
+}
+
+// TestNoAllocs guards the per-message hot path.
+func TestNoAllocs(t *testing.T) {
+	m := msgFull()
+	buf := make([]byte, 0, 4096)
+	for _, f := range []string{"%t %p", "%I %U %x %j", "@Y-@m-@d @H:@M:@S.@N @z %t %P %C %E", "%J"} {
+		tmpl, err := Compile(f)
+		require.NoError(t, err)
+		allocs := testing.AllocsPerRun(100, func() {
+			buf, _ = tmpl.Append(buf[:0], m, false)
+		})
+		if f == "%J" {
+			// The payload "hello" is not JSON: the error value allocates.
+			continue
+		}
+		require.Zero(t, allocs, "format %q", f)
+	}
+	jm := &Message{Topic: "j", Payload: []byte(`{"a":[1,2.5,"x\u00e9"],"b":null}`), Time: testTime}
+	tmpl, err := Compile("%J")
+	require.NoError(t, err)
+	require.Zero(t, testing.AllocsPerRun(100, func() { buf, _ = tmpl.Append(buf[:0], jm, true) }))
+	require.Zero(t, testing.AllocsPerRun(100, func() { buf = AppendJSON(buf[:0], m) }))
+	for _, o := range []Options{{}, {Verbose: true}, {Verbose: true, Palette: NewPalette(true)}} {
+		p, err := NewPrinter(o)
+		require.NoError(t, err)
+		require.Zero(t, testing.AllocsPerRun(100, func() { _, _ = p.Print(io.Discard, m) }))
 	}
 }
