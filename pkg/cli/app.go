@@ -108,6 +108,7 @@ func newApp(d *Deps) *cli.App {
 			newSubCmd(d, nil),
 			newPasswdCmd(d, nil),
 			newSimulateSensorCmd(d, nil),
+			newDemoCmd(d, nil),
 			newCompletionCmd(d),
 		},
 	}

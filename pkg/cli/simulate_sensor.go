@@ -47,6 +47,7 @@ type SensorOptions struct {
 	clock       sensor.Clock  // schedules readings and status lines
 	retryDelay  time.Duration // between reconnect attempts; 0 means 1 s
 	statusEvery time.Duration // between status lines; 0 means 5 s
+	silent      bool          // neither Sent nor status lines: mqtt demo prints what arrives instead
 }
 
 const (
@@ -111,7 +112,18 @@ func (o *SensorOptions) complete(c *cli.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
+	// With Nagle's algorithm on, paho's split writes wait for the broker's
+	// delayed ACK: about 40 ms per QoS 1 publish. A sensor wants each
+	// reading on the wire at once.
+	cfg.NoDelay = true
 	o.cfg = cfg
+	return o.build(d, c.IsSet)
+}
+
+// build checks the sensor flags and builds the fleet; isSet reports
+// whether a flag was given (its name without dashes).
+func (o *SensorOptions) build(d *Deps, isSet func(name string) bool) error {
+	var err error
 	if o.QoS < 0 || o.QoS > 2 {
 		return usageErrorf("Invalid QoS given: %d", o.QoS)
 	}
@@ -137,12 +149,12 @@ func (o *SensorOptions) complete(c *cli.Context, d *Deps) error {
 	}
 	lo, hi := sensor.DefaultRange(unit)
 	loFrom, hiFrom := "", ""
-	if c.IsSet("min") {
+	if isSet("min") {
 		lo = o.Min
 	} else {
 		loFrom = " (the default for " + unit.Symbol() + ")"
 	}
-	if c.IsSet("max") {
+	if isSet("max") {
 		hi = o.Max
 	} else {
 		hiFrom = " (the default for " + unit.Symbol() + ")"
@@ -156,25 +168,25 @@ func (o *SensorOptions) complete(c *cli.Context, d *Deps) error {
 	case lo > hi:
 		return usageErrorf("--min %s%s is above --max %s%s", num(lo), loFrom, num(hi), hiFrom)
 	}
-	if !c.IsSet("seed") {
+	if !isSet("seed") {
 		o.Seed = rand.Uint64()
 	}
 	d.Log.Debug("sensor seed", "seed", o.Seed)
 
 	var format *sensor.Format
 	switch {
-	case o.JSON && c.IsSet("format"):
+	case o.JSON && isSet("format"):
 		return usageErrorf("--format and --json cannot be used together")
 	case o.JSON:
 		format = sensor.JSONFormat()
-	case c.IsSet("format"):
+	case isSet("format"):
 		if format, err = sensor.TemplateFormat(o.Format); err != nil {
 			return usageErrorf("--format: %v%s", err, fieldHint(err, ".Value .Unit .Sensor .Seq .Time"))
 		}
 	default:
 		format = sensor.CourseFormat()
 	}
-	if !c.IsSet("topic") {
+	if !isSet("topic") {
 		o.Topic = defaultSensorTopic
 		if o.Sensors > 1 {
 			o.Topic = defaultFleetTopic
@@ -300,7 +312,8 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 			}
 		})
 	}
-	status := o.statusMode()
+	status := o.statusMode() && !o.silent
+	sentLines := !o.statusMode() && !o.silent
 	every := o.statusEvery
 	if every <= 0 {
 		every = defaultStatusEvery
@@ -314,11 +327,14 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 
 	qos, retain := byte(o.QoS), o.Retain
 	single := o.Sensors == 1
-	sink := func(ctx context.Context, m sensor.Message) error {
+	publish := func(ctx context.Context, m sensor.Message) error {
 		c := conns[m.Index%len(conns)]
-		err := c.publish(ctx, &client.Message{Topic: m.Topic, Payload: m.Payload, QoS: qos, Retain: retain})
+		return c.publish(ctx, &client.Message{Topic: m.Topic, Payload: m.Payload, QoS: qos, Retain: retain})
+	}
+	sink := func(ctx context.Context, m sensor.Message) error {
+		err := publish(ctx, m)
 		if err == nil {
-			if !status {
+			if sentLines {
 				fmt.Fprintln(d.IO.Out, m.Reading.SentLine())
 			}
 			return nil
@@ -331,7 +347,45 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 		}
 		return fmt.Errorf("%w: %w", sensor.ErrDropped, err)
 	}
+	// With several connections each publishes from its own goroutine, so
+	// that QoS 1 and 2 acknowledgements are awaited in parallel. A sensor
+	// always uses the same connection, so its readings stay in order.
+	var (
+		workers sync.WaitGroup
+		queues  []chan sensor.Message
+	)
+	if len(conns) > 1 {
+		queues = make([]chan sensor.Message, len(conns))
+		for i := range queues {
+			q := make(chan sensor.Message, 256)
+			queues[i] = q
+			workers.Go(func() {
+				for m := range q {
+					if runCtx.Err() != nil {
+						continue // stopping: drop what is left
+					}
+					if err := publish(runCtx, m); err == nil {
+						stats.AddSent()
+					} else if runCtx.Err() == nil {
+						stats.AddError()
+					}
+				}
+			})
+		}
+		sink = func(ctx context.Context, m sensor.Message) error {
+			select {
+			case queues[m.Index%len(queues)] <- m:
+				return sensor.ErrQueued
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	err := o.fleet.Run(runCtx, clk, sink)
+	for _, q := range queues {
+		close(q) // the workers publish what is queued, then end
+	}
+	workers.Wait()
 	cancel()
 	wg.Wait()
 	if status {

@@ -258,19 +258,25 @@ func TestRunSimulateSensorFleet(t *testing.T) {
 	msgs, err := b.WaitMessages(8, 5*time.Second)
 	require.NoError(t, err)
 	require.Len(t, msgs, 8)
-	gens := map[string]*sensor.Generator{}
-	for j, m := range msgs {
-		n := j%4 + 1
-		require.Equal(t, fmt.Sprintf("sensor/%d/temp", n), m.Topic)
-		require.True(t, m.Retain)
-		require.Equal(t, byte(1), m.QoS)
-		name := strconv.Itoa(n)
-		if gens[name] == nil {
-			gens[name], err = sensor.NewGenerator(sensor.DefaultConfig(7), n)
-			require.NoError(t, err)
+	// Connections publish in parallel: only each sensor's own order is fixed.
+	bySensor := map[int][]testbroker.Msg{}
+	for _, m := range msgs {
+		var n int
+		_, err := fmt.Sscanf(m.Topic, "sensor/%d/temp", &n)
+		require.NoError(t, err, m.Topic)
+		bySensor[n] = append(bySensor[n], m)
+	}
+	require.Len(t, bySensor, 4)
+	for n, ms := range bySensor {
+		g, err := sensor.NewGenerator(sensor.DefaultConfig(7), n)
+		require.NoError(t, err)
+		require.Len(t, ms, 2)
+		for j, m := range ms {
+			require.True(t, m.Retain)
+			require.Equal(t, byte(1), m.QoS)
+			want := fmt.Sprintf(`{"sensor":"%d","value":%v,"unit":"C","seq":%d,"ts":"`, n, g.Next(time.Time{}), j+1)
+			require.True(t, strings.HasPrefix(m.Payload, want), "got %s, want prefix %s", m.Payload, want)
 		}
-		want := fmt.Sprintf(`{"sensor":"%d","value":%v,"unit":"C","seq":%d,"ts":"`, n, gens[name].Next(time.Time{}), j/4+1)
-		require.True(t, strings.HasPrefix(m.Payload, want), "got %s, want prefix %s", m.Payload, want)
 	}
 	require.Empty(t, out.String(), "fleets print a status line instead of Sent lines")
 	require.Regexp(t, `^sent=8 rate=[0-9.]+/s errors=0 reconnects=0 lag=\S+\n$`, errOut.String())

@@ -44,13 +44,19 @@ type Message struct {
 	Due     time.Time // when the schedule wanted it sent
 }
 
-// Sink publishes a message. Returning an error that wraps ErrDropped counts
-// the message as an error and the fleet goes on; any other error stops it.
+// Sink publishes a message. Returning nil counts it as sent. Returning an
+// error that wraps ErrDropped counts it as an error and the fleet goes on;
+// ErrQueued means the sink took the message and counts the outcome itself
+// (Stats.AddSent, Stats.AddError); any other error stops the fleet.
 type Sink func(ctx context.Context, m Message) error
 
 // ErrDropped marks a message that could not be sent but must not stop the
 // fleet, such as a QoS 0 publish while the connection is down.
 var ErrDropped = errors.New("message dropped")
+
+// ErrQueued marks a message that an asynchronous sink accepted; the sink
+// reports later whether it was sent.
+var ErrQueued = errors.New("message queued")
 
 // Fleet schedules the readings of several sensors. Each sensor sends once
 // per Interval, and the sends of the fleet are spread evenly over the
@@ -117,7 +123,8 @@ func (f *Fleet) Sensors() int { return len(f.gens) }
 func (f *Fleet) Topics() []string { return f.topics }
 
 // Stats returns the fleet's counters. Run counts sent messages and
-// dropped ones (as errors); the caller adds reconnects.
+// dropped ones (as errors), except those an asynchronous sink queued; the
+// caller adds reconnects.
 func (f *Fleet) Stats() *Stats { return &f.stats }
 
 // Total returns the number of messages Run sends before it returns, or 0
@@ -164,6 +171,7 @@ func (f *Fleet) Run(ctx context.Context, clk Clock, sink Sink) error {
 			f.stats.sent.Add(1)
 		case errors.Is(err, ErrDropped):
 			f.stats.errors.Add(1)
+		case errors.Is(err, ErrQueued):
 		default:
 			return err
 		}

@@ -195,6 +195,24 @@ func TestRunDroppedMessagesCountAsErrors(t *testing.T) {
 	require.Equal(t, uint64(2), s.Errors)
 }
 
+func TestRunQueuedMessagesAreCountedBySink(t *testing.T) {
+	clk := sensortest.NewClock(t0)
+	f := fleet(t, sensor.FleetConfig{Sensors: 3, Interval: time.Second, Count: 2})
+	rec := &recorder{clk: clk, fail: func(m sensor.Message) error {
+		if m.Index == 2 {
+			f.Stats().AddError() // the asynchronous publish failed later
+		} else {
+			f.Stats().AddSent()
+		}
+		return fmt.Errorf("accepted: %w", sensor.ErrQueued)
+	}}
+	require.NoError(t, drive(t, context.Background(), f, clk, rec.sink))
+	s := f.Stats().Snapshot(clk.Now())
+	require.Len(t, rec.msgs, 6)
+	require.Equal(t, uint64(4), s.Sent)
+	require.Equal(t, uint64(2), s.Errors)
+}
+
 func TestRunStopsOnSinkError(t *testing.T) {
 	clk := sensortest.NewClock(t0)
 	f := fleet(t, sensor.FleetConfig{Sensors: 2, Interval: time.Second, Count: 5})

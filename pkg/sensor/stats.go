@@ -17,6 +17,9 @@ type Stats struct {
 	maxLag     atomic.Int64 // nanoseconds, since the last Snapshot
 }
 
+// AddSent counts a message sent by an asynchronous sink (see ErrQueued).
+func (s *Stats) AddSent() { s.sent.Add(1) }
+
 // AddError counts a message that could not be sent.
 func (s *Stats) AddError() { s.errors.Add(1) }
 

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/client"
+)
+
+// DemoOptions holds everything `mqtt demo` needs once flags are parsed.
+type DemoOptions struct {
+	Interval string
+	Count    int
+	Duration time.Duration
+	Seed     uint64
+	Model    string
+	Sensors  int
+
+	sensor *SensorOptions
+	// deliverTimeout bounds the wait for the last readings after the
+	// sensor sent them all (--count); 0 means 10 s.
+	deliverTimeout time.Duration
+}
+
+const (
+	demoTopicFilter = "sensor/#"
+	demoSubID       = "mqtt-demo-subscriber"
+	demoSensorID    = "mqtt-demo-sensor"
+)
+
+func newDemoCmd(d *Deps, runF func(context.Context, *Deps, *DemoOptions) error) *cli.Command {
+	o := &DemoOptions{}
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run a broker, a simulated sensor and a subscriber, and show the messages",
+		UsageText: `mqtt demo
+mqtt demo --interval 500ms --model sine
+mqtt demo --count 5 --seed 42`,
+		Description: `Starts a broker on a free 127.0.0.1 port, subscribes to sensor/# and
+publishes the course's simulated temperature sensor to sensor/temp; every
+message that arrives is printed as "topic payload" (in colour on a
+terminal). Other clients can join on the printed port. Ctrl-C stops
+everything cleanly; --count and --duration stop it by themselves.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "interval", Value: "2s", Destination: &o.Interval, Usage: "time between two readings of a sensor (e.g. 2s, 500ms, or seconds)"},
+			&cli.IntFlag{Name: "count", Destination: &o.Count, DefaultText: "no limit", Usage: "stop once this many readings per sensor arrived"},
+			&cli.DurationFlag{Name: "duration", Destination: &o.Duration, DefaultText: "until Ctrl-C", Usage: "stop after this long (e.g. 30s, 5m)"},
+			&cli.Uint64Flag{Name: "seed", Destination: &o.Seed, DefaultText: "random", Usage: "seed: the same seed gives the same readings"},
+			&cli.StringFlag{Name: "model", Value: "uniform", Destination: &o.Model, Usage: "uniform, walk or sine"},
+			&cli.IntFlag{Name: "sensors", Value: 1, Destination: &o.Sensors, Usage: "number of simulated sensors, each on sensor/N/temp when more than one"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := o.complete(c, d); err != nil {
+				return withCmd(c, err)
+			}
+			if runF != nil {
+				return runF(c.Context, d, o)
+			}
+			return runDemo(c.Context, d, o)
+		},
+	}
+}
+
+// complete checks the flags with simulate-sensor's rules, so that the
+// demo rejects exactly what simulate-sensor rejects, before anything starts.
+func (o *DemoOptions) complete(c *cli.Context, d *Deps) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if o.Duration < 0 {
+		return usageErrorf("--duration must not be negative, not %v", o.Duration)
+	}
+	s := &SensorOptions{
+		QoS:         1,
+		Interval:    o.Interval,
+		Count:       o.Count,
+		Unit:        "C",
+		Seed:        o.Seed,
+		Model:       o.Model,
+		Sensors:     o.Sensors,
+		Connections: 1,
+		silent:      true,
+	}
+	if err := s.build(d, func(name string) bool { return name == "seed" && c.IsSet("seed") }); err != nil {
+		return err
+	}
+	o.sensor = s
+	return nil
+}
+
+// runDemo runs the broker, the subscriber and the sensor until ctx ends,
+// --duration passes or --count readings per sensor arrived.
+func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
+	// The broker's own warnings (such as connections closing while the
+	// demo stops) would drown the demo's output: only errors are shown.
+	blog := slog.New(slog.NewTextHandler(d.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelError}))
+	b, err := broker.New(broker.Config{
+		Listeners:      []broker.Listener{{Address: "127.0.0.1:0"}},
+		AllowAnonymous: true,
+		Log:            blog,
+	})
+	if err != nil {
+		return fmt.Errorf("start the demo broker: %w", err)
+	}
+	defer b.Close()
+	if err := b.Start(); err != nil {
+		return fmt.Errorf("start the demo broker: %w", err)
+	}
+	host, portStr, _ := net.SplitHostPort(b.Addr())
+	port, _ := strconv.Atoi(portStr)
+	base := client.Config{Host: host, Port: port, Version: client.V5, KeepAlive: 60, CleanStart: true, NoDelay: true, Log: d.Log}
+
+	// The subscriber hands messages to this goroutine, which alone prints.
+	msgs := make(chan *client.Message, 1024)
+	subCfg := base
+	subCfg.ClientID = demoSubID
+	sub, err := d.Dial(ctx, &subCfg, func(m *client.Message) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return demoEnd(ctx, fmt.Errorf("connect the demo subscriber: %w", err))
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
+		defer cancel()
+		_ = sub.Disconnect(dctx)
+	}()
+	if _, err := sub.Subscribe(ctx, []client.Subscription{{Filter: demoTopicFilter, QoS: 1}}); err != nil {
+		return demoEnd(ctx, fmt.Errorf("subscribe to %s: %w", demoTopicFilter, err))
+	}
+
+	s := *o.sensor
+	sensorCfg := base
+	sensorCfg.ClientID = demoSensorID
+	s.cfg = &sensorCfg
+	who := "A simulated sensor publishes to " + s.fleet.Topics()[0]
+	if n := len(s.fleet.Topics()); n > 1 {
+		who = fmt.Sprintf("%d simulated sensors publish to %s ... %s, each", n, s.fleet.Topics()[0], s.fleet.Topics()[n-1])
+	}
+	fmt.Fprintf(d.IO.ErrOut, "Demo broker listening on %s.\n"+
+		"%s every %v; a subscriber to %s prints what arrives.\n"+
+		"Join in from another terminal: mqtt sub -h %s -p %d -t '%s' -v\n"+
+		"Press Ctrl-C to stop.\n",
+		b.Addr(), who, s.interval, demoTopicFilter, host, port, demoTopicFilter)
+
+	// --duration counts from here, once broker and subscriber are ready.
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	sensorCtx, stopSensor := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	sensorDone := make(chan error, 1)
+	wg.Go(func() { sensorDone <- runSimulateSensor(sensorCtx, d, &s) })
+	defer func() { // stop the sensor before the subscriber and the broker
+		stopSensor()
+		wg.Wait()
+	}()
+
+	printer := newDemoPrinter(d)
+	want := uint64(s.Count) * uint64(s.Sensors) // 0: no limit
+	var got uint64
+	var drain <-chan time.Time // armed once the sensor sent everything
+	timeout := o.deliverTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	for {
+		select {
+		case m := <-msgs:
+			if err := printer(m); err != nil {
+				return err
+			}
+			got++
+			if want > 0 && got >= want {
+				return nil
+			}
+		case err := <-sensorDone:
+			sensorDone = nil
+			if err != nil {
+				return demoEnd(ctx, err)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			drain = time.After(timeout)
+		case <-drain:
+			return fmt.Errorf("the subscriber received %d of the %d readings sent", got, want)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// demoEnd turns an error caused by the demo being stopped into a normal end.
+func demoEnd(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// newDemoPrinter returns the function that prints a received message as
+// "topic payload", like `mqtt sub -v`.
+func newDemoPrinter(d *Deps) func(m *client.Message) error {
+	return func(m *client.Message) error {
+		_, err := fmt.Fprintf(d.IO.Out, "%s %s\n", m.Topic, m.Payload)
+		return err
+	}
+}

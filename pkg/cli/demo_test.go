@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestDemoBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--interval", "0"}, "Error: --interval must be positive, not 0"},
+		{[]string{"--model", "gauss"}, `Error: --model: unknown model "gauss" (want uniform, walk or sine)`},
+		{[]string{"--count", "-1"}, "Error: --count must be 0 (no limit) or more, not -1"},
+		{[]string{"--duration", "-1s"}, "Error: --duration must not be negative, not -1s"},
+		{[]string{"--sensors", "0"}, "Error: --sensors must be between 1 and 1000000, not 0"},
+		{[]string{"extra"}, `Error: unexpected argument "extra"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			d, out, errOut, dials := sensorDeps(t)
+			code := Run(context.Background(), d, append([]string{"mqtt", "demo"}, tc.args...))
+			require.Equal(t, ExitFailure, code)
+			require.True(t, strings.HasPrefix(errOut.String(), tc.want+"\n") || strings.HasPrefix(errOut.String(), tc.want), errOut.String())
+			require.Contains(t, errOut.String(), "Use 'mqtt demo --help' to see usage.")
+			require.Empty(t, out.String())
+			require.Zero(t, *dials)
+		})
+	}
+}
+
+func TestRunDemoCount(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	d, out, errOut, _ := sensorDeps(t)
+	code := Run(context.Background(), d, []string{"mqtt", "demo", "--count", "4", "--interval", "10ms", "--seed", "42"})
+	require.Equal(t, 0, code, errOut.String())
+	var want strings.Builder
+	for _, v := range wantValues(t, 42, 1, 4) {
+		want.WriteString("sensor/temp Temperature: " + v + "\n")
+	}
+	require.Equal(t, want.String(), out.String())
+	require.Regexp(t, `^Demo broker listening on 127\.0\.0\.1:\d+\.\n`+
+		`A simulated sensor publishes to sensor/temp every 10ms; a subscriber to sensor/# prints what arrives\.\n`+
+		`Join in from another terminal: mqtt sub -h 127\.0\.0\.1 -p \d+ -t 'sensor/#' -v\n`+
+		`Press Ctrl-C to stop\.\n$`, errOut.String())
+}
+
+func TestRunDemoFleet(t *testing.T) {
+	d, out, errOut, _ := sensorDeps(t)
+	code := Run(context.Background(), d, []string{"mqtt", "demo", "--count", "2", "--sensors", "3", "--interval", "30ms", "--seed", "5", "--model", "walk"})
+	require.Equal(t, 0, code, errOut.String())
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 6)
+	for i, l := range lines {
+		require.Regexp(t, `^sensor/`+string(rune('1'+i%3))+`/temp Temperature: \d\d\.\d\d?°C$`, l)
+	}
+	require.Contains(t, errOut.String(), "3 simulated sensors publish to sensor/1/temp ... sensor/3/temp, each every 30ms")
+}
+
+func TestRunDemoStopsCleanly(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	t.Run("duration", func(t *testing.T) {
+		d, out, errOut, _ := sensorDeps(t)
+		code := Run(context.Background(), d, []string{"mqtt", "demo", "--duration", "100ms", "--interval", "10ms"})
+		require.Equal(t, 0, code, errOut.String())
+		for _, l := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+			require.Regexp(t, `^(sensor/temp Temperature: \d\d\.\d\d?°C)?$`, l)
+		}
+	})
+	t.Run("interrupt", func(t *testing.T) {
+		d, out, errOut, _ := sensorDeps(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, d, []string{"mqtt", "demo", "--interval", "5ms", "--seed", "42"}) }()
+		first := "sensor/temp Temperature: " + wantValues(t, 42, 1, 1)[0] + "\n"
+		waitFor(t, func() bool { return strings.HasPrefix(out.String(), first) })
+		cancel()
+		select {
+		case code := <-done:
+			require.Equal(t, 0, code, "Ctrl-C ends the demo with exit 0; stderr: %s", errOut.String())
+		case <-time.After(10 * time.Second):
+			t.Fatal("the demo did not stop")
+		}
+		require.NotContains(t, errOut.String(), "level=")
+	})
+}
