@@ -16,6 +16,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/client"
+	"github.com/mqttkit/mqttkit/pkg/format"
 )
 
 // DemoOptions holds everything `mqtt demo` needs once flags are parsed.
@@ -216,10 +217,11 @@ func demoEnd(ctx context.Context, err error) error {
 }
 
 // newDemoPrinter returns the function that prints a received message as
-// "topic payload", like `mqtt sub -v`.
+// `mqtt sub -v` does, "topic payload", in colour on a terminal.
 func newDemoPrinter(d *Deps) func(m *client.Message) error {
+	p, _ := format.NewPrinter(format.Options{Verbose: true, Palette: format.NewPalette(d.IO.ColorEnabled())})
 	return func(m *client.Message) error {
-		_, err := fmt.Fprintf(d.IO.Out, "%s %s\n", m.Topic, m.Payload)
+		_, err := p.Print(d.IO.Out, &format.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, MID: m.MID, Time: m.Time})
 		return err
 	}
 }

@@ -91,3 +91,54 @@ func TestRunDemoStopsCleanly(t *testing.T) {
 		require.NotContains(t, errOut.String(), "level=")
 	})
 }
+
+// On a terminal the demo prints the topic and the payload in colour;
+// NO_COLOR or a pipe turn colour off.
+func TestRunDemoColour(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tty     bool
+		noColor string
+		colour  bool
+	}{
+		{"terminal", true, "", true},
+		{"terminal with NO_COLOR", true, "1", false},
+		{"pipe", false, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, out, errOut, _ := sensorDeps(t)
+			d.IO.OutTTY = tc.tty
+			d.IO.Getenv = func(k string) string {
+				if k == "NO_COLOR" {
+					return tc.noColor
+				}
+				return ""
+			}
+			code := Run(context.Background(), d, []string{"mqtt", "demo", "--count", "1", "--interval", "10ms", "--seed", "42"})
+			require.Equal(t, 0, code, errOut.String())
+			plain := "sensor/temp Temperature: " + wantValues(t, 42, 1, 1)[0] + "\n"
+			if !tc.colour {
+				require.Equal(t, plain, out.String())
+				return
+			}
+			require.Contains(t, out.String(), "\x1b[")
+			require.Equal(t, plain, stripANSI(out.String()))
+		})
+	}
+}
+
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
