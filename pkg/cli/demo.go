@@ -124,12 +124,13 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 
 	// The subscriber hands messages to this goroutine, which alone prints.
 	msgs := make(chan *client.Message, 1024)
+	stop := make(chan struct{}) // closed when runDemo returns, before the subscriber disconnects
 	subCfg := base
 	subCfg.ClientID = demoSubID
 	sub, err := d.Dial(ctx, &subCfg, func(m *client.Message) {
 		select {
 		case msgs <- m:
-		case <-ctx.Done():
+		case <-stop:
 		}
 	})
 	if err != nil {
@@ -140,6 +141,7 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 		defer cancel()
 		_ = sub.Disconnect(dctx)
 	}()
+	defer close(stop)
 	if _, err := sub.Subscribe(ctx, []client.Subscription{{Filter: demoTopicFilter, QoS: 1}}); err != nil {
 		return demoEnd(ctx, fmt.Errorf("subscribe to %s: %w", demoTopicFilter, err))
 	}

@@ -192,6 +192,9 @@ func (o *SensorOptions) build(d *Deps, isSet func(name string) bool) error {
 			o.Topic = defaultFleetTopic
 		}
 	}
+	if _, err := sensor.Topics(o.Topic, 1, unit); err != nil {
+		return usageErrorf("-t: %v%s", err, fieldHint(err, ".Sensor .Unit"))
+	}
 	fleet, err := sensor.NewFleet(sensor.FleetConfig{
 		Sensor:   sensor.Config{Model: model, Min: lo, Max: hi, Unit: unit, Seed: o.Seed},
 		Sensors:  o.Sensors,
@@ -203,9 +206,6 @@ func (o *SensorOptions) build(d *Deps, isSet func(name string) bool) error {
 	if err != nil {
 		if errors.Is(err, sensor.ErrRange) {
 			return usageErrorf("--min/--max: %s", strings.TrimPrefix(err.Error(), sensor.ErrRange.Error()+": "))
-		}
-		if strings.HasPrefix(err.Error(), "topic: ") {
-			return usageErrorf("-t: %s%s", strings.TrimPrefix(err.Error(), "topic: "), fieldHint(err, ".Sensor .Unit"))
 		}
 		return &UsageError{Err: err}
 	}

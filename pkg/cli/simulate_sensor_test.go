@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ func (s *syncBuffer) String() string {
 }
 
 // sensorDeps returns Deps on synchronised buffers whose Dial counts calls.
-func sensorDeps(t *testing.T) (d *Deps, out, errOut *syncBuffer, dials *int) {
+func sensorDeps(t testing.TB) (d *Deps, out, errOut *syncBuffer, dials *int) {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
 	out, errOut = &syncBuffer{}, &syncBuffer{}
@@ -62,7 +63,7 @@ func sensorDeps(t *testing.T) (d *Deps, out, errOut *syncBuffer, dials *int) {
 }
 
 // parseSensor runs the command's flag handling and returns the options.
-func parseSensor(t *testing.T, d *Deps, args ...string) (*SensorOptions, error) {
+func parseSensor(t testing.TB, d *Deps, args ...string) (*SensorOptions, error) {
 	t.Helper()
 	var got *SensorOptions
 	cmd := newSimulateSensorCmd(d, func(_ context.Context, _ *Deps, o *SensorOptions) error { got = o; return nil })
@@ -488,5 +489,57 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// BenchmarkSimulateSensorFleet runs the whole command, 1,000 sensors at 10
+// readings/s each for one second per iteration, against the in-process
+// broker, and reports whether it kept up: every reading sent, the run no
+// longer than the schedule plus one interval, and the worst lag.
+func BenchmarkSimulateSensorFleet(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"qos0", []string{"-q", "0"}},
+		{"qos1-4conns", []string{"-q", "1", "--connections", "4"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			br := testbroker.Start(b)
+			lagRe := regexp.MustCompile(`sent=(\d+) .* lag=(\S+)\n$`)
+			var worstLag, worstOverrun time.Duration
+			for range b.N {
+				d, _, errOut, _ := sensorDeps(b)
+				args := append([]string{"-h", br.Host, "-p", br.PortString(), "--sensors", "1000", "--interval", "100ms", "--count", "10", "--seed", "1"}, tc.args...)
+				o, err := parseSensor(b, d, args...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if err := runSimulateSensor(context.Background(), d, o); err != nil {
+					b.Fatal(err)
+				}
+				// The last reading is due one slot before the end of the second.
+				worstOverrun = max(worstOverrun, time.Since(start)-(time.Second-100*time.Microsecond))
+				m := lagRe.FindStringSubmatch(errOut.String())
+				if m == nil || m[1] != "10000" {
+					b.Fatalf("status line: %q", errOut.String())
+				}
+				lag, err := time.ParseDuration(m[2])
+				if err != nil {
+					b.Fatal(err)
+				}
+				worstLag = max(worstLag, lag)
+			}
+			keepsUp := worstLag < 100*time.Millisecond && worstOverrun < 100*time.Millisecond
+			b.ReportMetric(float64(worstLag)/float64(time.Millisecond), "ms-max-lag")
+			b.ReportMetric(float64(worstOverrun)/float64(time.Millisecond), "ms-overrun")
+			if keepsUp {
+				b.ReportMetric(1, "keeps-up")
+			} else {
+				b.ReportMetric(0, "keeps-up")
+				b.Logf("1000 sensors x 10 msg/s (%s): FELL BEHIND (lag %v, overrun %v)", tc.name, worstLag, worstOverrun)
+			}
+		})
 	}
 }
