@@ -236,3 +236,36 @@ func TestUpdateDoc(t *testing.T) {
 func TestShellQuote(t *testing.T) {
 	require.Equal(t, `mqtt pub -t 'a/#' -m 'it'\''s' -p 1883 ''`, ShellQuote([]string{"mqtt", "pub", "-t", "a/#", "-m", "it's", "-p", "1883", ""}))
 }
+
+func TestGridSeq(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"1 1", 0, true},
+		{"1 50", 49, true},
+		{"2 1", 50, true},
+		{"1000 50 extra", 49999, true},
+		{"1 51", 0, false}, // beyond the stride
+		{"0 1", 0, false},  // sensors count from 1
+		{"1 0", 0, false},
+		{"01 1", 0, false}, // not how a sensor number is printed
+		{"7", 0, false},
+		{"Temperature: 23.4", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := GridSeq([]byte(tt.in), 50)
+		require.Equal(t, tt.ok, ok, tt.in)
+		if ok {
+			require.Equal(t, tt.want, got, tt.in)
+		}
+	}
+	tr := NewTracker(4)
+	for _, p := range []string{"1 1", "1 2", "2 1", "2 2", "2 2"} {
+		seq, ok := GridSeq([]byte(p), 2)
+		require.True(t, ok)
+		tr.AddSeq(seq)
+	}
+	require.Equal(t, Count{Expect: 4, Unique: 4, Dups: 1}, tr.Count())
+}

@@ -5,6 +5,7 @@ package bench
 import (
 	"bufio"
 	"io"
+	"strconv"
 )
 
 // Tracker accounts exactly for the messages one subscriber received out
@@ -27,7 +28,16 @@ func NewTracker(expect int) *Tracker {
 // Add records one received payload.
 func (t *Tracker) Add(payload []byte) {
 	seq, ok := ParseSeq(payload)
-	if !ok || seq >= t.expect {
+	if !ok {
+		t.bad++
+		return
+	}
+	t.AddSeq(seq)
+}
+
+// AddSeq records one received sequence number.
+func (t *Tracker) AddSeq(seq int) {
+	if seq < 0 || seq >= t.expect {
 		t.bad++
 		return
 	}
@@ -38,6 +48,25 @@ func (t *Tracker) Add(payload []byte) {
 	}
 	t.seen[w] |= bit
 	t.unique++
+}
+
+// GridSeq maps a payload "A B ..." of two 1-based numbers (a simulated
+// sensor's number and its reading's number, at most stride readings per
+// sensor) to the dense sequence number (A-1)*stride + B-1.
+func GridSeq(payload []byte, stride int) (int, bool) {
+	a, ok := ParseSeq(payload)
+	if !ok || a < 1 {
+		return 0, false
+	}
+	rest := payload[len(strconv.Itoa(a)):]
+	if len(rest) < 2 || rest[0] != ' ' {
+		return 0, false
+	}
+	b, ok := ParseSeq(rest[1:])
+	if !ok || b < 1 || b > stride {
+		return 0, false
+	}
+	return (a-1)*stride + b - 1, true
 }
 
 // Expect returns the number of distinct messages expected.

@@ -27,6 +27,9 @@ type SubConfig struct {
 	QoS    byte
 	Subs   int // subscriber connections; default 1
 	Expect int // distinct messages each subscriber must receive (seq 0..Expect-1)
+	// Stride, when > 0, reads payloads as "SENSOR READING" pairs (see
+	// bench.GridSeq), as printed by simulate-sensor --format '{{.Sensor}} {{.Seq}}'.
+	Stride int
 	// Idle ends the wait this long after the last message once the
 	// publisher is done (PublisherDone closed, or, when PublisherDone is
 	// nil, after the first message). Default 1 s.
@@ -91,7 +94,15 @@ func Sub(ctx context.Context, c SubConfig) (SubResult, error) {
 				firstNS.CompareAndSwap(0, now)
 				lastNS.Store(now)
 				was := s.t.Complete()
-				s.t.Add(payload)
+				if c.Stride > 0 {
+					if seq, ok := bench.GridSeq(payload, c.Stride); ok {
+						s.t.AddSeq(seq)
+					} else {
+						s.t.AddSeq(-1)
+					}
+				} else {
+					s.t.Add(payload)
+				}
 				if !was && s.t.Complete() && complete.Add(1) == int64(c.Subs) {
 					doneOnce.Do(func() { close(allDone) })
 				}

@@ -560,15 +560,68 @@ func (e *env) startup() error {
 	return nil
 }
 
-// 9: a fleet of simulated sensors through each broker.
+// 9: a fleet of simulated sensors through each broker: our
+// simulate-sensor against mqtt broker (ours) and mosquitto (ref).
 func (e *env) sensorFleet() error {
-	row := e.addRow(&bench.Row{ID: "sensor", Scenario: "9 simulate-sensor 1,000 sensors x 10 msg/s (ours = mqtt broker, ref = mosquitto broker)", Metric: "delivered rate", Unit: "msg/s", Better: bench.Higher})
-	if !e.ourSupport("simulate-sensor", "--sensors", "1") {
-		row.Skip = "mqtt simulate-sensor has not landed"
+	const interval = 100 * time.Millisecond // 10 readings per second per sensor
+	sensors := e.n(1000, 50)
+	readings := e.n(50, 5)
+	expect := sensors * readings
+	nominal := time.Duration(readings) * interval
+	scen := fmt.Sprintf("9 simulate-sensor %s sensors x 10 msg/s for %.1f s (ours = mqtt broker, ref = mosquitto broker)", bench.Thousands(int64(sensors)), nominal.Seconds())
+	rate := e.addRow(&bench.Row{ID: "sensor", Scenario: scen, Metric: "delivered rate", Unit: "msg/s", Better: bench.Higher,
+		Note: fmt.Sprintf("nominal %s msg/s", bench.Thousands(int64(sensors)*10))})
+	wall := e.addRow(&bench.Row{ID: "sensor", Scenario: scen, Metric: "wall time", Unit: "s", Better: bench.Lower,
+		Note: fmt.Sprintf("nominal %.1f s", nominal.Seconds())})
+	if !e.ourSupport("simulate-sensor", "--sensors", "1", "--count", "1", "--interval", "1s", "--format", "x", "--quiet") {
+		rate.Skip = "mqtt simulate-sensor with --sensors, --count, --interval, --format and --quiet has not landed"
+		wall.Skip = rate.Skip
 		return nil
 	}
-	row.Skip = "scenario not written yet"
-	return nil
+	name := "9 sensor fleet"
+	return e.withBrokers(name, func(bs map[bool]*broker) {
+		timeout := nominal + e.timeout(20*time.Second)
+		topic := func(ours bool, rep int) string { return fmt.Sprintf("bench/sensor/%s/%d", side(ours), rep) }
+		subArgs := func(ours bool, rep int) []string {
+			return e.lgArgs(timeout+10*time.Second, "sub", "-addr", bs[ours].addr(), "-t", topic(ours, rep)+"/#", "-n", strconv.Itoa(expect),
+				"-stride", strconv.Itoa(readings), "-wait-stdin", "-idle", "1s")
+		}
+		simArgs := func(ours bool, rep int) []string {
+			return []string{e.mqtt, "simulate-sensor", "-h", host, "-p", strconv.Itoa(bs[ours].port),
+				"--sensors", strconv.Itoa(sensors), "--count", strconv.Itoa(readings), "--interval", interval.String(),
+				"-t", topic(ours, rep) + "/{{.Sensor}}", "--format", "{{.Sensor}} {{.Seq}}", "--quiet"}
+		}
+		e.showCommands(name, bench.ShellQuote(subArgs(true, 0))+" &", bench.ShellQuote(simArgs(true, 0)), bench.ShellQuote(simArgs(false, 0)))
+		e.repeat(min(e.reps, 2), 2*nominal+5*time.Second, func(rep int, ours bool) {
+			sub, err := e.startLoadgen(timeout+10*time.Second, subArgs(ours, rep))
+			if err != nil {
+				fail(rate, ours, err)
+				return
+			}
+			if _, err := sub.waitReady(10 * time.Second); err != nil {
+				fail(rate, ours, err)
+				return
+			}
+			t, err := e.runTimed(timeout, "", "", simArgs(ours, rep)...)
+			var r loadgen.SubResult
+			if rerr := sub.result(&r, 30*time.Second); rerr != nil {
+				fail(rate, ours, rerr)
+				return
+			}
+			count(rate, ours, r.Worst)
+			switch {
+			case err != nil:
+				fail(rate, ours, err)
+			case t.timedOut:
+				fail(rate, ours, fmt.Errorf("timed out after %s", timeout))
+			case t.exitCode != 0:
+				fail(rate, ours, fmt.Errorf("exit %d: %s", t.exitCode, firstLine(t.stderr)))
+			default:
+				sample(rate, ours, float64(r.Worst.Unique)/t.wall.Seconds())
+				sample(wall, ours, t.wall.Seconds())
+			}
+		})
+	})
 }
 
 func (e *env) verdicts() []bench.Verdict {
@@ -579,7 +632,7 @@ func (e *env) verdicts() []bench.Verdict {
 		{Issue: 5, Text: "`sub` receiving and printing 200,000 messages at least as fast as mosquitto_sub", RowID: "sub-print", Metric: "wall time", MaxRatio: 1.0},
 		{Issue: 6, Text: "fan-in QoS 0 throughput at least 1.3x mosquitto", RowID: "fanin-q0", Metric: "throughput", MinRatio: 1.3},
 		{Issue: 6, Text: "fan-in QoS 1 throughput at least 1.0x mosquitto", RowID: "fanin-q1", Metric: "throughput", MinRatio: 1.0},
-		{Issue: 8, Text: "sensor fleet 1,000 x 10 msg/s keeps up (≥ 95% of 10,000 msg/s, nothing lost) through mqtt broker", RowID: "sensor", Metric: "delivered rate", MinOurs: 9500},
+		{Issue: 8, Text: "sensor fleet 1,000 x 10 msg/s keeps up through mqtt broker (≥ 95% of 10,000 msg/s delivered over the whole run, nothing lost)", RowID: "sensor", Metric: "delivered rate", MinOurs: 0.95 * float64(e.n(1000, 50)*10)},
 	}
 	var vs []bench.Verdict
 	for _, t := range targets {

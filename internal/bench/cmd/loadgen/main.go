@@ -27,7 +27,7 @@ const usage = `usage: loadgen COMMAND [flags]
 
 commands:
   lines    -n N [-size B]                        write N payload lines for pub -l to stdout
-  sub      -addr A -t FILTER -n N [-q Q] [-subs K] [-wait-stdin]
+  sub      -addr A -t FILTER -n N [-q Q] [-subs K] [-wait-stdin] [-stride S]
                                                  count and verify messages; prints "ready" once subscribed
   pub      -addr A -t TOPIC -n N [-q Q] [-c CONNS] publish N messages per connection, pipelined
   fan      -addr A -t TOPIC -n N -pubs P -subs S [-q Q]
@@ -61,6 +61,7 @@ func run(cmd string, args []string) error {
 	window := fs.Int("window", 20, "QoS 1/2 messages in flight per publisher")
 	rate := fs.Float64("rate", 1000, "messages per second (latency)")
 	idle := fs.Duration("idle", time.Second, "subscribers stop waiting this long after the last message once publishing is done")
+	stride := fs.Int("stride", 0, "sub: payloads are \"SENSOR READING\" pairs, at most STRIDE readings per sensor (simulate-sensor --format '{{.Sensor}} {{.Seq}}')")
 	waitStdin := fs.Bool("wait-stdin", false, "sub: publishing is done when stdin reaches EOF")
 	timeout := fs.Duration("timeout", 60*time.Second, "hard limit for the whole command")
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +95,7 @@ func run(cmd string, args []string) error {
 			}()
 		}
 		r, err := loadgen.Sub(ctx, loadgen.SubConfig{
-			Addr: *addr, Filter: *topic, QoS: q, Subs: *subs, Expect: *n, Idle: *idle,
+			Addr: *addr, Filter: *topic, QoS: q, Subs: *subs, Expect: *n, Stride: *stride, Idle: *idle,
 			PublisherDone: pubDone, Ready: func() { fmt.Println("ready") },
 		})
 		if err != nil {
