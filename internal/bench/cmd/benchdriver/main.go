@@ -483,7 +483,7 @@ func (e *env) docSection(m *machine, vs []bench.Verdict) string {
 	}
 	if len(e.commands) > 0 {
 		fmt.Fprintf(&b, "\n### Command lines of this run\n\n")
-		fmt.Fprintf(&b, "`$RUN` is the run's scratch directory (`BENCH_KEEP=1` keeps it), `PORT` a random port of the broker under test.\n\n```sh\n")
+		fmt.Fprintf(&b, "`$RUN` is the run's scratch directory (`BENCH_KEEP=1` keeps it); the ports were picked at random for this run. Start the broker line first (it ends in `&`), then the others.\n\n```sh\n")
 		for _, g := range e.commands {
 			fmt.Fprintf(&b, "# %s\n", g.scenario)
 			for _, l := range g.lines {

@@ -93,7 +93,13 @@ type timed struct {
 // stdout to stdoutPath ("" discards it), bounded by timeout, and measures
 // the wall time from start to exit.
 func (e *env) runTimed(timeout time.Duration, stdinPath, stdoutPath string, args ...string) (timed, error) {
-	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	return e.runTimedCtx(e.ctx, timeout, stdinPath, stdoutPath, args...)
+}
+
+// runTimedCtx is runTimed with a parent context: cancelling it stops the
+// process, which then counts as timed out.
+func (e *env) runTimedCtx(parent context.Context, timeout time.Duration, stdinPath, stdoutPath string, args ...string) (timed, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	c := e.command(ctx, args...)
 	if stdinPath != "" {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,7 +161,7 @@ func (e *env) pubLines() error {
 	name := "2 pub -l"
 	e.showBroker(name, b)
 	e.showCommands(name, bench.ShellQuote([]string{e.loadgen, "lines", "-n", strconv.Itoa(n)})+" > "+lines)
-	timeout := e.timeout(40 * time.Second)
+	timeout := e.timeout(30 * time.Second)
 	for q := 0; q <= 2; q++ {
 		row := e.addRow(&bench.Row{
 			ID: fmt.Sprintf("pub-l-q%d", q), Scenario: fmt.Sprintf("2 pub -l %s lines, QoS %d (mosquitto broker)", bench.Thousands(int64(n)), q),
@@ -280,8 +281,10 @@ func (e *env) subPrint() error {
 			at  time.Time
 		}
 		dc := make(chan done, 1)
+		sctx, stopSub := context.WithCancel(e.ctx)
+		defer stopSub()
 		go func() {
-			t, err := e.runTimed(timeout, "", out(ours, rep), subArgs(ours, rep)...)
+			t, err := e.runTimedCtx(sctx, timeout, "", out(ours, rep), subArgs(ours, rep)...)
 			dc <- done{t, err, time.Now()}
 		}()
 		deadline := time.Now().Add(10 * time.Second)
@@ -302,7 +305,26 @@ func (e *env) subPrint() error {
 		if err := e.runLoadgen(timeout, &pr, pubArgs(ours, rep)); err != nil {
 			fail(row, ours, err)
 		}
-		d := <-dc
+		// A subscriber that lost messages never reaches -C: stop it once
+		// its output has not grown for 3 s.
+		var d done
+		var last int64 = -1
+		lastChange := time.Now()
+		stalled := false
+	waitSub:
+		for {
+			select {
+			case d = <-dc:
+				break waitSub
+			case <-time.After(100 * time.Millisecond):
+				if st, err := os.Stat(out(ours, rep)); err == nil && st.Size() != last {
+					last, lastChange = st.Size(), time.Now()
+				} else if time.Since(lastChange) > 3*time.Second && !stalled {
+					stalled = true
+					stopSub()
+				}
+			}
+		}
 		f, err := os.Open(out(ours, rep))
 		if err != nil {
 			fail(row, ours, err)
@@ -318,6 +340,8 @@ func (e *env) subPrint() error {
 		switch {
 		case d.err != nil:
 			fail(row, ours, d.err)
+		case stalled:
+			fail(row, ours, errors.New("stalled: no output for 3 s before reaching -C; stopped"))
 		case d.t.timedOut:
 			fail(row, ours, fmt.Errorf("timed out after %s", timeout))
 		case d.t.exitCode != 0:
@@ -444,7 +468,8 @@ func (e *env) idle() error {
 	n := e.n(10000, 200)
 	name := "7 idle connections"
 	scen := fmt.Sprintf("7 %s idle MQTT 3.1.1 connections", bench.Thousands(int64(n)))
-	total := e.addRow(&bench.Row{ID: "idle", Scenario: scen, Metric: "broker RSS", Unit: "MiB", Better: bench.Lower})
+	total := e.addRow(&bench.Row{ID: "idle", Scenario: scen, Metric: "broker RSS", Unit: "MiB", Better: bench.Lower,
+		Note: "delivered = connections accepted"})
 	per := e.addRow(&bench.Row{ID: "idle", Scenario: scen, Metric: "RSS per connection", Unit: "KiB", Better: bench.Lower})
 	if lim := fileLimit(); lim < uint64(n)+64 {
 		note(total, fmt.Sprintf("open-file limit %d is below %d: raise ulimit -n", lim, n+64))
