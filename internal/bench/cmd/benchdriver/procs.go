@@ -378,17 +378,29 @@ func (e *env) startBroker(ours bool) (*broker, error) {
 		logf.Close()
 		go func() { b.waitErr = e.wait(b.cmd); close(b.exited) }()
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		go func() {
+			select {
+			case <-b.exited: // no point waiting for a broker that died
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		err = loadgen.WaitAccepting(ctx, b.addr())
 		b.startup = time.Since(t0)
 		cancel()
 		if err == nil && b.alive() {
 			return b, nil
 		}
-		if err == nil {
-			err = fmt.Errorf("exited: %v", b.waitErr)
-		}
 		b.stop()
-		lastErr = fmt.Errorf("%s broker: %w\n%s", name, err, tail(b.log, 5))
+		if !b.alive() && b.waitErr != nil {
+			err = fmt.Errorf("exited (%v)", b.waitErr)
+		} else {
+			err = errors.New("not accepting connections within 10 s")
+		}
+		lastErr = fmt.Errorf("%s broker did not start: %v; %s", name, err, strings.ReplaceAll(tail(b.log, 2), "\n", " / "))
+		if !strings.Contains(strings.ToLower(tail(b.log, 5)), "in use") {
+			break // only a port taken in between is worth another try
+		}
 	}
 	return nil, lastErr
 }

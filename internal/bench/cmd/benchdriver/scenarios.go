@@ -354,22 +354,44 @@ func (e *env) subPrint() error {
 	return nil
 }
 
-// withBrokers starts both brokers for a broker scenario.
+// withBrokers starts both brokers for a broker scenario. When one does
+// not start, the scenario still runs for the other, and the runs of the
+// missing one fail with the reason.
 func (e *env) withBrokers(name string, f func(brokers map[bool]*broker)) error {
-	ours, err := e.startBroker(true)
-	if err != nil {
-		return err
+	bs := map[bool]*broker{}
+	var errs []error
+	for _, ours := range []bool{true, false} {
+		b, err := e.startBroker(ours)
+		if err != nil {
+			errs = append(errs, err)
+			b = deadBroker(side(ours), err)
+		} else {
+			defer b.stop()
+			e.showBroker(name, b)
+		}
+		bs[ours] = b
 	}
-	defer ours.stop()
-	ref, err := e.startBroker(false)
-	if err != nil {
-		return err
+	if len(errs) == 2 {
+		return errors.Join(errs...)
 	}
-	defer ref.stop()
-	e.showBroker(name, ours)
-	e.showBroker(name, ref)
-	f(map[bool]*broker{true: ours, false: ref})
-	return nil
+	f(bs)
+	return errors.Join(errs...)
+}
+
+// deadBroker stands for a broker that did not start.
+func deadBroker(name string, err error) *broker {
+	b := &broker{name: name, exited: make(chan struct{}), waitErr: err}
+	close(b.exited)
+	return b
+}
+
+// brokerDown fails the run when the side's broker is not running.
+func brokerDown(r *bench.Row, ours bool, b *broker) bool {
+	if b.alive() {
+		return false
+	}
+	fail(r, ours, fmt.Errorf("broker not running: %v", b.waitErr))
+	return true
 }
 
 // fan runs loadgen fan runs (fan-in and fan-out) against both brokers.
@@ -388,8 +410,7 @@ func (e *env) fan(name, id string, pubs, subs, perPub int, qos int, metric strin
 		}
 		e.showCommands(name, bench.ShellQuote(args(true, 0)), bench.ShellQuote(args(false, 0)))
 		e.repeat(e.reps, 15*time.Second, func(rep int, ours bool) {
-			if !bs[ours].alive() {
-				fail(row, ours, errors.New("broker is not running any more"))
+			if brokerDown(row, ours, bs[ours]) {
 				return
 			}
 			var r loadgen.FanResult
@@ -410,23 +431,21 @@ func (e *env) fan(name, id string, pubs, subs, perPub int, qos int, metric strin
 // 4: fan-in.
 func (e *env) fanIn() error {
 	n := e.n(200000, 2000)
+	var errs []error
 	for _, q := range []int{0, 1} {
-		if err := e.fan("4 fan-in", fmt.Sprintf("fanin-q%d", q), 4, 1, n/4, q, "throughput"); err != nil {
-			return err
-		}
+		errs = append(errs, e.fan("4 fan-in", fmt.Sprintf("fanin-q%d", q), 4, 1, n/4, q, "throughput"))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // 5: fan-out.
 func (e *env) fanOut() error {
 	n := e.n(2000, 100)
+	var errs []error
 	for _, q := range []int{0, 1} {
-		if err := e.fan("5 fan-out", fmt.Sprintf("fanout-q%d", q), 1, 100, n, q, "deliveries/s"); err != nil {
-			return err
-		}
+		errs = append(errs, e.fan("5 fan-out", fmt.Sprintf("fanout-q%d", q), 1, 100, n, q, "deliveries/s"))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // 6: end-to-end latency at a fixed rate.
@@ -447,6 +466,9 @@ func (e *env) latency() error {
 		}
 		e.showCommands(name, bench.ShellQuote(args(true, 0)), bench.ShellQuote(args(false, 0)))
 		e.repeat(e.reps, 20*time.Second, func(rep int, ours bool) {
+			if brokerDown(p50, ours, bs[ours]) {
+				return
+			}
 			var r loadgen.LatencyResult
 			if err := e.runLoadgen(timeout, &r, args(ours, rep)); err != nil {
 				fail(p50, ours, err)
@@ -618,6 +640,9 @@ func (e *env) sensorFleet() error {
 		}
 		e.showCommands(name, bench.ShellQuote(subArgs(true, 0))+" &", bench.ShellQuote(simArgs(true, 0)), bench.ShellQuote(simArgs(false, 0)))
 		e.repeat(min(e.reps, 2), 2*nominal+5*time.Second, func(rep int, ours bool) {
+			if brokerDown(rate, ours, bs[ours]) {
+				return
+			}
 			sub, err := e.startLoadgen(timeout+10*time.Second, subArgs(ours, rep))
 			if err != nil {
 				fail(rate, ours, err)
