@@ -10,10 +10,10 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -36,6 +36,9 @@ type Config struct {
 	Log *slog.Logger
 	// Inline enables the in-process client used by tests and `mqtt demo`.
 	Inline bool
+	// ConnectTimeout is how long a new connection may take to send its
+	// CONNECT; 0 means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 }
 
 // Broker is a running broker.
@@ -88,8 +91,14 @@ func New(cfg Config) (*Broker, error) {
 		if l.Protocol != "mqtt" {
 			return nil, fmt.Errorf("listener %s: unsupported protocol %q", l.Address, l.Protocol)
 		}
-		tl := listeners.NewTCP(listeners.Config{ID: "tcp" + strconv.Itoa(i), Address: l.Address})
+		ln, err := listenMQTT(l.Address, nil, cfg.ConnectTimeout)
+		if err != nil {
+			_ = srv.Close()
+			return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
+		}
+		tl := newConnListener("tcp"+strconv.Itoa(i), ln)
 		if err := srv.AddListener(tl); err != nil {
+			_ = ln.Close()
 			_ = srv.Close()
 			return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
 		}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+)
+
+// DefaultConnectTimeout is how long a new connection may take, from the
+// TCP accept, to send a complete CONNECT packet (TLS handshake included)
+// when Config.ConnectTimeout is zero.
+const DefaultConnectTimeout = 10 * time.Second
+
+// MaxConnectSize is the largest CONNECT packet a plain TCP listener
+// accepts, in bytes after the fixed header. A legitimate CONNECT holds at
+// most a few 64 KiB strings; without this bound one unauthenticated client
+// could make the broker allocate the 256 MiB the remaining length field can
+// announce, per connection, before it sends any of it.
+const MaxConnectSize = 1 << 20
+
+// mochi reads the CONNECT packet with no deadline at all (the keep-alive
+// deadline starts after it), so a client that opens a connection and sends
+// nothing, or half a CONNECT, holds two goroutines and a few KiB forever:
+// the slowloris attack. guardListener puts a deadline on every accepted
+// connection; mochi replaces it with the keep-alive deadline once the
+// CONNECT is accepted (Client.refreshDeadline), so only the CONNECT phase
+// is bounded.
+type guardListener struct {
+	net.Listener
+	timeout    time.Duration
+	maxConnect int // 0: do not inspect (the stream is TLS-encrypted)
+}
+
+// Accept waits for a connection and arms its CONNECT deadline.
+func (l *guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(l.timeout))
+	if l.maxConnect == 0 {
+		return c, nil
+	}
+	return &guardConn{Conn: c, max: l.maxConnect}, nil
+}
+
+// guardConn checks the fixed header of the first packet as it passes
+// through and fails the read if it announces an oversized CONNECT.
+type guardConn struct {
+	net.Conn
+	max  int
+	done bool    // first fixed header inspected
+	hdr  [5]byte // first fixed header bytes seen so far
+	n    int
+}
+
+// Read reads from the connection, checking the first fixed header.
+func (c *guardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.done || n == 0 {
+		return n, err
+	}
+	if cerr := c.inspect(p[:n]); cerr != nil {
+		_ = c.Conn.Close()
+		return 0, fmt.Errorf("%s: %w", c.RemoteAddr(), cerr)
+	}
+	return n, err
+}
+
+func (c *guardConn) inspect(b []byte) error {
+	for _, x := range b {
+		c.hdr[c.n] = x
+		c.n++
+		if c.n == 1 {
+			if x>>4 != 1 { // not CONNECT: mochi refuses it [MQTT-3.1.0-1]
+				c.done = true
+				return nil
+			}
+			continue
+		}
+		if x&0x80 != 0 {
+			if c.n == len(c.hdr) { // malformed length: mochi refuses it
+				c.done = true
+				return nil
+			}
+			continue
+		}
+		c.done = true
+		remaining, mult := 0, 1
+		for _, y := range c.hdr[1:c.n] {
+			remaining += int(y&0x7f) * mult
+			mult *= 128
+		}
+		if remaining > c.max {
+			return fmt.Errorf("CONNECT of %d bytes exceeds the limit of %d bytes", remaining, c.max)
+		}
+		return nil
+	}
+	return nil
+}
+
+// listenMQTT opens a TCP listener on addr whose connections must complete
+// their CONNECT within timeout (0: DefaultConnectTimeout), wrapped in TLS
+// when tlsCfg is set. The deadline sits under TLS, so it bounds the
+// handshake too, and connections stay *tls.Conn for certificate checks.
+func listenMQTT(addr string, tlsCfg *tls.Config, timeout time.Duration) (net.Listener, error) {
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	g := &guardListener{Listener: ln, timeout: timeout, maxConnect: MaxConnectSize}
+	if tlsCfg != nil {
+		g.maxConnect = 0
+		return tls.NewListener(g, tlsCfg), nil
+	}
+	return g, nil
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// shutdownGrace bounds how long Close waits for a client to take its
+// DISCONNECT before the connection is cut.
+const shutdownGrace = time.Second
+
+// connListener serves MQTT over any net.Listener (plain TCP or TLS), in
+// place of mochi's listeners.TCP and listeners.Net, fixing two shutdown
+// defects of theirs:
+//
+//   - mochi counts clients in a WaitGroup whose Add runs inside each
+//     connection's goroutine, concurrently with the Wait in Server.Close
+//     (the race detector reports it, and Close may return while a client
+//     is still being attached, after the storage hooks are stopped). This
+//     listener counts its connection goroutines itself and waits for them
+//     in Close, which mochi calls before its own Wait.
+//   - mochi says goodbye to each client with a blocking write and no
+//     deadline, under the client's write lock, so one client that stopped
+//     reading hangs Close forever. This listener puts a write deadline on
+//     every connection before mochi writes the DISCONNECTs and closes any
+//     connection still open afterwards (including ones still in CONNECT).
+type connListener struct {
+	id  string
+	ln  net.Listener
+	log *slog.Logger
+
+	wg     sync.WaitGroup // one per connection goroutine
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newConnListener(id string, ln net.Listener) *connListener {
+	return &connListener{id: id, ln: ln, log: slog.New(slog.DiscardHandler), conns: map[net.Conn]struct{}{}}
+}
+
+// ID returns the listener's id.
+func (l *connListener) ID() string { return l.id }
+
+// Address returns the bound address.
+func (l *connListener) Address() string { return l.ln.Addr().String() }
+
+// Protocol returns the network name.
+func (l *connListener) Protocol() string { return "tcp" }
+
+// Init keeps mochi's logger; the socket is already bound.
+func (l *connListener) Init(log *slog.Logger) error {
+	if log != nil {
+		l.log = log
+	}
+	return nil
+}
+
+// Serve accepts connections until Close, handing each to establish in its
+// own goroutine.
+//
+// mochi's listeners stop accepting for good on the first Accept error; out
+// of file descriptors (EMFILE) under a connection flood, that would leave
+// the broker deaf after the flood is over. Like net/http, this one backs
+// off and tries again until the listener is closed.
+func (l *connListener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.isClosed() {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", "error", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			err := establish(l.id, c)
+			_ = c.Close()
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+			if err != nil {
+				l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *connListener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Close stops accepting, disconnects the listener's clients (mochi sends
+// each a DISCONNECT through closeClients), cuts what is left and waits for
+// every connection goroutine to return.
+func (l *connListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	deadline := time.Now().Add(shutdownGrace)
+	for c := range l.conns {
+		_ = c.SetWriteDeadline(deadline)
+	}
+	l.mu.Unlock()
+	_ = l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
