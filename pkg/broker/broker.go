@@ -91,12 +91,12 @@ func New(cfg Config) (*Broker, error) {
 		if l.Protocol != "mqtt" {
 			return nil, fmt.Errorf("listener %s: unsupported protocol %q", l.Address, l.Protocol)
 		}
-		ln, err := listenMQTT(l.Address, nil, cfg.ConnectTimeout)
+		ln, guard, err := listenMQTT(l.Address, nil, cfg.ConnectTimeout, log)
 		if err != nil {
 			_ = srv.Close()
 			return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
 		}
-		tl := newConnListener("tcp"+strconv.Itoa(i), ln)
+		tl := newConnListener("tcp"+strconv.Itoa(i), ln, guard)
 		if err := srv.AddListener(tl); err != nil {
 			_ = ln.Close()
 			_ = srv.Close()

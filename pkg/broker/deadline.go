@@ -5,7 +5,9 @@ package broker
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -28,10 +30,18 @@ const MaxConnectSize = 1 << 20
 // connection; mochi replaces it with the keep-alive deadline once the
 // CONNECT is accepted (Client.refreshDeadline), so only the CONNECT phase
 // is bounded.
+//
+// It also makes every connection an asyncConn (writer.go) and counts the
+// sockets still open, so that Close can wait for them.
 type guardListener struct {
 	net.Listener
 	timeout    time.Duration
 	maxConnect int // 0: do not inspect (the stream is TLS-encrypted)
+	log        *slog.Logger
+
+	mu   sync.Mutex
+	open int
+	idle *sync.Cond
 }
 
 // Accept waits for a connection and arms its CONNECT deadline.
@@ -41,10 +51,32 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
+	l.mu.Lock()
+	l.open++
+	l.mu.Unlock()
+	ac := newAsyncConn(c, MaxPendingBytes, l.log, l.socketClosed)
 	if l.maxConnect == 0 {
-		return c, nil
+		return ac, nil
 	}
-	return &guardConn{Conn: c, max: l.maxConnect}, nil
+	return &guardConn{Conn: ac, max: l.maxConnect}, nil
+}
+
+func (l *guardListener) socketClosed() {
+	l.mu.Lock()
+	l.open--
+	if l.open == 0 {
+		l.idle.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+// wait returns once every accepted socket is closed.
+func (l *guardListener) wait() {
+	l.mu.Lock()
+	for l.open > 0 {
+		l.idle.Wait()
+	}
+	l.mu.Unlock()
 }
 
 // guardConn checks the fixed header of the first packet as it passes
@@ -106,18 +138,19 @@ func (c *guardConn) inspect(b []byte) error {
 // their CONNECT within timeout (0: DefaultConnectTimeout), wrapped in TLS
 // when tlsCfg is set. The deadline sits under TLS, so it bounds the
 // handshake too, and connections stay *tls.Conn for certificate checks.
-func listenMQTT(addr string, tlsCfg *tls.Config, timeout time.Duration) (net.Listener, error) {
+func listenMQTT(addr string, tlsCfg *tls.Config, timeout time.Duration, log *slog.Logger) (net.Listener, *guardListener, error) {
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	g := &guardListener{Listener: ln, timeout: timeout, maxConnect: MaxConnectSize}
+	g := &guardListener{Listener: ln, timeout: timeout, maxConnect: MaxConnectSize, log: log}
+	g.idle = sync.NewCond(&g.mu)
 	if tlsCfg != nil {
 		g.maxConnect = 0
-		return tls.NewListener(g, tlsCfg), nil
+		return tls.NewListener(g, tlsCfg), g, nil
 	}
-	return g, nil
+	return g, g, nil
 }

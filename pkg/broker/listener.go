@@ -32,18 +32,20 @@ const shutdownGrace = time.Second
 //     every connection before mochi writes the DISCONNECTs and closes any
 //     connection still open afterwards (including ones still in CONNECT).
 type connListener struct {
-	id  string
-	ln  net.Listener
-	log *slog.Logger
+	id    string
+	ln    net.Listener
+	guard *guardListener // nil: sockets are not counted
+	log   *slog.Logger
 
 	wg     sync.WaitGroup // one per connection goroutine
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	served chan struct{} // closed when Serve returns; nil before Serve
 }
 
-func newConnListener(id string, ln net.Listener) *connListener {
-	return &connListener{id: id, ln: ln, log: slog.New(slog.DiscardHandler), conns: map[net.Conn]struct{}{}}
+func newConnListener(id string, ln net.Listener, guard *guardListener) *connListener {
+	return &connListener{id: id, ln: ln, guard: guard, log: slog.New(slog.DiscardHandler), conns: map[net.Conn]struct{}{}}
 }
 
 // ID returns the listener's id.
@@ -71,6 +73,14 @@ func (l *connListener) Init(log *slog.Logger) error {
 // the broker deaf after the flood is over. Like net/http, this one backs
 // off and tries again until the listener is closed.
 func (l *connListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.served = make(chan struct{})
+	defer close(l.served)
+	l.mu.Unlock()
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -123,12 +133,16 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	l.closed = true
+	served := l.served
 	deadline := time.Now().Add(shutdownGrace)
 	for c := range l.conns {
 		_ = c.SetWriteDeadline(deadline)
 	}
 	l.mu.Unlock()
 	_ = l.ln.Close()
+	if served != nil {
+		<-served // no more connections after this
+	}
 	closeClients(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
@@ -136,4 +150,7 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
+	if l.guard != nil {
+		l.guard.wait() // pending bytes sent or given up (closeLinger)
+	}
 }

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// MaxPendingBytes is how many bytes the broker holds for a client that
+// does not read them fast enough, beyond what the operating system
+// buffers, before it disconnects the client as a slow consumer. A single
+// packet larger than this is still sent, alone.
+const MaxPendingBytes = 8 << 20
+
+// closeLinger bounds how long a closed connection may take to send the
+// bytes still pending (a refusing CONNACK, a DISCONNECT) before it is cut.
+const closeLinger = 2 * time.Second
+
+// ErrSlowConsumer is why a client that does not read its messages is
+// disconnected.
+var ErrSlowConsumer = errors.New("slow consumer: client does not read its messages")
+
+// asyncConn makes writes to a client never block the broker.
+//
+// mochi writes to a client while holding that client's lock, and takes
+// the same lock to pick a packet identifier for every QoS 1 and 2 message
+// sent to it. A subscriber that stops reading fills its socket buffers,
+// the write blocks, and from then on every publisher of a QoS 1 or 2
+// message on a topic it subscribes to blocks too, forever when the
+// subscriber's keep-alive is 0: one client can freeze everyone. Here,
+// Write only appends to a buffer, which a goroutine (started on demand,
+// gone when the buffer is empty) drains to the socket. A client whose
+// buffer grows past MaxPendingBytes is disconnected with a log line; its
+// unacknowledged QoS 1 and 2 messages stay in its session, so a
+// persistent session gets them again after it reconnects.
+type asyncConn struct {
+	net.Conn
+	max    int
+	log    *slog.Logger
+	closed func() // called once, when the socket is closed
+
+	mu       sync.Mutex
+	buf      []byte
+	spare    []byte
+	flushing bool  // a flush goroutine is running
+	closing  bool  // Close was called or the connection failed
+	err      error // sticky write error
+	once     sync.Once
+}
+
+func newAsyncConn(c net.Conn, max int, log *slog.Logger, closed func()) *asyncConn {
+	return &asyncConn{Conn: c, max: max, log: log, closed: closed}
+}
+
+// Write queues p for the client and returns at once.
+func (c *asyncConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.closing {
+		return 0, net.ErrClosed
+	}
+	if len(c.buf) > 0 && len(c.buf)+len(p) > c.max {
+		c.err = fmt.Errorf("%w (%d bytes waiting)", ErrSlowConsumer, len(c.buf))
+		c.log.Warn("disconnecting slow consumer", "remote", c.RemoteAddr().String(), "pending_bytes", len(c.buf))
+		c.closing = true
+		c.buf = nil
+		c.closeSocket() // a flush blocked in Write fails at once
+		return 0, c.err
+	}
+	c.buf = append(c.buf, p...)
+	if !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+	return len(p), nil
+}
+
+// flush writes the buffer to the socket until it is empty.
+func (c *asyncConn) flush() {
+	for {
+		c.mu.Lock()
+		if len(c.buf) == 0 || c.err != nil {
+			c.flushing = false
+			closing := c.closing
+			c.mu.Unlock()
+			if closing {
+				c.closeSocket()
+			}
+			return
+		}
+		out := c.buf
+		c.buf = c.spare[:0]
+		c.spare = nil
+		c.mu.Unlock()
+
+		_, err := c.Conn.Write(out)
+
+		c.mu.Lock()
+		if cap(out) <= 64<<10 { // keep small buffers, let big ones go
+			c.spare = out[:0]
+		}
+		if err != nil && c.err == nil {
+			c.err = err
+			c.closing = true
+			c.buf = nil
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Close closes the connection once the pending bytes are sent, within
+// closeLinger; reads fail at once.
+func (c *asyncConn) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closing = true
+	if c.flushing {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeLinger))
+		_ = c.Conn.SetReadDeadline(time.Now())
+		c.mu.Unlock()
+		return nil // the flush goroutine closes the socket
+	}
+	c.mu.Unlock()
+	c.closeSocket()
+	return nil
+}
+
+func (c *asyncConn) closeSocket() {
+	c.once.Do(func() {
+		_ = c.Conn.Close()
+		if c.closed != nil {
+			c.closed()
+		}
+	})
+}
+
+// SetDeadline sets the read and write deadlines, unless the connection is
+// closing: then only the linger deadline applies.
+func (c *asyncConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetWriteDeadline sets the deadline of socket writes, unless closing.
+func (c *asyncConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, unless closing.
+func (c *asyncConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}

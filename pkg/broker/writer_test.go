@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	server = <-accepted
+	require.NotNil(t, server)
+	t.Cleanup(func() { server.Close(); peer.Close() })
+	return server, peer
+}
+
+func TestAsyncConnDeliversInOrderAndFlushesOnClose(t *testing.T) {
+	server, peer := tcpPair(t)
+	closed := make(chan struct{})
+	c := newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), func() { close(closed) })
+	var want []byte
+	for i := 0; i < 1000; i++ {
+		b := []byte{byte(i), byte(i >> 8), 0xAA}
+		want = append(want, b...)
+		n, err := c.Write(b)
+		require.NoError(t, err)
+		require.Equal(t, len(b), n)
+	}
+	require.NoError(t, c.Close()) // before the peer read anything
+	_, err := c.Write([]byte("late"))
+	require.Error(t, err)
+	got, err := io.ReadAll(peer)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "bytes written before Close must all arrive, in order")
+	<-closed
+}
+
+// Writes to a client that reads nothing never block; past the limit the
+// client is cut.
+func TestAsyncConnSlowConsumer(t *testing.T) {
+	server, peer := tcpPair(t)
+	closed := make(chan struct{})
+	c := newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), func() { close(closed) })
+	chunk := make([]byte, 64<<10)
+	done := make(chan error, 1)
+	go func() {
+		// The kernel buffers a few MiB; 64 MiB cannot all fit.
+		for i := 0; i < 1024; i++ {
+			if _, err := c.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrSlowConsumer)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Write blocked on a client that does not read")
+	}
+	<-closed
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, peer)
+	require.NoError(t, err, "the slow consumer's connection must end")
+}
+
+// A single packet larger than the limit still goes out.
+func TestAsyncConnLargePacket(t *testing.T) {
+	server, peer := tcpPair(t)
+	c := newAsyncConn(server, 1024, slog.New(slog.DiscardHandler), nil)
+	big := make([]byte, 64<<10)
+	_, err := c.Write(big)
+	require.NoError(t, err)
+	got := make([]byte, len(big))
+	_, err = io.ReadFull(peer, got)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+}
+
+// Close of a connection whose peer stopped reading returns at once and
+// the socket is closed within closeLinger.
+func TestAsyncConnCloseStuckPeer(t *testing.T) {
+	server, _ := tcpPair(t)
+	closed := make(chan struct{})
+	c := newAsyncConn(server, 64<<20, slog.New(slog.DiscardHandler), func() { close(closed) })
+	chunk := make([]byte, 1<<20)
+	for i := 0; i < 32; i++ {
+		_, err := c.Write(chunk)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Close())
+	select {
+	case <-closed:
+	case <-time.After(closeLinger + 10*time.Second):
+		t.Fatal("the socket of a stuck peer was never closed")
+	}
+}
+
+// Deadlines set after Close do not extend the linger.
+func TestAsyncConnDeadlinesIgnoredWhenClosing(t *testing.T) {
+	server, _ := tcpPair(t)
+	closed := make(chan struct{})
+	c := newAsyncConn(server, 64<<20, slog.New(slog.DiscardHandler), func() { close(closed) })
+	_, err := c.Write(make([]byte, 32<<20))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, c.SetDeadline(time.Time{}))
+	require.NoError(t, c.SetWriteDeadline(time.Time{}))
+	select {
+	case <-closed:
+	case <-time.After(closeLinger + 10*time.Second):
+		t.Fatal("a deadline set after Close kept the socket open")
+	}
+}
