@@ -448,14 +448,14 @@ func TestHostileClients(t *testing.T) {
 
 	s.attack(t, "invalid UTF-8 and wildcards in PUBLISH topics", func(t *testing.T) {
 		topics := []string{
-			forbidden + "\xff\xfe",         // not UTF-8
-			forbidden + "\xed\xa0\x80",     // UTF-16 surrogate [MQTT-1.5.4-1]
-			forbidden + "\xc0\xaf",         // overlong encoding
-			forbidden + "a\x00b",           // U+0000 [MQTT-1.5.4-2]
-			forbidden + "+",                // wildcards [MQTT-3.3.2-2]
-			forbidden + "#",                //
-			forbidden + "a/+/b",            //
-			"",                             // empty topic, no alias [MQTT-4.7.3-1]
+			forbidden + "\xff\xfe",     // not UTF-8
+			forbidden + "\xed\xa0\x80", // UTF-16 surrogate [MQTT-1.5.4-1]
+			forbidden + "\xc0\xaf",     // overlong encoding
+			forbidden + "a\x00b",       // U+0000 [MQTT-1.5.4-2]
+			forbidden + "+",            // wildcards [MQTT-3.3.2-2]
+			forbidden + "#",            //
+			forbidden + "a/+/b",        //
+			"",                         // empty topic, no alias [MQTT-4.7.3-1]
 			forbidden + strings.Repeat("\x80", 3),
 		}
 		for _, v := range []byte{4, 5} {
