@@ -47,21 +47,32 @@ func Start(t testing.TB) *Broker {
 }
 
 // New starts a test broker without a testing.TB; the caller closes it.
-func New() (*Broker, error) {
+func New() (*Broker, error) { return NewAt("127.0.0.1:0") }
+
+// NewAt starts a test broker listening on addr (e.g. the address of a
+// broker that was just closed, to test reconnects), recording the filters
+// in record from before the first client can connect; the caller closes it.
+func NewAt(addr string, record ...string) (*Broker, error) {
 	bb, err := broker.New(broker.Config{
-		Listeners:      []broker.Listener{{Address: "127.0.0.1:0"}},
+		Listeners:      []broker.Listener{{Address: addr}},
 		AllowAnonymous: true,
 		Inline:         true,
 	})
 	if err != nil {
 		return nil, err
 	}
+	b := &Broker{Broker: bb, Host: "127.0.0.1", Port: bb.Port()}
+	b.cond = sync.NewCond(&b.mu)
+	for _, f := range record {
+		if err := b.Record(f); err != nil {
+			bb.Close()
+			return nil, err
+		}
+	}
 	if err := bb.Start(); err != nil {
 		bb.Close()
 		return nil, err
 	}
-	b := &Broker{Broker: bb, Host: "127.0.0.1", Port: bb.Port()}
-	b.cond = sync.NewCond(&b.mu)
 	return b, nil
 }
 

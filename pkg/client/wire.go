@@ -1,0 +1,632 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package client
+
+// A small MQTT 3.1, 3.1.1 and 5 codec for the publishing pipeline
+// (stream.go). The pipeline owns its connection so that it can batch
+// writes, keep a window of QoS 1/2 messages in flight and resend them on a
+// new connection; the paho libraries hide all three. Only the packets a
+// publisher needs are here: CONNECT/CONNACK, PUBLISH and its
+// acknowledgements, PINGREQ/PINGRESP and DISCONNECT.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// MQTT control packet types (high nibble of the first byte).
+const (
+	pktConnect    = 1
+	pktConnack    = 2
+	pktPublish    = 3
+	pktPuback     = 4
+	pktPubrec     = 5
+	pktPubrel     = 6
+	pktPubcomp    = 7
+	pktPingreq    = 12
+	pktPingresp   = 13
+	pktDisconnect = 14
+	pktAuth       = 15
+)
+
+// MQTT 5 property identifiers used here [MQTT-2.2.2.2].
+const (
+	propPayloadFormat       = 0x01
+	propMessageExpiry       = 0x02
+	propContentType         = 0x03
+	propResponseTopic       = 0x08
+	propCorrelationData     = 0x09
+	propSubscriptionID      = 0x0B
+	propSessionExpiry       = 0x11
+	propAssignedClientID    = 0x12
+	propServerKeepAlive     = 0x13
+	propAuthMethod          = 0x15
+	propAuthData            = 0x16
+	propRequestProblemInfo  = 0x17
+	propWillDelay           = 0x18
+	propRequestResponseInfo = 0x19
+	propResponseInfo        = 0x1A
+	propServerReference     = 0x1C
+	propReasonString        = 0x1F
+	propReceiveMaximum      = 0x21
+	propTopicAliasMaximum   = 0x22
+	propTopicAlias          = 0x23
+	propMaximumQoS          = 0x24
+	propRetainAvailable     = 0x25
+	propUser                = 0x26
+	propMaximumPacketSize   = 0x27
+	propWildcardAvailable   = 0x28
+	propSubIDAvailable      = 0x29
+	propSharedAvailable     = 0x2A
+)
+
+// MaxPacketSize is the largest packet MQTT can frame (remaining length 268435455).
+const MaxPacketSize = 268435455 + 5
+
+// ErrProtocol is a packet from the broker that breaks the protocol.
+var ErrProtocol = errors.New("protocol error when communicating with broker")
+
+// --- encoding ---------------------------------------------------------
+
+func appendUint16(b []byte, v uint16) []byte { return append(b, byte(v>>8), byte(v)) }
+func appendUint32(b []byte, v uint32) []byte {
+	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = appendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendBinary(b []byte, s []byte) []byte {
+	b = appendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendVarint(b []byte, v int) []byte {
+	for {
+		d := byte(v % 128)
+		v /= 128
+		if v > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if v == 0 {
+			return b
+		}
+	}
+}
+
+func varintLen(v int) int {
+	switch {
+	case v < 128:
+		return 1
+	case v < 16384:
+		return 2
+	case v < 2097152:
+		return 3
+	}
+	return 4
+}
+
+// appendPacket appends a fixed header and body.
+func appendPacket(b []byte, first byte, body []byte) []byte {
+	b = append(b, first)
+	b = appendVarint(b, len(body))
+	return append(b, body...)
+}
+
+// appendPublishProps encodes the PUBLISH/will properties of p (without the
+// length prefix). Will delay is added by the caller for wills.
+func appendPublishProps(b []byte, p *Properties) []byte {
+	if p == nil {
+		return b
+	}
+	if p.PayloadFormat != nil {
+		b = append(b, propPayloadFormat, *p.PayloadFormat)
+	}
+	if p.MessageExpiry != nil {
+		b = appendUint32(append(b, propMessageExpiry), *p.MessageExpiry)
+	}
+	if p.ContentType != "" {
+		b = appendString(append(b, propContentType), p.ContentType)
+	}
+	if p.ResponseTopic != "" {
+		b = appendString(append(b, propResponseTopic), p.ResponseTopic)
+	}
+	if p.CorrelationData != nil {
+		b = appendBinary(append(b, propCorrelationData), p.CorrelationData)
+	}
+	if p.TopicAlias != nil {
+		b = appendUint16(append(b, propTopicAlias), *p.TopicAlias)
+	}
+	return appendUserProps(b, p.User)
+}
+
+func appendUserProps(b []byte, u []UserProperty) []byte {
+	for _, kv := range u {
+		b = appendString(append(b, propUser), kv.Key)
+		b = appendString(b, kv.Value)
+	}
+	return b
+}
+
+// encodeConnect builds the CONNECT packet for cfg.
+func encodeConnect(cfg *Config) []byte {
+	v := cfg.Version
+	if v == 0 {
+		v = V5
+	}
+	body := make([]byte, 0, 64)
+	if v == V31 {
+		body = appendString(body, "MQIsdp")
+	} else {
+		body = appendString(body, "MQTT")
+	}
+	body = append(body, byte(v))
+	var flags byte
+	if cfg.CleanStart {
+		flags |= 0x02
+	}
+	if w := cfg.Will; w != nil {
+		flags |= 0x04 | w.QoS<<3
+		if w.Retain {
+			flags |= 0x20
+		}
+	}
+	if cfg.Username != "" {
+		flags |= 0x80
+	}
+	if cfg.Password != "" || cfg.PasswordSet {
+		flags |= 0x40
+	}
+	body = append(body, flags)
+	body = appendUint16(body, cfg.KeepAlive)
+	if v == V5 {
+		var props []byte
+		if cfg.SessionExpiry != nil {
+			props = appendUint32(append(props, propSessionExpiry), *cfg.SessionExpiry)
+		}
+		if p := cfg.ConnectProps; p != nil {
+			if p.ReceiveMaximum != nil {
+				props = appendUint16(append(props, propReceiveMaximum), *p.ReceiveMaximum)
+			}
+			if p.MaximumPacketSize != nil {
+				props = appendUint32(append(props, propMaximumPacketSize), *p.MaximumPacketSize)
+			}
+			if p.TopicAliasMaximum != nil {
+				props = appendUint16(append(props, propTopicAliasMaximum), *p.TopicAliasMaximum)
+			}
+			if p.RequestRespInfo != nil {
+				props = append(props, propRequestResponseInfo, boolByte(*p.RequestRespInfo))
+			}
+			if p.RequestProblemInfo != nil {
+				props = append(props, propRequestProblemInfo, boolByte(*p.RequestProblemInfo))
+			}
+			if p.AuthMethod != "" {
+				props = appendString(append(props, propAuthMethod), p.AuthMethod)
+			}
+			if p.AuthData != nil {
+				props = appendBinary(append(props, propAuthData), p.AuthData)
+			}
+			props = appendUserProps(props, p.User)
+		}
+		body = appendVarint(body, len(props))
+		body = append(body, props...)
+	}
+	body = appendString(body, cfg.ClientID)
+	if w := cfg.Will; w != nil {
+		if v == V5 {
+			var wp []byte
+			if cfg.ConnectProps != nil && cfg.ConnectProps.WillDelayInterval != nil {
+				wp = appendUint32(append(wp, propWillDelay), *cfg.ConnectProps.WillDelayInterval)
+			}
+			wp = appendPublishProps(wp, w.Props)
+			body = appendVarint(body, len(wp))
+			body = append(body, wp...)
+		}
+		body = appendString(body, w.Topic)
+		body = appendBinary(body, w.Payload)
+	}
+	if cfg.Username != "" {
+		body = appendString(body, cfg.Username)
+	}
+	if cfg.Password != "" || cfg.PasswordSet {
+		body = appendString(body, cfg.Password)
+	}
+	return appendPacket(nil, pktConnect<<4, body)
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// DisconnectProperties are the MQTT 5 properties of a DISCONNECT sent by the client.
+type DisconnectProperties struct {
+	SessionExpiry   *uint32
+	ReasonString    string
+	ServerReference string
+	User            []UserProperty
+}
+
+func encodeDisconnect(v Version, reason byte, p *DisconnectProperties) []byte {
+	if v != V5 {
+		return []byte{pktDisconnect << 4, 0}
+	}
+	var props []byte
+	if p != nil {
+		if p.SessionExpiry != nil {
+			props = appendUint32(append(props, propSessionExpiry), *p.SessionExpiry)
+		}
+		if p.ReasonString != "" {
+			props = appendString(append(props, propReasonString), p.ReasonString)
+		}
+		if p.ServerReference != "" {
+			props = appendString(append(props, propServerReference), p.ServerReference)
+		}
+		props = appendUserProps(props, p.User)
+	}
+	if len(props) == 0 {
+		// The reason code could be left out, but some decoders (paho.golang's)
+		// reject an empty MQTT 5 DISCONNECT.
+		return []byte{pktDisconnect << 4, 1, reason}
+	}
+	body := []byte{reason}
+	body = appendVarint(body, len(props))
+	body = append(body, props...)
+	return appendPacket(nil, pktDisconnect<<4, body)
+}
+
+// publishSize returns the size of the PUBLISH packet for the given parts.
+func publishSize(topicLen, propsLen, payloadLen int, qos byte, v5 bool) int {
+	rem := 2 + topicLen + payloadLen
+	if qos > 0 {
+		rem += 2
+	}
+	if v5 {
+		rem += varintLen(propsLen) + propsLen
+	}
+	return 1 + varintLen(rem) + rem
+}
+
+// appendPublish appends a PUBLISH packet. props is the encoded property
+// block (MQTT 5 only; ignored for 3.x).
+func appendPublish(b []byte, v5 bool, topic string, pid uint16, qos byte, retain, dup bool, props, payload []byte) []byte {
+	first := byte(pktPublish<<4) | qos<<1
+	if retain {
+		first |= 1
+	}
+	if dup {
+		first |= 0x08
+	}
+	rem := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		rem += 2
+	}
+	if v5 {
+		rem += varintLen(len(props)) + len(props)
+	}
+	b = append(b, first)
+	b = appendVarint(b, rem)
+	b = appendString(b, topic)
+	if qos > 0 {
+		b = appendUint16(b, pid)
+	}
+	if v5 {
+		b = appendVarint(b, len(props))
+		b = append(b, props...)
+	}
+	return append(b, payload...)
+}
+
+// --- decoding ---------------------------------------------------------
+
+// packetReader reads whole packets from a connection.
+type packetReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func newPacketReader(r io.Reader) *packetReader {
+	return &packetReader{r: bufio.NewReaderSize(r, 16<<10)}
+}
+
+// read returns the first byte and the body of the next packet. The body is
+// valid until the next call.
+func (pr *packetReader) read() (byte, []byte, error) {
+	first, err := pr.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, mult := 0, 1
+	for i := 0; ; i++ {
+		d, err := pr.r.ReadByte()
+		if err != nil {
+			return 0, nil, unexpectedEOF(err)
+		}
+		n += int(d&0x7f) * mult
+		if d&0x80 == 0 {
+			break
+		}
+		if i == 3 {
+			return 0, nil, fmt.Errorf("%w: malformed remaining length", ErrProtocol)
+		}
+		mult *= 128
+	}
+	if cap(pr.buf) < n {
+		pr.buf = make([]byte, n)
+	}
+	body := pr.buf[:n]
+	if _, err := io.ReadFull(pr.r, body); err != nil {
+		return 0, nil, unexpectedEOF(err)
+	}
+	return first, body, nil
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// props is a decoded MQTT 5 property block (only what a publisher reads).
+type props struct {
+	reasonString      string
+	receiveMaximum    *uint16
+	maximumQoS        *byte
+	retainAvailable   *byte
+	maximumPacketSize *uint32
+	topicAliasMaximum *uint16
+	assignedClientID  string
+	serverKeepAlive   *uint16
+}
+
+// readProps decodes a property block (length prefix included) from b and
+// returns the rest.
+func readProps(b []byte) (*props, []byte, error) {
+	n, used, err := readVarint(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	b = b[used:]
+	if n > len(b) {
+		return nil, nil, fmt.Errorf("%w: property length", ErrProtocol)
+	}
+	block, rest := b[:n], b[n:]
+	p := &props{}
+	for len(block) > 0 {
+		id := block[0]
+		block = block[1:]
+		var v []byte
+		switch id {
+		case propPayloadFormat, propRequestProblemInfo, propRequestResponseInfo, propMaximumQoS,
+			propRetainAvailable, propWildcardAvailable, propSubIDAvailable, propSharedAvailable:
+			v, block, err = take(block, 1)
+		case propServerKeepAlive, propReceiveMaximum, propTopicAliasMaximum, propTopicAlias:
+			v, block, err = take(block, 2)
+		case propMessageExpiry, propSessionExpiry, propWillDelay, propMaximumPacketSize:
+			v, block, err = take(block, 4)
+		case propSubscriptionID:
+			var used int
+			_, used, err = readVarint(block)
+			if err == nil {
+				block = block[used:]
+			}
+		case propContentType, propResponseTopic, propAssignedClientID, propAuthMethod,
+			propResponseInfo, propServerReference, propReasonString, propCorrelationData, propAuthData:
+			v, block, err = takeString(block)
+		case propUser:
+			if _, block, err = takeString(block); err == nil {
+				_, block, err = takeString(block)
+			}
+		default:
+			return nil, nil, fmt.Errorf("%w: unknown property 0x%02x", ErrProtocol, id)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		switch id {
+		case propReasonString:
+			p.reasonString = string(v)
+		case propAssignedClientID:
+			p.assignedClientID = string(v)
+		case propReceiveMaximum:
+			x := binary.BigEndian.Uint16(v)
+			p.receiveMaximum = &x
+		case propTopicAliasMaximum:
+			x := binary.BigEndian.Uint16(v)
+			p.topicAliasMaximum = &x
+		case propServerKeepAlive:
+			x := binary.BigEndian.Uint16(v)
+			p.serverKeepAlive = &x
+		case propMaximumQoS:
+			x := v[0]
+			p.maximumQoS = &x
+		case propRetainAvailable:
+			x := v[0]
+			p.retainAvailable = &x
+		case propMaximumPacketSize:
+			x := binary.BigEndian.Uint32(v)
+			p.maximumPacketSize = &x
+		}
+	}
+	return p, rest, nil
+}
+
+func take(b []byte, n int) ([]byte, []byte, error) {
+	if len(b) < n {
+		return nil, nil, fmt.Errorf("%w: truncated property", ErrProtocol)
+	}
+	return b[:n], b[n:], nil
+}
+
+func takeString(b []byte) ([]byte, []byte, error) {
+	if len(b) < 2 {
+		return nil, nil, fmt.Errorf("%w: truncated string", ErrProtocol)
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	return take(b[2:], n)
+}
+
+func readVarint(b []byte) (int, int, error) {
+	n, mult := 0, 1
+	for i := 0; i < 4; i++ {
+		if i >= len(b) {
+			return 0, 0, fmt.Errorf("%w: truncated variable byte integer", ErrProtocol)
+		}
+		n += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return n, i + 1, nil
+		}
+		mult *= 128
+	}
+	return 0, 0, fmt.Errorf("%w: malformed variable byte integer", ErrProtocol)
+}
+
+// ackInfo is a decoded PUBACK, PUBREC, PUBREL or PUBCOMP.
+type ackInfo struct {
+	pid    uint16
+	reason byte
+	text   string
+}
+
+func decodeAck(v5 bool, body []byte) (ackInfo, error) {
+	if len(body) < 2 {
+		return ackInfo{}, fmt.Errorf("%w: short acknowledgement", ErrProtocol)
+	}
+	a := ackInfo{pid: binary.BigEndian.Uint16(body)}
+	if v5 && len(body) > 2 {
+		a.reason = body[2]
+		if len(body) > 3 {
+			p, _, err := readProps(body[3:])
+			if err != nil {
+				return a, err
+			}
+			a.text = p.reasonString
+		}
+	}
+	return a, nil
+}
+
+// Session is what the broker said in CONNACK that limits a publisher.
+type Session struct {
+	Version           Version
+	SessionPresent    bool
+	ReceiveMaximum    uint16 // 65535 when the broker sent none
+	MaximumQoS        byte   // 2 when the broker sent none
+	RetainAvailable   bool
+	MaximumPacketSize uint32 // 0: no limit announced
+	TopicAliasMaximum uint16
+	AssignedClientID  string
+	KeepAlive         uint16 // server keep alive, or the one we asked for
+}
+
+// handshake dials cfg's broker and runs CONNECT/CONNACK on the raw
+// connection. A refusal is a *ConnectError.
+func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
+	log := cfg.logger()
+	v := cfg.Version
+	if v == 0 {
+		v = V5
+	}
+	log.Debug("connecting", "addr", cfg.Addr(), "version", v.String(), "client_id", cfg.ClientID)
+	conn, err := dialConn(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	fail := func(err error) (net.Conn, *packetReader, *Session, error) {
+		conn.Close()
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, nil, nil, fmt.Errorf("no CONNACK from %s within %s", cfg.Addr(), cfg.timeout())
+			}
+			return nil, nil, nil, ctx.Err()
+		}
+		return nil, nil, nil, err
+	}
+	log.Debug("sending CONNECT")
+	if _, err := conn.Write(encodeConnect(cfg)); err != nil {
+		return fail(err)
+	}
+	pr := newPacketReader(conn)
+	first, body, err := pr.read()
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("connection closed by %s before CONNACK", cfg.Addr())
+		}
+		return fail(err)
+	}
+	if first>>4 == pktAuth {
+		return fail(errors.New("the broker asked for enhanced authentication, which is not supported"))
+	}
+	if first>>4 != pktConnack || len(body) < 2 {
+		return fail(fmt.Errorf("%w: expected CONNACK", ErrProtocol))
+	}
+	log.Debug("received CONNACK", "code", body[1])
+	s := &Session{Version: v, SessionPresent: body[0]&1 == 1, ReceiveMaximum: 65535, MaximumQoS: 2,
+		RetainAvailable: true, KeepAlive: cfg.KeepAlive}
+	if v != V5 {
+		if body[1] != 0 {
+			return fail(&ConnectError{Version: v, Code: body[1]})
+		}
+	} else {
+		if len(body) == 2 {
+			// A 3.x broker answering an MQTT 5 CONNECT.
+			if body[1] != 0 {
+				return fail(&ConnectError{Version: V5, Code: 132})
+			}
+			return fail(fmt.Errorf("%w: CONNACK without properties", ErrProtocol))
+		}
+		p, _, err := readProps(body[2:])
+		if err != nil {
+			return fail(err)
+		}
+		if body[1] >= 0x80 {
+			return fail(&ConnectError{Version: V5, Code: body[1], Reason: p.reasonString})
+		}
+		if p.receiveMaximum != nil {
+			s.ReceiveMaximum = *p.receiveMaximum
+		}
+		if p.maximumQoS != nil {
+			s.MaximumQoS = *p.maximumQoS
+		}
+		if p.retainAvailable != nil {
+			s.RetainAvailable = *p.retainAvailable == 1
+		}
+		if p.maximumPacketSize != nil {
+			s.MaximumPacketSize = *p.maximumPacketSize
+		}
+		if p.topicAliasMaximum != nil {
+			s.TopicAliasMaximum = *p.topicAliasMaximum
+		}
+		if p.serverKeepAlive != nil {
+			s.KeepAlive = *p.serverKeepAlive
+		}
+		s.AssignedClientID = p.assignedClientID
+		if s.AssignedClientID != "" {
+			log.Debug("broker assigned client id", "client_id", s.AssignedClientID)
+		}
+	}
+	if !stop() {
+		return fail(ctx.Err())
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, pr, s, nil
+}
