@@ -63,7 +63,8 @@ func Main() int {
 // Run runs the app with args (args[0] is the program name), prints any
 // error once on stderr and returns the exit status.
 func Run(ctx context.Context, d *Deps, args []string) int {
-	err := newApp(d).RunContext(ctx, args)
+	app := newApp(d)
+	err := app.RunContext(ctx, joinPropertyArgs(app.Commands, args))
 	if err != nil {
 		if msg := message(err); msg != "" {
 			fmt.Fprintln(d.IO.ErrOut, msg)

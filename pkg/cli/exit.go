@@ -95,5 +95,9 @@ func message(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "Error: interrupted"
 	}
+	var ve interface{ Verbatim() string }
+	if errors.As(err, &ve) {
+		return ve.Verbatim()
+	}
 	return "Error: " + err.Error()
 }

@@ -194,6 +194,7 @@ func (s *Stream) Session() Session {
 // install makes conn the stream's connection and resends what the broker
 // has not acknowledged. s.mu is held.
 func (s *Stream) install(conn net.Conn, pr *packetReader, sess *Session) {
+	noDelay(conn)
 	wc := &wireConn{conn: conn, pr: pr, sess: sess, kick: make(chan struct{}, 1), dead: make(chan struct{}),
 		aliases: map[uint16]string{}, lastWrite: time.Now()}
 	s.wc, s.sess = wc, sess
@@ -225,6 +226,23 @@ func (s *Stream) install(conn net.Conn, pr *packetReader, sess *Session) {
 	}
 	wc.wake()
 	s.cond.Broadcast()
+}
+
+// noDelay turns Nagle's algorithm off: the writer already sends whatever
+// has gathered in one write, and Nagle would hold back the next one until
+// the broker's (delayed) ACK, stalling a window of QoS 1 messages.
+func noDelay(c net.Conn) {
+	for {
+		switch t := c.(type) {
+		case *net.TCPConn:
+			_ = t.SetNoDelay(true)
+			return
+		case interface{ NetConn() net.Conn }:
+			c = t.NetConn()
+		default:
+			return
+		}
+	}
 }
 
 // window is the number of QoS 1/2 messages allowed in flight. s.mu is held.
@@ -618,6 +636,11 @@ func (s *Stream) reader(wc *wireConn) {
 	defer s.wg.Done()
 	v5 := wc.sess.Version == V5
 	for {
+		if wc.pr.r.Buffered() == 0 {
+			// Wake the producer once per batch of packets that arrived
+			// together (acknowledgements free the window), not per packet.
+			s.broadcast()
+		}
 		first, body, err := wc.pr.read()
 		if err != nil {
 			s.lost(wc, err)
@@ -721,8 +744,5 @@ func (s *Stream) ack(wc *wireConn, typ byte, a ackInfo) {
 		return
 	case typ == pktPubcomp && e.rel:
 		delete(s.inflight, a.pid)
-	default:
-		return
 	}
-	s.cond.Broadcast()
 }

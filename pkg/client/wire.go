@@ -627,6 +627,9 @@ func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Sess
 	if !stop() {
 		return fail(ctx.Err())
 	}
+	log.Debug("connected", "addr", cfg.Addr(), "session_present", s.SessionPresent, "receive_maximum", s.ReceiveMaximum,
+		"maximum_qos", s.MaximumQoS, "maximum_packet_size", s.MaximumPacketSize, "topic_alias_maximum", s.TopicAliasMaximum,
+		"retain_available", s.RetainAvailable, "keepalive", s.KeepAlive)
 	_ = conn.SetDeadline(time.Time{})
 	return conn, pr, s, nil
 }
