@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -195,15 +194,18 @@ func runPasswd(ctx context.Context, d *Deps, o *PasswdOptions) error {
 	case o.File == stdioFile:
 		f = &passwd.File{}
 	case o.Create:
-		if err := checkFolder(o.File); err != nil {
-			return err
-		}
 		f = &passwd.File{}
 		old, _ = os.Stat(o.File)
 	default:
 		var err error
 		if f, old, err = readPasswdFile(o.File); err != nil {
 			return err
+		}
+	}
+	if o.File != stdioFile {
+		// Do not ask for a password that cannot be stored.
+		if err := passwd.CheckWritable(o.File); err != nil {
+			return writeError(o.File, err)
 		}
 	}
 	pw := o.Password
@@ -338,20 +340,6 @@ func describeParseError(err error, name string) error {
 	return fmt.Errorf("read %s: %w", name, err)
 }
 
-// checkFolder fails early, before any prompt, when the folder of a new
-// file does not exist.
-func checkFolder(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err == nil && !fi.IsDir() {
-		err = syscall.ENOTDIR
-	}
-	if err != nil {
-		return openError("Unable to open file %s for writing. %s.", path, err)
-	}
-	return nil
-}
-
 // writePasswdFile writes data to stdout for "-", else atomically to path,
 // then warns when the file can be read by other users.
 func writePasswdFile(ctx context.Context, d *Deps, path string, data []byte, old fs.FileInfo) error {
@@ -363,7 +351,7 @@ func writePasswdFile(ctx context.Context, d *Deps, path string, data []byte, old
 		return err
 	}
 	if err := passwd.WriteFile(path, data); err != nil {
-		return openError("Unable to open file %s for writing. %s.", path, err)
+		return writeError(path, err)
 	}
 	if old != nil {
 		if w := passwd.ModeWarning(path, old.Mode()); w != "" {
@@ -371,6 +359,18 @@ func writePasswdFile(ctx context.Context, d *Deps, path string, data []byte, old
 		}
 	}
 	return nil
+}
+
+// writeError words an error of passwd.WriteFile or passwd.CheckWritable:
+// mosquitto_passwd's wording for a plain system error about the file, the
+// whole story otherwise (a folder without write permission, a file that
+// could only be rewritten in place).
+func writeError(path string, err error) error {
+	switch err.(type) {
+	case *fs.PathError, *os.LinkError, *os.SyscallError, syscall.Errno:
+		return openError("Unable to open file %s for writing. %s.", path, err)
+	}
+	return passwd.Error(fmt.Sprintf("Unable to write %s: %v.", path, err))
 }
 
 // openError words a file error like mosquitto_passwd: the path, then the

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -262,6 +263,50 @@ func TestRunPasswdTerminal(t *testing.T) {
 		require.Equal(t, 1, r.code)
 		require.Empty(t, r.stderr)
 		require.Equal(t, "Error: Unable to open file "+p+" for writing. No such file or directory.", r.msg())
+	})
+	// The prompts below must not be reached: a regression fails with
+	// status 130 after a short wait instead of hanging.
+	noPrompt := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	t.Run("dangling link into a missing folder is reported before the prompt", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "pw")
+		require.NoError(t, os.Symlink(filepath.Join("nodir", "pw"), p))
+		r := ttyRun(t, noPrompt(t), nil, "-c", p, "bob")
+		require.Equal(t, 1, r.code, r.msg())
+		require.Empty(t, r.stderr)
+		require.Equal(t, "Error: Unable to open file "+p+" for writing. No such file or directory.", r.msg())
+		fi, err := os.Lstat(p)
+		require.NoError(t, err)
+		require.Equal(t, fs.ModeSymlink, fi.Mode().Type(), "the link is kept")
+	})
+	t.Run("read-only file is reported before the prompt", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root may write every file")
+		}
+		p := writeFile(t, refLine, 0o400)
+		r := ttyRun(t, noPrompt(t), nil, p, "bob")
+		require.Equal(t, 1, r.code, r.msg())
+		require.Empty(t, r.stderr)
+		require.Equal(t, "Error: Unable to open file "+p+" for writing. Permission denied.", r.msg())
+		require.Equal(t, refLine, readFile(t, p))
+	})
+	t.Run("read-only folder is reported before the prompt, naming the folder", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root may write in every folder")
+		}
+		p := writeFile(t, refLine, 0o600)
+		dir := filepath.Dir(p)
+		require.NoError(t, os.Chmod(dir, 0o500))
+		t.Cleanup(func() { os.Chmod(dir, 0o700) })
+		r := ttyRun(t, noPrompt(t), nil, p, "bob")
+		require.Equal(t, 1, r.code, r.msg())
+		require.Empty(t, r.stderr)
+		require.Equal(t, "Error: Unable to write "+p+": cannot create a temporary file in "+dir+": permission denied.", r.msg())
+		require.Equal(t, refLine, readFile(t, p))
 	})
 }
 

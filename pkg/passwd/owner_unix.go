@@ -18,3 +18,11 @@ func keepOwner(f *os.File, fi fs.FileInfo) {
 		_ = f.Chown(int(st.Uid), int(st.Gid))
 	}
 }
+
+// writable reports whether this process may write path (a file, or a
+// folder to create files in), as access(2) decides: root may write
+// everything.
+func writable(path string) error {
+	const wOK = 2 // W_OK in <unistd.h> on every Unix
+	return syscall.Access(path, wOK)
+}
