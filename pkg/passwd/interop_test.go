@@ -10,32 +10,14 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-// lookTool finds a mosquitto tool, skipping the test when it is missing
-// unless MQTT_INTEROP=require.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("MQTT_INTEROP") == "require" {
-		t.Fatalf("%s not found and MQTT_INTEROP=require", name)
-	}
-	t.Skipf("%s not installed; set MQTT_INTEROP=require to make this a failure", name)
-	return ""
-}
+	"github.com/mqttkit/mqttkit/internal/interop"
+)
 
 // TestInteropMosquittoPasswd hashes fresh passwords with the real
 // mosquitto_passwd and checks that both readers verify them.
 func TestInteropMosquittoPasswd(t *testing.T) {
-	tool := lookTool(t, "mosquitto_passwd")
+	tool := interop.Require(t, "mosquitto_passwd")
 	tests := []struct {
 		name string
 		args []string
@@ -74,7 +56,7 @@ func TestInteropMosquittoPasswd(t *testing.T) {
 // a user to a file written by this package; its strict parser must accept
 // our lines and keep them.
 func TestInteropMosquittoPasswdEditsOurFile(t *testing.T) {
-	tool := lookTool(t, "mosquitto_passwd")
+	tool := interop.Require(t, "mosquitto_passwd")
 	h6, err := Hash("six", HashOptions{Type: TypeSHA512})
 	require.NoError(t, err)
 	h7, err := Hash("seven", HashOptions{Iterations: 3})
