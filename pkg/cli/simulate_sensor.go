@@ -450,11 +450,7 @@ func (c *sensorConn) supervise(ctx context.Context, dial client.DialFunc, log *s
 		case <-cl.Done():
 		}
 		c.set(nil)
-		reason := "connection closed"
-		if err := cl.Err(); err != nil {
-			reason = err.Error()
-		}
-		say("Connection to %s lost (%s). Reconnecting every %v.", addr, reason, delay)
+		say("%s", lostLine(addr, cl.Err(), delay))
 		ncl, err := c.reconnect(ctx, dial, log, delay)
 		if err != nil || ncl == nil {
 			return err
@@ -463,6 +459,16 @@ func (c *sensorConn) supervise(ctx context.Context, dial client.DialFunc, log *s
 		stats.AddReconnect()
 		say("Reconnected to %s.", addr)
 	}
+}
+
+// lostLine is the stderr line for a lost connection. The cause is shown
+// when the client knows one; "not connected" would only repeat "lost".
+func lostLine(addr string, err error, delay time.Duration) string {
+	cause := ""
+	if err != nil && !errors.Is(err, client.ErrNotConnected) {
+		cause = " (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("Connection to %s lost%s. Reconnecting every %v.", addr, cause, delay)
 }
 
 // reconnect dials every delay until it succeeds (the client), the broker

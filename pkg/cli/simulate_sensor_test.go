@@ -437,8 +437,7 @@ func TestRunSimulateSensorReconnects(t *testing.T) {
 	require.NoError(t, <-done)
 
 	require.GreaterOrEqual(t, *dials, 2)
-	require.Contains(t, errOut.String(), "Connection to 127.0.0.1:"+p.port()+" lost (")
-	require.Contains(t, errOut.String(), "). Reconnecting every 10ms.\n")
+	require.Regexp(t, `(?m)^Connection to 127\.0\.0\.1:`+p.port()+` lost( \(.+\))?\. Reconnecting every 10ms\.$`, errOut.String())
 	require.Equal(t, uint64(1), o.fleet.Stats().Snapshot(time.Now()).Reconnects)
 }
 
@@ -479,6 +478,21 @@ func TestRunSimulateSensorRefusedReconnectIsFatal(t *testing.T) {
 	require.ErrorIs(t, err, refused)
 	require.Equal(t, 135, exitCode(err))
 	require.False(t, errors.Is(err, context.Canceled))
+}
+
+func TestLostLine(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "Connection to h:1 lost. Reconnecting every 1s."},
+		{client.ErrNotConnected, "Connection to h:1 lost. Reconnecting every 1s."},
+		{fmt.Errorf("publish: %w", client.ErrNotConnected), "Connection to h:1 lost. Reconnecting every 1s."},
+		{io.EOF, "Connection to h:1 lost (EOF). Reconnecting every 1s."},
+		{&client.DisconnectError{Code: 0x8b}, "Connection to h:1 lost (disconnected by the broker: " + client.ReasonText(0x8b) + "). Reconnecting every 1s."},
+	} {
+		require.Equal(t, tc.want, lostLine("h:1", tc.err, time.Second))
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
