@@ -400,6 +400,13 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil // interrupted: a normal end for a long-running command
 	}
+	if err == nil && o.Count > 0 {
+		// A finite run is a promise of Total readings: never exit 0
+		// having lost some of them.
+		if lost := stats.Errors(); lost > 0 {
+			return fmt.Errorf("%d of the %d readings were not sent", lost, o.fleet.Total())
+		}
+	}
 	return err
 }
 

@@ -480,6 +480,60 @@ func TestRunSimulateSensorRefusedReconnectIsFatal(t *testing.T) {
 	require.False(t, errors.Is(err, context.Canceled))
 }
 
+// refusingClient is a real client whose broker refuses some publishes, as
+// an MQTT 5 broker does with PUBACK 135 when an ACL forbids the topic.
+type refusingClient struct {
+	client.Client
+	refuse func(payload string) bool
+}
+
+func (c *refusingClient) Publish(ctx context.Context, m *client.Message) error {
+	if c.refuse(string(m.Payload)) {
+		return &client.PublishError{Code: 0x87}
+	}
+	return c.Client.Publish(ctx, m)
+}
+
+// A run with --count promises that many readings: when some were not sent
+// it does not exit 0, although it goes on after each loss.
+func TestRunSimulateSensorCountWithLossFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		sent int
+		warn string
+	}{
+		{"one sensor", []string{"--count", "4"}, 3, "Warning: reading 2 not sent (" + client.ReasonText(0x87) + ")\n"},
+		{"fleet on two connections", []string{"--count", "2", "--sensors", "2", "--connections", "2"}, 3, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := testbroker.Start(t)
+			require.NoError(t, b.Record("#"))
+			d, _, errOut, _ := sensorDeps(t)
+			d.Dial = func(ctx context.Context, cfg *client.Config, h client.Handler) (client.Client, error) {
+				cl, err := client.Dial(ctx, cfg, h)
+				if err != nil {
+					return nil, err
+				}
+				return &refusingClient{Client: cl, refuse: func(p string) bool { return strings.HasPrefix(p, "2 1 ") }}, nil
+			}
+			args := append([]string{"-h", b.Host, "-p", b.PortString(), "-q", "1", "--interval", "5ms", "--format", "{{.Seq}} {{.Sensor}} {{.Value}}"}, tc.args...)
+			code := Run(context.Background(), d, append([]string{"mqtt", "simulate-sensor"}, args...))
+			require.Equal(t, ExitFailure, code, errOut.String())
+			require.Contains(t, errOut.String(), tc.warn+"Error: 1 of the 4 readings were not sent\n")
+			msgs, err := b.WaitMessages(tc.sent, 5*time.Second)
+			require.NoError(t, err)
+			require.Len(t, msgs, tc.sent, "the run went on after the loss")
+		})
+	}
+	t.Run("no loss is exit 0", func(t *testing.T) {
+		b := testbroker.Start(t)
+		d, _, errOut, _ := sensorDeps(t)
+		code := Run(context.Background(), d, []string{"mqtt", "simulate-sensor", "-h", b.Host, "-p", b.PortString(), "-q", "1", "--interval", "5ms", "--count", "3"})
+		require.Equal(t, 0, code, errOut.String())
+	})
+}
+
 func TestLostLine(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

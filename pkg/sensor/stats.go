@@ -29,6 +29,9 @@ func (s *Stats) AddReconnect() { s.reconnects.Add(1) }
 // Sent returns the number of messages sent so far.
 func (s *Stats) Sent() uint64 { return s.sent.Load() }
 
+// Errors returns the number of messages that could not be sent so far.
+func (s *Stats) Errors() uint64 { return s.errors.Load() }
+
 func (s *Stats) observeLag(d time.Duration) {
 	for {
 		old := s.maxLag.Load()
