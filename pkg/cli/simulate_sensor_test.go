@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/urfave/cli/v2"
 
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
@@ -345,6 +346,148 @@ func TestRunSimulateSensorInterruptIsNormalEnd(t *testing.T) {
 		t.Fatal("simulate-sensor did not stop")
 	}
 	require.Contains(t, out.String(), "Sent: ")
+}
+
+// wireBroker is a minimal MQTT server that records, per connection, the
+// packets a client sends until it closes the connection: enough to see on
+// the wire whether a client ends with DISCONNECT or just hangs up.
+type wireBroker struct {
+	l        net.Listener
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	sessions []*wireSession
+}
+
+type wireSession struct {
+	conn    net.Conn
+	packets []*rawmqtt.Packet // after CONNECT
+	closed  chan struct{}     // closed when the client closed the connection
+}
+
+func startWireBroker(t *testing.T) *wireBroker {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	w := &wireBroker{l: l}
+	w.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s := &wireSession{conn: c, closed: make(chan struct{})}
+			w.mu.Lock()
+			w.sessions = append(w.sessions, s)
+			w.mu.Unlock()
+			w.wg.Go(func() { w.serve(c, s) })
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		w.mu.Lock()
+		for _, s := range w.sessions {
+			s.conn.Close()
+		}
+		w.mu.Unlock()
+		w.wg.Wait()
+	})
+	return w
+}
+
+func (w *wireBroker) port() string { return strconv.Itoa(w.l.Addr().(*net.TCPAddr).Port) }
+
+func (w *wireBroker) serve(c net.Conn, s *wireSession) {
+	defer close(s.closed)
+	defer c.Close()
+	rc := rawmqtt.NewConn(c, 4)
+	p, err := rc.Read(5 * time.Second)
+	if err != nil || p.Type != rawmqtt.CONNECT || len(p.Body) < 7 {
+		return
+	}
+	rc.Version = p.Body[6] // protocol level: 4 (3.1.1) or 5
+	connack := []byte{0, 0}
+	if rc.Version == 5 {
+		connack = append(connack, 0) // no properties
+	}
+	if rc.Send(rawmqtt.Fixed(rawmqtt.CONNACK<<4, connack)) != nil {
+		return
+	}
+	for {
+		p, err := rc.Read(30 * time.Second)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		s.packets = append(s.packets, p)
+		w.mu.Unlock()
+		switch {
+		case p.Type == rawmqtt.PUBLISH && p.QoS == 1:
+			_ = rc.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID))
+		case p.Type == rawmqtt.PINGREQ:
+			_ = rc.Send([]byte{rawmqtt.PINGRESP << 4, 0})
+		}
+	}
+}
+
+// published counts the PUBLISH packets received on all connections.
+func (w *wireBroker) published() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.sessions {
+		for _, p := range s.packets {
+			if p.Type == rawmqtt.PUBLISH {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Ctrl-C ends simulate-sensor with a DISCONNECT (reason 0) on every
+// connection, for both protocol versions, not with a dropped connection.
+func TestRunSimulateSensorInterruptSendsDisconnect(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		conns int
+	}{
+		{"MQTT 5", []string{"-V", "5"}, 1},
+		{"MQTT 3.1.1", []string{"-V", "311", "-q", "1"}, 1},
+		{"fleet on three connections", []string{"--sensors", "6", "--connections", "3", "-q", "1"}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := startWireBroker(t)
+			d, _, errOut, _ := sensorDeps(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan int, 1)
+			args := append([]string{"mqtt", "simulate-sensor", "-h", "127.0.0.1", "-p", w.port(), "--interval", "5ms"}, tc.args...)
+			go func() { done <- Run(ctx, d, args) }()
+			waitFor(t, func() bool { return w.published() >= 2*tc.conns })
+			cancel()
+			select {
+			case code := <-done:
+				require.Equal(t, 0, code, errOut.String())
+			case <-time.After(10 * time.Second):
+				t.Fatal("simulate-sensor did not stop")
+			}
+			w.mu.Lock()
+			sessions := append([]*wireSession(nil), w.sessions...)
+			w.mu.Unlock()
+			require.Len(t, sessions, tc.conns)
+			for i, s := range sessions {
+				select {
+				case <-s.closed:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("connection %d still open", i+1)
+				}
+				last := s.packets[len(s.packets)-1]
+				require.Equal(t, rawmqtt.DISCONNECT, last.Type, "connection %d ended with %s, not DISCONNECT", i+1, last)
+				require.Equal(t, byte(0), last.Reason, "normal disconnection")
+			}
+		})
+	}
 }
 
 func TestRunSimulateSensorConnectionRefused(t *testing.T) {
