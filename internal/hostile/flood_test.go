@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hostile
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/pkg/client"
+)
+
+// maxRoundTrip bounds each round trip of the well-behaved client while the
+// flood runs: a correctness bound (it is not starved), not a benchmark.
+const maxRoundTrip = 2 * time.Second
+
+// flood runs f on n goroutines until stop is closed.
+func flood(wg *sync.WaitGroup, stop <-chan struct{}, n int, f func(i int)) {
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f(i)
+			}
+		}()
+	}
+}
+
+// While other clients flood the broker (QoS 0 and QoS 1 publishes as fast
+// as the broker takes them, big payloads fanned out to a fast and a stuck
+// subscriber, connection churn), a well-behaved client's round trips stay
+// under maxRoundTrip, and the broker recovers when the flood stops.
+func TestFloodDoesNotStarveOthers(t *testing.T) {
+	s := newSuite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The well-behaved client, connected before the flood.
+	got := make(chan *client.Message, 16)
+	me := s.dial(t, "polite", func(m *client.Message) { got <- m })
+	defer me.Disconnect(ctx)
+	_, err := me.Subscribe(ctx, []client.Subscription{{Filter: "polite/echo", QoS: 1}})
+	require.NoError(t, err)
+
+	// Subscribers of the flood: one that keeps up, and a monitor that
+	// subscribed to everything and then stopped reading.
+	var fanned atomic.Int64
+	fast := s.dial(t, "flood-reader", func(*client.Message) { fanned.Add(1) })
+	defer fast.Disconnect(ctx)
+	_, err = fast.Subscribe(ctx, []client.Subscription{{Filter: "flood/#", QoS: 1}})
+	require.NoError(t, err)
+	stuck, err := rawmqtt.Dial(s.addr, 4)
+	require.NoError(t, err)
+	defer stuck.Close()
+	_, err = stuck.Connect(rawmqtt.ConnectOptions{ClientID: "flood-stuck", Clean: true})
+	require.NoError(t, err)
+	_, _, err = stuck.Subscribe(1, "#", 1)
+	require.NoError(t, err)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var published, churned atomic.Int64
+	big := make([]byte, 32<<10)
+	// QoS 0 with big payloads, written as fast as TCP takes them.
+	flood(&wg, stop, 2, func(i int) {
+		c, err := rawmqtt.Dial(s.addr, 4)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := c.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("flood-q0-", i), Clean: true}); err != nil {
+			return
+		}
+		pk := rawmqtt.Publish(rawmqtt.PublishOptions{Topic: []byte("flood/q0"), Payload: big})
+		for j := 0; j < 1000; j++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if c.Send(pk) != nil {
+				return
+			}
+			published.Add(1)
+		}
+	})
+	// QoS 1, pipelined: the acknowledgements are read but never awaited.
+	flood(&wg, stop, 1, func(i int) {
+		c, err := rawmqtt.Dial(s.addr, 5)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := c.Connect(rawmqtt.ConnectOptions{Version: 5, ClientID: "flood-q1", Clean: true}); err != nil {
+			return
+		}
+		go func() {
+			for {
+				if _, err := c.Read(time.Minute); err != nil {
+					return
+				}
+			}
+		}()
+		for id := 1; id < 60000; id++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if c.Send(rawmqtt.Publish(rawmqtt.PublishOptions{Version: 5, Topic: []byte("flood/q1"), Payload: []byte("x"), QoS: 1, PacketID: uint16(id)})) != nil {
+				return
+			}
+			published.Add(1)
+		}
+	})
+	// Connection churn.
+	flood(&wg, stop, 2, func(i int) {
+		c, err := rawmqtt.Dial(s.addr, 4)
+		if err != nil {
+			return
+		}
+		_, _ = c.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("churn-", i), Clean: true})
+		_ = c.Close()
+		churned.Add(1)
+	})
+
+	// Let the flood build up before measuring.
+	waitForCount(t, &published, 2000)
+	var worst time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		require.NoError(t, me.Publish(ctx, &client.Message{Topic: "polite/echo", Payload: []byte(fmt.Sprint(i)), QoS: 1}))
+		select {
+		case m := <-got:
+			require.Equal(t, fmt.Sprint(i), string(m.Payload))
+		case <-time.After(maxRoundTrip):
+			t.Fatalf("round trip %d: no message after %s while the flood runs", i, maxRoundTrip)
+		}
+		d := time.Since(start)
+		require.Less(t, d, maxRoundTrip, "round trip %d", i)
+		worst = max(worst, d)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("20 round trips, worst %s, during a flood of %d publishes and %d connections (%d fanned out to the fast reader)",
+		worst, published.Load(), churned.Load(), fanned.Load())
+	stuck.Close()
+	_ = fast.Disconnect(ctx)
+	_ = me.Disconnect(ctx)
+	s.healthy(t)
+	s.settled(t)
+}
+
+func waitForCount(t *testing.T, n *atomic.Int64, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood did not start: %d of %d", n.Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
