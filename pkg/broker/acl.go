@@ -391,3 +391,151 @@ func isCSpace(r rune) bool {
 	}
 	return false
 }
+
+// MayRead reports whether a subscription to filter could ever receive a
+// message: whether at least one topic matching filter is readable by the
+// client. For a filter without wildcards it is Allowed(..., filter, false).
+// For a wildcard filter the answer is exact when false (every matching topic
+// is denied, so refusing the SUBSCRIBE loses nothing) and may be true when
+// deny rules together, though none alone, cover the filter; delivery is
+// checked per message anyway. A shared subscription ($share/GROUP/filter)
+// is judged by its filter.
+func (a *ACL) MayRead(clientID, username string, anonymous bool, filter string) bool {
+	if a == nil || !a.loaded {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		if _, f, ok := strings.Cut(rest, "/"); ok {
+			filter = f
+		}
+	}
+	if !strings.ContainsAny(filter, "+#") {
+		return a.Allowed(clientID, username, anonymous, filter, false)
+	}
+	if !validFilter(filter) {
+		return false
+	}
+	f := strings.Split(filter, "/")
+	rules := a.anonymous
+	if !anonymous {
+		rules = a.users[username]
+	}
+	var denies, reads [][]string
+	for _, r := range rules {
+		switch {
+		case r.access == accessDeny:
+			denies = append(denies, strings.Split(r.filter, "/"))
+		case r.access&accessRead != 0:
+			reads = append(reads, strings.Split(r.filter, "/"))
+		}
+	}
+	if anyReadable(f, reads, denies) {
+		return true
+	}
+	if len(a.patterns) == 0 || (!anonymous && strings.ContainsAny(username, "+#")) || strings.ContainsAny(clientID, "+#") {
+		return false
+	}
+	reads = reads[:0]
+	for i := range a.patterns {
+		p := &a.patterns[i]
+		if p.hasUser && anonymous {
+			continue
+		}
+		var sb strings.Builder
+		for _, s := range p.segs {
+			switch s.kind {
+			case 'c':
+				sb.WriteString(clientID)
+			case 'u':
+				sb.WriteString(username)
+			default:
+				sb.WriteString(s.text)
+			}
+		}
+		levels := strings.Split(sb.String(), "/")
+		switch {
+		case p.access == accessDeny:
+			denies = append(denies, levels)
+		case p.access&accessRead != 0:
+			reads = append(reads, levels)
+		}
+	}
+	return anyReadable(f, reads, denies)
+}
+
+// anyReadable reports whether some read rule overlaps filter f in a part
+// that no single deny rule covers.
+func anyReadable(f []string, reads, denies [][]string) bool {
+	covered := func(x []string) bool {
+		for _, d := range denies {
+			if covers(d, x) {
+				return true
+			}
+		}
+		return false
+	}
+	if covered(f) {
+		return false
+	}
+	for _, r := range reads {
+		if overlap(f, r) && !covered(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// dollarLevel reports whether a filter's first level can only match topics
+// beginning with '$' (a literal starting with '$').
+func dollarLevel(l []string) bool { return len(l) > 0 && strings.HasPrefix(l[0], "$") }
+
+// wildLevel reports whether a level is a wildcard.
+func wildLevel(s string) bool { return s == "+" || s == "#" }
+
+// overlap reports whether some topic name matches both filters (given as
+// levels), honouring that wildcards do not match a leading '$'.
+func overlap(f, r []string) bool {
+	if (dollarLevel(f) && wildLevel(r[0])) || (dollarLevel(r) && wildLevel(f[0])) {
+		return false
+	}
+	for i := 0; ; i++ {
+		fEnd, rEnd := i == len(f), i == len(r)
+		switch {
+		case fEnd && rEnd:
+			return true
+		case !fEnd && f[i] == "#", !rEnd && r[i] == "#":
+			return true
+		case fEnd || rEnd:
+			return false
+		case f[i] != "+" && r[i] != "+" && f[i] != r[i]:
+			return false
+		}
+	}
+}
+
+// covers reports whether every topic name matching filter f also matches
+// filter d (both given as levels).
+func covers(d, f []string) bool {
+	if wildLevel(d[0]) && dollarLevel(f) {
+		return false
+	}
+	for i := 0; ; i++ {
+		dEnd, fEnd := i == len(d), i == len(f)
+		switch {
+		case !dEnd && d[i] == "#":
+			return true
+		case dEnd && fEnd:
+			return true
+		case dEnd || fEnd:
+			return false
+		case f[i] == "#":
+			return false
+		case f[i] == "+":
+			if d[i] != "+" {
+				return false
+			}
+		case d[i] != "+" && d[i] != f[i]:
+			return false
+		}
+	}
+}
