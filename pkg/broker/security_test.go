@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/pkg/passwd"
+)
+
+// secureServer is a bare mochi server with only the security hook, on a
+// random loopback port.
+type secureServer struct {
+	addr string
+	srv  *mqtt.Server
+	hook *securityHook
+}
+
+func startSecure(t *testing.T, cfg SecurityConfig) *secureServer {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := mqtt.New(&mqtt.Options{Logger: log, InlineClient: true})
+	s, err := loadSecurity(cfg, log)
+	require.NoError(t, err)
+	hook := newSecurityHook(srv, log, s, nil)
+	require.NoError(t, srv.AddHook(hook, nil))
+	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	require.NoError(t, srv.AddListener(l))
+	require.NoError(t, srv.Serve())
+	t.Cleanup(func() { srv.Close() })
+	return &secureServer{addr: l.Address(), srv: srv, hook: hook}
+}
+
+// writeFile writes text into a file in a temporary directory.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o600))
+	return p
+}
+
+// passwordFile writes a mosquitto password file: alice ($7$) and bob ($6$).
+func passwordFile(t *testing.T, users map[string]string) string {
+	t.Helper()
+	var text string
+	for user, pw := range users {
+		typ := passwd.TypeSHA512PBKDF2
+		if user == "bob" {
+			typ = passwd.TypeSHA512
+		}
+		h, err := passwd.Hash(pw, passwd.HashOptions{Type: typ})
+		require.NoError(t, err)
+		text += user + ":" + h + "\n"
+	}
+	return writeFile(t, "passwd", "# users\n"+text)
+}
+
+func TestSecurityAuthentication(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "secret", "bob": "builder"})
+	tests := []struct {
+		name       string
+		cfg        SecurityConfig
+		user, pass string
+		ok         bool
+	}{
+		{"password file, alice", SecurityConfig{PasswordFile: pw}, "alice", "secret", true},
+		{"password file, bob ($6$)", SecurityConfig{PasswordFile: pw}, "bob", "builder", true},
+		{"wrong password", SecurityConfig{PasswordFile: pw}, "alice", "Secret", false},
+		{"unknown user", SecurityConfig{PasswordFile: pw}, "carol", "secret", false},
+		{"missing password", SecurityConfig{PasswordFile: pw}, "alice", "", false},
+		{"anonymous refused", SecurityConfig{PasswordFile: pw}, "", "", false},
+		{"anonymous allowed", SecurityConfig{PasswordFile: pw, AllowAnonymous: true}, "", "", true},
+		{"wrong password with anonymous allowed", SecurityConfig{PasswordFile: pw, AllowAnonymous: true}, "alice", "x", false},
+		{"no password file, username, anonymous allowed", SecurityConfig{AllowAnonymous: true}, "anyone", "x", true},
+		{"no password file, username, anonymous refused", SecurityConfig{}, "anyone", "x", false},
+		{"no password file, anonymous refused", SecurityConfig{}, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startSecure(t, tt.cfg)
+			for _, v := range []byte{4, 5} {
+				c := dialRaw(t, s.addr, v)
+				code := c.connect("c1", tt.user, tt.pass)
+				if tt.ok {
+					require.Equal(t, byte(0), code, "v%d", v)
+					require.Empty(t, c.ping())
+					continue
+				}
+				want := byte(5) // MQTT 3.1.1: not authorised, like mosquitto
+				if v == 5 {
+					want = 0x87
+				}
+				require.Equal(t, want, code, "v%d", v)
+				c.expectClosed()
+			}
+		})
+	}
+}
+
+// TestSecurityHashingDoesNotStall holds one client's password check and
+// shows that other clients connect and exchange messages meanwhile.
+func TestSecurityHashingDoesNotStall(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "secret"})
+	s := startSecure(t, SecurityConfig{PasswordFile: pw, AllowAnonymous: true})
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.hook.verify = func(db *passwd.DB, user, password string) bool {
+		close(entered)
+		<-release
+		return db.Authenticate(user, password)
+	}
+	slow := dialRaw(t, s.addr, 5)
+	slow.send(slow.connectPacket("slow", "alice", "secret"))
+	<-entered // alice's hash check is now running
+
+	sub := dialRaw(t, s.addr, 5)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "t"))
+	pub := dialRaw(t, s.addr, 4)
+	pub.mustConnect("pub", "", "")
+	pub.publish(0, 0, "t", "hello", false)
+	got := sub.recv()
+	require.Equal(t, "hello", string(got.Payload))
+
+	close(release)
+	ack := slow.recv()
+	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
+	require.Equal(t, byte(0), ack.ReasonCode)
+}
+
+const exampleACL = `# anonymous
+topic read public/#
+
+user alice
+topic readwrite alice/#
+topic read public/#
+topic deny public/secret
+topic write public/alice
+topic read clients/#
+
+pattern readwrite clients/%c/#
+`
+
+func TestSecurityACL(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "secret", "bob": "builder"})
+	acl := writeFile(t, "acl", exampleACL)
+	s := startSecure(t, SecurityConfig{PasswordFile: pw, ACLFile: acl, AllowAnonymous: true})
+
+	t.Run("subscribe refused only when nothing is readable", func(t *testing.T) {
+		for _, v := range []byte{4, 5} {
+			c := dialRaw(t, s.addr, v)
+			c.mustConnect("sub-acl", "alice", "secret")
+			refused := byte(0x87)
+			if v == 4 {
+				refused = 0x80
+			}
+			require.Equal(t, []byte{1, 1, refused, refused, 1, 1}, c.subscribe(7, 1,
+				"alice/#", "public/+", "public/secret", "bob/#", "#", "clients/sub-acl/x"), "v%d", v)
+		}
+	})
+
+	t.Run("publish denied", func(t *testing.T) {
+		// A subscriber allowed to read everything it may.
+		sub := dialRaw(t, s.addr, 5)
+		sub.mustConnect("watch", "alice", "secret")
+		require.Equal(t, []byte{1}, sub.subscribe(1, 1, "#"))
+
+		// MQTT 5: QoS 1 gets PUBACK 0x87, QoS 2 PUBREC 0x87, QoS 0 dropped.
+		p5 := dialRaw(t, s.addr, 5)
+		p5.mustConnect("p5", "bob", "builder")
+		p5.publish(11, 1, "alice/x", "denied-q1", false)
+		ack := p5.recv()
+		require.Equal(t, packets.Puback, ack.FixedHeader.Type)
+		require.Equal(t, uint16(11), ack.PacketID)
+		require.Equal(t, byte(0x87), ack.ReasonCode)
+		p5.publish(12, 2, "alice/x", "denied-q2", false)
+		ack = p5.recv()
+		require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
+		require.Equal(t, uint16(12), ack.PacketID)
+		require.Equal(t, byte(0x87), ack.ReasonCode)
+		p5.publish(0, 0, "alice/x", "denied-q0", false)
+		require.Empty(t, p5.ping())
+
+		// MQTT 3.1.1: acknowledged normally, like mosquitto, and dropped.
+		p4 := dialRaw(t, s.addr, 4)
+		p4.mustConnect("p4", "bob", "builder")
+		p4.publish(13, 1, "alice/x", "denied-v4", false)
+		ack = p4.recv()
+		require.Equal(t, packets.Puback, ack.FixedHeader.Type)
+		require.Equal(t, uint16(13), ack.PacketID)
+		p4.publish(14, 2, "alice/x", "denied-v4-q2", false)
+		ack = p4.recv()
+		require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
+		p4.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 14})
+		require.Equal(t, packets.Pubcomp, p4.recv().FixedHeader.Type)
+
+		// Allowed by the pattern clients/%c/#.
+		p4.publish(15, 1, "clients/p4/state", "allowed", false)
+		require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
+		p5.publish(16, 1, "public/alice", "nope", false)
+		require.Equal(t, byte(0x87), p5.recv().ReasonCode)
+
+		a := dialRaw(t, s.addr, 5)
+		a.mustConnect("alicepub", "alice", "secret")
+		a.publish(17, 1, "public/alice", "from alice", false)
+		require.Equal(t, byte(0), a.recv().ReasonCode)
+		a.publish(18, 1, "public/secret", "secret", false)
+		require.Equal(t, byte(0x87), a.recv().ReasonCode)
+		a.publish(19, 1, "clients/alicepub/x", "own", false)
+		require.Equal(t, byte(0), a.recv().ReasonCode)
+
+		var got []string
+		for len(got) < 3 {
+			pk := sub.recv()
+			got = append(got, pk.TopicName+" "+string(pk.Payload))
+			sub.ack(pk)
+		}
+		require.Equal(t, []string{"clients/p4/state allowed", "public/alice from alice", "clients/alicepub/x own"}, got)
+		require.Empty(t, sub.ping())
+	})
+
+	t.Run("retained messages are checked at subscribe", func(t *testing.T) {
+		s.srv.Publish("public/news", []byte("news"), true, 0)
+		s.srv.Publish("public/secret", []byte("secret"), true, 0)
+		s.srv.Publish("other/x", []byte("other"), true, 0)
+		anon := dialRaw(t, s.addr, 5)
+		anon.mustConnect("anon", "", "")
+		require.Equal(t, []byte{0}, anon.subscribe(1, 0, "public/#"))
+		// public/secret is readable for anonymous (only alice has the deny).
+		got := []string{anon.recv().TopicName, anon.recv().TopicName}
+		require.ElementsMatch(t, []string{"public/news", "public/secret"}, got)
+		require.Empty(t, anon.ping())
+
+		al := dialRaw(t, s.addr, 5)
+		al.mustConnect("al", "alice", "secret")
+		require.Equal(t, []byte{0}, al.subscribe(1, 0, "public/#"))
+		require.Equal(t, "public/news", al.recv().TopicName)
+		require.Empty(t, al.ping())
+	})
+
+	t.Run("denied will is dropped", func(t *testing.T) {
+		sub := dialRaw(t, s.addr, 5)
+		sub.mustConnect("willwatch", "alice", "secret")
+		require.Equal(t, []byte{0, 0}, sub.subscribe(1, 0, "public/w1", "clients/#"))
+		for _, w := range []struct{ id, topic string }{{"w1", "public/w1"}, {"w2", "clients/w2/will"}} {
+			c := dialRaw(t, s.addr, 4)
+			pk := c.connectPacket(w.id, "bob", "builder")
+			pk.Connect.WillFlag = true
+			pk.Connect.WillTopic = w.topic
+			pk.Connect.WillPayload = []byte("gone")
+			c.send(pk)
+			require.Equal(t, byte(0), c.recv().ReasonCode)
+			c.conn.Close() // no DISCONNECT: the will is due
+			waitFor(t, func() bool { _, ok := s.srv.Clients.Get(w.id); return !ok })
+		}
+		// w1 may not write public/w1; w2 may write clients/w2/will.
+		got := sub.recv()
+		require.Equal(t, "clients/w2/will", got.TopicName)
+		require.Empty(t, sub.ping())
+	})
+}
+
+func TestSecurityReload(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "old"})
+	acl := writeFile(t, "acl", "user alice\ntopic readwrite a/#\n")
+	cfg := SecurityConfig{PasswordFile: pw, ACLFile: acl}
+	s := startSecure(t, cfg)
+
+	alice := dialRaw(t, s.addr, 5)
+	alice.mustConnect("alice1", "alice", "old")
+	require.Equal(t, []byte{0}, alice.subscribe(1, 0, "a/#"))
+
+	// New password and ACL: alice's connection stays, new rules apply to it.
+	newPW := passwordFile(t, map[string]string{"alice": "new"})
+	require.NoError(t, os.Rename(newPW, pw))
+	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic readwrite b/#\n"), 0o600))
+	require.NoError(t, s.hook.reload(cfg))
+
+	alice.publish(2, 1, "a/x", "now denied", false)
+	require.Equal(t, byte(0x87), alice.recv().ReasonCode)
+	alice.publish(3, 1, "b/x", "allowed", false)
+	require.Equal(t, byte(0), alice.recv().ReasonCode)
+	require.Equal(t, []byte{0}, alice.subscribe(4, 0, "b/#"))
+
+	c := dialRaw(t, s.addr, 5)
+	require.Equal(t, byte(0x87), c.connect("alice2", "alice", "old"))
+	c = dialRaw(t, s.addr, 5)
+	require.Equal(t, byte(0), c.connect("alice3", "alice", "new"))
+
+	// A broken ACL file on reload keeps the rules in force and says why.
+	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic rw b/#\n"), 0o600))
+	err := s.hook.reload(cfg)
+	require.EqualError(t, err, acl+`:2: Invalid topic access type "rw"`)
+	alice.publish(5, 1, "b/y", "still allowed", false)
+	require.Equal(t, byte(0), alice.recv().ReasonCode)
+
+	// So does a missing password file.
+	require.NoError(t, os.Remove(pw))
+	require.ErrorIs(t, s.hook.reload(cfg), os.ErrNotExist)
+	c = dialRaw(t, s.addr, 5)
+	require.Equal(t, byte(0), c.connect("alice4", "alice", "new"))
+}
