@@ -31,6 +31,11 @@ func dialRaw(t testing.TB, addr string, version byte) *rawClient {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
+	return newRawClient(t, conn, version)
+}
+
+// newRawClient speaks MQTT version over an open connection.
+func newRawClient(t testing.TB, conn net.Conn, version byte) *rawClient {
 	t.Cleanup(func() { conn.Close() })
 	return &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), version: version}
 }

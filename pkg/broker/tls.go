@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// TLSFiles names the PEM files of a TLS listener (mosquitto's certfile,
+// keyfile, cafile, require_certificate).
+type TLSFiles struct {
+	CertFile           string // server certificate chain
+	KeyFile            string // server private key
+	CAFile             string // CAs that sign client certificates, "" for none
+	RequireCertificate bool   // refuse clients without a valid certificate
+}
+
+// ServerTLSConfig builds the tls.Config of a listener: TLS 1.2 or newer, the
+// server certificate, and client certificates verified against CAFile.
+// With a CAFile but without RequireCertificate a certificate is asked for
+// and verified when given (needed by use_identity_as_username).
+func ServerTLSConfig(f TLSFiles) (*tls.Config, error) {
+	if f.CertFile == "" || f.KeyFile == "" {
+		return nil, errors.New("tls: both a certificate file and a key file are needed")
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s and key %s: %w", f.CertFile, f.KeyFile, err)
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+	}
+	if f.CAFile != "" {
+		pool, err := loadCertPool(f.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if f.RequireCertificate {
+		if f.CAFile == "" {
+			return nil, errors.New("tls: require_certificate needs a cafile to verify client certificates")
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+func loadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read cafile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cafile %s: no PEM certificates found", path)
+	}
+	return pool, nil
+}
+
+// SelfSigned names the files written by WriteSelfSigned.
+type SelfSigned struct {
+	CAFile         string // the throwaway CA: give it to clients (--cafile)
+	CertFile       string // server certificate for localhost, signed by the CA
+	KeyFile        string // server key
+	ClientCertFile string // a client certificate (CN mqtt-client) for --require-certificate
+	ClientKeyFile  string // its key
+	Reused         bool   // the files existed and were kept
+}
+
+// WriteSelfSigned writes into dir a throwaway CA (ca.crt), a server
+// certificate for localhost, 127.0.0.1 and ::1 (server.crt, server.key) and
+// a client certificate (client.crt, client.key), all valid for a year. When
+// the files already exist and still load, they are kept, so that clients
+// holding ca.crt keep working across restarts. Keys are written with mode
+// 0600.
+func WriteSelfSigned(dir string) (SelfSigned, error) {
+	s := SelfSigned{
+		CAFile:         filepath.Join(dir, "ca.crt"),
+		CertFile:       filepath.Join(dir, "server.crt"),
+		KeyFile:        filepath.Join(dir, "server.key"),
+		ClientCertFile: filepath.Join(dir, "client.crt"),
+		ClientKeyFile:  filepath.Join(dir, "client.key"),
+	}
+	if selfSignedUsable(s) {
+		s.Reused = true
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return s, fmt.Errorf("tls-self-signed: %w", err)
+	}
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return s, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "mqtt broker throwaway CA", Organization: []string{"mqttkit"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return s, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return s, err
+	}
+	leaf := func(cn string, usage x509.ExtKeyUsage, server bool) ([]byte, *ecdsa.PrivateKey, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial(),
+			Subject:      pkix.Name{CommonName: cn, Organization: []string{"mqttkit"}},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.AddDate(1, 0, 0),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		}
+		if server {
+			tmpl.DNSNames = []string{"localhost"}
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		return der, key, err
+	}
+	srvDER, srvKey, err := leaf("localhost", x509.ExtKeyUsageServerAuth, true)
+	if err != nil {
+		return s, err
+	}
+	cliDER, cliKey, err := leaf("mqtt-client", x509.ExtKeyUsageClientAuth, false)
+	if err != nil {
+		return s, err
+	}
+	for _, w := range []struct {
+		path string
+		der  []byte
+		key  *ecdsa.PrivateKey
+	}{
+		{s.CAFile, caDER, nil},
+		{s.CertFile, srvDER, nil},
+		{s.KeyFile, nil, srvKey},
+		{s.ClientCertFile, cliDER, nil},
+		{s.ClientKeyFile, nil, cliKey},
+	} {
+		if err := writePEM(w.path, w.der, w.key); err != nil {
+			return s, fmt.Errorf("tls-self-signed: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// selfSignedUsable reports whether earlier files can be kept: all present,
+// the server pair loads and is valid for at least another day.
+func selfSignedUsable(s SelfSigned) bool {
+	for _, p := range []string{s.CAFile, s.ClientCertFile, s.ClientKeyFile} {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	if err != nil || len(pair.Certificate) == 0 {
+		return false
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || time.Until(leaf.NotAfter) < 24*time.Hour {
+		return false
+	}
+	pool, err := loadCertPool(s.CAFile)
+	if err != nil {
+		return false
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"})
+	return err == nil
+}
+
+func writePEM(path string, der []byte, key *ecdsa.PrivateKey) error {
+	block := &pem.Block{Type: "CERTIFICATE", Bytes: der}
+	mode := os.FileMode(0o644)
+	if key != nil {
+		b, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		block = &pem.Block{Type: "EC PRIVATE KEY", Bytes: b}
+		mode = 0o600
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := pem.Encode(tmp, block); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return n
+}

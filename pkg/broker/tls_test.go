@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWriteSelfSigned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	s, err := WriteSelfSigned(dir)
+	require.NoError(t, err)
+	require.False(t, s.Reused)
+	for _, p := range []string{s.KeyFile, s.ClientKeyFile} {
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), p)
+	}
+
+	// The server certificate verifies for localhost and 127.0.0.1 against the CA.
+	pool, err := loadCertPool(s.CAFile)
+	require.NoError(t, err)
+	pair, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name})
+		require.NoError(t, err, name)
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "example.com"})
+	require.Error(t, err)
+
+	// A second run keeps the files, so distributed ca.crt copies stay valid.
+	ca, err := os.ReadFile(s.CAFile)
+	require.NoError(t, err)
+	again, err := WriteSelfSigned(dir)
+	require.NoError(t, err)
+	require.True(t, again.Reused)
+	ca2, err := os.ReadFile(s.CAFile)
+	require.NoError(t, err)
+	require.Equal(t, ca, ca2)
+
+	// A damaged set is replaced.
+	require.NoError(t, os.WriteFile(s.KeyFile, []byte("garbage"), 0o600))
+	third, err := WriteSelfSigned(dir)
+	require.NoError(t, err)
+	require.False(t, third.Reused)
+}
+
+func TestServerTLSConfigErrors(t *testing.T) {
+	s, err := WriteSelfSigned(t.TempDir())
+	require.NoError(t, err)
+	notPEM := writeFile(t, "ca.pem", "not a certificate\n")
+	tests := []struct {
+		name string
+		f    TLSFiles
+		msg  string
+	}{
+		{"no key", TLSFiles{CertFile: s.CertFile}, "tls: both a certificate file and a key file are needed"},
+		{"missing cert", TLSFiles{CertFile: "/nonexistent.crt", KeyFile: s.KeyFile}, "load certificate /nonexistent.crt and key " + s.KeyFile + ": open /nonexistent.crt: no such file or directory"},
+		{"bad cafile", TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: notPEM}, "cafile " + notPEM + ": no PEM certificates found"},
+		{"require without cafile", TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, RequireCertificate: true}, "tls: require_certificate needs a cafile to verify client certificates"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ServerTLSConfig(tt.f)
+			require.EqualError(t, err, tt.msg)
+		})
+	}
+}
+
+// startTLS runs a mochi server with the security hook on a TLS listener.
+func startTLS(t *testing.T, f TLSFiles, cfg SecurityConfig, identity bool) string {
+	t.Helper()
+	tc, err := ServerTLSConfig(f)
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := mqtt.New(&mqtt.Options{Logger: log})
+	sec, err := loadSecurity(cfg, log)
+	require.NoError(t, err)
+	require.NoError(t, srv.AddHook(newSecurityHook(srv, log, sec, map[string]bool{"tls": identity}), nil))
+	l := listeners.NewTCP(listeners.Config{ID: "tls", Address: "127.0.0.1:0", TLSConfig: tc})
+	require.NoError(t, srv.AddListener(l))
+	require.NoError(t, srv.Serve())
+	t.Cleanup(func() { srv.Close() })
+	return l.Address()
+}
+
+func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err == nil {
+		t.Cleanup(func() { conn.Close() })
+	}
+	return conn, err
+}
+
+func TestTLSListener(t *testing.T) {
+	s, err := WriteSelfSigned(t.TempDir())
+	require.NoError(t, err)
+	pool, err := loadCertPool(s.CAFile)
+	require.NoError(t, err)
+	clientCert, err := tls.LoadX509KeyPair(s.ClientCertFile, s.ClientKeyFile)
+	require.NoError(t, err)
+
+	t.Run("server certificate and TLS 1.2 minimum", func(t *testing.T) {
+		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}, SecurityConfig{AllowAnonymous: true}, false)
+		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		require.NoError(t, err)
+		c := newRawClient(t, conn, 4)
+		c.mustConnect("tls1", "", "")
+
+		_, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
+		require.Error(t, err)
+		_, err = dialTLS(t, addr, &tls.Config{ServerName: "localhost"})
+		require.Error(t, err, "unknown CA must fail")
+	})
+
+	t.Run("require_certificate", func(t *testing.T) {
+		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, RequireCertificate: true}, SecurityConfig{AllowAnonymous: true}, false)
+		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
+		require.NoError(t, err)
+		newRawClient(t, conn, 5).mustConnect("withcert", "", "")
+
+		// Without a certificate the handshake fails (TLS 1.3 reports it on
+		// the first read).
+		conn, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err == nil {
+			c := newRawClient(t, conn, 5)
+			c.send(c.connectPacket("nocert", "", ""))
+			_, _, err = c.recvRaw(5 * time.Second)
+		}
+		require.Error(t, err)
+	})
+
+	t.Run("use_identity_as_username", func(t *testing.T) {
+		pw := passwordFile(t, map[string]string{"alice": "secret"})
+		acl := writeFile(t, "acl", "user mqtt-client\ntopic readwrite devices/#\n")
+		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile},
+			SecurityConfig{PasswordFile: pw, ACLFile: acl}, true)
+
+		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
+		require.NoError(t, err)
+		c := newRawClient(t, conn, 5)
+		// The CONNECT username and password are ignored: the CN is the username.
+		c.mustConnect("dev1", "alice", "wrong")
+		c.publish(1, 1, "devices/1", "x", false)
+		require.Equal(t, byte(0), c.recv().ReasonCode)
+		c.publish(2, 1, "alice/1", "x", false)
+		require.Equal(t, byte(0x87), c.recv().ReasonCode)
+
+		// No certificate: refused with bad username or password (4 / 0x86).
+		for v, want := range map[byte]byte{4: 4, 5: 0x86} {
+			conn, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+			require.NoError(t, err)
+			c = newRawClient(t, conn, v)
+			require.Equal(t, want, c.connect("dev2", "alice", "secret"), "v%d", v)
+		}
+	})
+}
