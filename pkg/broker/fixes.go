@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// fixesHook works around defects of mochi-mqtt v2.7.9 that lose messages
+// or break strict clients. Each has a test in fixes_test.go that fails
+// without it.
+//
+//   - Packet identifiers (mochi issue 545, and the "delete" half fixed only
+//     after v2.7.9): mochi keeps the client's and the server's packet-ID
+//     spaces in one map per client, so a QoS 1/2 PUBLISH from a client
+//     that reuses an identifier the server has outstanding deletes or
+//     overwrites the server's delivery, which is then lost. MQTT keeps the
+//     two spaces independent [MQTT-2.2.1]. The hook renames every inbound
+//     QoS 1/2 flow (PUBLISH, PUBREL) to an identifier the server allocates,
+//     and renames the acknowledgements (PUBACK, PUBREC, PUBCOMP) back on
+//     the way out: the client sees its own identifiers, mochi never sees a
+//     collision.
+//   - PUBACK reason code (mochi issue 474): mochi acknowledges QoS 1 with
+//     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
+//     the PUBLISH's user properties into its acknowledgements; strict
+//     clients reject both. Success acknowledgements carry 0x00.
+//   - Slow consumers: when a client's outbound queue is full mochi drops
+//     the message without a word, QoS 1 and 2 included. The hook puts a
+//     dropped QoS 1/2 message back into the client's session and
+//     disconnects the client with a log line: a persistent session gets
+//     the message on reconnect, a clean one at least knows it lost its
+//     connection. QoS 0 drops (allowed, "at most once") are counted.
+type fixesHook struct {
+	mqtt.HookBase
+	server *mqtt.Server
+	log    *slog.Logger
+
+	mu  sync.Mutex
+	ids map[string]*idMap // client ID -> inbound packet ID renaming
+
+	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
+	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
+	slowClients atomic.Int64 // clients disconnected for being too slow
+}
+
+// idMap renames one client's inbound packet IDs.
+type idMap struct {
+	mu       sync.Mutex
+	internal map[uint16]uint16 // client's ID -> ID used inside mochi
+	client   map[uint16]uint16 // ID used inside mochi -> client's ID
+}
+
+func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
+	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}}
+}
+
+// ID implements mqtt.Hook.
+func (h *fixesHook) ID() string { return "mqttkit-fixes" }
+
+// Provides implements mqtt.Hook.
+func (h *fixesHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+func (h *fixesHook) idsOf(clientID string, create bool) *idMap {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.ids[clientID]
+	if m == nil && create {
+		m = &idMap{internal: map[uint16]uint16{}, client: map[uint16]uint16{}}
+		h.ids[clientID] = m
+	}
+	return m
+}
+
+// OnPacketRead renames the packet IDs of inbound QoS 1/2 flows.
+func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch {
+	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0:
+		m := h.idsOf(cl.ID, true)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if id, ok := m.internal[pk.PacketID]; ok {
+			pk.PacketID = id // a retransmission of a flow in progress
+			return pk, nil
+		}
+		next, err := cl.NextPacketID()
+		if err != nil {
+			return pk, nil // all identifiers in use: mochi will refuse it
+		}
+		id := uint16(next)
+		m.internal[pk.PacketID] = id
+		m.client[id] = pk.PacketID
+		pk.PacketID = id
+	case pk.FixedHeader.Type == packets.Pubrel:
+		if m := h.idsOf(cl.ID, false); m != nil {
+			m.mu.Lock()
+			if id, ok := m.internal[pk.PacketID]; ok {
+				pk.PacketID = id
+			}
+			m.mu.Unlock()
+		}
+	}
+	return pk, nil
+}
+
+// OnPacketEncode renames acknowledgements of inbound flows back to the
+// client's packet IDs and corrects mochi's PUBACK reason code.
+func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+	default:
+		return pk
+	}
+	pk.Properties.User = nil // mochi copies the PUBLISH's user properties
+	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code &&
+		pk.ReasonCode != packets.CodeNoMatchingSubscribers.Code {
+		pk.ReasonCode = packets.CodeSuccess.Code
+	}
+	if m := h.idsOf(cl.ID, false); m != nil {
+		m.mu.Lock()
+		if c, ok := m.client[pk.PacketID]; ok {
+			// PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow, and so does a
+			// PUBREC with an error code.
+			if pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+				delete(m.client, pk.PacketID)
+				delete(m.internal, c)
+			}
+			pk.PacketID = c
+		}
+		m.mu.Unlock()
+	}
+	return pk
+}
+
+// OnDisconnect forgets the renaming when the session ends.
+func (h *fixesHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire && !cl.IsTakenOver() {
+		h.forget(cl.ID)
+	}
+}
+
+// OnClientExpired forgets the renaming of an expired session.
+func (h *fixesHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
+
+func (h *fixesHook) forget(clientID string) {
+	h.mu.Lock()
+	delete(h.ids, clientID)
+	h.mu.Unlock()
+}
+
+// errSlowConsumer is the stop cause of a client disconnected for not
+// reading its messages fast enough.
+var errSlowConsumer = errors.New("client too slow: outbound queue full")
+
+// OnPublishDropped keeps a QoS 1/2 message that mochi dropped because the
+// client's outbound queue was full: it goes back into the session's
+// in-flight store (sent on reconnect) and the client is disconnected.
+func (h *fixesHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	qos := deliveryQoS(cl, pk)
+	if qos == 0 {
+		h.droppedQoS0.Add(1)
+		h.log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", pk.TopicName)
+		return
+	}
+	out := pk.Copy(false)
+	out.FixedHeader.Qos = qos
+	out.FixedHeader.Retain = false
+	if id, err := cl.NextPacketID(); err == nil {
+		out.PacketID = uint16(id)
+		out.Expiry = -1 // not sent yet
+		if cl.State.Inflight.Set(out) {
+			atomic.AddInt64(&h.server.Info.Inflight, 1)
+		}
+		h.requeued.Add(1)
+	}
+	if !cl.Closed() {
+		h.slowClients.Add(1)
+		h.log.Warn("client too slow, disconnecting: its outbound queue is full; undelivered QoS 1/2 messages stay in its session",
+			"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		// Stop closes the socket without writing: a DISCONNECT would block
+		// the publishing goroutine on the full connection.
+		cl.Stop(errSlowConsumer)
+	}
+}
+
+// deliveryQoS is the QoS a message is delivered with to cl: the highest
+// QoS of the client's matching subscriptions, capped by the message's.
+func deliveryQoS(cl *mqtt.Client, pk packets.Packet) byte {
+	var qos byte
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+			if _, f, ok := strings.Cut(rest, "/"); ok {
+				filter = f
+			}
+		}
+		if matchFilter(filter, pk.TopicName) && sub.Qos > qos {
+			qos = sub.Qos
+		}
+	}
+	return min(qos, pk.FixedHeader.Qos)
+}

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// logBuffer is a concurrency-safe log sink for assertions on log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startFixed runs a bare mochi server with only the fixes hook.
+func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Server, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	c := mqtt.NewDefaultServerCapabilities()
+	if caps != nil {
+		caps(c)
+	}
+	srv := mqtt.New(&mqtt.Options{Logger: log, InlineClient: true, Capabilities: c})
+	require.NoError(t, srv.AddHook(newFixesHook(srv, log), nil))
+	require.NoError(t, srv.AddHook(new(allowAll), nil))
+	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	require.NoError(t, srv.AddListener(l))
+	require.NoError(t, srv.Serve())
+	t.Cleanup(func() { srv.Close() })
+	return l.Address(), srv, logs
+}
+
+// allowAll lets every client in (tests of the fixes need no security).
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool               { return true }
+
+// TestFixPacketIDCollision: the client publishes with the packet ID of a
+// delivery the server has outstanding to it (mochi issue 545). The delivery
+// must survive and be re-sent when the session resumes.
+func TestFixPacketIDCollision(t *testing.T) {
+	for _, inboundQoS := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("inbound QoS %d", inboundQoS), func(t *testing.T) {
+			addr, srv, _ := startFixed(t, nil)
+			c := dialRaw(t, addr, 4)
+			pk := c.connectPacket("collide", "", "")
+			pk.Connect.Clean = false
+			c.send(pk)
+			require.Equal(t, byte(0), c.recv().ReasonCode)
+			require.Equal(t, []byte{1}, c.subscribe(1, 1, "in"))
+
+			require.NoError(t, srv.Publish("in", []byte("server delivery"), false, 1))
+			got := c.recv()
+			require.Equal(t, "server delivery", string(got.Payload))
+			// Not acknowledged: the delivery is outstanding under got.PacketID.
+
+			c.publish(got.PacketID, inboundQoS, "out", "client publish", false)
+			ack := c.recv()
+			require.Equal(t, got.PacketID, ack.PacketID)
+			if inboundQoS == 1 {
+				require.Equal(t, packets.Puback, ack.FixedHeader.Type)
+			} else {
+				require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
+				c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: got.PacketID})
+				comp := c.recv()
+				require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
+				require.Equal(t, got.PacketID, comp.PacketID)
+			}
+			c.conn.Close()
+			waitFor(t, func() bool { cl, ok := srv.Clients.Get("collide"); return ok && cl.Closed() })
+
+			// Resume: the unacknowledged delivery comes again.
+			c = dialRaw(t, addr, 4)
+			c.send(pk)
+			ack = c.recv()
+			require.Equal(t, packets.Connack, ack.FixedHeader.Type)
+			require.True(t, ack.SessionPresent)
+			again := c.recv()
+			require.Equal(t, packets.Publish, again.FixedHeader.Type)
+			require.Equal(t, "server delivery", string(again.Payload))
+			require.Equal(t, got.PacketID, again.PacketID)
+			require.True(t, again.FixedHeader.Dup)
+			c.ack(again)
+			require.Empty(t, c.ping())
+		})
+	}
+}
+
+// TestFixPacketIDRetransmission: a QoS 2 PUBLISH re-sent with DUP before
+// PUBREL keeps its identity (the renaming is stable within a flow).
+func TestFixPacketIDRetransmission(t *testing.T) {
+	addr, srv, _ := startFixed(t, nil)
+	got := make(chan string, 10)
+	require.NoError(t, srv.Subscribe("q2/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		got <- string(pk.Payload)
+	}))
+	c := dialRaw(t, addr, 5)
+	c.mustConnect("q2", "", "")
+	c.publish(7, 2, "q2/x", "once", false)
+	rec := c.recv()
+	require.Equal(t, packets.Pubrec, rec.FixedHeader.Type)
+	require.Equal(t, uint16(7), rec.PacketID)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 7})
+	comp := c.recv()
+	require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
+	require.Equal(t, uint16(7), comp.PacketID)
+	require.Equal(t, byte(0), comp.ReasonCode)
+	// The identifier is free again: a new flow with 7 works.
+	c.publish(7, 1, "q2/y", "again", false)
+	ack := c.recv()
+	require.Equal(t, packets.Puback, ack.FixedHeader.Type)
+	require.Equal(t, uint16(7), ack.PacketID)
+	require.Equal(t, "once", recvString(t, got))
+	require.Equal(t, "again", recvString(t, got))
+	require.Empty(t, c.ping())
+	require.Empty(t, got)
+}
+
+func recvString(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing received within 5s")
+		return ""
+	}
+}
+
+// TestFixPubackReasonCode: a successful QoS 1 PUBACK carries 0x00 and no
+// copy of the PUBLISH's user properties (mochi sends 0x01 and echoes them).
+func TestFixPubackReasonCode(t *testing.T) {
+	addr, _, _ := startFixed(t, nil)
+	c := dialRaw(t, addr, 5)
+	c.mustConnect("pa", "", "")
+	for _, qos := range []byte{1, 2} {
+		p := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, PacketID: uint16(qos), TopicName: "t", Payload: []byte("x")}
+		p.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
+		c.send(p)
+		ack, body, err := c.recvRaw(5e9)
+		require.NoError(t, err)
+		require.Equal(t, byte(0), ack.ReasonCode)
+		// Packet ID only: reason 0x00 with no properties may be omitted.
+		require.Equal(t, []byte{0, qos}, body, "qos %d ack body", qos)
+	}
+}
+
+// TestRequestProblemInformation: with Request Problem Information 0 no
+// reason string or user property is sent on acknowledgements
+// [MQTT-3.1.2-29]. mochi v2.7.9 honours this; the test guards it.
+func TestRequestProblemInformation(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite ok/#\n")
+	s := startSecure(t, SecurityConfig{AllowAnonymous: true, ACLFile: acl})
+	c := dialRaw(t, s.addr, 5)
+	pk := c.connectPacket("pi", "", "")
+	pk.Properties.RequestProblemInfo = 0
+	pk.Properties.RequestProblemInfoFlag = true
+	c.send(pk)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+
+	c.publish(1, 1, "denied", "x", false)
+	ack, body, err := c.recvRaw(5e9)
+	require.NoError(t, err)
+	require.Equal(t, byte(0x87), ack.ReasonCode)
+	require.Equal(t, []byte{0, 1, 0x87}, body)
+
+	c.publish(2, 2, "denied", "x", false)
+	_, body, err = c.recvRaw(5e9)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0, 2, 0x87}, body)
+
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 99})
+	_, body, err = c.recvRaw(5e9)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0, 99, 0x92}, body)
+
+	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 5, Filters: packets.Subscriptions{{Filter: "nope/#"}}}
+	sub.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
+	c.send(sub)
+	_, body, err = c.recvRaw(5e9)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0, 5, 0, 0x87}, body)
+}
+
+// TestFixSlowConsumer: a subscriber that stops reading fills its outbound
+// queue. mochi drops QoS 1 messages silently; with the fix the client is
+// disconnected with a log line and every message reaches its persistent
+// session.
+func TestFixSlowConsumer(t *testing.T) {
+	addr, srv, logs := startFixed(t, func(c *mqtt.Capabilities) { c.MaximumClientWritesPending = 2 })
+	c := dialRaw(t, addr, 4)
+	pk := c.connectPacket("slow", "", "")
+	pk.Connect.Clean = false
+	c.send(pk)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "flood"))
+
+	// Big enough payloads that socket buffers fill while the client does
+	// not read.
+	const n = 300
+	payload := strings.Repeat("x", 64<<10)
+	for i := range n {
+		require.NoError(t, srv.Publish("flood", []byte(fmt.Sprintf("%04d %s", i, payload)), false, 1))
+	}
+	waitFor(t, func() bool { cl, ok := srv.Clients.Get("slow"); return ok && cl.Closed() })
+	require.True(t, strings.Contains(logs.String(), "client too slow, disconnecting"), "no log line about the slow client")
+
+	c = dialRaw(t, addr, 4)
+	c.send(pk)
+	ack := c.recv()
+	require.True(t, ack.SessionPresent)
+	seen := map[string]bool{}
+	for len(seen) < n {
+		got := c.recv()
+		require.Equal(t, packets.Publish, got.FixedHeader.Type)
+		seen[string(got.Payload[:4])] = true
+		c.ack(got)
+	}
+	require.Empty(t, c.ping())
+}
