@@ -61,7 +61,7 @@ func (*allowAll) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool               { return true }
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { return true }
 
 // TestFixPacketIDCollision: the client publishes with the packet ID of a
 // delivery the server has outstanding to it (mochi issue 545). The delivery
