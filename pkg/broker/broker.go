@@ -1,44 +1,92 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package broker runs an MQTT broker built on mochi-mqtt with mosquitto's
-// defaults: local-only listeners unless configured otherwise.
+// behaviour: local-only listeners unless configured otherwise, mosquitto
+// password and ACL files, TLS and WebSocket listeners, a persistent store,
+// and workarounds for mochi's message-losing defects (see fixes.go).
 package broker
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Listener describes one network listener.
 type Listener struct {
-	Address  string // host:port; port 0 picks a free port
-	Protocol string // "mqtt" (default)
+	// Address is host:port (port 0 picks a free port), or the socket path
+	// for Protocol "unix".
+	Address string
+	// Protocol is "mqtt" (default), "websockets" or "unix".
+	Protocol string
+	// TLS, when set, serves TLS (mqtts, or wss for WebSockets).
+	TLS *TLSFiles
+	// UseIdentityAsUsername takes the username from the client
+	// certificate's CN; the CONNECT username and password are ignored.
+	UseIdentityAsUsername bool
+	// MaxConnections refuses connections beyond this many; 0 = unlimited.
+	MaxConnections int
 }
 
-// Config configures a broker.
+// Config configures a broker. The zero value (plus a Listener or Port) is
+// a broker without limits that accepts nobody: set AllowAnonymous or a
+// PasswordFile.
 type Config struct {
 	// Listeners to open. Empty means mosquitto's local-only mode:
-	// 127.0.0.1 and ::1 on port Port (default 1883).
+	// 127.0.0.1 and ::1 on port Port.
 	Listeners []Listener
 	// Port is used in local-only mode; 0 picks a free port.
 	Port int
+
 	// AllowAnonymous lets clients without a username connect.
 	AllowAnonymous bool
+	// PasswordFile is a mosquitto password file; "" for none.
+	PasswordFile string
+	// ACLFile is a mosquitto ACL file; "" lets every client do everything.
+	ACLFile string
+
+	// PersistenceDir keeps retained messages, persistent sessions, their
+	// subscriptions and undelivered QoS 1/2 messages in DIR/mqtt.db.
+	PersistenceDir string
+
+	// MaxInflight and MaxQueued are mosquitto's max_inflight_messages and
+	// max_queued_messages: together they bound the unacknowledged QoS 1/2
+	// messages held per client (beyond that new ones are dropped with a
+	// log line). 0 means unlimited.
+	MaxInflight, MaxQueued int
+	// MessageSizeLimit drops PUBLISH payloads larger than this many bytes
+	// (MQTT 5 QoS 1/2 get reason 0x95 Packet too large); 0 = no limit.
+	MessageSizeLimit int
+	// DisableRetain turns retained messages off (retain_available false).
+	DisableRetain bool
+	// SysInterval is how often $SYS topics are updated: 0 means 10
+	// seconds, a negative value turns $SYS off.
+	SysInterval time.Duration
+
+	// ConnectTimeout is how long a new connection may take to send its
+	// CONNECT (TLS handshake and WebSocket upgrade included); 0 means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+
 	// Log receives broker logs; nil discards them.
 	Log *slog.Logger
 	// Inline enables the in-process client used by tests and `mqtt demo`.
 	Inline bool
-	// ConnectTimeout is how long a new connection may take to send its
-	// CONNECT; 0 means DefaultConnectTimeout.
-	ConnectTimeout time.Duration
+}
+
+// LocalOnly reports whether cfg is in mosquitto's local-only mode.
+func (c *Config) LocalOnly() bool { return len(c.Listeners) == 0 }
+
+// Security returns the part of the configuration that Reload re-reads.
+func (c Config) Security() SecurityConfig {
+	return SecurityConfig{PasswordFile: c.PasswordFile, ACLFile: c.ACLFile, AllowAnonymous: c.AllowAnonymous}
 }
 
 // Broker is a running broker.
@@ -46,67 +94,119 @@ type Broker struct {
 	srv       *mqtt.Server
 	log       *slog.Logger
 	listeners []BoundListener
-	closeOnce sync.Once
+	security  *securityHook
+	fixes     *fixesHook
+	limits    *limitsHook
+	guard     *retainGuard
+	sys       *sysPublisher
+	bound     []*bound
+	started   time.Time
+
+	injected atomic.Int64 // PUBLISHes injected by the broker itself ($SYS, Publish)
+
+	metricsStop func()
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // BoundListener is a listener that is accepting connections.
 type BoundListener struct {
 	Addr     string // the real address, with the port chosen by the OS
-	Protocol string
+	Protocol string // mqtt, mqtts, ws, wss or unix
+	// Identity is true when usernames come from client certificates.
+	Identity bool
+	// ClientCerts is "", "optional" or "required".
+	ClientCerts string
 }
 
-// LocalOnly reports whether cfg is in mosquitto's local-only mode.
-func (c *Config) LocalOnly() bool { return len(c.Listeners) == 0 }
-
-// New creates a broker and binds its listeners; Start begins serving.
-func New(cfg Config) (*Broker, error) {
+// New creates a broker, loads its password and ACL files and binds its
+// listeners; Start begins serving.
+func New(cfg Config) (b *Broker, err error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	if cfg.MaxInflight > 0 && cfg.MaxQueued > 0 {
+		caps.MaximumInflight = uint16(min(cfg.MaxInflight+cfg.MaxQueued, 65535))
+	} else {
+		caps.MaximumInflight = 65535
+	}
+	if cfg.DisableRetain {
+		caps.RetainAvailable = 0
+	}
 	srv := mqtt.New(&mqtt.Options{
-		Logger:       log,
-		InlineClient: cfg.Inline,
+		Logger:       newMochiLogger(log),
+		InlineClient: true, // $SYS topics are published through it
 		Capabilities: caps,
+		// mochi's own $SYS publisher uses other names and formats than
+		// mosquitto's; sysPublisher replaces it.
+		SysTopicResendInterval: int64((365 * 24 * time.Hour).Seconds()),
 	})
-	if cfg.LocalOnly() || cfg.AllowAnonymous {
-		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	b = &Broker{srv: srv, log: log}
+	defer func() {
+		if err != nil {
+			_ = srv.Close()
+		}
+	}()
+
+	sec, err := loadSecurity(cfg.Security(), log)
+	if err != nil {
+		return nil, err
+	}
+	ls := cfg.Listeners
+	if cfg.LocalOnly() {
+		ls = []Listener{{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))}}
+		if ipv6Loopback() {
+			ls = append(ls, Listener{Address: net.JoinHostPort("::1", strconv.Itoa(cfg.Port))})
+		}
+	}
+	identity := map[string]bool{}
+	br := b // b is nil when an error is returned
+	defer func() {
+		if err != nil {
+			for _, bd := range br.bound {
+				_ = bd.conn.ln.Close()
+			}
+		}
+	}()
+	for i, l := range ls {
+		id := "l" + strconv.Itoa(i)
+		bd, err := bindListener(id, l, cfg.ConnectTimeout, log)
+		if err != nil {
+			return nil, err
+		}
+		b.bound = append(b.bound, bd)
+		identity[id] = l.UseIdentityAsUsername
+		b.listeners = append(b.listeners, bd.info)
+		// In local-only mode with an OS-chosen port, use the same port for ::1.
+		if cfg.LocalOnly() && i == 0 && len(ls) > 1 {
+			_, p, _ := net.SplitHostPort(bd.info.Addr)
+			ls[1].Address = net.JoinHostPort("::1", p)
+		}
+	}
+
+	b.fixes = newFixesHook(srv, log)
+	b.security = newSecurityHook(srv, log, sec, identity)
+	b.limits = newLimitsHook(log, cfg.MessageSizeLimit)
+	if cfg.SysInterval >= 0 {
+		b.sys = newSysPublisher(b, cfg.SysInterval)
+	}
+	b.guard = newRetainGuard(!cfg.DisableRetain)
+	for _, h := range []mqtt.Hook{b.fixes, b.security, b.limits, b.guard} {
+		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}
 	}
-	b := &Broker{srv: srv, log: log}
-	ls := cfg.Listeners
-	if cfg.LocalOnly() {
-		port := cfg.Port
-		ls = []Listener{{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}}
-		if ipv6Loopback() {
-			ls = append(ls, Listener{Address: net.JoinHostPort("::1", strconv.Itoa(port))})
+	if cfg.PersistenceDir != "" {
+		if err := addPersistence(srv, cfg.PersistenceDir); err != nil {
+			return nil, err
 		}
 	}
-	for i, l := range ls {
-		if l.Protocol == "" {
-			l.Protocol = "mqtt"
-		}
-		if l.Protocol != "mqtt" {
-			return nil, fmt.Errorf("listener %s: unsupported protocol %q", l.Address, l.Protocol)
-		}
-		ln, guard, err := listenMQTT(l.Address, nil, cfg.ConnectTimeout, log)
-		if err != nil {
-			_ = srv.Close()
-			return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
-		}
-		tl := newConnListener("tcp"+strconv.Itoa(i), ln, guard)
-		if err := srv.AddListener(tl); err != nil {
-			_ = ln.Close()
-			_ = srv.Close()
-			return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
-		}
-		b.listeners = append(b.listeners, BoundListener{Addr: tl.Address(), Protocol: l.Protocol})
-		// In local-only mode with an OS-chosen port, use the same port for ::1.
-		if cfg.LocalOnly() && i == 0 && len(ls) > 1 {
-			_, p, _ := net.SplitHostPort(tl.Address())
-			ls[1].Address = net.JoinHostPort("::1", p)
+	for _, bd := range b.bound {
+		if err := srv.AddListener(bd.conn); err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
@@ -121,9 +221,30 @@ func ipv6Loopback() bool {
 	return true
 }
 
-// Start begins accepting connections. It does not block.
+// Start begins accepting connections. It does not block. With persistence
+// the stored sessions and retained messages are loaded first.
 func (b *Broker) Start() error {
-	return b.srv.Serve()
+	b.started = time.Now()
+	if err := b.srv.Serve(); err != nil {
+		return err
+	}
+	// Serve has published mochi's own $SYS topics once (and an old store
+	// may hold some): remove them, from the store too.
+	for _, pk := range b.srv.Topics.Messages("$SYS/#") {
+		_ = b.Publish(pk.TopicName, nil, true, 0)
+	}
+	if b.sys != nil {
+		b.sys.start()
+	}
+	return nil
+}
+
+// Reload re-reads the password and ACL files and allow_anonymous; connected
+// clients stay connected and are checked against the new rules from now
+// on. When a file cannot be loaded the old rules stay in force and the
+// error says why.
+func (b *Broker) Reload(sec SecurityConfig) error {
+	return b.security.reload(sec)
 }
 
 // Listeners returns the bound listeners.
@@ -144,22 +265,53 @@ func (b *Broker) Port() int {
 	return n
 }
 
-// Close stops the listeners and disconnects clients. It is safe to call more than once.
+// Close stops the listeners, disconnects clients and closes the store. It
+// is safe to call more than once.
 func (b *Broker) Close() error {
-	var err error
-	b.closeOnce.Do(func() { err = b.srv.Close() })
-	return err
+	b.closeOnce.Do(func() {
+		if b.metricsStop != nil {
+			b.metricsStop()
+		}
+		if b.sys != nil {
+			b.sys.stop()
+		}
+		b.closeErr = b.srv.Close()
+	})
+	return b.closeErr
 }
 
-// Publish publishes a message from inside the broker (Config.Inline must be set).
+// Publish publishes a message from inside the broker. An inline handler
+// must not publish a retained message from within its callback.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	if retain {
+		defer b.guard.lockInline()()
+	}
+	b.injected.Add(1) // mochi counts them as received
 	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// received returns mochi's received-packet and received-PUBLISH counters
+// without the broker's own publishes.
+func (b *Broker) received() (packets, messages int64) {
+	n := b.injected.Load()
+	return atomic.LoadInt64(&b.srv.Info.PacketsReceived) - n, atomic.LoadInt64(&b.srv.Info.MessagesReceived) - n
+}
+
+// retainedCount is the number of retained messages, $SYS excluded.
+func (b *Broker) retainedCount() int64 {
+	var n int64
+	for topic := range b.srv.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, "$SYS/") {
+			n++
+		}
+	}
+	return n
 }
 
 // InlineHandler receives messages on an inline subscription.
 type InlineHandler func(topic string, payload []byte, retain bool, qos byte)
 
-// Subscribe subscribes inside the broker (Config.Inline must be set).
+// Subscribe subscribes inside the broker.
 func (b *Broker) Subscribe(filter string, id int, h InlineHandler) error {
 	return b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		h(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, pk.FixedHeader.Qos)
@@ -176,4 +328,19 @@ func (b *Broker) HasSubscriber(topic string) bool {
 		}
 	}
 	return false
+}
+
+// dropped counts messages not delivered for limits: mochi's drops for
+// full queues, message_size_limit and ACL refusals are not included.
+func (b *Broker) dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.MessagesDropped) + atomic.LoadInt64(&b.srv.Info.InflightDropped)
+}
+
+// LoopbackHosts are the addresses of mosquitto's local-only mode that
+// this machine has: 127.0.0.1, and ::1 when IPv6 is available.
+func LoopbackHosts() []string {
+	if ipv6Loopback() {
+		return []string{"127.0.0.1", "::1"}
+	}
+	return []string{"127.0.0.1"}
 }

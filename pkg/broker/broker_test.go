@@ -3,7 +3,18 @@
 package broker
 
 import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"strings"
 	"testing"
 
@@ -44,4 +55,307 @@ func TestListenError(t *testing.T) {
 	defer l.Close()
 	_, err = New(Config{Listeners: []Listener{{Address: l.Addr().String()}}})
 	require.ErrorContains(t, err, "listen on "+l.Addr().String())
+}
+
+// start starts a broker for cfg (on 127.0.0.1:0 when cfg has no listeners)
+// and closes it when the test ends.
+func start(t *testing.T, cfg Config) *Broker {
+	t.Helper()
+	if cfg.Listeners == nil {
+		cfg.Listeners = []Listener{{Address: "127.0.0.1:0"}}
+	}
+	b, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	require.NoError(t, b.Start())
+	return b
+}
+
+func TestBrokerAuthAndACL(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "secret"})
+	acl := writeFile(t, "acl", "user alice\ntopic readwrite a/#\n")
+	b := start(t, Config{PasswordFile: pw, ACLFile: acl})
+
+	c := dialRaw(t, b.Addr(), 4)
+	require.Equal(t, byte(5), c.connect("anon", "", ""))
+	c = dialRaw(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.connect("wrong", "alice", "nope"))
+
+	c = dialRaw(t, b.Addr(), 5)
+	c.mustConnect("alice", "alice", "secret")
+	require.Equal(t, []byte{0, 0x87}, c.subscribe(1, 0, "a/#", "b/#"))
+	c.publish(2, 1, "b/x", "denied", false)
+	require.Equal(t, byte(0x87), c.recv().ReasonCode)
+	c.publish(3, 1, "a/x", "ok", false)
+	var got []packets.Packet
+	for len(got) < 2 {
+		got = append(got, c.recv())
+	}
+	types := []byte{got[0].FixedHeader.Type, got[1].FixedHeader.Type}
+	require.ElementsMatch(t, []byte{packets.Puback, packets.Publish}, types)
+
+	// Reload: alice may now use b/# only; her connection stays.
+	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic readwrite b/#\n"), 0o600))
+	require.NoError(t, b.Reload(SecurityConfig{PasswordFile: pw, ACLFile: acl}))
+	c.publish(4, 1, "b/x", "now allowed", false)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	// A broken file keeps the rules.
+	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic rw b/#\n"), 0o600))
+	require.Error(t, b.Reload(SecurityConfig{PasswordFile: pw, ACLFile: acl}))
+	c.publish(5, 1, "b/y", "still allowed", false)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+}
+
+func TestBrokerConfigErrors(t *testing.T) {
+	s, err := WriteSelfSigned(t.TempDir())
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		cfg  Config
+		msg  string
+	}{
+		{"missing password file", Config{PasswordFile: "/nonexistent/pw"}, "password_file: open /nonexistent/pw: no such file or directory"},
+		{"bad acl", Config{ACLFile: writeFile(t, "acl", "topic x y z\n")}, `:1: Invalid topic access type "x"`},
+		{"bad protocol", Config{Listeners: []Listener{{Address: "127.0.0.1:0", Protocol: "quic"}}}, `listener 127.0.0.1:0: unsupported protocol "quic"`},
+		{"identity without tls", Config{Listeners: []Listener{{Address: "127.0.0.1:0", UseIdentityAsUsername: true}}}, "use_identity_as_username needs TLS with a cafile"},
+		{"tls files", Config{Listeners: []Listener{{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: "/nonexistent.key"}}}}, "listener 127.0.0.1:0: load certificate"},
+		{"tls on unix", Config{Listeners: []Listener{{Address: filepath.Join(t.TempDir(), "s"), Protocol: "unix", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}}}}, "TLS on a unix socket is not supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			require.ErrorContains(t, err, tt.msg)
+		})
+	}
+}
+
+func TestBrokerWebSockets(t *testing.T) {
+	s, err := WriteSelfSigned(t.TempDir())
+	require.NoError(t, err)
+	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{
+		{Address: "127.0.0.1:0"},
+		{Address: "127.0.0.1:0", Protocol: "websockets"},
+		{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
+	}})
+	ls := b.Listeners()
+	require.Equal(t, []string{"mqtt", "ws", "wss"}, []string{ls[0].Protocol, ls[1].Protocol, ls[2].Protocol})
+
+	sub := dialRaw(t, ls[0].Addr, 4)
+	sub.mustConnect("tcp-sub", "", "")
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "ws/#"))
+
+	pool, err := loadCertPool(s.CAFile)
+	require.NoError(t, err)
+	for i, url := range []string{"ws://" + ls[1].Addr + "/mqtt", "wss://" + ls[2].Addr + "/mqtt"} {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+		ws, resp, err := d.Dial(url, nil)
+		require.NoError(t, err, url)
+		resp.Body.Close()
+		require.Equal(t, "mqtt", ws.Subprotocol())
+		c := newRawClient(t, &wsConn{Conn: ws.UnderlyingConn(), ws: ws}, 5)
+		c.mustConnect(fmt.Sprintf("ws%d", i), "", "")
+		c.publish(0, 0, "ws/"+url[:3], "over "+url[:3], false)
+		require.Empty(t, c.ping())
+		got := sub.recv()
+		require.Equal(t, "over "+url[:3], string(got.Payload))
+	}
+}
+
+func TestBrokerUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mqtt.sock")
+	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{{Address: path, Protocol: "unix"}}})
+	require.Equal(t, "unix", b.Listeners()[0].Protocol)
+	conn, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	newRawClient(t, conn, 4).mustConnect("u", "", "")
+}
+
+func TestBrokerMaxConnections(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil)),
+		Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 2}}})
+	c1 := dialRaw(t, b.Addr(), 4)
+	c1.mustConnect("c1", "", "")
+	c2 := dialRaw(t, b.Addr(), 4)
+	c2.mustConnect("c2", "", "")
+	c3 := dialRaw(t, b.Addr(), 4)
+	c3.send(c3.connectPacket("c3", "", ""))
+	require.Empty(t, c3.expectClosed())
+	require.Contains(t, logs.String(), "connection refused: listener at max_connections")
+	// A free slot is usable again.
+	c1.conn.Close()
+	waitFor(t, func() bool {
+		c := dialRaw(t, b.Addr(), 4)
+		c.send(c.connectPacket("c4", "", ""))
+		pk, _, err := c.recvRaw(5 * time.Second)
+		return err == nil && pk.FixedHeader.Type == packets.Connack
+	})
+}
+
+func TestBrokerMessageSizeLimit(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 10})
+	sub := dialRaw(t, b.Addr(), 5)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "big/#"))
+	p5 := dialRaw(t, b.Addr(), 5)
+	p5.mustConnect("p5", "", "")
+	p5.publish(1, 1, "big/1", "01234567890", false)
+	require.Equal(t, byte(0x95), p5.recv().ReasonCode)
+	p5.publish(2, 2, "big/2", "01234567890", false)
+	ack := p5.recv()
+	require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
+	require.Equal(t, byte(0x95), ack.ReasonCode)
+	p4 := dialRaw(t, b.Addr(), 4)
+	p4.mustConnect("p4", "", "")
+	p4.publish(3, 1, "big/3", "01234567890", false)
+	require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
+	p4.publish(4, 1, "big/4", "0123456789", false)
+	require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
+	got := sub.recv()
+	require.Equal(t, "big/4", got.TopicName)
+	sub.ack(got)
+	require.Empty(t, sub.ping())
+}
+
+func TestBrokerPersistence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{AllowAnonymous: true, PersistenceDir: filepath.Join(dir, "store")}
+	b1, err := New(Config{AllowAnonymous: true, PersistenceDir: cfg.PersistenceDir, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
+	require.NoError(t, err)
+	require.NoError(t, b1.Start())
+
+	// A second broker on the same store is refused clearly.
+	_, err = New(Config{AllowAnonymous: true, PersistenceDir: cfg.PersistenceDir, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
+	require.ErrorContains(t, err, "is in use by another broker")
+
+	c := dialRaw(t, b1.Addr(), 4)
+	connect := c.connectPacket("keeper", "", "")
+	connect.Connect.Clean = false
+	c.send(connect)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "q/#"))
+	c.conn.Close()
+	waitFor(t, func() bool { cl, ok := b1.srv.Clients.Get("keeper"); return ok && cl.Closed() })
+
+	p := dialRaw(t, b1.Addr(), 4)
+	p.mustConnect("pub", "", "")
+	p.publish(1, 1, "r/1", "retained", true)
+	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	for i := range 3 {
+		p.publish(uint16(2+i), 1, "q/1", fmt.Sprintf("queued %d", i), false)
+		require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	}
+	require.NoError(t, b1.Close())
+
+	b2 := start(t, cfg)
+	c = dialRaw(t, b2.Addr(), 4)
+	c.send(connect)
+	ack := c.recv()
+	require.True(t, ack.SessionPresent)
+	var queued []string
+	for len(queued) < 3 {
+		got := c.recv()
+		queued = append(queued, string(got.Payload))
+		c.ack(got)
+	}
+	require.ElementsMatch(t, []string{"queued 0", "queued 1", "queued 2"}, queued)
+	require.Empty(t, c.ping())
+
+	r := dialRaw(t, b2.Addr(), 5)
+	r.mustConnect("reader", "", "")
+	require.Equal(t, []byte{0}, r.subscribe(1, 0, "r/#"))
+	got := r.recv()
+	require.Equal(t, "retained", string(got.Payload))
+	require.True(t, got.FixedHeader.Retain)
+}
+
+func TestBrokerSys(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: 50 * time.Millisecond})
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("sys", "", "")
+	require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
+	seen := map[string]string{}
+	waitFor(t, func() bool {
+		pk := c.recv()
+		seen[pk.TopicName] = string(pk.Payload)
+		return seen["$SYS/broker/clients/connected"] == "1" && seen["$SYS/broker/load/bytes/received/1min"] != ""
+	})
+	require.Contains(t, seen["$SYS/broker/version"], "mqtt broker (mqttkit) version ")
+	require.Regexp(t, `^\d+ seconds$`, seen["$SYS/broker/uptime"])
+	require.Contains(t, seen, "$SYS/broker/retained messages/count")
+	require.NotContains(t, seen, "$SYS/broker/system/threads", "mochi's own $SYS topics are removed")
+
+	off := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	c = dialRaw(t, off.Addr(), 5)
+	c.mustConnect("nosys", "", "")
+	require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
+	require.Empty(t, c.ping())
+}
+
+// TestBrokerLogsNoSecrets: a second CONNECT (a protocol error that mochi
+// logs with the whole packet) must not put the password in the log.
+func TestBrokerLogsNoSecrets(t *testing.T) {
+	logs := &logBuffer{}
+	pw := passwordFile(t, map[string]string{"alice": "s3cr3t-pw"})
+	b := start(t, Config{PasswordFile: pw, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	c := dialRaw(t, b.Addr(), 4)
+	c.mustConnect("c", "alice", "s3cr3t-pw")
+	c.send(c.connectPacket("c", "alice", "s3cr3t-pw"))
+	c.expectClosed()
+	c = dialRaw(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.connect("d", "alice", "wr0ng-pw"))
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "connection refused") })
+	require.NoError(t, b.Close())
+	out := logs.String()
+	require.NotContains(t, out, "s3cr3t-pw")
+	require.NotContains(t, out, "wr0ng-pw")
+	require.NotContains(t, out, "alice")
+	require.Contains(t, out, `level=DEBUG msg="mochi mqtt starting"`, "mochi chatter is demoted to debug")
+}
+
+func TestBrokerMetrics(t *testing.T) {
+	pw := passwordFile(t, map[string]string{"alice": "secret"})
+	b := start(t, Config{PasswordFile: pw})
+	addr, err := b.ServeMetrics("127.0.0.1:0")
+	require.NoError(t, err)
+
+	c := dialRaw(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.connect("x", "alice", "wrong"))
+	c = dialRaw(t, b.Addr(), 5)
+	c.mustConnect("y", "alice", "secret")
+	c.publish(1, 1, "t", "hello", false)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+
+	get := func(path string) (string, string) {
+		resp, err := http.Get("http://" + addr + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(body), resp.Header.Get("Content-Type")
+	}
+	body, ctype := get("/healthz")
+	require.Equal(t, "ok\n", body)
+	require.Equal(t, "text/plain; charset=utf-8", ctype)
+
+	body, ctype = get("/metrics")
+	require.Equal(t, "text/plain; version=0.0.4; charset=utf-8", ctype)
+	for _, line := range []string{
+		"# TYPE mqtt_clients_connected gauge\nmqtt_clients_connected 1\n",
+		"# TYPE mqtt_auth_failures_total counter\nmqtt_auth_failures_total 1\n",
+		"mqtt_messages_received_total 1\n",
+		`mqtt_messages_dropped_total{reason="acl_denied"} 0` + "\n",
+	} {
+		require.Contains(t, body, line)
+	}
+	// Every sample line is NAME[{labels}] VALUE.
+	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			require.Regexp(t, `^[a-z_]+(\{[a-z_]+="[a-z0-9_]+"\})? [0-9.e+-]+$`, l)
+		}
+	}
+	require.NoError(t, b.Close())
+	_, err = http.Get("http://" + addr + "/healthz")
+	require.Error(t, err, "the metrics server stops with the broker")
 }

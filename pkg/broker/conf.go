@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,14 +82,76 @@ func (l ConfListener) Address() string {
 func (c *Conf) LocalOnly() bool { return len(c.Listeners) == 0 }
 
 // AnonymousAllowed is the effective allow_anonymous: the file's value when
-// it sets one, otherwise true in local-only mode and false once a listener
-// is defined (mosquitto 2.0's secure default). Unlike mosquitto, an explicit
-// `allow_anonymous false` is honoured in local-only mode too.
+// it sets one, otherwise true in local-only mode without password_file and
+// false once a listener is defined (mosquitto 2.0's secure default) or a
+// password_file is given. Unlike mosquitto 2.0, which lets anonymous
+// clients in whenever it runs in local-only mode, an explicit
+// `allow_anonymous false` and a password_file are honoured there too.
 func (c *Conf) AnonymousAllowed() bool {
 	if c.AllowAnonymous != nil {
 		return *c.AllowAnonymous
 	}
-	return c.LocalOnly()
+	return c.LocalOnly() && c.PasswordFile == ""
+}
+
+// Config converts the file into a broker Config; Port (for local-only
+// mode) and Log are left to the caller.
+func (c *Conf) Config() Config {
+	cfg := Config{
+		AllowAnonymous:   c.AnonymousAllowed(),
+		PasswordFile:     c.PasswordFile,
+		ACLFile:          c.ACLFile,
+		MaxInflight:      c.MaxInflightMessages,
+		MaxQueued:        c.MaxQueuedMessages,
+		MessageSizeLimit: c.MessageSizeLimit,
+		DisableRetain:    !c.RetainAvailable,
+		SysInterval:      c.SysInterval,
+	}
+	if c.SysInterval == 0 {
+		cfg.SysInterval = -1 // sys_interval 0 turns $SYS off
+	}
+	if c.Persistence {
+		cfg.PersistenceDir = c.PersistenceLocation
+		if cfg.PersistenceDir == "" {
+			cfg.PersistenceDir = "." // mosquitto: the working directory
+		}
+	}
+	for _, l := range c.Listeners {
+		bl := Listener{Address: l.Address(), UseIdentityAsUsername: l.UseIdentityAsUsername}
+		if l.MaxConnections > 0 {
+			bl.MaxConnections = l.MaxConnections
+		}
+		switch {
+		case l.Socket != "":
+			bl.Protocol = "unix"
+		case l.WebSockets:
+			bl.Protocol = "websockets"
+		}
+		if l.TLS() {
+			bl.TLS = &TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate}
+		}
+		cfg.Listeners = append(cfg.Listeners, bl)
+	}
+	return cfg
+}
+
+// LogLevel is the most verbose level the log_type lines ask for: Info
+// when there are none (mosquitto's default: error, warning, notice,
+// information).
+func (c *Conf) LogLevel() slog.Level {
+	if len(c.LogTypes) == 0 {
+		return slog.LevelInfo
+	}
+	level := slog.Level(12) // log_type none: nothing
+	for _, t := range c.LogTypes {
+		l := map[string]slog.Level{
+			"error": slog.LevelError, "warning": slog.LevelWarn, "notice": slog.LevelInfo, "information": slog.LevelInfo,
+			"debug": slog.LevelDebug, "all": slog.LevelDebug, "subscribe": slog.LevelDebug, "unsubscribe": slog.LevelDebug,
+			"websockets": slog.LevelDebug, "none": 12,
+		}[t]
+		level = min(level, l)
+	}
+	return level
 }
 
 // NewConf returns a Conf holding mosquitto's defaults, as for an empty file.

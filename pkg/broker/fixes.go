@@ -211,3 +211,118 @@ func deliveryQoS(cl *mqtt.Client, pk packets.Packet) byte {
 	}
 	return min(qos, pk.FixedHeader.Qos)
 }
+
+// retainGuard serialises mochi's writes to the retained-message index with
+// its scans of that index: mochi v2.7.9 reads a node's retainPath in
+// scanMessages without the lock RetainMessage writes it under, a data race
+// (torn strings) whenever a retained PUBLISH meets a SUBSCRIBE. The hook
+// holds a write lock from the last OnPublish to OnRetainMessage of a
+// retained message, and a read lock while a SUBSCRIBE delivers retained
+// messages: from OnPacketSent of the SUBACK (after the possibly blocking
+// network write) to OnPacketProcessed. Inline publishes (the broker's own)
+// take the lock in Broker.Publish. It must be the last hook with OnPublish.
+type retainGuard struct {
+	mqtt.HookBase
+	mu      sync.RWMutex
+	enabled bool     // retain available
+	held    sync.Map // *mqtt.Client -> *clientLocks
+}
+
+// clientLocks records which retain locks a client's goroutine holds.
+type clientLocks struct {
+	write atomic.Bool
+	read  atomic.Bool
+}
+
+func newRetainGuard(retainAvailable bool) *retainGuard {
+	return &retainGuard{enabled: retainAvailable}
+}
+
+// ID implements mqtt.Hook.
+func (g *retainGuard) ID() string { return "mqttkit-retain-guard" }
+
+// Provides implements mqtt.Hook.
+func (g *retainGuard) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPublish, mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnPacketSent, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
+		return g.enabled
+	}
+	return false
+}
+
+func (g *retainGuard) locks(cl *mqtt.Client) *clientLocks {
+	v, _ := g.held.LoadOrStore(cl, new(clientLocks))
+	return v.(*clientLocks)
+}
+
+// OnPublish takes the write lock for a retained message about to be stored.
+func (g *retainGuard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain && !cl.Net.Inline && !pk.Ignore {
+		g.mu.Lock()
+		g.locks(cl).write.Store(true)
+	}
+	return pk, nil
+}
+
+// OnWill takes the write lock for a retained will sent at once.
+func (g *retainGuard) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.Retain && will.TopicName != "" && will.WillDelayInterval == 0 {
+		g.mu.Lock()
+		g.locks(cl).write.Store(true)
+	}
+	return will, nil
+}
+
+// OnRetainMessage releases the write lock.
+func (g *retainGuard) OnRetainMessage(cl *mqtt.Client, _ packets.Packet, _ int64) {
+	if l, ok := g.held.Load(cl); ok && l.(*clientLocks).write.CompareAndSwap(true, false) {
+		g.mu.Unlock()
+	}
+}
+
+// OnPacketSent takes the read lock once a SUBACK is out: mochi then scans
+// the retained messages for the new subscriptions.
+func (g *retainGuard) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Suback && !cl.Net.Inline {
+		g.mu.RLock()
+		g.locks(cl).read.Store(true)
+	}
+}
+
+// OnPacketProcessed releases the read lock after the SUBSCRIBE, and a
+// write lock left by a PUBLISH that did not reach the retained store.
+func (g *retainGuard) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	l, ok := g.held.Load(cl)
+	if !ok {
+		return
+	}
+	locks := l.(*clientLocks)
+	if locks.read.CompareAndSwap(true, false) {
+		g.mu.RUnlock()
+	}
+	if pk.FixedHeader.Type == packets.Publish && locks.write.CompareAndSwap(true, false) {
+		g.mu.Unlock()
+	}
+}
+
+// OnDisconnect forgets the client; a lock still marked held is released.
+func (g *retainGuard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if l, ok := g.held.LoadAndDelete(cl); ok {
+		locks := l.(*clientLocks)
+		if locks.read.CompareAndSwap(true, false) {
+			g.mu.RUnlock()
+		}
+		if locks.write.CompareAndSwap(true, false) {
+			g.mu.Unlock()
+		}
+	}
+}
+
+// lockInline serialises an inline (broker-side) retained publish.
+func (g *retainGuard) lockInline() func() {
+	if !g.enabled {
+		return func() {}
+	}
+	g.mu.Lock()
+	return g.mu.Unlock
+}

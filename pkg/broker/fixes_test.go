@@ -246,3 +246,37 @@ func TestFixSlowConsumer(t *testing.T) {
 	}
 	require.Empty(t, c.ping())
 }
+
+// TestFixRetainRace publishes retained messages while clients subscribe
+// with wildcards; under -race mochi's unguarded retained index reports a
+// data race without retainGuard.
+func TestFixRetainRace(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, b.Addr(), 4)
+			c.mustConnect(fmt.Sprintf("pub%d", i), "", "")
+			for j := range 50 {
+				c.publish(0, 0, fmt.Sprintf("r/%d/%d", i, j%5), "v", true)
+			}
+			c.ping()
+		}()
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, b.Addr(), 4)
+			c.mustConnect(fmt.Sprintf("sub%d", i), "", "")
+			for j := range 20 {
+				c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: uint16(j + 1),
+					Filters: packets.Subscriptions{{Filter: "r/+/#"}}})
+			}
+			c.ping()
+		}()
+	}
+	wg.Wait()
+	for i := range 5 {
+		require.NoError(t, b.Publish(fmt.Sprintf("r/x/%d", i), []byte("inline"), true, 0))
+	}
+}

@@ -3,7 +3,6 @@
 package broker
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +90,9 @@ type securityHook struct {
 	identity map[string]bool // listener IDs with use_identity_as_username
 	hashing  chan struct{}   // semaphore for password verification
 	clients  sync.Map        // *mqtt.Client -> clientAuth
+
+	authFailures atomic.Int64 // refused CONNECTs
+	aclDenied    atomic.Int64 // PUBLISHes refused by the ACL
 
 	// verify checks a password; tests replace it to observe concurrency.
 	verify func(db *passwd.DB, user, password string) bool
@@ -184,6 +186,7 @@ func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) 
 	if cl.Properties.ProtocolVersion < 5 {
 		code = v3
 	}
+	h.authFailures.Add(1)
 	h.log.Info("connection refused: not authorised", "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", why)
 	if err := h.server.SendConnack(cl, code, false, nil); err != nil {
 		return fmt.Errorf("%w: send connack: %w", errRefused, err)
@@ -245,26 +248,8 @@ func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		return pk, nil
 	}
 	h.log.Debug("publish denied by acl", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
-	switch {
-	case pk.FixedHeader.Qos == 0:
-		return pk, packets.ErrRejectPacket
-	case cl.Properties.ProtocolVersion < 5:
-		return pk, packets.CodeSuccessIgnore
-	}
-	ackType := byte(packets.Puback)
-	if pk.FixedHeader.Qos == 2 {
-		ackType = packets.Pubrec // mochi would answer QoS 2 with a PUBACK
-	}
-	ack := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: ackType},
-		PacketID:    pk.PacketID,
-		ReasonCode:  packets.ErrNotAuthorized.Code,
-		Properties:  packets.Properties{ReasonString: packets.ErrNotAuthorized.Reason},
-	}
-	if err := cl.WritePacket(ack); err != nil {
-		return pk, err
-	}
-	return pk, packets.ErrRejectPacket
+	h.aclDenied.Add(1)
+	return pk, refusePublish(cl, pk, packets.ErrNotAuthorized)
 }
 
 // OnWill checks write access to the will topic when the will is about to
@@ -285,13 +270,9 @@ func (h *securityHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error
 
 // peerCommonName returns the CN of the client's TLS certificate.
 func peerCommonName(cl *mqtt.Client) (string, bool) {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
+	st, ok := tlsState(cl.Net.Conn)
+	if !ok || len(st.PeerCertificates) == 0 || st.PeerCertificates[0].Subject.CommonName == "" {
 		return "", false
 	}
-	certs := tc.ConnectionState().PeerCertificates
-	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
-		return "", false
-	}
-	return certs[0].Subject.CommonName, true
+	return st.PeerCertificates[0].Subject.CommonName, true
 }

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// bound is one open listener: mochi's side and ours.
+type bound struct {
+	conn  *connListener
+	info  BoundListener
+	limit *limitListener // nil without max_connections
+}
+
+// bindListener opens the socket of l and stacks, bottom up: max_connections
+// (limitListener), TLS under WebSockets, the HTTP upgrade (wsListener), the
+// CONNECT deadline, size guard and non-blocking writes (guardListener),
+// TLS for plain MQTT, and the listener mochi serves (connListener).
+func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger) (*bound, error) {
+	kind, network := "mqtt", "tcp"
+	switch l.Protocol {
+	case "", "mqtt":
+	case "websockets", "ws":
+		kind = "ws"
+	case "unix":
+		kind, network = "unix", "unix"
+	default:
+		return nil, fmt.Errorf("listener %s: unsupported protocol %q", l.Address, l.Protocol)
+	}
+	info := BoundListener{Identity: l.UseIdentityAsUsername}
+	var tlsCfg *tls.Config
+	if l.TLS != nil {
+		if kind == "unix" {
+			return nil, fmt.Errorf("listener %s: TLS on a unix socket is not supported", l.Address)
+		}
+		c, err := ServerTLSConfig(*l.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
+		}
+		tlsCfg = c
+		kind += "s"
+		switch {
+		case l.TLS.RequireCertificate:
+			info.ClientCerts = "required"
+		case l.TLS.CAFile != "":
+			info.ClientCerts = "optional"
+		}
+	}
+	if l.UseIdentityAsUsername && (l.TLS == nil || l.TLS.CAFile == "") {
+		return nil, fmt.Errorf("listener %s: use_identity_as_username needs TLS with a cafile to verify client certificates", l.Address)
+	}
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+
+	raw, err := net.Listen(network, l.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
+	}
+	b := &bound{info: info}
+	b.info.Addr, b.info.Protocol = raw.Addr().String(), kind
+	if l.MaxConnections > 0 {
+		b.limit = &limitListener{Listener: raw, max: int64(l.MaxConnections), log: log}
+		raw = b.limit
+	}
+	var below net.Listener = raw
+	if kind == "ws" || kind == "wss" {
+		if tlsCfg != nil {
+			below = tls.NewListener(below, tlsCfg)
+		}
+		below = newWSListener(below, timeout, log)
+	}
+	g := &guardListener{Listener: below, timeout: timeout, maxConnect: MaxConnectSize, log: log}
+	g.idle = sync.NewCond(&g.mu)
+	var top net.Listener = g
+	if tlsCfg != nil && kind == "mqtts" {
+		g.maxConnect = 0 // the stream is encrypted below TLS
+		top = tls.NewListener(g, tlsCfg)
+	}
+	b.conn = newConnListener(id, top, g)
+	return b, nil
+}
+
+// limitListener refuses connections beyond max open ones (mosquitto's
+// max_connections), closing them at once with a log line.
+type limitListener struct {
+	net.Listener
+	max     int64
+	log     *slog.Logger
+	active  atomic.Int64
+	refused atomic.Int64
+}
+
+// Accept returns the next connection within the limit.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.active.Add(1) > l.max {
+			l.active.Add(-1)
+			l.refused.Add(1)
+			l.log.Warn("connection refused: listener at max_connections", "listener", l.Addr().String(),
+				"remote", c.RemoteAddr().String(), "max_connections", l.max)
+			_ = c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, release: func() { l.active.Add(-1) }}, nil
+	}
+}
+
+// limitConn gives its slot back when closed.
+type limitConn struct {
+	net.Conn
+	release func()
+	once    sync.Once
+}
+
+// Close closes the connection and frees its slot.
+func (c *limitConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// wsListener accepts HTTP connections, upgrades them to WebSockets
+// (subprotocol "mqtt") and hands each out as a byte stream from Accept.
+type wsListener struct {
+	ln    net.Listener
+	srv   *http.Server
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+var upgrader = websocket.Upgrader{
+	Subprotocols:    []string{"mqtt"},
+	CheckOrigin:     func(*http.Request) bool { return true },
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+}
+
+func newWSListener(ln net.Listener, timeout time.Duration, log *slog.Logger) *wsListener {
+	w := &wsListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	w.srv = &http.Server{
+		Handler:           http.HandlerFunc(w.upgrade),
+		ReadHeaderTimeout: timeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		err := w.srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("websocket listener stopped", "listener", ln.Addr().String(), "error", err)
+		}
+		w.Close()
+	}()
+	return w
+}
+
+func (w *wsListener) upgrade(rw http.ResponseWriter, r *http.Request) {
+	c, err := upgrader.Upgrade(rw, r, nil)
+	if err != nil {
+		return // the upgrader answered with an HTTP error
+	}
+	select {
+	case w.conns <- &wsConn{Conn: c.UnderlyingConn(), ws: c}:
+	case <-w.done:
+		_ = c.Close()
+	}
+}
+
+// Accept returns the next upgraded connection.
+func (w *wsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-w.conns:
+		return c, nil
+	case <-w.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops the HTTP server; upgraded connections are not affected.
+func (w *wsListener) Close() error {
+	w.once.Do(func() {
+		close(w.done)
+		_ = w.srv.Close()
+	})
+	return nil
+}
+
+// Addr is the bound address.
+func (w *wsListener) Addr() net.Addr { return w.ln.Addr() }
+
+// wsConn presents a WebSocket as a byte stream: MQTT packets may span
+// binary messages and a message may hold several packets [MQTT-6.0.0-2].
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  io.Reader // current message, nil between messages
+}
+
+// errTextFrame ends a connection that sends a text frame [MQTT-6.0.0-1].
+var errTextFrame = errors.New("websocket: text frame received, MQTT needs binary frames")
+
+// Read reads the stream across binary messages.
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			op, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, errTextFrame
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+// Write sends p as one binary message.
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ConnectionState exposes the TLS state of a wss connection, for
+// use_identity_as_username.
+func (c *wsConn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// tlsState finds the TLS state under the wrappers of a connection.
+func tlsState(c net.Conn) (tls.ConnectionState, bool) {
+	for c != nil {
+		switch x := c.(type) {
+		case *tls.Conn:
+			return x.ConnectionState(), true
+		case *wsConn:
+			st := x.ConnectionState()
+			return st, st.HandshakeComplete
+		case *asyncConn:
+			c = x.Conn
+		case *guardConn:
+			c = x.Conn
+		case *limitConn:
+			c = x.Conn
+		default:
+			return tls.ConnectionState{}, false
+		}
+	}
+	return tls.ConnectionState{}, false
+}
