@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -66,11 +65,6 @@ func loadSecurity(cfg SecurityConfig, log *slog.Logger) (*security, error) {
 	return s, nil
 }
 
-// clientAuth is what authentication learnt about a client.
-type clientAuth struct {
-	anonymous bool
-}
-
 // securityHook authenticates clients against a mosquitto password file and
 // enforces a mosquitto ACL file. It replaces mochi's auth hooks: mochi's
 // Ledger stores plaintext passwords and allows by default.
@@ -89,7 +83,6 @@ type securityHook struct {
 	cur      atomic.Pointer[security]
 	identity map[string]bool // listener IDs with use_identity_as_username
 	hashing  chan struct{}   // semaphore for password verification
-	clients  sync.Map        // *mqtt.Client -> clientAuth
 
 	authFailures atomic.Int64 // refused CONNECTs
 	aclDenied    atomic.Int64 // PUBLISHes refused by the ACL
@@ -116,7 +109,7 @@ func (h *securityHook) ID() string { return "mqttkit-security" }
 // Provides implements mqtt.Hook.
 func (h *securityHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill, mqtt.OnDisconnect:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -150,7 +143,6 @@ func (h *securityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// The certificate's CN replaces the CONNECT username; the password
 		// file is not consulted (mosquitto's use_identity_as_username).
 		cl.Properties.Username = []byte(cn)
-		h.clients.Store(cl, clientAuth{})
 		return nil
 	}
 	var ok bool
@@ -174,9 +166,8 @@ func (h *securityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, packets.Err3NotAuthorized, packets.ErrNotAuthorized, reason)
 	}
 	if anonymous {
-		cl.Properties.Username = nil
+		cl.Properties.Username = nil // identityOf: no username is anonymous
 	}
-	h.clients.Store(cl, clientAuth{anonymous: anonymous})
 	return nil
 }
 
@@ -197,20 +188,9 @@ func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) 
 // OnConnectAuthenticate implements mqtt.Hook: OnConnect already decided.
 func (h *securityHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnDisconnect forgets what authentication learnt, unless the session
-// stays: messages for an offline persistent session are still checked.
-func (h *securityHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if expire {
-		h.clients.Delete(cl)
-	}
-}
-
-// identityOf returns the username and whether the client is anonymous.
+// identityOf returns the username and whether the client is anonymous. An
+// empty username counts as none (mosquitto would look up user "").
 func (h *securityHook) identityOf(cl *mqtt.Client) (string, bool) {
-	if v, ok := h.clients.Load(cl); ok {
-		return string(cl.Properties.Username), v.(clientAuth).anonymous
-	}
-	// A session restored from storage: judge by the username it had.
 	return string(cl.Properties.Username), len(cl.Properties.Username) == 0
 }
 

@@ -223,7 +223,8 @@ func TestSecurityACL(t *testing.T) {
 			got = append(got, pk.TopicName+" "+string(pk.Payload))
 			sub.ack(pk)
 		}
-		require.Equal(t, []string{"clients/p4/state allowed", "public/alice from alice", "clients/alicepub/x own"}, got)
+		// Publishers are independent: mochi acknowledges before it routes.
+		require.ElementsMatch(t, []string{"clients/p4/state allowed", "public/alice from alice", "clients/alicepub/x own"}, got)
 		require.Empty(t, sub.ping())
 	})
 
