@@ -66,6 +66,7 @@ func TestScript(t *testing.T) {
 			"freeport":   cmdFreePort,
 			"status":     cmdStatus,
 			"mosquitto":  cmdMosquitto,
+			"expandenv":  cmdExpandEnv,
 		},
 	})
 }
@@ -201,6 +202,20 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if (got == want) == neg {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// expandenv FILE...: replace $VAR and ${VAR} in each file with the
+// script's environment (e.g. a mosquitto.conf with "listener $PORT").
+func cmdExpandEnv(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: expandenv FILE...")
+	}
+	for _, f := range args {
+		p := ts.MkAbs(f)
+		b, err := os.ReadFile(p)
+		ts.Check(err)
+		ts.Check(os.WriteFile(p, []byte(os.Expand(string(b), ts.Getenv)), 0o600))
 	}
 }
 
