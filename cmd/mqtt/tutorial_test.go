@@ -69,13 +69,15 @@ func TestTutorialCommandsAreTested(t *testing.T) {
 			t.Errorf("docs/tutorial.md sets %s, but no tutorial script has `env %s`", kv, kv)
 		}
 	}
-	for name, content := range files {
-		got, ok := tested.files[name]
-		switch {
-		case !ok:
-			t.Errorf("docs/tutorial.md writes %s, but no tutorial script has a -- %s -- section", name, name)
-		case !sameFile(content, got):
-			t.Errorf("docs/tutorial.md writes %s with\n%s\nbut the tutorial scripts' -- %s -- section is\n%s", name, content, name, got)
+	for _, f := range files {
+		versions := tested.files[f.name]
+		if len(versions) == 0 {
+			t.Errorf("docs/tutorial.md:%d writes %s, but no tutorial script has a -- %s -- section", f.line, f.name, f.name)
+			continue
+		}
+		if !slices.ContainsFunc(versions, func(v string) bool { return sameFile(f.content, v) }) {
+			t.Errorf("docs/tutorial.md:%d writes %s with\n%s\nbut no tutorial script's -- %s -- section is the same; they have\n%s",
+				f.line, f.name, f.content, f.name, strings.Join(versions, "----\n"))
 		}
 	}
 }
@@ -97,6 +99,12 @@ func sameFile(doc, script string) bool {
 	return regexp.MustCompile(pattern.String()).MatchString(doc)
 }
 
+// docFile is a file the tutorial writes with a here-document.
+type docFile struct {
+	line          int
+	name, content string
+}
+
 // docCommand is one `mqtt ...` command of the tutorial.
 type docCommand struct {
 	line int      // line number in the document
@@ -106,8 +114,7 @@ type docCommand struct {
 
 // parseDocCommands returns the mqtt commands of the ```sh blocks of md, the
 // VAR=value assignments in front of them and the here-document files.
-func parseDocCommands(md string) (cmds []docCommand, env []string, files map[string]string, err error) {
-	files = map[string]string{}
+func parseDocCommands(md string) (cmds []docCommand, env []string, files []docFile, err error) {
 	lines := strings.Split(md, "\n")
 	inSh := false
 	for i := 0; i < len(lines); i++ {
@@ -138,7 +145,7 @@ func parseDocCommands(md string) (cmds []docCommand, env []string, files map[str
 				if i == len(lines) {
 					return nil, nil, nil, fmt.Errorf("docs/tutorial.md:%d: here-document %s is not closed by %s", start+1, name, delim)
 				}
-				files[name] = strings.Join(body, "\n") + "\n"
+				files = append(files, docFile{line: start + 1, name: name, content: strings.Join(body, "\n") + "\n"})
 				continue
 			}
 			simple = dropRedirections(simple)
@@ -280,19 +287,19 @@ func isAssignment(s string) bool {
 
 // scriptFacts is what the tutorial scripts run, set and contain.
 type scriptFacts struct {
-	cmds  [][]string // argv after "mqtt", testscript-unquoted
-	env   []string   // `env K=V` arguments
-	files map[string]string
+	cmds  [][]string          // argv after "mqtt", testscript-unquoted
+	env   []string            // `env K=V` arguments
+	files map[string][]string // name → every version of the file
 }
 
 func (f *scriptFacts) add(g scriptFacts) {
 	f.cmds = append(f.cmds, g.cmds...)
 	f.env = append(f.env, g.env...)
 	if f.files == nil {
-		f.files = map[string]string{}
+		f.files = map[string][]string{}
 	}
 	for k, v := range g.files {
-		f.files[k] = v
+		f.files[k] = append(f.files[k], v...)
 	}
 }
 
@@ -331,9 +338,9 @@ func normalise(args []string) []string {
 
 // parseScript collects the mqtt commands, env settings and files of a script.
 func parseScript(a *txtar.Archive) (scriptFacts, error) {
-	f := scriptFacts{files: map[string]string{}}
+	f := scriptFacts{files: map[string][]string{}}
 	for _, file := range a.Files {
-		f.files[file.Name] = string(file.Data)
+		f.files[file.Name] = append(f.files[file.Name], string(file.Data))
 	}
 	for n, line := range strings.Split(string(a.Comment), "\n") {
 		words, err := scriptWords(line)
@@ -429,7 +436,7 @@ func TestTutorialParsers(t *testing.T) {
 		{"sub", "-t", "z"},
 	}, got)
 	require.Equal(t, []string{"MQTT_PASSWORD=secret"}, env)
-	require.Equal(t, map[string]string{"broker.conf": "allow_anonymous false\n"}, files)
+	require.Equal(t, []docFile{{line: 7, name: "broker.conf", content: "allow_anonymous false\n"}}, files)
 
 	a := txtar.Parse([]byte("# comment\nenv MQTT_PORT=$PORT\n" +
 		"exec mqtt sub -p $PORT -t 'sensor/#' -v -C 2 &sub&\n" +
@@ -446,7 +453,7 @@ func TestTutorialParsers(t *testing.T) {
 		{"broker", "--port", "$PORT", "--ready-file", "ready"},
 	}, f.cmds)
 	require.Equal(t, []string{"MQTT_PORT=$PORT"}, f.env)
-	require.Equal(t, "x 1\n", f.files["f.conf"])
+	require.Equal(t, []string{"x 1\n"}, f.files["f.conf"])
 
 	require.True(t, f.runs([]string{"sub", "-t", "sensor/#", "-v"}), "-C added to an open-ended sub")
 	require.False(t, f.runs([]string{"sub", "-t", "sensor/#", "-v", "-C", "3"}), "a different -C")
