@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,7 +37,8 @@ import (
 //   - A VAR=value prefix in the tutorial must appear as `env VAR=value` in
 //     one of the scripts.
 //   - A file written with a here-document (`cat > FILE <<'EOF'`) must be a
-//     `-- FILE --` section with the same content in one of the scripts,
+//     `-- FILE --` or `-- DIR/FILE --` section (so one script can hold
+//     several versions) with the same content in one of the scripts,
 //     where a $VAR in the script's copy (which the script fills in with
 //     expandenv, e.g. "listener $PORT localhost") stands for any word.
 func TestTutorialCommandsAreTested(t *testing.T) {
@@ -340,7 +342,8 @@ func normalise(args []string) []string {
 func parseScript(a *txtar.Archive) (scriptFacts, error) {
 	f := scriptFacts{files: map[string][]string{}}
 	for _, file := range a.Files {
-		f.files[file.Name] = append(f.files[file.Name], string(file.Data))
+		base := path.Base(file.Name)
+		f.files[base] = append(f.files[base], string(file.Data))
 	}
 	for n, line := range strings.Split(string(a.Comment), "\n") {
 		words, err := scriptWords(line)
@@ -443,7 +446,7 @@ func TestTutorialParsers(t *testing.T) {
 		"! exec mqtt pub -t 'it''s' -m 'a b'\n" +
 		"status 5 mqtt pub -t a -m b\n" +
 		"exec mqtt broker --port $PORT --ready-file ready &broker&\n" +
-		"-- f.conf --\nx 1\n"))
+		"-- f.conf --\nx 1\n-- v2/f.conf --\nx 2\n"))
 	f, err := parseScript(a)
 	require.NoError(t, err)
 	require.Equal(t, [][]string{
@@ -453,7 +456,7 @@ func TestTutorialParsers(t *testing.T) {
 		{"broker", "--port", "$PORT", "--ready-file", "ready"},
 	}, f.cmds)
 	require.Equal(t, []string{"MQTT_PORT=$PORT"}, f.env)
-	require.Equal(t, []string{"x 1\n"}, f.files["f.conf"])
+	require.Equal(t, []string{"x 1\n", "x 2\n"}, f.files["f.conf"])
 
 	require.True(t, f.runs([]string{"sub", "-t", "sensor/#", "-v"}), "-C added to an open-ended sub")
 	require.False(t, f.runs([]string{"sub", "-t", "sensor/#", "-v", "-C", "3"}), "a different -C")
