@@ -68,13 +68,24 @@ type Config struct {
 	SessionExpiry  *uint32       // MQTT 5 session expiry interval
 	ConnectTimeout time.Duration // TCP, TLS and CONNACK together; 0 means 10 s
 
-	// TLS, when set, wraps the connection in TLS.
+	// Transport is TCP (default), WebSocket or Unix.
+	Transport Transport
+	// WSPath is the HTTP path of WebSocket connections ("" means /mqtt).
+	WSPath string
+	// Socket is the unix socket path when Transport is Unix.
+	Socket string
+	// TLS, when set, wraps the connection in TLS (mqtts, wss). An empty
+	// ServerName means Host.
 	TLS *tls.Config
 	// BindAddress is the local address to bind the socket to (-A).
 	BindAddress string
 	// NoDelay asks for TCP_NODELAY (mosquitto's --nodelay). It is always on
 	// in Go; the field exists for option parity.
 	NoDelay bool
+	// Fallback311 lets Dial retry once with MQTT 3.1.1 when a broker
+	// refuses MQTT 5 as an unacceptable protocol version. It applies only
+	// when nothing MQTT 5 specific is configured.
+	Fallback311 bool
 
 	Will *Message
 
@@ -84,8 +95,13 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Addr returns host:port.
-func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+// Addr returns host:port, or the socket path for a unix socket.
+func (c *Config) Addr() string {
+	if c.Transport == Unix {
+		return c.Socket
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
 
 // ConnectProperties are the MQTT 5 CONNECT properties a user may set.
 type ConnectProperties struct {
@@ -160,15 +176,33 @@ type Client interface {
 // DialFunc connects a client; commands take one so tests can replace it.
 type DialFunc func(ctx context.Context, cfg *Config, h Handler) (Client, error)
 
-// Dial connects to the broker with the protocol version in cfg.
+// Dial connects to the broker with the protocol version in cfg. With
+// Fallback311 set, an MQTT 5 CONNECT refused as an unacceptable protocol
+// version is retried once with MQTT 3.1.1 (logged at debug level).
 func Dial(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	switch cfg.Version {
 	case V5, 0:
-		return dialV5(ctx, cfg, h)
+		c, err := dialV5(ctx, cfg, h)
+		var ce *ConnectError
+		if err != nil && cfg.canFallback() && errors.As(err, &ce) && ce.Code == 132 {
+			cfg.logger().Debug("broker refused MQTT 5, retrying with MQTT 3.1.1", "addr", cfg.Addr(), "error", ce.Error())
+			c311 := *cfg
+			c311.Version = V311
+			return dialV3(ctx, &c311, h)
+		}
+		return c, err
 	case V311, V31:
 		return dialV3(ctx, cfg, h)
 	}
 	return nil, fmt.Errorf("unsupported protocol version %d", cfg.Version)
+}
+
+// canFallback reports whether the connection can be retried with MQTT
+// 3.1.1 without losing anything the user asked for.
+func (c *Config) canFallback() bool {
+	return c.Fallback311 && c.SessionExpiry == nil && c.ConnectProps == nil &&
+		(c.Will == nil || c.Will.Props == nil) &&
+		!(c.Username == "" && (c.Password != "" || c.PasswordSet))
 }
 
 // ErrNotConnected is returned when the connection was lost.
@@ -249,6 +283,21 @@ func ReasonText(code byte) string {
 	return "Unknown reason"
 }
 
+// transportName names the transport for logs: tcp, tls, ws, wss or unix.
+func (c *Config) transportName() string {
+	switch {
+	case c.Transport == Unix:
+		return "unix"
+	case c.Transport == WebSocket && c.TLS != nil:
+		return "wss"
+	case c.Transport == WebSocket:
+		return "ws"
+	case c.TLS != nil:
+		return "tls"
+	}
+	return "tcp"
+}
+
 func (c *Config) timeout() time.Duration {
 	if c.ConnectTimeout > 0 {
 		return c.ConnectTimeout
@@ -261,34 +310,4 @@ func (c *Config) logger() *slog.Logger {
 		return c.Log
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-// dialConn opens the network connection described by cfg.
-func dialConn(ctx context.Context, cfg *Config) (net.Conn, error) {
-	d := &net.Dialer{}
-	if cfg.BindAddress != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.BindAddress)}
-		if d.LocalAddr.(*net.TCPAddr).IP == nil {
-			return nil, fmt.Errorf("invalid bind address %q", cfg.BindAddress)
-		}
-	}
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr())
-	if err != nil {
-		return nil, err
-	}
-	// Go turns TCP_NODELAY on for every TCP connection; leave it on even
-	// without --nodelay: with Nagle, each QoS 1 round trip waits ~40 ms.
-	if cfg.TLS != nil {
-		tcfg := cfg.TLS.Clone()
-		if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
-			tcfg.ServerName = cfg.Host
-		}
-		tc := tls.Client(conn, tcfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("TLS handshake: %w", err)
-		}
-		conn = tc
-	}
-	return conn, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
@@ -25,8 +26,14 @@ type v3Client struct {
 }
 
 func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
 	log := cfg.logger()
-	log.Debug("connecting", "addr", cfg.Addr(), "version", cfg.Version.String(), "client_id", cfg.ClientID)
+	log.Debug("connecting", "addr", cfg.Addr(), "transport", cfg.transportName(), "version", cfg.Version.String(), "client_id", cfg.ClientID)
+	conn, err := dialConn(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	vc := &v3Client{done: make(chan struct{})}
 	o := mqtt3.NewClientOptions()
 	o.AddBroker("tcp://" + cfg.Addr())
@@ -38,13 +45,19 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	o.SetKeepAlive(time.Duration(cfg.KeepAlive) * time.Second)
 	o.SetAutoReconnect(false)
 	o.SetConnectRetry(false)
-	o.SetConnectTimeout(cfg.timeout())
+	// paho sets this deadline for CONNACK when it gets the connection:
+	// what is left of ours, so that TCP+TLS+CONNACK share one timeout.
+	o.SetConnectTimeout(max(time.Until(deadline(ctx, cfg)), time.Millisecond))
 	o.SetOrderMatters(true)
 	if cfg.Will != nil {
 		o.SetBinaryWill(cfg.Will.Topic, cfg.Will.Payload, cfg.Will.QoS, cfg.Will.Retain)
 	}
+	var handed atomic.Bool
 	o.SetCustomOpenConnectionFn(func(*url.URL, mqtt3.ClientOptions) (net.Conn, error) {
-		return dialConn(ctx, cfg)
+		if handed.Swap(true) {
+			return nil, errors.New("reconnecting is not supported")
+		}
+		return conn, nil
 	})
 	o.SetConnectionLostHandler(func(_ mqtt3.Client, err error) {
 		vc.fail(err)
@@ -60,13 +73,18 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		conn.Close()
+		tok.WaitTimeout(2 * time.Second)
+		return nil, connackErr(ctx, cfg, conn, ctx.Err())
+	}
+	ct, _ := tok.(*mqtt3.ConnectToken)
+	if rc := ct.ReturnCode(); rc > 0 && rc < 0x80 {
+		// Every CONNACK refusal, whatever paho made of it.
+		return nil, &ConnectError{Version: cfg.Version, Code: rc}
 	}
 	if err := tok.Error(); err != nil {
-		if ct, ok := tok.(*mqtt3.ConnectToken); ok && ct.ReturnCode() > 0 && ct.ReturnCode() < 0x80 {
-			return nil, &ConnectError{Version: cfg.Version, Code: ct.ReturnCode()}
-		}
-		return nil, err
+		conn.Close()
+		return nil, connackErr(ctx, cfg, conn, err)
 	}
 	log.Debug("connected", "addr", cfg.Addr())
 	return vc, nil

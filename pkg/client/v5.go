@@ -4,8 +4,6 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -28,7 +26,7 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
 	log := cfg.logger()
-	log.Debug("connecting", "addr", cfg.Addr(), "version", V5.String(), "client_id", cfg.ClientID)
+	log.Debug("connecting", "addr", cfg.Addr(), "transport", cfg.transportName(), "version", V5.String(), "client_id", cfg.ClientID)
 	conn, err := dialConn(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -107,10 +105,17 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 			}
 			return nil, &ConnectError{Version: V5, Code: ca.ReasonCode, Reason: reason}
 		}
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("no CONNACK from %s within %s", cfg.Addr(), cfg.timeout())
+		if rc := conn.v3Refusal(); rc != 0 {
+			// An MQTT 3.1.1 broker answers a CONNECT it cannot speak
+			// with return code 1 [MQTT-3.1.2-2]; paho.golang cannot
+			// parse that short CONNACK.
+			log.Debug("broker answered with an MQTT 3.1.1 CONNACK", "return_code", rc)
+			if rc == 1 {
+				return nil, &ConnectError{Version: V5, Code: 132}
+			}
+			return nil, &ConnectError{Version: V311, Code: rc}
 		}
-		return nil, err
+		return nil, connackErr(ctx, cfg, conn, err)
 	}
 	if ca.Properties != nil && ca.Properties.AssignedClientID != "" {
 		log.Debug("broker assigned client id", "client_id", ca.Properties.AssignedClientID)
