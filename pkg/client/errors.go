@@ -66,14 +66,14 @@ type TLSErrorKind int
 
 // TLS failure kinds.
 const (
-	TLSOther            TLSErrorKind = iota
-	TLSUnknownAuthority              // the broker's certificate chain is not signed by a trusted CA
-	TLSNameMismatch                  // the certificate is not valid for the host name used
-	TLSExpired                       // the certificate expired or is not valid yet
-	TLSNotTLS                        // the port does not speak TLS
-	TLSClientCertNeeded              // the broker wants a client certificate
-	TLSClientCertRejected            // the broker did not accept our client certificate
-	TLSVersion                       // no common TLS version
+	TLSOther              TLSErrorKind = iota
+	TLSUnknownAuthority                // the broker's certificate chain is not signed by a trusted CA
+	TLSNameMismatch                    // the certificate is not valid for the host name used
+	TLSExpired                         // the certificate expired or is not valid yet
+	TLSNotTLS                          // the port does not speak TLS
+	TLSClientCertNeeded                // the broker wants a client certificate
+	TLSClientCertRejected              // the broker did not accept our client certificate
+	TLSVersion                         // no common TLS version
 )
 
 // TLSError is a failed TLS handshake with the facts needed to explain it.
