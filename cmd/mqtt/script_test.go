@@ -18,6 +18,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/internal/testcert"
 	"github.com/mqttkit/mqttkit/pkg/cli"
 )
 
@@ -67,6 +68,8 @@ func TestScript(t *testing.T) {
 			"status":     cmdStatus,
 			"mosquitto":  cmdMosquitto,
 			"expandenv":  cmdExpandEnv,
+			"testcert":   cmdTestCert,
+			"blackhole":  cmdBlackhole,
 		},
 	})
 }
@@ -305,4 +308,46 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// testcert DIR [NAME...]: write a test CA (ca.pem), a server certificate
+// for the names (default localhost, 127.0.0.1, ::1: server.pem,
+// server.key), a client certificate (client.pem, client.key) and an
+// unrelated CA (other-ca.pem) into DIR.
+func cmdTestCert(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: testcert DIR [NAME...]")
+	}
+	_, err := testcert.Write(ts.MkAbs(args[0]), args[1:]...)
+	ts.Check(err)
+}
+
+// blackhole VAR: listen on a free 127.0.0.1 port that accepts
+// connections and never answers; set VAR to the port.
+func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: blackhole VAR")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	ts.Defer(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	ts.Setenv(args[0], strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 }

@@ -30,6 +30,9 @@ type Deps struct {
 	Level *slog.LevelVar // -d / -v raise the level
 	Dial  client.DialFunc
 	Now   func() time.Time
+	// OpenTTY opens the controlling terminal, for --password-prompt
+	// when stdin carries messages.
+	OpenTTY func() (*os.File, error)
 }
 
 // NewDeps returns the real dependencies: the process's streams, a text
@@ -43,7 +46,7 @@ func newDeps(io *iostreams.IOStreams) *Deps {
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelWarn)
 	log := slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: level}))
-	return &Deps{IO: io, Log: log, Level: level, Dial: client.Dial, Now: time.Now}
+	return &Deps{IO: io, Log: log, Level: level, Dial: client.Dial, Now: time.Now, OpenTTY: openTTY}
 }
 
 // Main runs the mqtt command with the process's arguments and returns the

@@ -129,6 +129,9 @@ func (o *PubOptions) complete(c *cli.Context, d *Deps) error {
 		return err
 	}
 	o.cfg = cfg
+	if o.Topic == "" {
+		o.Topic = o.Conn.URLTopic // -L: -t wins when both are given
+	}
 	if o.QoS < 0 || o.QoS > 2 {
 		return usageErrorf("Invalid QoS given: %d", o.QoS)
 	}

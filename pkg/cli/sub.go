@@ -60,6 +60,9 @@ func (o *SubOptions) complete(c *cli.Context, d *Deps) error {
 		return err
 	}
 	o.cfg = cfg
+	if o.Conn.URLTopic != "" {
+		_ = o.Topics.Set(o.Conn.URLTopic) // -L adds its topic to the -t list
+	}
 	if o.QoS < 0 || o.QoS > 2 {
 		return usageErrorf("Invalid QoS given: %d", o.QoS)
 	}
