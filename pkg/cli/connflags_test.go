@@ -58,7 +58,6 @@ func parseConn(t *testing.T, args ...string) (*client.Config, error) {
 	return cfg, err
 }
 
-func u32(v uint32) *uint32 { return &v }
 
 func TestConnFlags(t *testing.T) {
 	certs := testcert.WriteT(t)

@@ -211,10 +211,16 @@ func roundTrip(t *testing.T, b *testbroker.Broker, cfg *Config, topic string) {
 	require.NoError(t, err)
 	require.NoError(t, c.Publish(ctx, &Message{Topic: topic, Payload: []byte("hello"), QoS: 1}))
 	require.NoError(t, c.Disconnect(ctx))
+	waitFor(t, b, topic, "hello")
+}
+
+// waitFor waits until the test broker recorded a message with topic and payload.
+func waitFor(t *testing.T, b *testbroker.Broker, topic, payload string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		for _, m := range b.Messages() {
-			if m.Topic == topic && m.Payload == "hello" {
+			if m.Topic == topic && m.Payload == payload {
 				return
 			}
 		}

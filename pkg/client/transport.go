@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -173,6 +174,8 @@ func isTimeout(err error) bool {
 // sniffConn remembers the first bytes read from the broker.
 type sniffConn struct {
 	net.Conn
+	read  atomic.Bool // some bytes were read
+	full  atomic.Bool // first holds sniffLen bytes
 	mu    sync.Mutex
 	first []byte
 }
@@ -181,12 +184,12 @@ const sniffLen = 8
 
 func (c *sniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
+	if n > 0 && !c.full.Load() {
 		c.mu.Lock()
-		if k := sniffLen - len(c.first); k > 0 {
-			c.first = append(c.first, p[:min(n, k)]...)
-		}
+		c.first = append(c.first, p[:min(n, sniffLen-len(c.first))]...)
+		c.full.Store(len(c.first) == sniffLen)
 		c.mu.Unlock()
+		c.read.Store(true)
 	}
 	return n, err
 }
@@ -197,7 +200,7 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 // so "certificate required" is only seen when reading).
 func (c *sniffConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if err == nil || len(c.head()) > 0 {
+	if err == nil || c.read.Load() {
 		return n, err
 	}
 	if tc, ok := c.Conn.(*tls.Conn); ok && isClosed(err) {

@@ -534,6 +534,19 @@ type Session struct {
 // handshake dials cfg's broker and runs CONNECT/CONNACK on the raw
 // connection. A refusal is a *ConnectError.
 func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Session, error) {
+	conn, pr, sess, err := handshakeOnce(ctx, cfg)
+	var ce *ConnectError
+	if err != nil && (cfg.Version == V5 || cfg.Version == 0) && cfg.canFallback() && errors.As(err, &ce) && ce.Code == 132 {
+		cfg.logger().Debug("broker refused MQTT 5, retrying with MQTT 3.1.1", "addr", cfg.Addr(), "error", ce.Error())
+		c311 := *cfg
+		c311.Version = V311
+		return handshakeOnce(ctx, &c311)
+	}
+	return conn, pr, sess, err
+}
+
+// handshakeOnce connects and sends CONNECT with cfg's version.
+func handshakeOnce(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
 	log := cfg.logger()
@@ -553,13 +566,13 @@ func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Sess
 	defer stop()
 	fail := func(err error) (net.Conn, *packetReader, *Session, error) {
 		conn.Close()
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, nil, nil, fmt.Errorf("no CONNACK from %s within %s", cfg.Addr(), cfg.timeout())
-			}
-			return nil, nil, nil, ctx.Err()
+		var ce *ConnectError
+		if errors.As(err, &ce) {
+			return nil, nil, nil, err
 		}
-		return nil, nil, nil, err
+		// Timeouts, a broker that hung up (maybe a TLS port) or a TLS
+		// alert: explained by connackErr.
+		return nil, nil, nil, connackErr(ctx, cfg, conn, err)
 	}
 	log.Debug("sending CONNECT")
 	if _, err := conn.Write(encodeConnect(cfg)); err != nil {
@@ -568,9 +581,6 @@ func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Sess
 	pr := newPacketReader(conn)
 	first, body, err := pr.read()
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("connection closed by %s before CONNACK", cfg.Addr())
-		}
 		return fail(err)
 	}
 	if first>>4 == pktAuth {
