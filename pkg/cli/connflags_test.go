@@ -58,7 +58,6 @@ func parseConn(t *testing.T, args ...string) (*client.Config, error) {
 	return cfg, err
 }
 
-
 func TestConnFlags(t *testing.T) {
 	certs := testcert.WriteT(t)
 	capath := t.TempDir()
