@@ -65,3 +65,91 @@ func TestDocLinks(t *testing.T) {
 		}
 	}
 }
+
+// cliFlags returns the flags of `mqtt CMD` as listed in the generated
+// reference docs/cli/CMD.md (TestDocsUpToDate in pkg/cli keeps that page
+// equal to the app definition).
+func cliFlags(t *testing.T, root, cmd string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "docs", "cli", cmd+".md"))
+	require.NoError(t, err, "no generated reference page for mqtt %s", cmd)
+	flags := map[string]bool{}
+	inFlags := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "## ") {
+			inFlags = line == "## Flags"
+			continue
+		}
+		if !inFlags || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cell := strings.Split(line, "|")[1]
+		for _, f := range backticked(cell) {
+			flags[f] = true
+		}
+	}
+	require.NotEmpty(t, flags, "no flags found in docs/cli/%s.md", cmd)
+	return flags
+}
+
+var backtick = regexp.MustCompile("`([^`]+)`")
+
+// backticked returns the first word of each `code` span of s.
+func backticked(s string) []string {
+	var out []string
+	for _, m := range backtick.FindAllStringSubmatch(s, -1) {
+		out = append(out, strings.Fields(m[1]+" ")[0])
+	}
+	return out
+}
+
+// flagTable is a "### mosquitto_x → mqtt y" table of docs/mosquitto.md.
+var flagTable = regexp.MustCompile(`^### (\S+) → mqtt (\S+)`)
+
+// TestMosquittoFlagTables keeps the flag-by-flag tables of docs/mosquitto.md
+// truthful: every mqtt flag named in the second column exists, and a
+// mosquitto flag marked "not supported" really is missing from mqtt (so
+// the row is updated when the flag arrives).
+func TestMosquittoFlagTables(t *testing.T) {
+	root := filepath.Join("..", "..")
+	b, err := os.ReadFile(filepath.Join(root, "docs", "mosquitto.md"))
+	require.NoError(t, err)
+	tables := 0
+	var cmd, tool string
+	var flags map[string]bool
+	for n, line := range strings.Split(string(b), "\n") {
+		if m := flagTable.FindStringSubmatch(line); m != nil {
+			tool, cmd = m[1], m[2]
+			flags = cliFlags(t, root, cmd)
+			tables++
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			cmd = ""
+		}
+		if cmd == "" || !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "|---") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 {
+			continue
+		}
+		theirs, ours := cells[1], cells[2]
+		if strings.HasPrefix(strings.TrimSpace(ours), "not supported") {
+			for _, f := range backticked(theirs) {
+				if strings.HasPrefix(f, "-") && flags[f] {
+					t.Errorf("docs/mosquitto.md:%d: says %s %s is not supported, but mqtt %s has %s: update the row",
+						n+1, tool, f, cmd, f)
+				}
+			}
+			continue
+		}
+		for _, f := range backticked(ours) {
+			if strings.HasPrefix(f, "-") && !flags[f] {
+				t.Errorf("docs/mosquitto.md:%d: names %s for mqtt %s, which has no such flag (see docs/cli/%s.md)",
+					n+1, f, cmd, cmd)
+			}
+		}
+	}
+	require.NotZero(t, tables, "no '### mosquitto_x → mqtt y' flag tables in docs/mosquitto.md")
+}

@@ -72,7 +72,7 @@ func TestTutorialCommandsAreTested(t *testing.T) {
 		}
 	}
 	for _, f := range files {
-		versions := tested.files[f.name]
+		versions := tested.files[path.Base(f.name)]
 		if len(versions) == 0 {
 			t.Errorf("docs/tutorial.md:%d writes %s, but no tutorial script has a -- %s -- section", f.line, f.name, f.name)
 			continue
