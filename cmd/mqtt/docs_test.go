@@ -3,13 +3,17 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/pkg/broker"
 )
 
 // mdLink matches the target of a Markdown link: [text](target).
@@ -89,6 +93,7 @@ func cliFlags(t *testing.T, root, cmd string) map[string]bool {
 		}
 	}
 	require.NotEmpty(t, flags, "no flags found in docs/cli/%s.md", cmd)
+	flags["--help"] = true // every command has it; the reference does not list it
 	return flags
 }
 
@@ -98,7 +103,7 @@ var backtick = regexp.MustCompile("`([^`]+)`")
 func backticked(s string) []string {
 	var out []string
 	for _, m := range backtick.FindAllStringSubmatch(s, -1) {
-		out = append(out, strings.Fields(m[1]+" ")[0])
+		out = append(out, strings.Fields(m[1] + " ")[0])
 	}
 	return out
 }
@@ -152,4 +157,53 @@ func TestMosquittoFlagTables(t *testing.T) {
 		}
 	}
 	require.NotZero(t, tables, "no '### mosquitto_x → mqtt y' flag tables in docs/mosquitto.md")
+}
+
+// TestMosquittoConfTable checks the mosquitto.conf table of
+// docs/mosquitto.md against the broker's configuration parser: the example
+// lines of a "yes" row parse without a warning, those of an "ignored" row
+// parse with a warning, and those of a "no" row are an error.
+func TestMosquittoConfTable(t *testing.T) {
+	root := filepath.Join("..", "..")
+	b, err := os.ReadFile(filepath.Join(root, "docs", "mosquitto.md"))
+	require.NoError(t, err)
+	rows := 0
+	in := false
+	for n, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "#") {
+			in = line == "### mosquitto.conf directives"
+			continue
+		}
+		if !in || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		require.GreaterOrEqual(t, len(cells), 4, "docs/mosquitto.md:%d", n+1)
+		var lines []string
+		for _, m := range backtick.FindAllStringSubmatch(cells[1], -1) {
+			l := m[1]
+			if strings.HasPrefix(l, "include_dir ") {
+				l = "include_dir " + t.TempDir()
+			}
+			lines = append(lines, l)
+		}
+		rows++
+		conf, err := broker.ParseConf("mosquitto.conf", strings.NewReader(strings.Join(lines, "\n")+"\n"))
+		where := fmt.Sprintf("docs/mosquitto.md:%d: %q", n+1, lines)
+		switch status := strings.TrimSpace(cells[2]); status {
+		case "yes":
+			if assert.NoError(t, err, where) {
+				assert.Empty(t, conf.Warnings, where)
+			}
+		case "ignored":
+			if assert.NoError(t, err, where) {
+				assert.Len(t, conf.Warnings, len(lines), "%s: want a warning per line", where)
+			}
+		case "no":
+			assert.Error(t, err, where)
+		default:
+			t.Errorf("%s: the second column must be yes, ignored or no, not %q", where, status)
+		}
+	}
+	require.NotZero(t, rows, "no '### mosquitto.conf directives' table in docs/mosquitto.md")
 }
