@@ -62,7 +62,7 @@ func TestTutorialCommandsAreTested(t *testing.T) {
 
 	for _, c := range cmds {
 		if !tested.runs(c.args) {
-			t.Errorf("docs/tutorial.md:%d: %q is not run by any testdata/script/tutorial_*.txtar (normalised: mqtt %s)",
+			t.Errorf("docs/tutorial.md:%d: %q is not run by any testdata/script/tutorial_*.txtar (normalised: %s)",
 				c.line, c.text, strings.Join(normalise(c.args), " "))
 		}
 	}
@@ -101,6 +101,11 @@ func sameFile(doc, script string) bool {
 	return regexp.MustCompile(pattern.String()).MatchString(doc)
 }
 
+// checkedPrograms are the programs whose commands in the tutorial must be
+// run by a tutorial script: mqtt, and the mosquitto clients the tutorial
+// uses to show what goes over the wire.
+var checkedPrograms = map[string]bool{"mqtt": true, "mosquitto_pub": true, "mosquitto_sub": true}
+
 // docFile is a file the tutorial writes with a here-document.
 type docFile struct {
 	line          int
@@ -111,7 +116,7 @@ type docFile struct {
 type docCommand struct {
 	line int      // line number in the document
 	text string   // the command as written
-	args []string // the words after "mqtt"
+	args []string // the command's words, from the program name on
 }
 
 // parseDocCommands returns the mqtt commands of the ```sh blocks of md, the
@@ -155,11 +160,11 @@ func parseDocCommands(md string) (cmds []docCommand, env []string, files []docFi
 				env = append(env, simple[0].s)
 				simple = simple[1:]
 			}
-			if len(simple) == 0 || simple[0].s != "mqtt" || simple[0].op {
+			if len(simple) == 0 || !checkedPrograms[simple[0].s] || simple[0].op {
 				continue
 			}
 			var args []string
-			for _, w := range simple[1:] {
+			for _, w := range simple {
 				args = append(args, w.s)
 			}
 			cmds = append(cmds, docCommand{line: start + 1, text: strings.TrimSpace(l), args: args})
@@ -289,7 +294,7 @@ func isAssignment(s string) bool {
 
 // scriptFacts is what the tutorial scripts run, set and contain.
 type scriptFacts struct {
-	cmds  [][]string          // argv after "mqtt", testscript-unquoted
+	cmds  [][]string          // argv of checked programs, testscript-unquoted
 	env   []string            // `env K=V` arguments
 	files map[string][]string // name → every version of the file
 }
@@ -314,7 +319,7 @@ func (f *scriptFacts) runs(args []string) bool {
 			return true
 		}
 		// -C N added by the script to an open-ended subscriber.
-		if len(want) > 0 && want[0] == "sub" && !slices.Contains(want, "-C") {
+		if len(want) > 1 && want[0] == "mqtt" && want[1] == "sub" && !slices.Contains(want, "-C") {
 			if i := slices.Index(got, "-C"); i > 0 && i+1 < len(got) &&
 				slices.Equal(slices.Delete(slices.Clone(got), i, i+2), want) {
 				return true
@@ -359,10 +364,10 @@ func parseScript(a *txtar.Archive) (scriptFacts, error) {
 		switch {
 		case len(words) >= 2 && words[0] == "env":
 			f.env = append(f.env, words[1:]...)
-		case len(words) >= 2 && words[0] == "exec" && words[1] == "mqtt":
+		case len(words) >= 2 && words[0] == "exec" && checkedPrograms[words[1]]:
+			f.cmds = append(f.cmds, dropBackground(words[1:]))
+		case len(words) >= 3 && words[0] == "status" && checkedPrograms[words[2]]:
 			f.cmds = append(f.cmds, dropBackground(words[2:]))
-		case len(words) >= 3 && words[0] == "status" && words[2] == "mqtt":
-			f.cmds = append(f.cmds, dropBackground(words[3:]))
 		}
 	}
 	return f, nil
@@ -425,6 +430,7 @@ func TestTutorialParsers(t *testing.T) {
 		"mqtt pub -t x \\\n  -m y | tee log; mqtt sub -t z > out.txt\n" +
 		"cat > broker.conf <<'EOF'\nallow_anonymous false\nEOF\n" +
 		"python3 sensor.py\n" +
+		"mosquitto_pub -d -t a -m b\n" +
 		"```\n```console\nmqtt not/a/command\n```\n"
 	cmds, env, files, err := parseDocCommands(md)
 	require.NoError(t, err)
@@ -433,10 +439,11 @@ func TestTutorialParsers(t *testing.T) {
 		got = append(got, c.args)
 	}
 	require.Equal(t, [][]string{
-		{"sub", "-t", "sensor/#", "-v"},
-		{"pub", "-u", "alice", "-t", "a b", "-m", "it's"},
-		{"pub", "-t", "x", "-m", "y"},
-		{"sub", "-t", "z"},
+		{"mqtt", "sub", "-t", "sensor/#", "-v"},
+		{"mqtt", "pub", "-u", "alice", "-t", "a b", "-m", "it's"},
+		{"mqtt", "pub", "-t", "x", "-m", "y"},
+		{"mqtt", "sub", "-t", "z"},
+		{"mosquitto_pub", "-d", "-t", "a", "-m", "b"},
 	}, got)
 	require.Equal(t, []string{"MQTT_PASSWORD=secret"}, env)
 	require.Equal(t, []docFile{{line: 7, name: "broker.conf", content: "allow_anonymous false\n"}}, files)
@@ -446,21 +453,23 @@ func TestTutorialParsers(t *testing.T) {
 		"! exec mqtt pub -t 'it''s' -m 'a b'\n" +
 		"status 5 mqtt pub -t a -m b\n" +
 		"exec mqtt broker --port $PORT --ready-file ready &broker&\n" +
+		"[interop] exec mosquitto_sub -p $PORT -t a -C 1\n" +
 		"-- f.conf --\nx 1\n-- v2/f.conf --\nx 2\n"))
 	f, err := parseScript(a)
 	require.NoError(t, err)
 	require.Equal(t, [][]string{
-		{"sub", "-p", "$PORT", "-t", "sensor/#", "-v", "-C", "2"},
-		{"pub", "-t", "it's", "-m", "a b"},
-		{"pub", "-t", "a", "-m", "b"},
-		{"broker", "--port", "$PORT", "--ready-file", "ready"},
+		{"mqtt", "sub", "-p", "$PORT", "-t", "sensor/#", "-v", "-C", "2"},
+		{"mqtt", "pub", "-t", "it's", "-m", "a b"},
+		{"mqtt", "pub", "-t", "a", "-m", "b"},
+		{"mqtt", "broker", "--port", "$PORT", "--ready-file", "ready"},
+		{"mosquitto_sub", "-p", "$PORT", "-t", "a", "-C", "1"},
 	}, f.cmds)
 	require.Equal(t, []string{"MQTT_PORT=$PORT"}, f.env)
 	require.Equal(t, []string{"x 1\n", "x 2\n"}, f.files["f.conf"])
 
-	require.True(t, f.runs([]string{"sub", "-t", "sensor/#", "-v"}), "-C added to an open-ended sub")
-	require.False(t, f.runs([]string{"sub", "-t", "sensor/#", "-v", "-C", "3"}), "a different -C")
-	require.True(t, f.runs([]string{"broker"}))
+	require.True(t, f.runs([]string{"mqtt", "sub", "-t", "sensor/#", "-v"}), "-C added to an open-ended sub")
+	require.False(t, f.runs([]string{"mqtt", "sub", "-t", "sensor/#", "-v", "-C", "3"}), "a different -C")
+	require.True(t, f.runs([]string{"mqtt", "broker"}))
 
 	require.True(t, sameFile("listener 1883 localhost\nallow_anonymous false\n", "listener $PORT localhost\nallow_anonymous false\n"))
 	require.True(t, sameFile("listener 1883\n", "listener ${PORT}\n"))
@@ -468,6 +477,8 @@ func TestTutorialParsers(t *testing.T) {
 	require.False(t, sameFile("listener 1883 localhost\n", "listener $PORT\n"))
 	require.True(t, sameFile("a.b (c)\n", "a.b (c)\n"))
 	require.False(t, sameFile("axb (c)\n", "a.b (c)\n"))
-	require.True(t, f.runs([]string{"pub", "-h", "localhost", "-t", "a", "-m", "b"}))
-	require.False(t, f.runs([]string{"pub", "-t", "a", "-m", "c"}))
+	require.True(t, f.runs([]string{"mqtt", "pub", "-h", "localhost", "-t", "a", "-m", "b"}))
+	require.False(t, f.runs([]string{"mqtt", "pub", "-t", "a", "-m", "c"}))
+	require.True(t, f.runs([]string{"mosquitto_sub", "-t", "a", "-C", "1"}))
+	require.False(t, f.runs([]string{"mqtt", "sub", "-t", "a", "-C", "1"}))
 }
