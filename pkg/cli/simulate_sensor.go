@@ -404,7 +404,7 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 		// A finite run is a promise of Total readings: never exit 0
 		// having lost some of them.
 		if lost := stats.Errors(); lost > 0 {
-			return fmt.Errorf("%d of the %d readings were not sent", lost, o.fleet.Total())
+			return o.Conn.runtimeErr(fmt.Errorf("%d of the %d readings were not sent", lost, o.fleet.Total()))
 		}
 	}
 	return err
