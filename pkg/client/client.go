@@ -151,6 +151,13 @@ type Subscription struct {
 	RetainHandling    byte
 }
 
+// SubscribeProperties are the MQTT 5 SUBSCRIBE properties (mosquitto's
+// -D subscribe ...). MQTT 3.1/3.1.1 has none.
+type SubscribeProperties struct {
+	SubscriptionID *int // 1..268435455; the broker echoes it on matching messages
+	User           []UserProperty
+}
+
 // Handler receives messages. It is called from one goroutine, in order;
 // it must not block for long.
 type Handler func(*Message)
@@ -161,8 +168,14 @@ type Client interface {
 	Publish(ctx context.Context, m *Message) error
 	// Subscribe sends one SUBSCRIBE and returns the granted QoS or reason code per filter.
 	Subscribe(ctx context.Context, subs []Subscription) ([]byte, error)
+	// SubscribeProps is Subscribe with MQTT 5 SUBSCRIBE properties (props may be
+	// nil; a 3.1/3.1.1 connection refuses non-nil properties).
+	SubscribeProps(ctx context.Context, subs []Subscription, props *SubscribeProperties) ([]byte, error)
 	// Unsubscribe sends one UNSUBSCRIBE for the filters.
 	Unsubscribe(ctx context.Context, filters []string) error
+	// UnsubscribeProps is Unsubscribe with MQTT 5 user properties (3.1/3.1.1
+	// connections refuse them).
+	UnsubscribeProps(ctx context.Context, filters []string, user []UserProperty) error
 	// Disconnect sends DISCONNECT and closes the connection.
 	Disconnect(ctx context.Context) error
 	// Done is closed when the connection ends, for any reason.
@@ -204,6 +217,10 @@ func (c *Config) canFallback() bool {
 		(c.Will == nil || c.Will.Props == nil) &&
 		!(c.Username == "" && (c.Password != "" || c.PasswordSet))
 }
+
+// ErrPropsNeedV5 is returned when MQTT 5 properties are used on an MQTT
+// 3.1/3.1.1 connection.
+var ErrPropsNeedV5 = errors.New("MQTT 5 properties cannot be sent with MQTT 3.1/3.1.1")
 
 // ErrNotConnected is returned when the connection was lost.
 var ErrNotConnected = errors.New("the client is not currently connected")

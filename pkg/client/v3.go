@@ -156,6 +156,20 @@ func (vc *v3Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte,
 	return out, nil
 }
 
+func (vc *v3Client) SubscribeProps(ctx context.Context, subs []Subscription, props *SubscribeProperties) ([]byte, error) {
+	if props != nil {
+		return nil, ErrPropsNeedV5
+	}
+	return vc.Subscribe(ctx, subs)
+}
+
+func (vc *v3Client) UnsubscribeProps(ctx context.Context, filters []string, user []UserProperty) error {
+	if len(user) > 0 {
+		return ErrPropsNeedV5
+	}
+	return vc.Unsubscribe(ctx, filters)
+}
+
 func (vc *v3Client) Unsubscribe(ctx context.Context, filters []string) error {
 	return wait(ctx, vc.c.Unsubscribe(filters...))
 }

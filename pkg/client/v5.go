@@ -183,7 +183,14 @@ func (vc *v5Client) Publish(ctx context.Context, m *Message) error {
 }
 
 func (vc *v5Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte, error) {
+	return vc.SubscribeProps(ctx, subs, nil)
+}
+
+func (vc *v5Client) SubscribeProps(ctx context.Context, subs []Subscription, props *SubscribeProperties) ([]byte, error) {
 	s := &paho.Subscribe{}
+	if props != nil {
+		s.Properties = &paho.SubscribeProperties{SubscriptionIdentifier: props.SubscriptionID, User: toPahoUser(props.User)}
+	}
 	for _, sub := range subs {
 		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{
 			Topic: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
@@ -198,7 +205,15 @@ func (vc *v5Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte,
 }
 
 func (vc *v5Client) Unsubscribe(ctx context.Context, filters []string) error {
-	_, err := vc.c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	return vc.UnsubscribeProps(ctx, filters, nil)
+}
+
+func (vc *v5Client) UnsubscribeProps(ctx context.Context, filters []string, user []UserProperty) error {
+	u := &paho.Unsubscribe{Topics: filters}
+	if len(user) > 0 {
+		u.Properties = &paho.UnsubscribeProperties{User: toPahoUser(user)}
+	}
+	_, err := vc.c.Unsubscribe(ctx, u)
 	return err
 }
 
