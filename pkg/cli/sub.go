@@ -358,7 +358,8 @@ func (r *subRun) connect(ctx context.Context) connResult {
 	return connResult{cl: cl}
 }
 
-// errAllDenied is mosquitto_sub's message when every filter was refused.
+// errAllDenied is mosquitto_sub's message when every filter was refused;
+// mqtt sub prints it as an error and exits 1 (nothing could ever arrive).
 var errAllDenied = errors.New("All subscription requests were denied.")
 
 // drop disconnects a client that is not kept.
@@ -392,12 +393,6 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 					return endSignal, nil
 				}
 				if first || res.fatal {
-					if errors.Is(res.err, errAllDenied) {
-						if !o.Conn.Quiet {
-							fmt.Fprintln(r.d.IO.ErrOut, res.err)
-						}
-						return endNone, &ExitError{Code: ExitFailure, Err: res.err, Silent: true}
-					}
 					return endNone, o.Conn.runtimeErr(res.err)
 				}
 				r.d.Log.Debug("reconnect failed", "broker", o.cfg.Addr(), "err", res.err)
