@@ -250,9 +250,17 @@ func runPub(ctx context.Context, d *Deps, o *PubOptions) error {
 		m.Payload = body
 		err = publishRepeat(ctx, st, m, o.Repeat, time.Duration(o.RepeatDelay*float64(time.Second)), report)
 	}
-	if err == nil {
+	var tooLarge *client.PacketTooLargeError
+	switch {
+	case err == nil:
 		err = st.Close(ctx)
-	} else {
+	case errors.As(err, &tooLarge) || errors.Is(err, client.ErrQoSNotSupported):
+		// The stream is fine: deliver what was published before the bad
+		// message, then report it.
+		if cerr := st.Close(ctx); cerr != nil {
+			err = cerr
+		}
+	default:
 		st.Abort()
 	}
 	report()
