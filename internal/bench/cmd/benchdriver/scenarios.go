@@ -140,18 +140,9 @@ func (e *env) oneShot() error {
 // counts what arrived.
 func (e *env) pubLines() error {
 	n := e.n(200000, 1000)
-	lines := filepath.Join(e.run, "lines.txt")
-	f, err := os.Create(lines)
-	if err != nil {
-		return err
-	}
-	if err := bench.WriteLines(f, n, bench.PayloadSize); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	// mosquitto_pub -l at QoS 1 loses most of 200,000 fast lines but
+	// delivers 50,000 (peers.md): that size gives a valid speed comparison.
+	small := e.n(50000, 1000)
 	b, err := e.startBroker(false)
 	if err != nil {
 		return err
@@ -160,61 +151,92 @@ func (e *env) pubLines() error {
 	oursOK := e.ourSupport("pub", "-l")
 	name := "2 pub -l"
 	e.showBroker(name, b)
-	e.showCommands(name, bench.ShellQuote([]string{e.loadgen, "lines", "-n", strconv.Itoa(n)})+" > "+lines)
-	timeout := e.timeout(30 * time.Second)
-	for q := 0; q <= 2; q++ {
-		row := e.addRow(&bench.Row{
-			ID: fmt.Sprintf("pub-l-q%d", q), Scenario: fmt.Sprintf("2 pub -l %s lines, QoS %d (mosquitto broker)", bench.Thousands(int64(n)), q),
-			Metric: "wall time", Unit: "s", Better: bench.Lower,
-		})
-		if !oursOK {
-			row.Skip = "mqtt pub has no -l yet"
+	files := map[int]string{}
+	for _, k := range []int{n, small} {
+		path := filepath.Join(e.run, fmt.Sprintf("lines-%d.txt", k))
+		if err := writeLinesFile(path, k); err != nil {
+			return err
 		}
-		topic := func(ours bool, rep int) string { return fmt.Sprintf("bench/publ/q%d/%s/%d", q, side(ours), rep) }
-		subArgs := func(ours bool, rep int) []string {
-			return e.lgArgs(timeout+10*time.Second, "sub", "-addr", b.addr(), "-t", topic(ours, rep), "-q", "0", "-n", strconv.Itoa(n), "-wait-stdin", "-idle", "1s")
-		}
-		pubArgs := func(ours bool, rep int) []string {
-			return e.clientArgs(ours, "pub", b.port, "-t", topic(ours, rep), "-q", strconv.Itoa(q), "-l")
-		}
-		e.showCommands(name, bench.ShellQuote(subArgs(true, 0))+" &  # counts deliveries; -wait-stdin: done when stdin closes",
-			bench.ShellQuote(pubArgs(true, 0))+" < "+lines, bench.ShellQuote(pubArgs(false, 0))+" < "+lines)
-		e.repeat(e.reps, 25*time.Second, func(rep int, ours bool) {
-			if ours && !oursOK {
-				return
-			}
-			sub, err := e.startLoadgen(timeout+10*time.Second, subArgs(ours, rep))
-			if err != nil {
-				fail(row, ours, err)
-				return
-			}
-			if _, err := sub.waitReady(10 * time.Second); err != nil {
-				fail(row, ours, err)
-				return
-			}
-			t, err := e.runTimed(timeout, lines, "", pubArgs(ours, rep)...)
-			var r loadgen.SubResult
-			if rerr := sub.result(&r, 30*time.Second); rerr != nil {
-				fail(row, ours, rerr)
-				return
-			}
-			count(row, ours, r.Worst)
-			switch {
-			case err != nil:
-				fail(row, ours, err)
-			case t.timedOut:
-				fail(row, ours, fmt.Errorf("timed out after %s", timeout))
-			case t.exitCode != 0:
-				fail(row, ours, fmt.Errorf("exit %d: %s", t.exitCode, firstLine(t.stderr)))
-			default:
-				sample(row, ours, t.wall.Seconds())
-				if !r.Complete && !ours {
-					note(row, "mosquitto_pub exited 0 but messages were lost")
-				}
-			}
-		})
+		files[k] = path
+		e.showCommands(name, bench.ShellQuote([]string{e.loadgen, "lines", "-n", strconv.Itoa(k)})+" > "+path)
 	}
+	for q := 0; q <= 2; q++ {
+		e.pubLinesRows(b, fmt.Sprintf("pub-l-q%d", q), q, n, files[n], oursOK)
+	}
+	e.pubLinesRows(b, "pub-l-q1-small", 1, small, files[small], oursOK)
 	return nil
+}
+
+func writeLinesFile(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteLines(f, n, bench.PayloadSize); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// pubLinesRows measures pub -l of n lines at QoS q for both clients: the
+// wall time and the delivered messages per second (which a client that
+// drops lines cannot inflate).
+func (e *env) pubLinesRows(b *broker, id string, q, n int, lines string, oursOK bool) {
+	name := "2 pub -l"
+	scen := fmt.Sprintf("2 pub -l %s lines, QoS %d (mosquitto broker)", bench.Thousands(int64(n)), q)
+	row := e.addRow(&bench.Row{ID: id, Scenario: scen, Metric: "wall time", Unit: "s", Better: bench.Lower})
+	good := e.addRow(&bench.Row{ID: id, Scenario: scen, Metric: "delivered/s", Unit: "msg/s", Better: bench.Higher})
+	if !oursOK {
+		row.Skip = "mqtt pub has no -l yet"
+		good.Skip = row.Skip
+	}
+	timeout := e.timeout(30 * time.Second)
+	topic := func(ours bool, rep int) string { return fmt.Sprintf("bench/publ/%s/%s/%d", id, side(ours), rep) }
+	subArgs := func(ours bool, rep int) []string {
+		return e.lgArgs(timeout+10*time.Second, "sub", "-addr", b.addr(), "-t", topic(ours, rep), "-q", "0", "-n", strconv.Itoa(n), "-wait-stdin", "-idle", "1s")
+	}
+	pubArgs := func(ours bool, rep int) []string {
+		return e.clientArgs(ours, "pub", b.port, "-t", topic(ours, rep), "-q", strconv.Itoa(q), "-l")
+	}
+	e.showCommands(name, bench.ShellQuote(subArgs(true, 0))+" &  # counts deliveries; -wait-stdin: done when stdin closes",
+		bench.ShellQuote(pubArgs(true, 0))+" < "+lines, bench.ShellQuote(pubArgs(false, 0))+" < "+lines)
+	e.repeat(e.reps, 25*time.Second, func(rep int, ours bool) {
+		if ours && !oursOK {
+			return
+		}
+		sub, err := e.startLoadgen(timeout+10*time.Second, subArgs(ours, rep))
+		if err != nil {
+			fail(row, ours, err)
+			return
+		}
+		if _, err := sub.waitReady(10 * time.Second); err != nil {
+			fail(row, ours, err)
+			return
+		}
+		t, err := e.runTimed(timeout, lines, "", pubArgs(ours, rep)...)
+		var r loadgen.SubResult
+		if rerr := sub.result(&r, 30*time.Second); rerr != nil {
+			fail(row, ours, rerr)
+			return
+		}
+		count(row, ours, r.Worst)
+		count(good, ours, r.Worst)
+		switch {
+		case err != nil:
+			fail(row, ours, err)
+		case t.timedOut:
+			fail(row, ours, fmt.Errorf("timed out after %s", timeout))
+		case t.exitCode != 0:
+			fail(row, ours, fmt.Errorf("exit %d: %s", t.exitCode, firstLine(t.stderr)))
+		default:
+			sample(row, ours, t.wall.Seconds())
+			sample(good, ours, float64(r.Worst.Unique)/t.wall.Seconds())
+			if !r.Complete && !ours {
+				note(row, "mosquitto_pub exited 0 but messages were lost")
+			}
+		}
+	})
 }
 
 // 3: sub receiving and printing many messages to a file.
@@ -465,6 +487,7 @@ func (e *env) latency() error {
 				"-rate", strconv.Itoa(rate), "-n", strconv.Itoa(n))
 		}
 		e.showCommands(name, bench.ShellQuote(args(true, 0)), bench.ShellQuote(args(false, 0)))
+		behind := map[bool]float64{}
 		e.repeat(e.reps, 20*time.Second, func(rep int, ours bool) {
 			if brokerDown(p50, ours, bs[ours]) {
 				return
@@ -478,10 +501,13 @@ func (e *env) latency() error {
 			sample(p50, ours, r.P50us/1000)
 			sample(p99, ours, r.P99us/1000)
 			sample(mx, ours, r.MaxUs/1000)
-			if r.BehindUs > 10000 {
-				note(p50, fmt.Sprintf("%s publisher fell %.0f ms behind schedule", side(ours), r.BehindUs/1000))
-			}
+			behind[ours] = max(behind[ours], r.BehindUs/1000)
 		})
+		for _, ours := range []bool{true, false} {
+			if behind[ours] > 10 {
+				note(p50, fmt.Sprintf("the %s run's publisher fell up to %.0f ms behind its schedule (machine busy)", side(ours), behind[ours]))
+			}
+		}
 	})
 }
 
@@ -678,7 +704,8 @@ func (e *env) verdicts() []bench.Verdict {
 	targets := []bench.Target{
 		{Issue: 4, Text: "one-shot `pub -m` wall time at most 1.1x mosquitto_pub", RowID: "oneshot", Metric: "wall time", MaxRatio: 1.1},
 		{Issue: 4, Text: "`pub -l` 200,000 lines QoS 0 at least as fast as mosquitto_pub", RowID: "pub-l-q0", Metric: "wall time", MaxRatio: 1.0},
-		{Issue: 4, Text: "`pub -l` 200,000 lines QoS 1 at least 1.5x faster than mosquitto_pub", RowID: "pub-l-q1", Metric: "wall time", MaxRatio: 1 / 1.5},
+		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: 200,000 lines, delivered messages per second", RowID: "pub-l-q1", Metric: "delivered/s", MinRatio: 1.5},
+		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: 50,000 lines, where mosquitto_pub delivers them all, wall time", RowID: "pub-l-q1-small", Metric: "wall time", MaxRatio: 1 / 1.5},
 		{Issue: 5, Text: "`sub` receiving and printing 200,000 messages at least as fast as mosquitto_sub", RowID: "sub-print", Metric: "wall time", MaxRatio: 1.0},
 		{Issue: 6, Text: "fan-in QoS 0 throughput at least 1.3x mosquitto", RowID: "fanin-q0", Metric: "throughput", MinRatio: 1.3},
 		{Issue: 6, Text: "fan-in QoS 1 throughput at least 1.0x mosquitto", RowID: "fanin-q1", Metric: "throughput", MinRatio: 1.0},
