@@ -71,6 +71,10 @@ func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 		}
 		return true
 	})
+	if msg == "failed to get data" && level == slog.LevelError {
+		// The bolt store's first start: no saved $SYS info yet.
+		level = slog.LevelDebug
+	}
 	if !m.h.Enabled(ctx, level) {
 		return nil
 	}
