@@ -123,7 +123,8 @@ func (o *BrokerOptions) build(d *Deps) error {
 		}
 	}
 	o.level = slog.LevelInfo
-	cfg := broker.Config{Port: o.Port}
+	cfg := broker.NewConf().Config() // mosquitto's defaults (limits, $SYS)
+	cfg.Port = o.Port
 	fileListeners := false
 	if o.ConfigFile != "" {
 		conf, err := broker.LoadConf(o.ConfigFile)
