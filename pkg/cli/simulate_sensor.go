@@ -76,7 +76,7 @@ Ctrl-C disconnects cleanly; a lost broker is reconnected every second.
 may use .Sensor and .Unit. --count counts readings per sensor. For fleets
 and with --quiet a status line on stderr replaces the "Sent:" lines.`,
 		Flags: append(connFlags(&o.Conn),
-			&cli.StringFlag{Name: "topic", Aliases: []string{"t"}, Destination: &o.Topic, DefaultText: defaultSensorTopic + ", or " + defaultFleetTopic + " with --sensors", Usage: "topic to publish to; a template over .Sensor and .Unit"},
+			&cli.StringFlag{Name: "topic", Aliases: []string{"t"}, Destination: &o.Topic, DefaultText: "the topic of -L, else " + defaultSensorTopic + ", or " + defaultFleetTopic + " with --sensors", Usage: "topic to publish to; a template over .Sensor and .Unit"},
 			&cli.IntFlag{Name: "qos", Aliases: []string{"q"}, Destination: &o.QoS, Usage: "quality of service: 0, 1 or 2"},
 			&cli.BoolFlag{Name: "retain", Aliases: []string{"r"}, Destination: &o.Retain, Usage: "ask the broker to retain the readings"},
 			&cli.StringFlag{Name: "interval", Value: "2s", Destination: &o.Interval, Usage: "time between two readings of a sensor (e.g. 2s, 500ms, or seconds)"},
@@ -186,14 +186,18 @@ func (o *SensorOptions) build(d *Deps, isSet func(name string) bool) error {
 	default:
 		format = sensor.CourseFormat()
 	}
-	if !isSet("topic") {
+	topicFlag := "-t"
+	switch {
+	case isSet("topic"):
+	case o.Conn.URLTopic != "": // -L: -t wins when both are given, as in pub
+		o.Topic, topicFlag = o.Conn.URLTopic, "-L topic"
+	case o.Sensors > 1:
+		o.Topic = defaultFleetTopic
+	default:
 		o.Topic = defaultSensorTopic
-		if o.Sensors > 1 {
-			o.Topic = defaultFleetTopic
-		}
 	}
 	if _, err := sensor.Topics(o.Topic, 1, unit); err != nil {
-		return usageErrorf("-t: %v%s", err, fieldHint(err, ".Sensor .Unit"))
+		return usageErrorf("%s: %v%s", topicFlag, err, fieldHint(err, ".Sensor .Unit"))
 	}
 	fleet, err := sensor.NewFleet(sensor.FleetConfig{
 		Sensor:   sensor.Config{Model: model, Min: lo, Max: hi, Unit: unit, Seed: o.Seed},
@@ -212,7 +216,7 @@ func (o *SensorOptions) build(d *Deps, isSet func(name string) bool) error {
 	for _, t := range fleet.Topics() {
 		if err := client.ValidateTopic(t); err != nil {
 			if t != o.Topic {
-				return usageErrorf("-t %q gives topic %q: %v", o.Topic, t, err)
+				return usageErrorf("%s %q gives topic %q: %v", topicFlag, o.Topic, t, err)
 			}
 			return &UsageError{Err: err}
 		}

@@ -94,6 +94,9 @@ func TestNewSimulateSensorCmd(t *testing.T) {
 		{name: "kelvin with min", args: []string{"--unit", "k", "--min", "290"}, topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: 290, hi: 303.15, unit: "K", sensors: 1},
 		{name: "interval duration", args: []string{"--interval", "250ms", "--count", "4"}, topics: []string{"sensor/temp"}, interval: 250 * time.Millisecond, lo: 20, hi: 30, unit: "C", count: 4, sensors: 1},
 		{name: "interval seconds", args: []string{"--interval", "0.5"}, topics: []string{"sensor/temp"}, interval: 500 * time.Millisecond, lo: 20, hi: 30, unit: "C", sensors: 1},
+		{name: "topic of -L", args: []string{"-L", "mqtt://localhost/home/t"}, topics: []string{"home/t"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 1},
+		{name: "-L topic for a fleet", args: []string{"-L", "mqtt://localhost/home/{{.Sensor}}", "--sensors", "2"}, topics: []string{"home/1", "home/2"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 2},
+		{name: "-t wins over -L", args: []string{"-L", "mqtt://localhost/home/t", "-t", "mine"}, topics: []string{"mine"}, interval: 2 * time.Second, lo: 20, hi: 30, unit: "C", sensors: 1},
 		{name: "negative range", args: []string{"--min", "-10", "--max", "-5.5"}, topics: []string{"sensor/temp"}, interval: 2 * time.Second, lo: -10, hi: -5.5, unit: "C", sensors: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,6 +159,8 @@ func TestSimulateSensorBadInput(t *testing.T) {
 		{[]string{"-t", ""}, "Error: empty topic"},
 		{[]string{"-t", "s/{{.Value}}"}, "Error: -t: template: topic:1:4: executing \"topic\" at <.Value>: can't evaluate field Value in type sensor.TopicData (fields: .Sensor .Unit)"},
 		{[]string{"--sensors", "2", "-t", "s/{{.Sensor}}/+"}, `Error: -t "s/{{.Sensor}}/+" gives topic "s/1/+": Invalid publish topic 's/1/+', does it contain '+' or '#'?`},
+		{[]string{"-L", "mqtt://localhost/a/#"}, "Error: Invalid publish topic 'a/#', does it contain '+' or '#'?"},
+		{[]string{"-L", "mqtt://localhost/s/{{.Value}}"}, "Error: -L topic: template: topic:1:4: executing \"topic\" at <.Value>: can't evaluate field Value"},
 		{[]string{"--min", "warm"}, `Error: invalid value "warm" for flag -min: parse error`},
 		{[]string{"-p", "70000"}, "Error: Invalid port given: 70000"},
 		{[]string{"now"}, `Error: unexpected argument "now"`},
