@@ -127,6 +127,11 @@ func TestSimulateSensorSeed(t *testing.T) {
 	c, err := parseSensor(t, d)
 	require.NoError(t, err)
 	require.NotEqual(t, b.Seed, c.Seed)
+	// -d shows the seed that was drawn, so that a run can be repeated.
+	d, _, errOut, _ := sensorDeps(t)
+	o, err := parseSensor(t, d, "-d")
+	require.NoError(t, err)
+	require.Contains(t, errOut.String(), fmt.Sprintf(`msg="sensor seed" seed=%d`, o.Seed))
 }
 
 // Every bad input is one clear line plus the help hint, exit 1, and
