@@ -32,10 +32,20 @@ func (o *ConnOptions) explain(err error) error {
 		ce  *client.ClosedError
 		he  *client.HandshakeError
 		ee  *explainedError
+		dns *net.DNSError
+		be  *client.BindError
 	)
 	switch {
 	case errors.As(err, &ee):
 		return err
+	case errors.As(err, &be):
+		return &explainedError{msg: fmt.Sprintf("cannot connect from local address %s (-A): %v.", be.Addr, be.Err), err: err}
+	case errors.As(err, &dns):
+		why := dns.Err
+		if dns.IsNotFound {
+			why = "no such host"
+		}
+		return &explainedError{msg: fmt.Sprintf("cannot find the broker's host %q: %s. Check -h (or -L, MQTT_HOST, the profile).", dns.Name, why), err: err}
 	case errors.As(err, &tle):
 		return &explainedError{msg: o.explainTLS(tle), err: err}
 	case errors.As(err, &te):

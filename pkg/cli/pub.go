@@ -124,6 +124,8 @@ func (o *PubOptions) complete(c *cli.Context, d *Deps) error {
 	if sources > 1 {
 		return usageErrorf("Only one type of message can be sent at once.")
 	}
+	// --password-prompt must not read the messages as the password.
+	o.Conn.StdinBusy = o.source == srcStdin || o.source == srcLines
 	cfg, err := o.Conn.clientConfig(d)
 	if err != nil {
 		return err

@@ -114,6 +114,19 @@ func (e *HandshakeError) Error() string {
 
 func (e *HandshakeError) Unwrap() error { return e.Err }
 
+// BindError means the connection could not use the local address of
+// Config.BindAddress.
+type BindError struct {
+	Addr string
+	Err  error
+}
+
+func (e *BindError) Error() string {
+	return fmt.Sprintf("cannot connect from local address %s: %v", e.Addr, e.Err)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
 // certNames lists what a certificate is valid for: DNS and IP SANs, or
 // its common name when it has no SANs.
 func certNames(c *x509.Certificate) []string {

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -65,8 +64,11 @@ func dialNet(ctx context.Context, cfg *Config) (net.Conn, error) {
 		ip := net.ParseIP(cfg.BindAddress)
 		if ip == nil {
 			a, err := net.DefaultResolver.LookupIPAddr(ctx, cfg.BindAddress)
-			if err != nil || len(a) == 0 {
-				return nil, fmt.Errorf("bind address %q: %w", cfg.BindAddress, err)
+			if err == nil && len(a) == 0 {
+				err = errors.New("no address")
+			}
+			if err != nil {
+				return nil, &BindError{Addr: cfg.BindAddress, Err: err}
 			}
 			ip = a[0].IP
 		}
@@ -79,6 +81,10 @@ func dialNet(ctx context.Context, cfg *Config) (net.Conn, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		var errno syscall.Errno
+		if d.LocalAddr != nil && errors.As(err, &errno) && (errno == syscall.EADDRNOTAVAIL || errno == syscall.EADDRINUSE || errno == syscall.EACCES) {
+			return nil, &BindError{Addr: cfg.BindAddress, Err: errno}
 		}
 		return nil, err
 	}

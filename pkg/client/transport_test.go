@@ -209,8 +209,14 @@ func TestUnixSocket(t *testing.T) {
 func TestBindAddress(t *testing.T) {
 	b := testbroker.Start(t)
 	roundTrip(t, b, &Config{Host: b.Host, Port: b.Port, Version: V5, KeepAlive: 30, CleanStart: true, BindAddress: "127.0.0.1", NoDelay: true}, "bind/ok")
-	_, err := Dial(context.Background(), &Config{Host: b.Host, Port: b.Port, Version: V5, KeepAlive: 30, BindAddress: "192.0.2.1"}, nil)
-	require.Error(t, err, "binding to an address this host does not have must fail")
+	for _, v := range versions {
+		_, err := Dial(context.Background(), &Config{Host: b.Host, Port: b.Port, Version: v, KeepAlive: 30, BindAddress: "192.0.2.1"}, nil)
+		var be *BindError
+		require.ErrorAs(t, err, &be, "binding to an address this host does not have must fail")
+		require.Equal(t, "cannot connect from local address 192.0.2.1: cannot assign requested address", be.Error())
+		_, err = OpenStream(context.Background(), &Config{Host: b.Host, Port: b.Port, Version: v, KeepAlive: 30, BindAddress: "192.0.2.1"}, StreamOptions{})
+		require.ErrorAs(t, err, &be)
+	}
 }
 
 func TestErrorsText(t *testing.T) {
