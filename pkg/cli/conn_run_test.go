@@ -193,9 +193,9 @@ func TestExplain(t *testing.T) {
 		require.Equal(t, ExitFailure, exitCode(got))
 	}
 	for from, want := range map[string]string{
-		"-p 8883":             "port 8883 turns TLS on: add --no-tls for plain MQTT on port 8883",
-		"-L mqtts://":         "use mqtt:// (or ws://) instead of mqtts:// in -L",
-		`profile "x"`:         `connect without TLS (profile "x" turns it on)`,
+		"-p 8883":            "port 8883 turns TLS on: add --no-tls for plain MQTT on port 8883",
+		"-L mqtts://":        "use mqtt:// (or ws://) instead of mqtts:// in -L",
+		`profile "x"`:        `connect without TLS (profile "x" turns it on)`,
 		"--tls-use-os-certs": "drop --tls-use-os-certs to connect without TLS",
 	} {
 		o.eff.tlsFrom = from
