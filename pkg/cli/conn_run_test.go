@@ -204,3 +204,12 @@ func TestExplain(t *testing.T) {
 	ce := &client.ConnectError{Version: client.V311, Code: 5}
 	require.Same(t, error(ce), o.explain(ce), "refusals keep mosquitto's words")
 }
+
+func TestPropertiesMeanMQTT5(t *testing.T) {
+	o, err := parsePub(t, "-t", "a", "-m", "x", "-D", "publish", "content-type", "text/plain")
+	require.NoError(t, err)
+	require.False(t, o.cfg.Fallback311, "-D asks for MQTT 5: no retry with 3.1.1")
+	o, err = parsePub(t, "-t", "a", "-m", "x")
+	require.NoError(t, err)
+	require.True(t, o.cfg.Fallback311)
+}

@@ -470,6 +470,8 @@ func (p *Properties) applyConnect(cfg *client.Config) error {
 		return usageErrorf("-D/--property needs MQTT 5, but -V %s was given: MQTT 3.1 and 3.1.1 have no properties.",
 			strings.TrimPrefix(cfg.Version.String(), "mqttv"))
 	}
+	// -D means MQTT 5, as in mosquitto: no silent retry with 3.1.1.
+	cfg.Fallback311 = false
 	if p.Will != nil {
 		if cfg.Will == nil {
 			return usageErrorf("Will properties given, but no will topic given.")

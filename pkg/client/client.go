@@ -211,11 +211,18 @@ func Dial(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 }
 
 // canFallback reports whether the connection can be retried with MQTT
-// 3.1.1 without losing anything the user asked for.
+// 3.1.1 without losing anything the user asked for. Client-side limits
+// (receive maximum, topic alias maximum, maximum packet size) have no
+// 3.1.1 form and are dropped; anything else MQTT 5 only prevents it.
 func (c *Config) canFallback() bool {
-	return c.Fallback311 && c.SessionExpiry == nil && c.ConnectProps == nil &&
-		(c.Will == nil || c.Will.Props == nil) &&
-		!(c.Username == "" && (c.Password != "" || c.PasswordSet))
+	if !c.Fallback311 || c.SessionExpiry != nil || (c.Will != nil && c.Will.Props != nil) {
+		return false
+	}
+	if p := c.ConnectProps; p != nil && (p.RequestProblemInfo != nil || p.RequestRespInfo != nil ||
+		p.WillDelayInterval != nil || p.AuthMethod != "" || p.AuthData != nil || len(p.User) > 0) {
+		return false
+	}
+	return !(c.Username == "" && (c.Password != "" || c.PasswordSet))
 }
 
 // ErrPropsNeedV5 is returned when MQTT 5 properties are used on an MQTT

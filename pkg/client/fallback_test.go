@@ -119,6 +119,18 @@ func TestFallback311(t *testing.T) {
 	require.Equal(t, []byte{5, 4}, f.seen())
 }
 
+func TestFallbackDropsLimits(t *testing.T) {
+	f := newV3Only(t)
+	rm := uint16(5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, &Config{Host: "127.0.0.1", Port: f.port, Version: V5, KeepAlive: 30, CleanStart: true, Fallback311: true,
+		ConnectProps: &ConnectProperties{ReceiveMaximum: &rm}}, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.Disconnect(ctx))
+	require.Equal(t, []byte{5, 4}, f.seen())
+}
+
 func TestNoFallback(t *testing.T) {
 	expiry := uint32(60)
 	for _, tc := range []struct {
@@ -127,7 +139,9 @@ func TestNoFallback(t *testing.T) {
 	}{
 		{name: "not asked", cfg: Config{}},
 		{name: "session expiry is MQTT 5 only", cfg: Config{Fallback311: true, SessionExpiry: &expiry}},
-		{name: "CONNECT properties", cfg: Config{Fallback311: true, ConnectProps: &ConnectProperties{}}},
+		{name: "CONNECT user property", cfg: Config{Fallback311: true, ConnectProps: &ConnectProperties{User: []UserProperty{{"a", "b"}}}}},
+		{name: "request problem information", cfg: Config{Fallback311: true, ConnectProps: &ConnectProperties{RequestProblemInfo: new(bool)}}},
+		{name: "will properties", cfg: Config{Fallback311: true, Will: &Message{Topic: "w", Props: &Properties{ContentType: "x"}}}},
 		{name: "password without user", cfg: Config{Fallback311: true, Password: "x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
