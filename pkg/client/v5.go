@@ -13,9 +13,10 @@ import (
 
 // v5Client implements Client with paho.golang (MQTT 5).
 type v5Client struct {
-	c    *paho.Client
-	cfg  *Config
-	done chan struct{}
+	c      *paho.Client
+	cfg    *Config
+	done   chan struct{}
+	failed chan struct{} // closed when err is first set
 
 	mu  sync.Mutex
 	err error
@@ -31,7 +32,7 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	vc := &v5Client{cfg: cfg, done: make(chan struct{})}
+	vc := &v5Client{cfg: cfg, done: make(chan struct{}), failed: make(chan struct{})}
 	pc := paho.ClientConfig{
 		Conn:          packets.NewThreadSafeConn(conn),
 		PacketTimeout: cfg.timeout(),
@@ -122,6 +123,18 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	}
 	go func() {
 		<-vc.c.Done()
+		// paho closes the connection first and reports why (OnClientError,
+		// OnServerDisconnect) from another goroutine afterwards: give the
+		// reason a moment to arrive so Err names it.
+		vc.mu.Lock()
+		bye := vc.bye
+		vc.mu.Unlock()
+		if !bye {
+			select {
+			case <-vc.failed:
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
 		vc.fail(ErrNotConnected)
 		close(vc.done)
 	}()
@@ -148,6 +161,7 @@ func (vc *v5Client) fail(err error) {
 	defer vc.mu.Unlock()
 	if vc.err == nil && !vc.bye {
 		vc.err = err
+		close(vc.failed)
 	}
 }
 
