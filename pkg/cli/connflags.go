@@ -149,7 +149,7 @@ func connFlags(o *ConnOptions) []cli.Flag {
 		str("ws-path", nil, &o.WSPath, catConn, "HTTP path for WebSockets (default: /mqtt)"),
 		str("unix", nil, &o.Unix, catConn, "connect to the broker's unix socket at this path"),
 		str("bind-address", []string{"A"}, &o.BindAddress, catConn, "local address to bind the connection to"),
-		boolean("nodelay", nil, &o.NoDelay, catConn, "disable Nagle's algorithm (TCP_NODELAY)"),
+		boolean("nodelay", nil, &o.NoDelay, catConn, "accepted for mosquitto compatibility: Nagle's algorithm is always off"),
 
 		str("username", []string{"u"}, &o.Username, catAuth, "username (env MQTT_USERNAME)"),
 		str("password", []string{"P", "pw"}, &o.Password, catAuth, "password (prefer MQTT_PASSWORD or --password-prompt: argv is visible to other users)"),
