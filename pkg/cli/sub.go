@@ -284,6 +284,7 @@ type subRun struct {
 	count    int
 	fm       format.Message
 	fp       format.Properties
+	out      []byte // rendered messages not yet written
 }
 
 // runSub connects, subscribes and prints messages until -C, -E,
@@ -421,6 +422,21 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 			attempt()
 		case m := <-r.msgs:
 			end, err := r.handle(ctx, m)
+			// Messages already waiting are rendered into the same write;
+			// the output is flushed as soon as none is waiting, so a
+			// reader of the pipe never waits for a message that arrived.
+		batch:
+			for end == endNone && err == nil && len(r.out) < maxBatch {
+				select {
+				case m = <-r.msgs:
+					end, err = r.handle(ctx, m)
+				default:
+					break batch
+				}
+			}
+			if ferr := r.flush(); err == nil {
+				err = ferr
+			}
 			if end != endNone || err != nil {
 				return end, err
 			}
@@ -491,14 +507,33 @@ func (r *subRun) remove(ctx context.Context, cl client.Client, topic string) {
 	}()
 }
 
-// print renders m to stdout with one write (a flush per message).
+// maxBatch bounds the output gathered from messages that were already
+// waiting before it is written.
+const maxBatch = 64 << 10
+
+// print renders m into the output buffer; flush writes it.
 func (r *subRun) print(m *client.Message) error {
 	fm := r.toFormat(m)
-	warn, err := r.o.printer.Print(r.d.IO.Out, fm)
+	var warn error
+	r.out, warn = r.o.printer.Append(r.out, fm)
 	if warn != nil && !r.o.Conn.Quiet {
 		for _, e := range unwrapAll(warn) {
 			fmt.Fprintln(r.d.IO.ErrOut, "Error: "+e.Error())
 		}
+	}
+	return nil
+}
+
+// flush writes the buffered output with one write call.
+func (r *subRun) flush() error {
+	if len(r.out) == 0 {
+		return nil
+	}
+	_, err := r.d.IO.Out.Write(r.out)
+	if cap(r.out) > 4*maxBatch {
+		r.out = nil // do not keep a huge message's buffer
+	} else {
+		r.out = r.out[:0]
 	}
 	if err != nil {
 		return fmt.Errorf("write output: %w", err)
