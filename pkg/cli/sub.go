@@ -270,7 +270,7 @@ type connResult struct {
 type subRun struct {
 	d    *Deps
 	o    *SubOptions
-	msgs chan *client.Message
+	msgs chan delivery
 	stop chan struct{} // closed when the run ends: releases blocked handlers
 
 	cl       client.Client
@@ -292,7 +292,7 @@ type subRun struct {
 // every second (like libmosquitto), resubscribing each time, with one line
 // on stderr per outage; only the first connection attempt is not retried.
 func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
-	r := &subRun{d: d, o: o, msgs: make(chan *client.Message), stop: make(chan struct{}), results: make(chan connResult, 1)}
+	r := &subRun{d: d, o: o, msgs: make(chan delivery), stop: make(chan struct{}), results: make(chan connResult, 1)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var timeout <-chan time.Time
@@ -303,7 +303,9 @@ func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
 	}
 	end, err := r.loop(ctx, timeout)
 	close(r.stop) // release handlers: nothing more is printed
-	cancel()      // abort a connection attempt in flight
+	if len(r.toRemove) == 0 {
+		cancel() // abort a connection attempt in flight
+	}
 	r.shutdown(ctx)
 	switch {
 	case err != nil:
@@ -317,24 +319,55 @@ func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
 	return nil
 }
 
-// handler is the client.Handler of every connection: it hands the message
-// to the loop and blocks until the loop took it, so messages are printed
-// in order and a slow stdout slows the broker down instead of piling up.
-func (r *subRun) handler(m *client.Message) {
-	select {
-	case r.msgs <- m:
-	case <-r.stop:
+// delivery is one received message and the connection it came on.
+type delivery struct {
+	m    *client.Message
+	from *connHolder
+}
+
+// connHolder is the client of one connection attempt, known to its
+// handler as soon as Dial returns (--remove-retained answers on the
+// connection the retained message came on).
+type connHolder struct {
+	mu sync.Mutex
+	cl client.Client
+}
+
+func (h *connHolder) set(cl client.Client) {
+	h.mu.Lock()
+	h.cl = cl
+	h.mu.Unlock()
+}
+
+func (h *connHolder) get() client.Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cl
+}
+
+// handler returns the client.Handler of one connection: it hands each
+// message to the loop and blocks until the loop took it, so messages are
+// printed in order and a slow stdout slows the broker down instead of
+// piling up.
+func (r *subRun) handler(from *connHolder) client.Handler {
+	return func(m *client.Message) {
+		select {
+		case r.msgs <- delivery{m: m, from: from}:
+		case <-r.stop:
+		}
 	}
 }
 
 // connect dials, subscribes and sends the -U unsubscriptions.
 func (r *subRun) connect(ctx context.Context) connResult {
 	o := r.o
-	cl, err := r.d.Dial(ctx, o.cfg, r.handler)
+	from := &connHolder{}
+	cl, err := r.d.Dial(ctx, o.cfg, r.handler(from))
 	if err != nil {
 		var ce *client.ConnectError
 		return connResult{err: err, fatal: errors.As(err, &ce)}
 	}
+	from.set(cl)
 	codes, err := cl.SubscribeProps(ctx, o.subs, o.subProps)
 	if err != nil {
 		r.drop(cl)
@@ -447,8 +480,8 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 // handle runs one message through mosquitto_sub's pipeline: retained-only
 // stop, -R, -T, --remove-retained, --match, --random-filter and printing,
 // then -C counting.
-func (r *subRun) handle(ctx context.Context, m *client.Message) (subEnd, error) {
-	o := r.o
+func (r *subRun) handle(ctx context.Context, dv delivery) (subEnd, error) {
+	o, m := r.o, dv.m
 	if o.RetainedOnly && !m.Retain {
 		return endDone, nil
 	}
@@ -461,8 +494,14 @@ func (r *subRun) handle(ctx context.Context, m *client.Message) (subEnd, error) 
 		}
 	}
 	if o.RemoveRetained && m.Retain {
-		r.toRemove = append(r.toRemove, m.Topic)
-		r.flushRemovals(ctx)
+		if cl := dv.from.get(); cl != nil {
+			r.remove(ctx, cl, m.Topic)
+		} else {
+			// Dial has not returned yet (a session's queued message):
+			// clear it once the loop has the connection.
+			r.toRemove = append(r.toRemove, m.Topic)
+			r.flushRemovals(ctx)
+		}
 	}
 	matched := o.match == nil || o.match.Match(m.Payload)
 	if (matched || o.Verbose) && (o.chance >= 10000 || o.rand() < o.chance) {
@@ -572,9 +611,13 @@ func (r *subRun) toFormat(m *client.Message) *format.Message {
 	return fm
 }
 
-// shutdown waits (briefly) for --remove-retained publishes and sends
-// DISCONNECT; a connection that completed while the loop was ending is
-// closed too.
+// removalWait bounds how long the end of a run waits for --remove-retained
+// publishes to be acknowledged (mosquitto_sub waits without a limit).
+const removalWait = 10 * time.Second
+
+// shutdown waits for --remove-retained publishes (at most removalWait)
+// and sends DISCONNECT (at most 2 s); a connection that completed while
+// the loop was ending is closed too.
 func (r *subRun) shutdown(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
@@ -595,9 +638,12 @@ func (r *subRun) shutdown(ctx context.Context) {
 	}()
 	select {
 	case <-done:
-	case <-dctx.Done():
+	case <-time.After(removalWait):
+		r.d.Log.Warn("gave up waiting for the broker to acknowledge the removal of retained messages", "after", removalWait)
 	}
 	if r.cl != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
 		_ = r.cl.Disconnect(dctx)
 	}
 }

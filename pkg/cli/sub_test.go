@@ -389,23 +389,28 @@ func TestRunSubExitAfterSubscribe(t *testing.T) {
 }
 
 func TestRunSubRetainedHandling(t *testing.T) {
-	b := testbroker.Start(t)
-	require.NoError(t, b.Publish("r/1", []byte("old1"), true, 1))
-	require.NoError(t, b.Publish("r/2", []byte("old2"), true, 0))
-
+	// A fresh broker per case: mqtt broker can stall a retained PUBLISH for
+	// seconds after a subscriber left in the middle of its retained
+	// messages (reported to the broker's owner), which -C 1 runs do.
+	retained := func(t *testing.T) *testbroker.Broker {
+		b := testbroker.Start(t)
+		require.NoError(t, b.Publish("r/1", []byte("old1"), true, 1))
+		require.NoError(t, b.Publish("r/2", []byte("old2"), true, 0))
+		return b
+	}
 	t.Run("-R skips retained", func(t *testing.T) {
 		for _, v := range []string{"5", "311"} {
+			b := retained(t)
 			p := startSub(t, b, false, nil, "-t", "r/#", "-R", "-C", "1", "-v", "-V", v)
 			require.NoError(t, b.WaitSubscriber("r/1", 5*time.Second))
 			require.NoError(t, b.Publish("r/1", []byte("live"), false, 0))
 			require.Equal(t, 0, p.wait(t), p.errOut.String())
 			require.Equal(t, "r/1 live\n", p.out.String(), "version %s", v)
-			require.Eventually(t, func() bool { return !b.HasSubscriber("r/1") }, 5*time.Second, 5*time.Millisecond)
 		}
 	})
 	t.Run("--retained-only stops at the first live message", func(t *testing.T) {
+		b := retained(t)
 		p := startSub(t, b, false, nil, "-t", "r/#", "--retained-only", "-F", "%t %p %r")
-		require.NoError(t, b.WaitSubscriber("r/1", 5*time.Second))
 		require.Eventually(t, func() bool { return strings.Count(p.out.String(), "\n") == 2 }, 5*time.Second, 5*time.Millisecond)
 		require.True(t, p.running())
 		require.NoError(t, b.Publish("r/3", []byte("live"), false, 0))
@@ -413,7 +418,8 @@ func TestRunSubRetainedHandling(t *testing.T) {
 		lines := strings.Split(strings.TrimSuffix(p.out.String(), "\n"), "\n")
 		require.ElementsMatch(t, []string{"r/1 old1 1", "r/2 old2 1"}, lines)
 	})
-	t.Run("-T is not removed, the rest is", func(t *testing.T) {
+	t.Run("--remove-retained clears all but -T", func(t *testing.T) {
+		b := retained(t)
 		require.NoError(t, b.Publish("r/keep", []byte("kept"), true, 0))
 		p := startSub(t, b, false, nil, "-t", "r/#", "--remove-retained", "-T", "r/keep", "-C", "2", "-v")
 		require.Equal(t, 0, p.wait(t), p.errOut.String())
