@@ -370,6 +370,13 @@ func (r *subRun) connect(ctx context.Context) connResult {
 	from.set(cl)
 	codes, err := cl.SubscribeProps(ctx, o.subs, o.subProps)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The run is ending (-C reached by messages that arrived
+			// before the SUBACK was seen, or a signal): keep the client
+			// for shutdown, which clears --remove-retained topics on it
+			// and disconnects it.
+			return connResult{cl: cl, err: ctx.Err()}
+		}
 		r.drop(cl)
 		return connResult{err: fmt.Errorf("subscribe: %w", err)}
 	}
@@ -385,6 +392,9 @@ func (r *subRun) connect(ctx context.Context) connResult {
 	}
 	for _, f := range o.Unsubscribe {
 		if err := cl.UnsubscribeProps(ctx, []string{f}, r.o.unsubUser); err != nil {
+			if ctx.Err() != nil {
+				return connResult{cl: cl, err: ctx.Err()}
+			}
 			r.drop(cl)
 			return connResult{err: fmt.Errorf("unsubscribe %s: %w", f, err)}
 		}
@@ -424,6 +434,7 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 			r.pending = false
 			if res.err != nil {
 				if errors.Is(res.err, context.Canceled) && ctx.Err() != nil {
+					r.cl = res.cl // shutdown disconnects it
 					return endSignal, nil
 				}
 				if first || res.fatal {

@@ -389,9 +389,7 @@ func TestRunSubExitAfterSubscribe(t *testing.T) {
 }
 
 func TestRunSubRetainedHandling(t *testing.T) {
-	// A fresh broker per case: mqtt broker can stall a retained PUBLISH for
-	// seconds after a subscriber left in the middle of its retained
-	// messages (reported to the broker's owner), which -C 1 runs do.
+	// A fresh broker with two retained messages per case.
 	retained := func(t *testing.T) *testbroker.Broker {
 		b := testbroker.Start(t)
 		require.NoError(t, b.Publish("r/1", []byte("old1"), true, 1))
@@ -419,6 +417,8 @@ func TestRunSubRetainedHandling(t *testing.T) {
 		require.ElementsMatch(t, []string{"r/1 old1 1", "r/2 old2 1"}, lines)
 	})
 	t.Run("--remove-retained clears all but -T", func(t *testing.T) {
+		// -C 2 is reached by retained messages that can arrive before
+		// the SUBACK is seen: the removals must still be sent.
 		b := retained(t)
 		require.NoError(t, b.Publish("r/keep", []byte("kept"), true, 0))
 		p := startSub(t, b, false, nil, "-t", "r/#", "--remove-retained", "-T", "r/keep", "-C", "2", "-v")
