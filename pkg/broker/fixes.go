@@ -21,12 +21,13 @@ import (
 //     after v2.7.9): mochi keeps the client's and the server's packet-ID
 //     spaces in one map per client, so a QoS 1/2 PUBLISH from a client
 //     that reuses an identifier the server has outstanding deletes or
-//     overwrites the server's delivery, which is then lost. MQTT keeps the
-//     two spaces independent [MQTT-2.2.1]. The hook renames every inbound
-//     QoS 1/2 flow (PUBLISH, PUBREL) to an identifier the server allocates,
-//     and renames the acknowledgements (PUBACK, PUBREC, PUBCOMP) back on
-//     the way out: the client sees its own identifiers, mochi never sees a
-//     collision.
+//     overwrites the server's delivery, which is then lost, and a
+//     SUBSCRIBE or UNSUBSCRIBE with such an identifier is refused. MQTT
+//     keeps the two spaces independent [MQTT-2.2.1]. The hook renames
+//     every inbound flow (PUBLISH, PUBREL, SUBSCRIBE, UNSUBSCRIBE) to an
+//     identifier the server allocates, and renames the acknowledgements
+//     (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK) back on the way out: the
+//     client sees its own identifiers, mochi never sees a collision.
 //   - PUBACK reason code (mochi issue 474): mochi acknowledges QoS 1 with
 //     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
 //     the PUBLISH's user properties into its acknowledgements; strict
@@ -55,6 +56,7 @@ type idMap struct {
 	mu       sync.Mutex
 	internal map[uint16]uint16 // client's ID -> ID used inside mochi
 	client   map[uint16]uint16 // ID used inside mochi -> client's ID
+	acks     map[uint16]uint16 // SUBSCRIBE/UNSUBSCRIBE: ID inside mochi -> client's ID
 }
 
 func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
@@ -78,7 +80,7 @@ func (h *fixesHook) idsOf(clientID string, create bool) *idMap {
 	defer h.mu.Unlock()
 	m := h.ids[clientID]
 	if m == nil && create {
-		m = &idMap{internal: map[uint16]uint16{}, client: map[uint16]uint16{}}
+		m = &idMap{internal: map[uint16]uint16{}, client: map[uint16]uint16{}, acks: map[uint16]uint16{}}
 		h.ids[clientID] = m
 	}
 	return m
@@ -103,6 +105,20 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		m.internal[pk.PacketID] = id
 		m.client[id] = pk.PacketID
 		pk.PacketID = id
+	case pk.FixedHeader.Type == packets.Subscribe || pk.FixedHeader.Type == packets.Unsubscribe:
+		// mochi refuses a SUBSCRIBE or UNSUBSCRIBE (0x91, 3.1.1: 0x80
+		// "failure") whose identifier the broker uses for a delivery, as
+		// happens when a resumed session re-subscribes while its stored
+		// messages are being re-sent. Give it one the broker does not use.
+		next, err := cl.NextPacketID()
+		if err != nil {
+			return pk, nil
+		}
+		m := h.idsOf(cl.ID, true)
+		m.mu.Lock()
+		m.acks[uint16(next)] = pk.PacketID
+		m.mu.Unlock()
+		pk.PacketID = uint16(next)
 	case pk.FixedHeader.Type == packets.Pubrel:
 		if m := h.idsOf(cl.ID, false); m != nil {
 			m.mu.Lock()
@@ -120,6 +136,16 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+	case packets.Suback, packets.Unsuback:
+		if m := h.idsOf(cl.ID, false); m != nil {
+			m.mu.Lock()
+			if c, ok := m.acks[pk.PacketID]; ok {
+				delete(m.acks, pk.PacketID)
+				pk.PacketID = c
+			}
+			m.mu.Unlock()
+		}
+		return pk
 	default:
 		return pk
 	}

@@ -5,6 +5,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,9 @@ func TestRequestProblemInformation(t *testing.T) {
 func TestFixSlowConsumer(t *testing.T) {
 	addr, srv, logs := startFixed(t, func(c *mqtt.Capabilities) { c.MaximumClientWritesPending = 2 })
 	c := dialRaw(t, addr, 4)
+	// A small receive buffer (no autotuning, which may grow to 32 MiB on
+	// Linux) so that the broker's writes block soon.
+	require.NoError(t, c.conn.(*net.TCPConn).SetReadBuffer(8192))
 	pk := c.connectPacket("slow", "", "")
 	pk.Connect.Clean = false
 	c.send(pk)
@@ -278,5 +282,34 @@ func TestFixRetainRace(t *testing.T) {
 	wg.Wait()
 	for i := range 5 {
 		require.NoError(t, b.Publish(fmt.Sprintf("r/x/%d", i), []byte("inline"), true, 0))
+	}
+}
+
+// TestFixSubscribeIDCollision: a SUBSCRIBE whose packet ID the broker uses
+// for an unacknowledged delivery was refused by mochi (0x91, 3.1.1 0x80),
+// which happens when a resumed session re-subscribes while its stored
+// messages are re-sent.
+func TestFixSubscribeIDCollision(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			addr, srv, _ := startFixed(t, nil)
+			c := dialRaw(t, addr, v)
+			c.mustConnect("resub", "", "")
+			require.Equal(t, []byte{1}, c.subscribe(1, 1, "in"))
+			require.NoError(t, srv.Publish("in", []byte("outstanding"), false, 1))
+			got := c.recv()
+			// Not acknowledged: the delivery holds got.PacketID.
+			require.Equal(t, []byte{0}, c.subscribe(got.PacketID, 0, "other"))
+			c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: got.PacketID,
+				Filters: packets.Subscriptions{{Filter: "other"}}})
+			unsub := c.recv()
+			require.Equal(t, packets.Unsuback, unsub.FixedHeader.Type)
+			require.Equal(t, got.PacketID, unsub.PacketID)
+			if v == 5 {
+				require.Equal(t, []byte{0}, unsub.ReasonCodes)
+			}
+			c.ack(got)
+			require.Empty(t, c.ping())
+		})
 	}
 }

@@ -3,12 +3,15 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -54,6 +57,69 @@ func (h boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	return out, nil
 }
 
+// durableAcks makes an acknowledgement mean "stored": mochi sends the
+// PUBACK or PUBREC of a QoS 1/2 PUBLISH before it routes the message, and
+// routing is when the message is written to the store for each offline
+// persistent session, so a crash right after the publisher's
+// acknowledgement could lose it. The hook holds the publisher's outgoing
+// bytes from OnPublish to OnPublished (routing done, store written).
+type durableAcks struct {
+	mqtt.HookBase
+	held sync.Map // *mqtt.Client -> *asyncConn
+}
+
+// ID implements mqtt.Hook.
+func (h *durableAcks) ID() string { return "mqttkit-durable-acks" }
+
+// Provides implements mqtt.Hook.
+func (h *durableAcks) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnPublished || b == mqtt.OnPacketProcessed || b == mqtt.OnDisconnect
+}
+
+// OnPublish holds the acknowledgement of a QoS 1/2 PUBLISH.
+func (h *durableAcks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+		return pk, nil
+	}
+	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
+		ac.hold()
+		h.held.Store(cl, ac)
+	}
+	return pk, nil
+}
+
+// OnPublished releases it once the message is routed and stored.
+func (h *durableAcks) OnPublished(cl *mqtt.Client, _ packets.Packet) { h.release(cl) }
+
+// OnPacketProcessed releases a hold left by a PUBLISH that failed.
+func (h *durableAcks) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.release(cl) }
+
+// OnDisconnect releases a hold of a client that went away.
+func (h *durableAcks) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.release(cl) }
+
+func (h *durableAcks) release(cl *mqtt.Client) {
+	if v, ok := h.held.LoadAndDelete(cl); ok {
+		v.(*asyncConn).release()
+	}
+}
+
+// asyncConnOf finds the asyncConn under a client's connection wrappers.
+func asyncConnOf(c net.Conn) *asyncConn {
+	for c != nil {
+		switch x := c.(type) {
+		case *asyncConn:
+			return x
+		case *tls.Conn:
+			c = x.NetConn()
+		case *guardConn:
+			c = x.Conn
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
 // addPersistence opens DIR/mqtt.db with the bolt storage hook.
 func addPersistence(srv *mqtt.Server, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -70,5 +136,5 @@ func addPersistence(srv *mqtt.Server, dir string) error {
 	if err != nil {
 		return fmt.Errorf("persistence: open %s: %w", path, err)
 	}
-	return nil
+	return srv.AddHook(new(durableAcks), nil)
 }

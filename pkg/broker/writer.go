@@ -48,6 +48,7 @@ type asyncConn struct {
 	buf      []byte
 	spare    []byte
 	flushing bool  // a flush goroutine is running
+	held     int   // > 0: bytes stay in buf until release (see hold)
 	closing  bool  // Close was called or the connection failed
 	err      error // sticky write error
 	once     sync.Once
@@ -76,11 +77,33 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	c.buf = append(c.buf, p...)
-	if !c.flushing {
+	if !c.flushing && c.held == 0 {
 		c.flushing = true
 		go c.flush()
 	}
 	return len(p), nil
+}
+
+// hold keeps what is written in the buffer until release. The broker holds
+// a publisher's acknowledgement while it stores the message for offline
+// sessions, so that an acknowledged message is on disk (persist.go).
+func (c *asyncConn) hold() {
+	c.mu.Lock()
+	c.held++
+	c.mu.Unlock()
+}
+
+// release ends a hold and sends what was kept.
+func (c *asyncConn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held > 0 {
+		c.held--
+	}
+	if c.held == 0 && !c.flushing && len(c.buf) > 0 && !c.closing && c.err == nil {
+		c.flushing = true
+		go c.flush()
+	}
 }
 
 // flush writes the buffer to the socket until it is empty.
