@@ -47,7 +47,7 @@ type SubOptions struct {
 	formatSet  bool
 	printer    *format.Printer
 	match      *regexp.Regexp
-	chance     int // --random-filter in 1/10000; 10000 prints everything
+	chance     int // --random-filter in 1/10000 (percent × 100); 10000 prints everything
 	subs       []client.Subscription
 	subProps   *client.SubscribeProperties
 	unsubUser  []client.UserProperty
@@ -164,11 +164,16 @@ func (o *SubOptions) complete(c *cli.Context, d *Deps) error {
 	}
 	o.chance = 10000
 	if c.IsSet("random-filter") {
+		// A percentage with 0.1 steps. (mosquitto_sub multiplies by 10
+		// instead of 100, so "--random-filter 50" prints 5% of the
+		// messages there and values up to 1000 are accepted; see
+		// docs/mosquitto.md.)
 		p, err := strconv.ParseFloat(strings.TrimSpace(o.RandomFilter), 64)
-		if err != nil || int(10*p) > 10000 || int(10*p) < 1 {
+		tenths := int(10 * p)
+		if err != nil || tenths < 1 || tenths > 1000 {
 			return usageErrorf("--random-filter chance must be between 0.1-100.0")
 		}
-		o.chance = int(10 * p)
+		o.chance = tenths * 10
 	}
 	if o.Match != "" || c.IsSet("match") {
 		re, err := regexp.Compile(o.Match)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +85,10 @@ func TestNewSubCmd(t *testing.T) {
 			require.True(t, o.formatSet)
 		}},
 		{name: "random filter", args: []string{"-t", "a", "--random-filter", "12.5"}, check: func(t *testing.T, o *SubOptions) {
-			require.Equal(t, 125, o.chance)
+			require.Equal(t, 1250, o.chance, "12.5% of 10000")
+		}},
+		{name: "random filter 100", args: []string{"-t", "a", "--random-filter", "100"}, check: func(t *testing.T, o *SubOptions) {
+			require.Equal(t, 10000, o.chance)
 		}},
 		{name: "match", args: []string{"-t", "a", "--match", "^T"}, check: func(t *testing.T, o *SubOptions) {
 			require.True(t, o.match.MatchString("Temp"))
@@ -125,6 +129,7 @@ func TestNewSubCmd(t *testing.T) {
 		{name: "-R and --retained-only", args: []string{"-t", "a", "-R", "--retained-only"}, wantErr: "Combining '-R' and '--retained-only' makes no sense."},
 		{name: "remove retained with 3.1", args: []string{"-t", "a", "--remove-retained", "-V", "31"}, wantErr: "--remove-retained needs MQTT 3.1.1 or 5"},
 		{name: "random filter range", args: []string{"-t", "a", "--random-filter", "0.05"}, wantErr: "--random-filter chance must be between 0.1-100.0"},
+		{name: "random filter above 100", args: []string{"-t", "a", "--random-filter", "100.1"}, wantErr: "--random-filter chance must be between 0.1-100.0"},
 		{name: "random filter text", args: []string{"-t", "a", "--random-filter", "lots"}, wantErr: "--random-filter chance must be between 0.1-100.0"},
 		{name: "bad match", args: []string{"-t", "a", "--match", "("}, wantErr: "Invalid --match regular expression: error parsing regexp"},
 		{name: "bad format", args: []string{"-t", "a", "-F", "%k"}, wantErr: "Invalid format specifier 'k'."},
@@ -199,11 +204,23 @@ type subProc struct {
 // options (retry delay, random source) before the run starts.
 func startSub(t *testing.T, b *testbroker.Broker, tty bool, tweak func(*SubOptions), args ...string) *subProc {
 	t.Helper()
+	return startSubAt(t, b.Host, b.PortString(), tty, tweak, args...)
+}
+
+// parseMu serialises flag parsing of concurrent in-process runs: urfave/cli
+// applies its global --help flag to every app's flag set.
+var parseMu sync.Mutex
+
+// startSubAt is startSub for any broker address.
+func startSubAt(t *testing.T, host, port string, tty bool, tweak func(*SubOptions), args ...string) *subProc {
+	t.Helper()
 	io, _, _, _ := iostreams.Test()
 	p := &subProc{done: make(chan struct{}), out: &syncBuffer{}, errOut: &syncBuffer{}}
 	io.Out, io.ErrOut, io.OutTTY = p.out, p.errOut, tty
 	d := newDeps(io)
+	var unlock sync.Once
 	cmd := newSubCmd(d, func(ctx context.Context, d *Deps, o *SubOptions) error {
+		unlock.Do(parseMu.Unlock)
 		if tweak != nil {
 			tweak(o)
 		}
@@ -214,10 +231,12 @@ func startSub(t *testing.T, b *testbroker.Broker, tty bool, tweak func(*SubOptio
 	cmd.OnUsageError = onUsageError(cmd.Name)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	p.cancel = cancel
-	argv := append([]string{"mqtt", "sub", "-h", b.Host, "-p", b.PortString()}, args...)
+	argv := append([]string{"mqtt", "sub", "-h", host, "-p", port}, args...)
+	parseMu.Lock()
 	go func() {
 		defer close(p.done)
 		err := app.RunContext(ctx, joinPropertyArgs(app.Commands, argv))
+		unlock.Do(parseMu.Unlock)
 		if err != nil {
 			if msg := message(err); msg != "" {
 				fmt.Fprintln(io.ErrOut, msg)
@@ -573,4 +592,21 @@ func TestRunSubRefusedReconnectIsFatal(t *testing.T) {
 	require.Equal(t, 135, exitCode(err))
 	require.Equal(t, 2, dials)
 	require.Contains(t, errOut.String(), "Connection to ")
+}
+
+// TestRunSubRandomFilterPercent: --random-filter 25 prints a quarter of
+// the messages (mosquitto_sub would print 2.5%, see docs/mosquitto.md).
+func TestRunSubRandomFilterPercent(t *testing.T) {
+	b := testbroker.Start(t)
+	n := 0
+	cycle := func(o *SubOptions) {
+		o.rand = func() int { v := (n * 100) % 10000; n++; return v } // 0, 100, ..., 9900, 0, ...
+	}
+	p := startSub(t, b, false, cycle, "-t", "rf", "--random-filter", "25", "-C", "100")
+	require.NoError(t, b.WaitSubscriber("rf", 5*time.Second))
+	for i := 0; i < 100; i++ {
+		require.NoError(t, b.Publish("rf", []byte("m"), false, 0))
+	}
+	require.Equal(t, 0, p.wait(t), p.errOut.String())
+	require.Equal(t, 25, strings.Count(p.out.String(), "m\n"))
 }
