@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -609,4 +611,23 @@ func TestRunSubRandomFilterPercent(t *testing.T) {
 	}
 	require.Equal(t, 0, p.wait(t), p.errOut.String())
 	require.Equal(t, 25, strings.Count(p.out.String(), "m\n"))
+}
+
+// TestRunSubAllDenied: when the broker refuses every filter, mqtt sub says
+// so and exits 1 (nothing could ever arrive); one granted filter is enough.
+func TestRunSubAllDenied(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "acl")
+	require.NoError(t, os.WriteFile(acl, []byte("topic read allowed/#\n"), 0o600))
+	bb, err := broker.New(broker.Config{Listeners: []broker.Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, ACLFile: acl, Inline: true})
+	require.NoError(t, err)
+	require.NoError(t, bb.Start())
+	t.Cleanup(func() { _ = bb.Close() })
+	port := strconv.Itoa(bb.Port())
+
+	p := startSubAt(t, "127.0.0.1", port, false, nil, "-t", "secret/#")
+	require.Equal(t, ExitFailure, p.wait(t))
+	require.Equal(t, "Error: All subscription requests were denied.\n", p.errOut.String())
+
+	p = startSubAt(t, "127.0.0.1", port, false, nil, "-t", "secret/#", "-t", "allowed/x", "-E")
+	require.Equal(t, 0, p.wait(t), p.errOut.String())
 }

@@ -6,7 +6,7 @@
 // mqttkit's own JSON Lines schema (--json, see docs/json.md).
 //
 // The package knows nothing about flags, exit codes or MQTT libraries:
-// pkg/client converts a received PUBLISH into a [Message], and pkg/cli
+// pkg/cli converts each message pkg/client received into a [Message] and
 // builds a [Printer] from its options. Rendering appends to a caller-owned
 // byte slice so that the per-message hot path does not allocate.
 //
