@@ -297,7 +297,7 @@ type subRun struct {
 // every second (like libmosquitto), resubscribing each time, with one line
 // on stderr per outage; only the first connection attempt is not retried.
 func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
-	r := &subRun{d: d, o: o, msgs: make(chan delivery), stop: make(chan struct{}), results: make(chan connResult, 1)}
+	r := &subRun{d: d, o: o, msgs: make(chan delivery, handoff(o)), stop: make(chan struct{}), results: make(chan connResult, 1)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var timeout <-chan time.Time
@@ -322,6 +322,19 @@ func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
 		return &ExitError{Code: ExitTimeout, Err: errors.New("timed out"), Silent: true}
 	}
 	return nil
+}
+
+// handoff is the capacity of the channel between the client's goroutine
+// and the loop. For QoS 0 a small queue lets the loop print a burst in one
+// write and saves a goroutine switch per message. For QoS 1 and 2 it is 0:
+// the client acknowledges a message when the handler returns, and a
+// message acknowledged but still queued would be lost to a persistent
+// session when -C, --retained-only or Ctrl-C ends the run.
+func handoff(o *SubOptions) int {
+	if o.QoS > 0 {
+		return 0
+	}
+	return 256
 }
 
 // delivery is one received message and the connection it came on.
