@@ -101,7 +101,7 @@ mqtt sub -t 'sensor/#' -F '@H:@M:@S %t %p'`,
 			&cli.StringFlag{Name: "random-filter", Destination: &o.RandomFilter, Usage: "print each message with this probability in percent (0.1-100)"},
 			&cli.StringFlag{Name: "match", Destination: &o.Match, Usage: "only payloads matching this regular expression are printed and counted by -C (-v prints all)"},
 			&cli.BoolFlag{Name: "no-color", Destination: &o.NoColor, Usage: "never colour the output (also NO_COLOR)"},
-			propertyFlag(&o.Props, "MQTT 5 property: -D COMMAND PROPERTY VALUE (COMMAND: connect, subscribe, unsubscribe, will; user-property takes NAME VALUE)"),
+			propertyFlag(&o.Props, "MQTT 5 property: -D COMMAND PROPERTY VALUE (COMMAND: connect, subscribe, unsubscribe, disconnect, will; user-property takes NAME VALUE)"),
 		),
 		Action: func(c *cli.Context) error {
 			if err := o.complete(c, d); err != nil {
@@ -235,10 +235,10 @@ func (o *SubOptions) complete(c *cli.Context, d *Deps) error {
 
 // applyProperties parses the -D options with the shared parser: CONNECT
 // and will properties go into the connection config, SUBSCRIBE and
-// UNSUBSCRIBE ones are sent on every (re)subscription. DISCONNECT
-// properties are not supported by mqtt sub yet.
+// UNSUBSCRIBE ones are sent on every (re)subscription, DISCONNECT ones
+// with the DISCONNECT that ends the run.
 func (o *SubOptions) applyProperties() error {
-	props, err := parseProperties(o.Props.raw, "mqtt sub", pkConnect, pkSubscribe, pkUnsubscribe, pkWill)
+	props, err := parseProperties(o.Props.raw, "mqtt sub", pkConnect, pkSubscribe, pkUnsubscribe, pkDisconnect, pkWill)
 	if err != nil {
 		return err
 	}
@@ -673,7 +673,11 @@ func (r *subRun) shutdown(ctx context.Context) {
 	if r.cl != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		_ = r.cl.Disconnect(dctx)
+		var dp *client.DisconnectProperties
+		if r.o.props != nil {
+			dp = r.o.props.Disconnect
+		}
+		_ = r.cl.DisconnectProps(dctx, dp)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/urfave/cli/v2"
 
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/client"
@@ -146,7 +147,9 @@ func TestNewSubCmd(t *testing.T) {
 		{name: "-D sub id zero", args: []string{"-t", "a", "-D", "subscribe", "subscription-identifier", "0"}, wantErr: "Error in SUBSCRIBE properties: A network protocol error occurred when communicating with the broker."},
 		{name: "-D sub id range", args: []string{"-t", "a", "-D", "subscribe", "subscription-identifier", "268435456"}, wantErr: "Property value (268435456) out of range for property subscription-identifier."},
 		{name: "-D sub id twice", args: []string{"-t", "a", "-D", "subscribe", "subscription-identifier", "1", "-D", "subscribe", "subscription-identifier", "2"}, wantErr: "Duplicate property"},
-		{name: "-D disconnect", args: []string{"-t", "a", "-D", "disconnect", "reason-string", "bye"}, wantErr: "disconnect properties cannot be used with mqtt sub."},
+		{name: "-D disconnect", args: []string{"-t", "a", "-D", "disconnect", "reason-string", "bye", "-D", "disconnect", "user-property", "k", "v"}, check: func(t *testing.T, o *SubOptions) {
+			require.Equal(t, &client.DisconnectProperties{ReasonString: "bye", User: []client.UserProperty{{Key: "k", Value: "v"}}}, o.props.Disconnect)
+		}},
 		{name: "-D publish", args: []string{"-t", "a", "-D", "publish", "content-type", "x"}, wantErr: "publish properties cannot be used with mqtt sub."},
 		{name: "-D will without will", args: []string{"-t", "a", "-D", "will", "content-type", "x"}, wantErr: "Will properties given, but no will topic given."},
 		{name: "-D with 3.1.1", args: []string{"-t", "a", "-V", "311", "-D", "subscribe", "user-property", "k", "v"}, wantErr: "-D/--property needs MQTT 5, but -V 311 was given"},
@@ -630,4 +633,76 @@ func TestRunSubAllDenied(t *testing.T) {
 
 	p = startSubAt(t, "127.0.0.1", port, false, nil, "-t", "secret/#", "-t", "allowed/x", "-E")
 	require.Equal(t, 0, p.wait(t), p.errOut.String())
+}
+
+// TestRunSubPropertiesOnTheWire plays a minimal MQTT 5 broker and checks
+// the bytes: -D subscribe/unsubscribe properties in SUBSCRIBE and
+// UNSUBSCRIBE, -D disconnect properties in the final DISCONNECT.
+func TestRunSubPropertiesOnTheWire(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	type seen struct {
+		subscribe, unsubscribe, disconnect []byte
+		err                                error
+	}
+	got := make(chan seen, 1)
+	go func() {
+		var s seen
+		defer func() { got <- s }()
+		nc, err := l.Accept()
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer nc.Close()
+		c := rawmqtt.NewConn(nc, 5)
+		read := func(typ byte) []byte {
+			p, err := c.Read(5 * time.Second)
+			for err == nil && p.Type == 12 { // PINGREQ: answer PINGRESP
+				_ = c.Send([]byte{13 << 4, 0})
+				p, err = c.Read(5 * time.Second)
+			}
+			if err != nil || p.Type != typ {
+				s.err = fmt.Errorf("want packet type %d, got %v (%v)", typ, p, err)
+				return nil
+			}
+			return p.Body
+		}
+		if read(rawmqtt.CONNECT) == nil {
+			return
+		}
+		_ = c.Send(rawmqtt.Fixed(rawmqtt.CONNACK<<4, []byte{0, 0, 0}))
+		if s.subscribe = read(rawmqtt.SUBSCRIBE); s.subscribe == nil {
+			return
+		}
+		_ = c.Send(rawmqtt.Fixed(rawmqtt.SUBACK<<4, append(append([]byte{}, s.subscribe[:2]...), 0, 0)))
+		if s.unsubscribe = read(rawmqtt.UNSUBSCRIBE); s.unsubscribe == nil {
+			return
+		}
+		_ = c.Send(rawmqtt.Fixed(rawmqtt.UNSUBACK<<4, append(append([]byte{}, s.unsubscribe[:2]...), 0, 0)))
+		s.disconnect = read(rawmqtt.DISCONNECT)
+	}()
+	p := startSubAt(t, "127.0.0.1", port, false, nil, "-t", "a/b", "-U", "old/#", "-E",
+		"-D", "subscribe", "subscription-identifier", "300", "-D", "subscribe", "user-property", "sk", "sv",
+		"-D", "unsubscribe", "user-property", "uk", "uv",
+		"-D", "disconnect", "reason-string", "bye", "-D", "disconnect", "user-property", "dk", "dv")
+	code := p.wait(t)
+	var s seen
+	select {
+	case s = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("fake broker did not finish")
+	}
+	require.NoError(t, s.err)
+	require.Equal(t, 0, code, p.errOut.String())
+	userProp := func(k, v string) []byte { return append(append([]byte{0x26}, rawmqtt.Str(k)...), rawmqtt.Str(v)...) }
+	// SUBSCRIBE: packet id, properties (subscription identifier 300 = varint ac 02, user property), filter, options.
+	require.Contains(t, string(s.subscribe), string(append([]byte{0x0b, 0xac, 0x02}, userProp("sk", "sv")...)))
+	require.Contains(t, string(s.subscribe), string(append(rawmqtt.Str("a/b"), 0)))
+	require.Contains(t, string(s.unsubscribe), string(userProp("uk", "uv")))
+	require.Contains(t, string(s.unsubscribe), string(rawmqtt.Str("old/#")))
+	require.Equal(t, byte(0), s.disconnect[0], "reason 0: normal disconnection")
+	require.Contains(t, string(s.disconnect), string(append(append([]byte{0x1f}, rawmqtt.Str("bye")...), userProp("dk", "dv")...)))
 }

@@ -178,6 +178,9 @@ type Client interface {
 	UnsubscribeProps(ctx context.Context, filters []string, user []UserProperty) error
 	// Disconnect sends DISCONNECT and closes the connection.
 	Disconnect(ctx context.Context) error
+	// DisconnectProps is Disconnect with MQTT 5 DISCONNECT properties (props
+	// may be nil; MQTT 3.1/3.1.1 has none and ignores them).
+	DisconnectProps(ctx context.Context, props *DisconnectProperties) error
 	// Done is closed when the connection ends, for any reason.
 	Done() <-chan struct{}
 	// Err reports why the connection ended (nil after Disconnect).

@@ -174,6 +174,11 @@ func (vc *v3Client) Unsubscribe(ctx context.Context, filters []string) error {
 	return wait(ctx, vc.c.Unsubscribe(filters...))
 }
 
+// DisconnectProps is Disconnect: MQTT 3.1/3.1.1 DISCONNECT has no properties.
+func (vc *v3Client) DisconnectProps(ctx context.Context, _ *DisconnectProperties) error {
+	return vc.Disconnect(ctx)
+}
+
 func (vc *v3Client) Disconnect(ctx context.Context) error {
 	vc.mu.Lock()
 	vc.bye = true

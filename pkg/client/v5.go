@@ -234,10 +234,19 @@ func (vc *v5Client) UnsubscribeProps(ctx context.Context, filters []string, user
 }
 
 func (vc *v5Client) Disconnect(ctx context.Context) error {
+	return vc.DisconnectProps(ctx, nil)
+}
+
+func (vc *v5Client) DisconnectProps(ctx context.Context, props *DisconnectProperties) error {
 	vc.mu.Lock()
 	vc.bye = true
 	vc.mu.Unlock()
-	err := vc.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	d := &paho.Disconnect{ReasonCode: 0}
+	if props != nil {
+		d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: props.SessionExpiry,
+			ReasonString: props.ReasonString, ServerReference: props.ServerReference, User: toPahoUser(props.User)}
+	}
+	err := vc.c.Disconnect(d)
 	select {
 	case <-vc.done:
 	case <-ctx.Done():
