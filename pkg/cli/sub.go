@@ -69,7 +69,10 @@ func (l *stringList) Set(v string) error {
 	}
 	return nil
 }
-func (l *stringList) String() string    { return strings.Join(*l, ", ") }
+// String lists the values (for --help).
+func (l *stringList) String() string { return strings.Join(*l, ", ") }
+
+// Serialize is what urfave/cli copies to the flag's other names.
 func (l *stringList) Serialize() string { return aliasCopy }
 
 func newSubCmd(d *Deps, runF func(context.Context, *Deps, *SubOptions) error) *cli.Command {

@@ -49,6 +49,7 @@ type FormatError struct {
 	Msg string // mosquitto's wording
 }
 
+// Error returns mosquitto's message.
 func (e *FormatError) Error() string { return e.Msg }
 
 // validSpec lists the %-specifiers of mosquitto 2.0's -F grammar.
@@ -195,6 +196,7 @@ type JSONPayloadError struct {
 	Topic string // topic of the offending message
 }
 
+// Error returns mosquitto's message, without the "Error: " prefix.
 func (e *JSONPayloadError) Error() string {
 	return "Message payload is not valid JSON on topic " + e.Topic + "."
 }
