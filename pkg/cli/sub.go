@@ -69,6 +69,7 @@ func (l *stringList) Set(v string) error {
 	}
 	return nil
 }
+
 // String lists the values (for --help).
 func (l *stringList) String() string { return strings.Join(*l, ", ") }
 
