@@ -200,9 +200,11 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 	if cfg.PersistenceDir != "" {
-		if err := addPersistence(srv, cfg.PersistenceDir); err != nil {
+		store, err := addPersistence(srv, cfg.PersistenceDir)
+		if err != nil {
 			return nil, err
 		}
+		b.fixes.store = store
 	}
 	for _, bd := range b.bound {
 		if err := srv.AddListener(bd.conn); err != nil {

@@ -32,6 +32,13 @@ import (
 //     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
 //     the PUBLISH's user properties into its acknowledgements; strict
 //     clients reject both. Success acknowledgements carry 0x00.
+//   - Receive Maximum (flow control): when a client has as many QoS 1/2
+//     messages unacknowledged as its Receive Maximum allows, mochi queues
+//     the next ones in the session; when it sends a queued one it deletes
+//     it from the session (so it is never re-sent and its PUBACK does not
+//     return the quota: the client eventually stalls) and picks queued
+//     messages in random order. The hook sends the oldest queued message
+//     instead and keeps it in the session under a fresh identifier.
 //   - Slow consumers: when a client's outbound queue is full mochi drops
 //     the message without a word, QoS 1 and 2 included. The hook puts a
 //     dropped QoS 1/2 message back into the client's session and
@@ -43,8 +50,16 @@ type fixesHook struct {
 	server *mqtt.Server
 	log    *slog.Logger
 
-	mu  sync.Mutex
-	ids map[string]*idMap // client ID -> inbound packet ID renaming
+	mu    sync.Mutex
+	ids   map[string]*idMap     // client ID -> inbound packet ID renaming
+	order map[string]*sendOrder // client ID -> order of outbound QoS 1/2 messages
+
+	// store is told when a queued message moves to another packet ID
+	// (nil without persistence).
+	store interface {
+		OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
+		OnQosComplete(cl *mqtt.Client, pk packets.Packet)
+	}
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -59,8 +74,117 @@ type idMap struct {
 	acks     map[uint16]uint16 // SUBSCRIBE/UNSUBSCRIBE: ID inside mochi -> client's ID
 }
 
+// sendOrder numbers a client's outbound QoS 1/2 messages in publish order.
+type sendOrder struct {
+	mu   sync.Mutex
+	next uint64
+	seq  map[uint16]uint64 // packet ID -> sequence number
+}
+
 func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
-	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}}
+	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, order: map[string]*sendOrder{}}
+}
+
+func (h *fixesHook) orderOf(clientID string) *sendOrder {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	o := h.order[clientID]
+	if o == nil {
+		o = &sendOrder{seq: map[uint16]uint64{}}
+		h.order[clientID] = o
+	}
+	return o
+}
+
+// OnQosPublish numbers outbound messages as they enter the session.
+func (h *fixesHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	o := h.orderOf(cl.ID)
+	o.mu.Lock()
+	if _, ok := o.seq[pk.PacketID]; !ok {
+		o.seq[pk.PacketID] = o.next
+		o.next++
+	}
+	o.mu.Unlock()
+}
+
+// OnQosComplete forgets an acknowledged message.
+func (h *fixesHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.forgetSeq(cl.ID, pk.PacketID) }
+
+// OnQosDropped forgets a dropped message.
+func (h *fixesHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.forgetSeq(cl.ID, pk.PacketID) }
+
+func (h *fixesHook) forgetSeq(clientID string, id uint16) {
+	h.mu.Lock()
+	o := h.order[clientID]
+	h.mu.Unlock()
+	if o != nil {
+		o.mu.Lock()
+		delete(o.seq, id)
+		o.mu.Unlock()
+	}
+}
+
+// sendQueued is called when mochi is about to send pk, a message it had
+// queued for flow control (Expiry -1), after which it would delete pk from
+// the session. It returns the packet to send instead: the oldest queued
+// message, moved to a fresh packet ID and kept in the session as sent;
+// pk, if it is not that one, is moved to a fresh ID too and stays queued.
+func (h *fixesHook) sendQueued(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	o := h.orderOf(cl.ID)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	queued := cl.State.Inflight.GetAll(true)
+	if len(queued) == 0 {
+		return pk
+	}
+	rank := func(p packets.Packet) uint64 {
+		if s, ok := o.seq[p.PacketID]; ok {
+			return s
+		}
+		return 1<<63 + uint64(p.Created) // unknown: after the known ones
+	}
+	oldest := queued[0]
+	for _, q := range queued[1:] {
+		if rank(q) < rank(oldest) {
+			oldest = q
+		}
+	}
+	move := func(p packets.Packet, expiry int64) (packets.Packet, bool) {
+		id, err := cl.NextPacketID()
+		if err != nil {
+			return p, false
+		}
+		moved := p
+		moved.PacketID = uint16(id)
+		moved.Expiry = expiry
+		cl.State.Inflight.Set(moved)
+		cl.State.Inflight.Delete(p.PacketID)
+		if s, ok := o.seq[p.PacketID]; ok {
+			o.seq[moved.PacketID] = s
+			delete(o.seq, p.PacketID)
+		}
+		if h.store != nil {
+			h.store.OnQosComplete(cl, p)
+			h.store.OnQosPublish(cl, moved, moved.Created, 0)
+		}
+		return moved, true
+	}
+	sent, ok := move(oldest, 0)
+	if !ok {
+		return pk
+	}
+	// What WritePacket set on pk for this connection.
+	sent.ProtocolVersion, sent.Mods = pk.ProtocolVersion, pk.Mods
+	if oldest.PacketID != pk.PacketID {
+		// mochi deletes pk's ID after the write: keep pk under another.
+		if _, ok := move(pk, -1); !ok {
+			return pk
+		}
+	}
+	return sent
 }
 
 // ID implements mqtt.Hook.
@@ -69,7 +193,8 @@ func (h *fixesHook) ID() string { return "mqttkit-fixes" }
 // Provides implements mqtt.Hook.
 func (h *fixesHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired,
+		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped:
 		return true
 	}
 	return false
@@ -135,6 +260,11 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 // client's packet IDs and corrects mochi's PUBACK reason code.
 func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.Expiry < 0 && pk.FixedHeader.Qos > 0 {
+			return h.sendQueued(cl, pk)
+		}
+		return pk
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 	case packets.Suback, packets.Unsuback:
 		if m := h.idsOf(cl.ID, false); m != nil {
@@ -183,6 +313,7 @@ func (h *fixesHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
 func (h *fixesHook) forget(clientID string) {
 	h.mu.Lock()
 	delete(h.ids, clientID)
+	delete(h.order, clientID)
 	h.mu.Unlock()
 }
 

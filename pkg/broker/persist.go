@@ -121,20 +121,21 @@ func asyncConnOf(c net.Conn) *asyncConn {
 }
 
 // addPersistence opens DIR/mqtt.db with the bolt storage hook.
-func addPersistence(srv *mqtt.Server, dir string) error {
+func addPersistence(srv *mqtt.Server, dir string) (boltStore, error) {
+	store := boltStore{new(bolt.Hook)}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("persistence: %w", err)
+		return store, fmt.Errorf("persistence: %w", err)
 	}
 	path := filepath.Join(dir, "mqtt.db")
-	err := srv.AddHook(boltStore{new(bolt.Hook)}, &bolt.Options{
+	err := srv.AddHook(store, &bolt.Options{
 		Path:    path,
 		Options: &bbolt.Options{Timeout: time.Second},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("persistence: %s is in use by another broker", path)
+		return store, fmt.Errorf("persistence: %s is in use by another broker", path)
 	}
 	if err != nil {
-		return fmt.Errorf("persistence: open %s: %w", path, err)
+		return store, fmt.Errorf("persistence: open %s: %w", path, err)
 	}
-	return srv.AddHook(new(durableAcks), nil)
+	return store, srv.AddHook(new(durableAcks), nil)
 }

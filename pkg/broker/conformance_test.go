@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// MQTT 5 and 3.1.1 features end to end against the broker, with raw
+// clients so that every property and reason code is visible.
+
+func subscribePacket(id uint16, subs ...packets.Subscription) packets.Packet {
+	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id, Filters: subs}
+}
+
+// suback sends pk and returns the SUBACK's reason codes.
+func (c *rawClient) suback(pk packets.Packet) []byte {
+	c.t.Helper()
+	c.send(pk)
+	ack := c.recv()
+	require.Equal(c.t, packets.Suback, ack.FixedHeader.Type)
+	require.Equal(c.t, pk.PacketID, ack.PacketID)
+	return ack.ReasonCodes
+}
+
+// collect reads publishes until ping, acknowledging QoS 1. Deliveries go
+// through mochi's outbound queue and may follow the PINGRESP: use it to
+// check that nothing more came, not to wait for expected messages.
+func (c *rawClient) collect() []packets.Packet {
+	c.t.Helper()
+	var got []packets.Packet
+	for _, pk := range c.ping() {
+		require.Equal(c.t, packets.Publish, pk.FixedHeader.Type)
+		got = append(got, pk)
+		if pk.FixedHeader.Qos == 1 {
+			c.ack(pk)
+		}
+	}
+	return got
+}
+
+func payloads(pks []packets.Packet) []string {
+	var out []string
+	for _, pk := range pks {
+		out = append(out, string(pk.Payload))
+	}
+	return out
+}
+
+func TestConformanceSubscriptionIdentifiers(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("subid", "", "")
+	s1 := subscribePacket(1, packets.Subscription{Filter: "a/#", Qos: 1})
+	s1.Properties.SubscriptionIdentifier = []int{7}
+	require.Equal(t, []byte{1}, c.suback(s1))
+	s2 := subscribePacket(2, packets.Subscription{Filter: "a/b", Qos: 0})
+	s2.Properties.SubscriptionIdentifier = []int{42}
+	require.Equal(t, []byte{0}, c.suback(s2))
+
+	p := dialRaw(t, b.Addr(), 5)
+	p.mustConnect("p", "", "")
+	p.publish(0, 0, "a/b", "both", false)
+	p.publish(0, 0, "a/c", "one", false)
+	require.Empty(t, p.ping())
+	var got []packets.Packet
+	for len(got) < 2 {
+		got = append(got, c.recv())
+	}
+	// Overlapping subscriptions: one message with both identifiers
+	// [MQTT-3.3.4-4]; the other matches a/# only.
+	require.Equal(t, "both", string(got[0].Payload))
+	ids := append([]int(nil), got[0].Properties.SubscriptionIdentifier...)
+	sort.Ints(ids)
+	require.Equal(t, []int{7, 42}, ids)
+	require.Equal(t, "one", string(got[1].Payload))
+	require.Equal(t, []int{7}, got[1].Properties.SubscriptionIdentifier)
+}
+
+func TestConformanceOverlappingSubscriptions(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true})
+			c := dialRaw(t, b.Addr(), v)
+			c.mustConnect("overlap", "", "")
+			require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "x/#", "x/+"))
+			require.Equal(t, []byte{1}, c.subscribe(2, 1, "x/+"))
+			p := dialRaw(t, b.Addr(), v)
+			p.mustConnect("p", "", "")
+			p.publish(1, 1, "x/y", "once", false)
+			require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+			got := c.recv()
+			// One copy, at the highest QoS of the matching subscriptions.
+			require.Equal(t, "once", string(got.Payload))
+			require.Equal(t, byte(1), got.FixedHeader.Qos)
+			c.ack(got)
+			require.Empty(t, c.collect())
+		})
+	}
+}
+
+func TestConformanceTopicAliases(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite alias/#\n")
+	b := start(t, Config{AllowAnonymous: true, ACLFile: acl})
+	sub := dialRaw(t, b.Addr(), 5)
+	conn := sub.connectPacket("alias-sub", "", "")
+	conn.Properties.TopicAliasMaximum = 5
+	sub.send(conn)
+	require.Equal(t, byte(0), sub.recv().ReasonCode)
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "alias/#"))
+
+	p := dialRaw(t, b.Addr(), 5)
+	p.mustConnect("alias-pub", "", "")
+	// Client to server: alias 1 set with the topic, then used alone.
+	first := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "alias/x", Payload: []byte("1")}
+	first.Properties.TopicAlias, first.Properties.TopicAliasFlag = 1, true
+	p.send(first)
+	second := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Payload: []byte("2")}
+	second.Properties.TopicAlias, second.Properties.TopicAliasFlag = 1, true
+	p.send(second)
+	// The ACL judges the resolved topic: an alias for a denied topic is
+	// refused like the topic (mochi checked the empty topic name).
+	denied := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 9, TopicName: "secret/x", Payload: []byte("3")}
+	denied.Properties.TopicAlias, denied.Properties.TopicAliasFlag = 2, true
+	p.send(denied)
+	require.Equal(t, byte(0x87), p.recv().ReasonCode)
+	again := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 10, Payload: []byte("4")}
+	again.Properties.TopicAlias, again.Properties.TopicAliasFlag = 2, true
+	p.send(again)
+	require.Equal(t, byte(0x87), p.recv().ReasonCode)
+
+	// Server to client: the broker may use aliases up to the client's
+	// maximum; the first use carries the topic.
+	got := []packets.Packet{sub.recv(), sub.recv()}
+	require.Equal(t, []string{"1", "2"}, payloads(got))
+	require.Equal(t, "alias/x", got[0].TopicName)
+	if got[1].TopicName == "" {
+		require.Equal(t, got[0].Properties.TopicAlias, got[1].Properties.TopicAlias)
+	}
+	require.Empty(t, sub.collect())
+}
+
+func TestConformanceNoLocal(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("nolocal", "", "")
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(1, packets.Subscription{Filter: "nl", NoLocal: true})))
+	c.publish(0, 0, "nl", "mine", false)
+	require.Empty(t, c.collect())
+	o := dialRaw(t, b.Addr(), 5)
+	o.mustConnect("other", "", "")
+	o.publish(0, 0, "nl", "theirs", false)
+	require.Empty(t, o.ping())
+	require.Equal(t, "theirs", string(c.recv().Payload))
+}
+
+func TestConformanceRetainHandling(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	require.NoError(t, b.Publish("rh/x", []byte("kept"), true, 0))
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("rh", "", "")
+
+	// 0: retained messages at every subscribe.
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(1, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
+	require.Equal(t, "kept", string(c.recv().Payload))
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(2, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
+	require.Equal(t, "kept", string(c.recv().Payload))
+	// 1: only when the subscription is new.
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(3, packets.Subscription{Filter: "rh/#", RetainHandling: 1})))
+	require.Empty(t, c.collect())
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(4, packets.Subscription{Filter: "rh/+", RetainHandling: 1})))
+	require.Equal(t, "kept", string(c.recv().Payload))
+	// 2: never.
+	require.Equal(t, []byte{0}, c.suback(subscribePacket(5, packets.Subscription{Filter: "rh/x", RetainHandling: 2})))
+	require.Empty(t, c.collect())
+
+	// Retain As Published: the flag of a live message is kept only with it.
+	d := dialRaw(t, b.Addr(), 5)
+	d.mustConnect("rap", "", "")
+	require.Equal(t, []byte{0, 0}, d.suback(subscribePacket(1,
+		packets.Subscription{Filter: "rap/keep", RetainAsPublished: true, RetainHandling: 2},
+		packets.Subscription{Filter: "rap/clear", RetainHandling: 2})))
+	p := dialRaw(t, b.Addr(), 5)
+	p.mustConnect("rap-pub", "", "")
+	p.publish(0, 0, "rap/keep", "k", true)
+	p.publish(0, 0, "rap/clear", "c", true)
+	require.Empty(t, p.ping())
+	got := []packets.Packet{d.recv(), d.recv()}
+	require.Equal(t, []string{"k", "c"}, payloads(got))
+	require.True(t, got[0].FixedHeader.Retain)
+	require.False(t, got[1].FixedHeader.Retain)
+}
+
+func TestConformanceSharedSubscriptions(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true})
+			var members []*rawClient
+			for i := range 2 {
+				c := dialRaw(t, b.Addr(), v)
+				c.mustConnect(fmt.Sprintf("m%d", i), "", "")
+				require.Equal(t, []byte{1}, c.subscribe(1, 1, "$share/g/jobs/#"))
+				members = append(members, c)
+			}
+			p := dialRaw(t, b.Addr(), v)
+			p.mustConnect("producer", "", "")
+			const n = 20
+			for i := range n {
+				p.publish(uint16(i+1), 1, "jobs/x", fmt.Sprint(i), false)
+				require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+			}
+			// Every job goes to exactly one member. mochi acknowledges a
+			// PUBLISH before routing it: read until all have arrived.
+			got := make(chan string, 2*n)
+			for _, c := range members {
+				go func() {
+					for {
+						pk, _, err := c.recvRaw(2 * time.Second)
+						if err != nil {
+							return // quiet: the test is over or failed
+						}
+						if pk.FixedHeader.Type == packets.Publish {
+							got <- string(pk.Payload)
+						}
+					}
+				}()
+			}
+			seen := map[string]int{}
+			for range n {
+				select {
+				case job := <-got:
+					seen[job]++
+				case <-time.After(10 * time.Second):
+					t.Fatalf("only %d of %d jobs delivered", len(seen), n)
+				}
+			}
+			require.Len(t, seen, n)
+			for job, count := range seen {
+				require.Equal(t, 1, count, "job %s", job)
+			}
+		})
+	}
+}
+
+func TestConformanceRefusedSubscriptions(t *testing.T) {
+	acl := writeFile(t, "acl", "topic read ok/#\n")
+	b := start(t, Config{AllowAnonymous: true, ACLFile: acl})
+	for _, tc := range []struct {
+		v    byte
+		want []byte
+	}{
+		// granted QoS 1; not authorised; invalid filter; $share with No Local
+		{5, []byte{1, 0x87, 0x8F, 0x82}},
+		{4, []byte{1, 0x80, 0x80}},
+	} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			c := dialRaw(t, b.Addr(), tc.v)
+			c.mustConnect(fmt.Sprintf("refused%d", tc.v), "", "")
+			subs := []packets.Subscription{{Filter: "ok/x", Qos: 1}, {Filter: "nope/#", Qos: 1}, {Filter: "a/#/b", Qos: 1}}
+			if tc.v == 5 {
+				subs = append(subs, packets.Subscription{Filter: "$share/g/ok/x", NoLocal: true})
+			}
+			require.Equal(t, tc.want, c.suback(subscribePacket(1, subs...)))
+		})
+	}
+}
+
+// TestConformanceReceiveMaximum: a client with Receive Maximum 2 that does
+// not acknowledge gets two QoS 1 messages; the others wait in its session
+// and follow as it acknowledges, none lost [MQTT-3.3.4-9].
+func TestConformanceReceiveMaximum(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 5)
+	conn := c.connectPacket("recvmax", "", "")
+	conn.Properties.ReceiveMaximum = 2
+	c.send(conn)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "rm"))
+
+	const n = 6
+	for i := range n {
+		require.NoError(t, b.Publish("rm", []byte(fmt.Sprint(i)), false, 1))
+	}
+	first := []packets.Packet{c.recv(), c.recv()}
+	require.Empty(t, c.ping(), "more than Receive Maximum in flight")
+	var got []string
+	pending := first
+	for len(got) < n {
+		require.NotEmpty(t, pending, "messages lost after %v", got)
+		pk := pending[0]
+		pending = pending[1:]
+		got = append(got, string(pk.Payload))
+		c.ack(pk)
+		pending = append(pending, c.ping()...)
+	}
+	// In publish order [MQTT-4.6.0-6].
+	require.Equal(t, []string{"0", "1", "2", "3", "4", "5"}, got)
+}
+
+func TestConformanceWillDelay(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	w := dialRaw(t, b.Addr(), 5)
+	w.mustConnect("will-watch", "", "")
+	require.Equal(t, []byte{0}, w.subscribe(1, 0, "wills/#"))
+
+	// A will with a delay is sent after it, when the client does not
+	// come back.
+	c := dialRaw(t, b.Addr(), 5)
+	conn := c.connectPacket("delayed", "", "")
+	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
+	conn.Connect.WillProperties.WillDelayInterval = 1
+	conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 60, true
+	c.send(conn)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.conn.Close()
+	got := w.recv() // within the 5 s of recv: the delay is 1 s
+	require.Equal(t, "wills/delayed", got.TopicName)
+}
+
+// TestConformanceKeepAlive: a client silent for 1.5 times its keep-alive
+// is disconnected [MQTT-3.1.2-22].
+func TestConformanceKeepAlive(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		b := start(t, Config{AllowAnonymous: true})
+		c := dialRaw(t, b.Addr(), v)
+		conn := c.connectPacket("silent", "", "")
+		conn.Connect.Keepalive = 1
+		c.send(conn)
+		require.Equal(t, byte(0), c.recv().ReasonCode)
+		start := time.Now()
+		c.expectClosed()
+		require.GreaterOrEqual(t, time.Since(start), time.Second, "v%d: closed before the keep-alive expired", v)
+	}
+}
