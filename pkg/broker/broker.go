@@ -194,7 +194,7 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.guard = newRetainGuard(!cfg.DisableRetain)
-	for _, h := range []mqtt.Hook{b.fixes, b.security, b.limits, b.guard} {
+	for _, h := range []mqtt.Hook{b.fixes, b.security, b.limits, b.guard, new(durableAcks)} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}

@@ -57,12 +57,14 @@ func (h boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	return out, nil
 }
 
-// durableAcks makes an acknowledgement mean "stored": mochi sends the
-// PUBACK or PUBREC of a QoS 1/2 PUBLISH before it routes the message, and
-// routing is when the message is written to the store for each offline
-// persistent session, so a crash right after the publisher's
-// acknowledgement could lose it. The hook holds the publisher's outgoing
-// bytes from OnPublish to OnPublished (routing done, store written).
+// durableAcks makes an acknowledgement mean "routed and stored", as in
+// mosquitto: mochi sends the PUBACK or PUBREC of a QoS 1/2 PUBLISH before
+// it routes the message, and routing is when the message is queued for
+// each subscriber and written to the store for each offline persistent
+// session, so a crash right after the publisher's acknowledgement could
+// lose it, and a publisher could see its acknowledgement before a
+// subscriber in the same process saw the message. The hook holds the
+// publisher's outgoing bytes from OnPublish to OnPublished (routing done).
 type durableAcks struct {
 	mqtt.HookBase
 	held sync.Map // *mqtt.Client -> *asyncConn
@@ -137,5 +139,5 @@ func addPersistence(srv *mqtt.Server, dir string) (boltStore, error) {
 	if err != nil {
 		return store, fmt.Errorf("persistence: open %s: %w", path, err)
 	}
-	return store, srv.AddHook(new(durableAcks), nil)
+	return store, nil
 }
