@@ -369,15 +369,18 @@ func deliveryQoS(cl *mqtt.Client, pk packets.Packet) byte {
 	return min(qos, pk.FixedHeader.Qos)
 }
 
-// retainGuard serialises mochi's writes to the retained-message index with
-// its scans of that index: mochi v2.7.9 reads a node's retainPath in
-// scanMessages without the lock RetainMessage writes it under, a data race
-// (torn strings) whenever a retained PUBLISH meets a SUBSCRIBE. The hook
-// holds a write lock from the last OnPublish to OnRetainMessage of a
-// retained message, and a read lock while a SUBSCRIBE delivers retained
-// messages: from OnPacketSent of the SUBACK (after the possibly blocking
-// network write) to OnPacketProcessed. Inline publishes (the broker's own)
-// take the lock in Broker.Publish. It must be the last hook with OnPublish.
+// retainGuard serialises retained publishes with subscriptions. mochi
+// v2.7.9 reads a node's retainPath in scanMessages without the lock
+// RetainMessage writes it under, a data race (torn strings) whenever a
+// retained PUBLISH meets a SUBSCRIBE; and a retained PUBLISH that lands
+// between a subscription's registration and its scan of the retained
+// messages reaches the new subscriber twice, live and as retained. The
+// hook holds a write lock for a retained PUBLISH from the last OnPublish
+// to OnPublished (stored and routed; a will: OnWill to OnWillSent), and a
+// read lock for a SUBSCRIBE from OnSubscribe to OnPacketProcessed. Writes
+// to clients never block (asyncConn), so neither lock waits on a network.
+// Inline publishes (the broker's own) take the lock in Broker.Publish. It
+// must be the last hook with OnPublish.
 type retainGuard struct {
 	mqtt.HookBase
 	mu      sync.RWMutex
@@ -401,7 +404,7 @@ func (g *retainGuard) ID() string { return "mqttkit-retain-guard" }
 // Provides implements mqtt.Hook.
 func (g *retainGuard) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnPacketSent, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
+	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnWill, mqtt.OnWillSent, mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
 		return g.enabled
 	}
 	return false
@@ -412,7 +415,8 @@ func (g *retainGuard) locks(cl *mqtt.Client) *clientLocks {
 	return v.(*clientLocks)
 }
 
-// OnPublish takes the write lock for a retained message about to be stored.
+// OnPublish takes the write lock for a retained message about to be
+// stored and routed.
 func (g *retainGuard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Retain && !cl.Net.Inline && !pk.Ignore {
 		g.mu.Lock()
@@ -421,33 +425,39 @@ func (g *retainGuard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	return pk, nil
 }
 
+// OnPublished releases the write lock once the message is routed.
+func (g *retainGuard) OnPublished(cl *mqtt.Client, _ packets.Packet) { g.unlockWrite(cl) }
+
 // OnWill takes the write lock for a retained will sent at once.
 func (g *retainGuard) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if will.Retain && will.TopicName != "" && will.WillDelayInterval == 0 {
+	if will.Retain && will.TopicName != "" && will.WillDelayInterval == 0 && !cl.Net.Inline {
 		g.mu.Lock()
 		g.locks(cl).write.Store(true)
 	}
 	return will, nil
 }
 
-// OnRetainMessage releases the write lock.
-func (g *retainGuard) OnRetainMessage(cl *mqtt.Client, _ packets.Packet, _ int64) {
+// OnWillSent releases the write lock of a will.
+func (g *retainGuard) OnWillSent(cl *mqtt.Client, _ packets.Packet) { g.unlockWrite(cl) }
+
+func (g *retainGuard) unlockWrite(cl *mqtt.Client) {
 	if l, ok := g.held.Load(cl); ok && l.(*clientLocks).write.CompareAndSwap(true, false) {
 		g.mu.Unlock()
 	}
 }
 
-// OnPacketSent takes the read lock once a SUBACK is out: mochi then scans
-// the retained messages for the new subscriptions.
-func (g *retainGuard) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type == packets.Suback && !cl.Net.Inline {
+// OnSubscribe takes the read lock for the registration of the
+// subscriptions and the scan of the retained messages that follows.
+func (g *retainGuard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if !cl.Net.Inline {
 		g.mu.RLock()
 		g.locks(cl).read.Store(true)
 	}
+	return pk
 }
 
 // OnPacketProcessed releases the read lock after the SUBSCRIBE, and a
-// write lock left by a PUBLISH that did not reach the retained store.
+// write lock left by a PUBLISH that failed before it was routed.
 func (g *retainGuard) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
 	l, ok := g.held.Load(cl)
 	if !ok {

@@ -313,3 +313,23 @@ func TestFixSubscribeIDCollision(t *testing.T) {
 		})
 	}
 }
+
+// TestFixRetainedOnce: a retained PUBLISH racing with a SUBSCRIBE reaches
+// the new subscriber once, live or as retained, never both.
+func TestFixRetainedOnce(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	for i := range 30 {
+		topic := fmt.Sprintf("once/%d", i)
+		c := dialRaw(t, b.Addr(), 5)
+		c.mustConnect(fmt.Sprintf("once%d", i), "", "")
+		c.send(subscribePacket(1, packets.Subscription{Filter: topic}))
+		require.NoError(t, b.Publish(topic, []byte("x"), true, 0))
+		var n int
+		for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+			if pk.FixedHeader.Type == packets.Publish {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "round %d", i)
+	}
+}
