@@ -207,6 +207,7 @@ func New(cfg Config) (b *Broker, err error) {
 		b.fixes.store = store
 	}
 	for _, bd := range b.bound {
+		bd.conn.disconnect = b.disconnectListener
 		if err := srv.AddListener(bd.conn); err != nil {
 			return nil, err
 		}
@@ -336,6 +337,16 @@ func (b *Broker) HasSubscriber(topic string) bool {
 // full queues, message_size_limit and ACL refusals are not included.
 func (b *Broker) dropped() int64 {
 	return atomic.LoadInt64(&b.srv.Info.MessagesDropped) + atomic.LoadInt64(&b.srv.Info.InflightDropped)
+}
+
+// disconnectListener sends DISCONNECT (server shutting down) to the
+// clients of a listener that is closing.
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // LoopbackHosts are the addresses of mosquitto's local-only mode that

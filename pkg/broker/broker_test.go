@@ -3,6 +3,8 @@
 package broker
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,6 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -404,4 +408,55 @@ func TestBrokerPersistenceFlowControl(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"2", "3"}, again)
 	require.Empty(t, c.ping())
+}
+
+// TestBrokerCloseWhileClientsChurn: Close while clients connect and leave.
+// mochi's own shutdown read-locked its client table twice and deadlocked
+// when a client came or went in between.
+func TestBrokerCloseWhileClientsChurn(t *testing.T) {
+	for round := range 10 {
+		b, err := New(Config{AllowAnonymous: true, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
+		require.NoError(t, err)
+		require.NoError(t, b.Start())
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var cycles atomic.Int64
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					conn, err := net.Dial("tcp", b.Addr())
+					if err != nil {
+						return
+					}
+					c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), version: 4}
+					var buf bytes.Buffer
+					pk := c.connectPacket(fmt.Sprintf("churn-%d-%d-%d", round, w, i), "", "")
+					pk.ProtocolVersion = 4
+					_ = pk.ConnectEncode(&buf)
+					_, _ = conn.Write(buf.Bytes())
+					_, _, _ = c.recvRaw(time.Second)
+					conn.Close()
+					cycles.Add(1)
+				}
+			}()
+		}
+		waitFor(t, func() bool { return cycles.Load() >= int64(4*round+1) })
+		done := make(chan error, 1)
+		go func() { done <- b.Close() }()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Close deadlocked", round)
+		}
+		close(stop)
+		wg.Wait()
+	}
 }

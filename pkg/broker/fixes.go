@@ -111,7 +111,9 @@ func (h *fixesHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 }
 
 // OnQosComplete forgets an acknowledged message.
-func (h *fixesHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.forgetSeq(cl.ID, pk.PacketID) }
+func (h *fixesHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.forgetSeq(cl.ID, pk.PacketID)
+}
 
 // OnQosDropped forgets a dropped message.
 func (h *fixesHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.forgetSeq(cl.ID, pk.PacketID) }

@@ -37,6 +37,11 @@ type connListener struct {
 	guard *guardListener // nil: sockets are not counted
 	log   *slog.Logger
 
+	// disconnect, when set, replaces mochi's closeClients: that one
+	// read-locks mochi's client table twice (Clients.GetByListener calls
+	// Len) and deadlocks when a client is added or removed in between.
+	disconnect func(id string)
+
 	wg     sync.WaitGroup // one per connection goroutine
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -143,7 +148,11 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	if served != nil {
 		<-served // no more connections after this
 	}
-	closeClients(l.id)
+	if l.disconnect != nil {
+		l.disconnect(l.id)
+	} else {
+		closeClients(l.id)
+	}
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()
