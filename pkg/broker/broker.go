@@ -339,12 +339,18 @@ func (b *Broker) dropped() int64 {
 	return atomic.LoadInt64(&b.srv.Info.MessagesDropped) + atomic.LoadInt64(&b.srv.Info.InflightDropped)
 }
 
-// disconnectListener sends DISCONNECT (server shutting down) to the
-// clients of a listener that is closing.
+// disconnectListener ends the connections of a listener that is closing:
+// MQTT 5 clients get DISCONNECT 0x8B Server shutting down; MQTT 3.1.1 has
+// no DISCONNECT from the server (mochi sent one anyway).
 func (b *Broker) disconnectListener(id string) {
 	for _, cl := range b.srv.Clients.GetAll() {
-		if cl.Net.Listener == id && !cl.Closed() {
+		if cl.Net.Listener != id || cl.Closed() {
+			continue
+		}
+		if cl.Properties.ProtocolVersion >= 5 {
 			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		} else {
+			cl.Stop(packets.ErrServerShuttingDown)
 		}
 	}
 }

@@ -460,3 +460,21 @@ func TestBrokerCloseWhileClientsChurn(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// TestBrokerCloseDisconnects: on Close MQTT 5 clients get DISCONNECT 0x8B,
+// MQTT 3.1.1 clients only see the connection end.
+func TestBrokerCloseDisconnects(t *testing.T) {
+	b, err := New(Config{AllowAnonymous: true, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	c5 := dialRaw(t, b.Addr(), 5)
+	c5.mustConnect("five", "", "")
+	c4 := dialRaw(t, b.Addr(), 4)
+	c4.mustConnect("four", "", "")
+	require.NoError(t, b.Close())
+	got := c5.expectClosed()
+	require.Len(t, got, 1)
+	require.Equal(t, packets.Disconnect, got[0].FixedHeader.Type)
+	require.Equal(t, byte(0x8B), got[0].ReasonCode)
+	require.Empty(t, c4.expectClosed())
+}

@@ -213,8 +213,23 @@ func (h *fixesHook) idsOf(clientID string, create bool) *idMap {
 	return m
 }
 
-// OnPacketRead renames the packet IDs of inbound QoS 1/2 flows.
+// errSysPublish ends a client that publishes to $SYS.
+var errSysPublish = errors.New("client published to $SYS")
+
+// OnPacketRead renames the packet IDs of inbound QoS 1/2 flows, and
+// disconnects a client that publishes to $SYS: mochi would drop the
+// message without a word, and without the PUBACK a QoS 1 publisher waits
+// for ever.
 func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && len(pk.TopicName) >= 4 && strings.EqualFold(pk.TopicName[:4], "$SYS") {
+		h.log.Warn("client published to $SYS, disconnecting", "client", cl.ID, "remote", cl.Net.Remote, "topic", pk.TopicName)
+		if cl.Properties.ProtocolVersion >= 5 {
+			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+		} else {
+			cl.Stop(errSysPublish) // MQTT 3.1.1 has no server DISCONNECT
+		}
+		return pk, errSysPublish
+	}
 	switch {
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0:
 		m := h.idsOf(cl.ID, true)

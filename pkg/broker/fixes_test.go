@@ -333,3 +333,31 @@ func TestFixRetainedOnce(t *testing.T) {
 		require.Equal(t, 1, n, "round %d", i)
 	}
 }
+
+// TestFixSysPublish: publishing to $SYS disconnects the client (MQTT 5:
+// DISCONNECT 0x87) with a log line; mochi dropped it silently, leaving a
+// QoS 1 publisher waiting for its PUBACK.
+func TestFixSysPublish(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	w := dialRaw(t, b.Addr(), 5)
+	w.mustConnect("watch", "", "")
+	require.Equal(t, []byte{0}, w.subscribe(1, 0, "$SYS/fake/#"))
+	for _, v := range []byte{4, 5} {
+		for _, qos := range []byte{0, 1} {
+			c := dialRaw(t, b.Addr(), v)
+			c.mustConnect(fmt.Sprintf("sys%d%d", v, qos), "", "")
+			c.publish(1, qos, "$SYS/fake/x", "spoofed", false)
+			got := c.expectClosed()
+			if v == 5 {
+				require.Len(t, got, 1)
+				require.Equal(t, packets.Disconnect, got[0].FixedHeader.Type)
+				require.Equal(t, byte(0x87), got[0].ReasonCode)
+			} else {
+				require.Empty(t, got)
+			}
+		}
+	}
+	require.Empty(t, w.collect(), "a $SYS publish was delivered")
+	require.Contains(t, logs.String(), `client published to $SYS, disconnecting`)
+}
