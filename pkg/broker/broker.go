@@ -77,7 +77,8 @@ type Config struct {
 
 	// Log receives broker logs; nil discards them.
 	Log *slog.Logger
-	// Inline enables the in-process client used by tests and `mqtt demo`.
+	// Inline is kept for compatibility: the in-process client (Publish,
+	// Subscribe) is always available, $SYS is published through it.
 	Inline bool
 }
 

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,4 +278,61 @@ func FuzzParseConf(f *testing.F) {
 		}
 		require.True(t, c.MaxInflightMessages >= 0 && c.MaxInflightMessages <= 65535)
 	})
+}
+
+func TestConfConfig(t *testing.T) {
+	c := parseConf(t, `listener 8883
+certfile s.pem
+keyfile s.key
+cafile ca.pem
+require_certificate true
+use_identity_as_username true
+max_connections 5
+listener 9001 127.0.0.1
+protocol websockets
+listener 0 /run/mqtt.sock
+password_file pw
+acl_file acl
+persistence true
+max_inflight_messages 10
+max_queued_messages 100
+message_size_limit 1000
+retain_available false
+sys_interval 0
+`)
+	cfg := c.Config()
+	require.Equal(t, []Listener{
+		{Address: ":8883", TLS: &TLSFiles{CertFile: "s.pem", KeyFile: "s.key", CAFile: "ca.pem", RequireCertificate: true}, UseIdentityAsUsername: true, MaxConnections: 5},
+		{Address: "127.0.0.1:9001", Protocol: "websockets"},
+		{Address: "/run/mqtt.sock", Protocol: "unix"},
+	}, cfg.Listeners)
+	require.Equal(t, SecurityConfig{PasswordFile: "pw", ACLFile: "acl"}, cfg.Security())
+	require.Equal(t, ".", cfg.PersistenceDir, "persistence without location: the working directory")
+	require.Equal(t, 10, cfg.MaxInflight)
+	require.Equal(t, 100, cfg.MaxQueued)
+	require.Equal(t, 1000, cfg.MessageSizeLimit)
+	require.True(t, cfg.DisableRetain)
+	require.Negative(t, cfg.SysInterval, "sys_interval 0 turns $SYS off")
+
+	d := NewConf().Config()
+	require.True(t, d.AllowAnonymous)
+	require.Equal(t, 10*time.Second, d.SysInterval)
+	require.Empty(t, d.PersistenceDir)
+}
+
+func TestConfLogLevel(t *testing.T) {
+	for _, tt := range []struct {
+		conf string
+		want slog.Level
+	}{
+		{"", slog.LevelInfo},
+		{"log_type error\n", slog.LevelError},
+		{"log_type error\nlog_type warning\n", slog.LevelWarn},
+		{"log_type notice\n", slog.LevelInfo},
+		{"log_type error\nlog_type all\n", slog.LevelDebug},
+		{"log_type subscribe\n", slog.LevelDebug},
+		{"log_type none\n", slog.Level(12)},
+	} {
+		require.Equal(t, tt.want, parseConf(t, tt.conf).LogLevel(), tt.conf)
+	}
 }
