@@ -129,6 +129,12 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// mochi's default caps every message at one day: retained messages
+	// vanished after 24 h and every MQTT 5 delivery carried a
+	// message-expiry-interval. 0 is no way out (mochi then expires its own
+	// pending acknowledgements at once), so the cap is decades away and
+	// fixesHook strips the property it implies (see noExpiry).
+	caps.MaximumMessageExpiryInterval = noExpiryCap
 	if cfg.MaxInflight > 0 && cfg.MaxQueued > 0 {
 		caps.MaximumInflight = uint16(min(cfg.MaxInflight+cfg.MaxQueued, 65535))
 	} else {

@@ -279,9 +279,9 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if pk.Expiry < 0 && pk.FixedHeader.Qos > 0 {
-			return h.sendQueued(cl, pk)
+			pk = h.sendQueued(cl, pk)
 		}
-		return pk
+		return noExpiry(pk)
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 	case packets.Suback, packets.Unsuback:
 		if m := h.idsOf(cl.ID, false); m != nil {
@@ -509,4 +509,19 @@ func (g *retainGuard) lockInline() func() {
 	}
 	g.mu.Lock()
 	return g.mu.Unlock
+}
+
+// noExpiryCap is the broker's maximum message expiry (68 years): in effect
+// none, like mosquitto's.
+const noExpiryCap = 1 << 31
+
+// noExpiry removes the message-expiry-interval mochi derives from
+// noExpiryCap for a message that had none [MQTT-3.3.2-5]: a remaining
+// interval within 10 years of the cap can only come from the cap (a
+// publisher asking for more than 58 years is treated as asking for none).
+func noExpiry(pk packets.Packet) packets.Packet {
+	if pk.Properties.MessageExpiryInterval > noExpiryCap-10*365*24*3600 {
+		pk.Properties.MessageExpiryInterval = 0
+	}
+	return pk
 }

@@ -87,8 +87,13 @@ mqtt broker --tls-self-signed ./tls          # TLS on localhost:8883 with a thro
 			&cli.StringFlag{Name: "metrics", Destination: &o.Metrics, Usage: "serve Prometheus /metrics and /healthz on `ADDR` (e.g. localhost:9100)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Destination: &o.Verbose, Usage: "log every client event (debug level)"},
 			&cli.StringFlag{Name: "ready-file", Destination: &o.ReadyFile, Usage: "write the first listener's address to this file once accepting connections"},
+			// mosquitto -h prints the broker's help; the broker has no host flag.
+			&cli.BoolFlag{Name: "h", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
+			if c.Bool("h") {
+				return cli.ShowSubcommandHelp(c)
+			}
 			if err := o.complete(c, d); err != nil {
 				return withCmd(c, err)
 			}

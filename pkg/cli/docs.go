@@ -60,6 +60,9 @@ func commandPage(c *cli.Command) string {
 			if !ok {
 				continue
 			}
+			if vf, ok := f.(cli.VisibleFlag); ok && !vf.IsVisible() {
+				continue
+			}
 			names := f.Names()
 			var parts []string
 			for _, n := range names {
