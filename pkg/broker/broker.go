@@ -206,12 +206,20 @@ func New(cfg Config) (b *Broker, err error) {
 			return nil, err
 		}
 	}
+	order := newOrderBook()
+	delivery := newDeliveryHook(srv, order)
+	b.fixes.renumber = order.renumber
 	if cfg.PersistenceDir != "" {
-		store, err := addPersistence(srv, cfg.PersistenceDir)
+		store, err := addPersistence(srv, cfg.PersistenceDir, order)
 		if err != nil {
 			return nil, err
 		}
 		b.fixes.store = store
+		delivery.persist = func(cl *mqtt.Client, pk packets.Packet) { store.Hook.OnQosPublish(cl, pk, 0, 0) }
+	}
+	// After the storage hook, which numbers queued messages first (durable.go).
+	if err := srv.AddHook(delivery, nil); err != nil {
+		return nil, err
 	}
 	for _, bd := range b.bound {
 		bd.conn.disconnect = b.disconnectListener

@@ -60,6 +60,9 @@ type fixesHook struct {
 		OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
 		OnQosComplete(cl *mqtt.Client, pk packets.Packet)
 	}
+	// renumber tells the broker's queue order (orderBook, durable.go)
+	// that a queued message moved to another packet ID.
+	renumber func(client string, from, to uint16)
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -167,6 +170,9 @@ func (h *fixesHook) sendQueued(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		if s, ok := o.seq[p.PacketID]; ok {
 			o.seq[moved.PacketID] = s
 			delete(o.seq, p.PacketID)
+		}
+		if h.renumber != nil {
+			h.renumber(cl.ID, p.PacketID, moved.PacketID)
 		}
 		if h.store != nil {
 			h.store.OnQosComplete(cl, p)

@@ -48,7 +48,8 @@ type asyncConn struct {
 	buf      []byte
 	spare    []byte
 	flushing bool  // a flush goroutine is running
-	held     int   // > 0: bytes stay in buf until release (see hold)
+	held     int   // > 0: bytes from buf[holdAt] on stay until release (see hold)
+	holdAt   int
 	closing  bool  // Close was called or the connection failed
 	err      error // sticky write error
 	once     sync.Once
@@ -77,18 +78,23 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	c.buf = append(c.buf, p...)
-	if !c.flushing && c.held == 0 {
+	if !c.flushing && (c.held == 0 || c.holdAt > 0) {
 		c.flushing = true
 		go c.flush()
 	}
 	return len(p), nil
 }
 
-// hold keeps what is written in the buffer until release. The broker holds
-// a publisher's acknowledgement while it stores the message for offline
-// sessions, so that an acknowledged message is on disk (persist.go).
+// hold keeps what is written from now on in the buffer until release;
+// what was written before still goes out, even while a flush is running.
+// The broker holds a publisher's acknowledgement while it stores the
+// message for offline sessions, so that an acknowledged message is on disk
+// (persist.go).
 func (c *asyncConn) hold() {
 	c.mu.Lock()
+	if c.held == 0 {
+		c.holdAt = len(c.buf)
+	}
 	c.held++
 	c.mu.Unlock()
 }
@@ -110,8 +116,14 @@ func (c *asyncConn) release() {
 func (c *asyncConn) flush() {
 	for {
 		c.mu.Lock()
-		if len(c.buf) == 0 || c.err != nil {
+		n := len(c.buf)
+		if c.held > 0 {
+			n = c.holdAt
+		}
+		if n == 0 || c.err != nil {
 			c.flushing = false
+			// Closing with held bytes: they are not sent (the publisher
+			// sends its message again).
 			closing := c.closing
 			c.mu.Unlock()
 			if closing {
@@ -119,9 +131,12 @@ func (c *asyncConn) flush() {
 			}
 			return
 		}
-		out := c.buf
-		c.buf = c.spare[:0]
+		out := c.buf[:n:n]
+		c.buf = append(c.spare[:0], c.buf[n:]...)
 		c.spare = nil
+		if c.held > 0 {
+			c.holdAt = 0
+		}
 		c.mu.Unlock()
 
 		_, err := c.Conn.Write(out)
