@@ -79,7 +79,7 @@ func (c *client) exited() bool {
 // every line, in order.
 func TestPubLinesThroughBrokerRestart(t *testing.T) {
 	n := scale(20000, 2000)
-	b := startBroker(t, "--persistence", t.TempDir())
+	b := startPersistentBroker(t)
 	topic := "lines"
 	sub := newSubscriber(b.Addr, "line-subscriber", 5, 1, topic)
 	sub.subscribe(t)

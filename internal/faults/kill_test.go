@@ -27,7 +27,7 @@ func TestKill9PersistentSession(t *testing.T) {
 		version byte // of the subscriber; the publisher speaks MQTT 5
 	}{{1, 4}, {2, 5}} {
 		t.Run(fmt.Sprintf("QoS %d", tc.qos), func(t *testing.T) {
-			b := startBroker(t, "--persistence", t.TempDir())
+			b := startPersistentBroker(t)
 			topic := fmt.Sprintf("load/%d", tc.qos)
 			sub := newSubscriber(b.Addr, "offline-subscriber", tc.version, tc.qos, topic)
 			sub.subscribe(t)
@@ -80,7 +80,7 @@ func TestKill9PersistentSession(t *testing.T) {
 // window is short, hence the repetitions.)
 func TestKill9RightAfterAck(t *testing.T) {
 	trials := scale(40, 15)
-	b := startBroker(t, "--persistence", t.TempDir())
+	b := startPersistentBroker(t)
 	sub := newSubscriber(b.Addr, "after-ack-subscriber", 5, 2, "after-ack")
 	sub.subscribe(t)
 	pub := newPublisher(b.Addr, "after-ack-publisher", 5, 1, "after-ack")
@@ -104,7 +104,7 @@ func TestKill9RightAfterAck(t *testing.T) {
 // subscriber would hold the packet ID as "received" and take the next
 // message with that ID for a duplicate.
 func TestKill9QoS2ReleaseState(t *testing.T) {
-	b := startBroker(t, "--persistence", t.TempDir())
+	b := startPersistentBroker(t)
 	o := rawmqtt.ConnectOptions{ClientID: "release-subscriber", KeepAlive: 30, SessionExpiry: 3600}
 	c, _, err := dialRetry(b.Addr, 5, o, 10*time.Second)
 	if err != nil {

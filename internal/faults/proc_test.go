@@ -230,3 +230,16 @@ func (b *brokerProc) terminate() {
 		b.t.Errorf("broker exited %d after SIGTERM", code)
 	}
 }
+
+// startPersistentBroker runs a broker with --persistence whose sessions
+// hold any number of unacknowledged messages (mosquitto's defaults, which
+// `mqtt broker` follows, hold 1,020 and drop the rest with a log line).
+func startPersistentBroker(t *testing.T) *brokerProc {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mqtt.conf")
+	if err := os.WriteFile(conf, []byte("max_queued_messages 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startBroker(t, "-c", conf, "--persistence", filepath.Join(dir, "store"))
+}

@@ -16,7 +16,7 @@ import (
 func TestRetainedSurviveRestart(t *testing.T) {
 	for _, stop := range []string{"SIGKILL", "SIGTERM"} {
 		t.Run(stop, func(t *testing.T) {
-			b := startBroker(t, "--persistence", t.TempDir())
+			b := startPersistentBroker(t)
 			c, _, err := dialRetry(b.Addr, 5, rawConnect("retainer"), 10*time.Second)
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/client"
 )
 
@@ -38,12 +39,19 @@ func flood(wg *sync.WaitGroup, stop <-chan struct{}, n int, f func(i int)) {
 	}
 }
 
-// While other clients flood the broker (QoS 0 and QoS 1 publishes as fast
-// as the broker takes them, big payloads fanned out to a fast and a stuck
-// subscriber, connection churn), a well-behaved client's round trips stay
-// under maxRoundTrip, and the broker recovers when the flood stops.
+// With limits set (message size, per-session queue, connections), while
+// other clients flood the broker (QoS 0 and QoS 1 publishes as fast as the
+// broker takes them, big payloads fanned out to a fast and a stuck
+// subscriber, messages over the size limit, connections up to and past the
+// limit, connection churn), a well-behaved client's round trips stay under
+// maxRoundTrip, and the broker recovers when the flood stops.
 func TestFloodDoesNotStarveOthers(t *testing.T) {
-	s := newSuite(t)
+	const maxConns = 40
+	s := newSuite(t, func(c *broker.Config) {
+		c.MessageSizeLimit = 48 << 10
+		c.MaxInflight, c.MaxQueued = 20, 1000 // mosquitto's defaults
+		c.Listeners[0].MaxConnections = maxConns
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -125,6 +133,50 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 			published.Add(1)
 		}
 	})
+	// Messages over the size limit.
+	tooBig := make([]byte, 64<<10)
+	flood(&wg, stop, 1, func(i int) {
+		c, err := rawmqtt.Dial(s.addr, 5)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := c.Connect(rawmqtt.ConnectOptions{Version: 5, ClientID: "flood-big", Clean: true}); err != nil {
+			return
+		}
+		for j := 0; j < 200; j++ {
+			if c.Send(rawmqtt.Publish(rawmqtt.PublishOptions{Version: 5, Topic: []byte("flood/big"), Payload: tooBig})) != nil {
+				return
+			}
+			published.Add(1)
+		}
+	})
+	// Connections up to the limit, held; the ones past it are refused.
+	var held []*rawmqtt.Conn
+	var heldMu sync.Mutex
+	var refused atomic.Int64
+	defer func() {
+		heldMu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		heldMu.Unlock()
+	}()
+	var hogID atomic.Int64
+	flood(&wg, stop, 4, func(i int) {
+		c, err := rawmqtt.Dial(s.addr, 4)
+		if err != nil {
+			return
+		}
+		if _, err := c.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("hog-", hogID.Add(1)), Clean: true, KeepAlive: 60}); err != nil {
+			refused.Add(1)
+			c.Close()
+			return
+		}
+		heldMu.Lock()
+		held = append(held, c)
+		heldMu.Unlock()
+	})
 	// Connection churn.
 	flood(&wg, stop, 2, func(i int) {
 		c, err := rawmqtt.Dial(s.addr, 4)
@@ -138,6 +190,7 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 
 	// Let the flood build up before measuring.
 	waitForCount(t, &published, 2000)
+	waitForCount(t, &refused, 1)
 	var worst time.Duration
 	for i := 0; i < 20; i++ {
 		start := time.Now()
@@ -154,8 +207,16 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("20 round trips, worst %s, during a flood of %d publishes and %d connections (%d fanned out to the fast reader)",
-		worst, published.Load(), churned.Load(), fanned.Load())
+	heldMu.Lock()
+	hogs := len(held)
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	heldMu.Unlock()
+	require.Less(t, hogs, maxConns, "max_connections was not enforced")
+	t.Logf("20 round trips, worst %s, during a flood of %d publishes and %d connections, %d held (%d fanned out to the fast reader)",
+		worst, published.Load(), churned.Load(), hogs, fanned.Load())
 	stuck.Close()
 	_ = fast.Disconnect(ctx)
 	_ = me.Disconnect(ctx)

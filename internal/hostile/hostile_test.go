@@ -72,13 +72,17 @@ func (w *watcher) seen() []string {
 	return append([]string(nil), w.got...)
 }
 
-func newSuite(t *testing.T) *suite {
+func newSuite(t *testing.T, configure ...func(*broker.Config)) *suite {
 	t.Helper()
-	b, err := broker.New(broker.Config{
+	cfg := broker.Config{
 		Listeners:      []broker.Listener{{Address: "127.0.0.1:0"}},
 		AllowAnonymous: true,
 		ConnectTimeout: connectTimeout,
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	b, err := broker.New(cfg)
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
 	s := &suite{b: b, host: "127.0.0.1", port: b.Port(), addr: b.Addr(), watch: &watcher{}}
