@@ -66,23 +66,34 @@ func (l *lockedBuffer) String() string {
 // brokerProc is `mqtt broker` running as a child process that the test
 // can kill and restart on the same port with the same arguments.
 type brokerProc struct {
-	t     *testing.T
-	args  []string
-	dir   string
-	port  int
-	cmd   *exec.Cmd
-	done  chan struct{}
-	log   *lockedBuffer // stderr of every run, marked at each start
-	runs  int
-	mu    sync.Mutex
-	alive bool
+	t      *testing.T
+	args   []string
+	noPort bool // the port comes from a listener in the -c file
+	dir    string
+	port   int
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    *lockedBuffer // stderr of every run, marked at each start
+	runs   int
+	mu     sync.Mutex
+	alive  bool
 }
 
 // startBroker runs `mqtt broker ARGS` on a free port (local-only mode) and
 // waits until it accepts connections. The broker is killed when the test ends.
 func startBroker(t *testing.T, args ...string) *brokerProc {
 	t.Helper()
-	b := &brokerProc{t: t, args: args, dir: t.TempDir(), log: &lockedBuffer{}}
+	return startBrokerProc(t, &brokerProc{t: t, args: args, dir: t.TempDir(), log: &lockedBuffer{}})
+}
+
+// startConfBroker runs `mqtt broker -c CONF` whose listener sets the port.
+func startConfBroker(t *testing.T, conf string) *brokerProc {
+	t.Helper()
+	return startBrokerProc(t, &brokerProc{t: t, args: []string{"-c", conf}, noPort: true, dir: t.TempDir(), log: &lockedBuffer{}})
+}
+
+func startBrokerProc(t *testing.T, b *brokerProc) *brokerProc {
+	t.Helper()
 	b.start()
 	t.Cleanup(func() {
 		b.kill()
@@ -100,7 +111,10 @@ func (b *brokerProc) start() {
 	b.t.Helper()
 	ready := filepath.Join(b.dir, "ready")
 	_ = os.Remove(ready)
-	args := append([]string{"broker", "--port", strconv.Itoa(b.port), "--ready-file", ready}, b.args...)
+	args := append([]string{"broker", "--ready-file", ready}, b.args...)
+	if !b.noPort {
+		args = append([]string{"broker", "--port", strconv.Itoa(b.port)}, args[1:]...)
+	}
 	cmd := exec.Command(mqttBin, args...)
 	b.runs++
 	fmt.Fprintf(b.log, "---- run %d: mqtt %s\n", b.runs, strings.Join(args, " "))
