@@ -47,8 +47,8 @@ type asyncConn struct {
 	mu       sync.Mutex
 	buf      []byte
 	spare    []byte
-	flushing bool  // a flush goroutine is running
-	held     int   // > 0: bytes from buf[holdAt] on stay until release (see hold)
+	flushing bool // a flush goroutine is running
+	held     int  // > 0: bytes from buf[holdAt] on stay until release (see hold)
 	holdAt   int
 	closing  bool  // Close was called or the connection failed
 	err      error // sticky write error
