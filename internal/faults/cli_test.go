@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +86,7 @@ func TestPubLinesThroughBrokerRestart(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- sub.drain(3*time.Minute, nil) }()
 
-	pub := startClient(t, "pub", "-h", "127.0.0.1", "-p", strconv.Itoa(b.port), "-i", "line-publisher", "-q", "1", "-t", topic, "-l")
+	pub := startClient(t, "pub", "-h", "127.0.0.1", "-p", b.Port(), "-i", "line-publisher", "-q", "1", "-t", topic, "-l")
 	w := bufio.NewWriter(pub.stdin)
 	write := func(from, to int) {
 		for i := from; i < to; i++ {

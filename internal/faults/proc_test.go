@@ -105,7 +105,14 @@ func startBrokerProc(t *testing.T, b *brokerProc) *brokerProc {
 }
 
 // Addr is host:port of the broker's IPv4 listener.
-func (b *brokerProc) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
+func (b *brokerProc) Addr() string { return net.JoinHostPort("127.0.0.1", b.Port()) }
+
+// Port is the broker's port, as a string for flags.
+func (b *brokerProc) Port() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strconv.Itoa(b.port)
+}
 
 func (b *brokerProc) start() {
 	b.t.Helper()
@@ -113,7 +120,7 @@ func (b *brokerProc) start() {
 	_ = os.Remove(ready)
 	args := append([]string{"broker", "--ready-file", ready}, b.args...)
 	if !b.noPort {
-		args = append([]string{"broker", "--port", strconv.Itoa(b.port)}, args[1:]...)
+		args = append([]string{"broker", "--port", b.Port()}, args[1:]...)
 	}
 	cmd := exec.Command(mqttBin, args...)
 	b.runs++
@@ -136,7 +143,9 @@ func (b *brokerProc) start() {
 			if err != nil {
 				b.t.Fatalf("ready file %q: %v", data, err)
 			}
+			b.mu.Lock()
 			b.port, _ = strconv.Atoi(p)
+			b.mu.Unlock()
 			return
 		}
 		select {

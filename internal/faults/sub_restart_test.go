@@ -18,7 +18,7 @@ import (
 func TestSubThroughBrokerRestart(t *testing.T) {
 	b := startBroker(t)
 	topic := "sub/restart"
-	sub := startClient(t, "sub", "-h", "127.0.0.1", "-p", strconv.Itoa(b.port), "-q", "1", "-t", topic)
+	sub := startClient(t, "sub", "-h", "127.0.0.1", "-p", b.Port(), "-q", "1", "-t", topic)
 	pub := newPublisher(b.Addr, "sub-feeder", 5, 1, topic)
 
 	// Until a probe shows up the subscription may not be in place yet.

@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"bytes"
 	"sort"
 	"sync"
 	"time"
@@ -141,19 +142,19 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.mu.Unlock()
 	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl {
 		r.old = old
-		// Messages queued on the old connection during the takeover keep
-		// the packet IDs it gives them; start the new connection's IDs
-		// well past those so that both can be kept.
-		if next, err := old.NextPacketID(); err == nil {
-			for _, p := range old.State.Inflight.GetAll(false) {
-				next = max(next, uint32(p.PacketID))
-			}
-			target := uint32((int(next)+1024-1)%65535 + 1)
-			for range 65535 {
-				id, err := cl.NextPacketID()
-				if err != nil || id == target {
-					break
-				}
+		// Messages queued on old during the takeover get IDs from old's
+		// counter, just past the IDs in its queue (or far from them); start
+		// cl's IDs 1024 past the highest one in use so that both can be
+		// kept (takeover renumbers a late message if they still meet).
+		top := 0
+		for _, p := range old.State.Inflight.GetAll(false) {
+			top = max(top, int(p.PacketID))
+		}
+		target := uint32((top+1024-1)%65535 + 1)
+		for range 65535 {
+			id, err := cl.NextPacketID()
+			if err != nil || id == target {
+				break
 			}
 		}
 	}
@@ -187,27 +188,50 @@ func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // takeover moves the messages queued on old (whose session cl took over)
 // since mochi copied its queue to cl, and returns them in queue order.
+// dropped is what mochi cleared from old, which includes the copied queue.
 func (h *deliveryHook) takeover(cl, old *mqtt.Client, dropped []packets.Packet) []packets.Packet {
 	var moved []packets.Packet
-	for _, p := range dropped {
-		if _, ok := cl.State.Inflight.Get(p.PacketID); !ok {
-			cl.State.Inflight.Set(p)
-			moved = append(moved, p)
-		}
-	}
-	for _, p := range old.State.Inflight.GetAll(false) {
+	take := func(p packets.Packet) {
 		if p.FixedHeader.Type != packets.Publish {
-			continue
+			return
 		}
-		old.State.Inflight.Delete(p.PacketID)
-		if _, taken := cl.State.Inflight.Get(p.PacketID); taken {
-			continue // cannot happen with the IDs apart (OnSessionEstablish)
+		if q, taken := cl.State.Inflight.Get(p.PacketID); taken {
+			if samePublish(p, q) {
+				return // copied by mochi
+			}
+			// Both connections gave the ID to a message: the late one
+			// gets a new ID (it may then go out after newer messages; it
+			// is not lost).
+			id, err := cl.NextPacketID()
+			if err != nil {
+				return // all IDs in use: the session is full
+			}
+			p.PacketID = uint16(id)
+			h.order.assign(cl.ID, p.PacketID)
+			if h.persist != nil {
+				h.persist(cl, p)
+			}
 		}
 		cl.State.Inflight.Set(p)
 		moved = append(moved, p)
 	}
+	for _, p := range dropped {
+		take(p)
+	}
+	for _, p := range old.State.Inflight.GetAll(false) {
+		if p.FixedHeader.Type == packets.Publish {
+			old.State.Inflight.Delete(p.PacketID)
+			take(p)
+		}
+	}
 	h.order.sort(cl.ID, moved)
 	return moved
+}
+
+// samePublish reports whether two queued PUBLISH packets are one message.
+func samePublish(a, b packets.Packet) bool {
+	return b.FixedHeader.Type == packets.Publish && a.TopicName == b.TopicName &&
+		a.Created == b.Created && a.Origin == b.Origin && bytes.Equal(a.Payload, b.Payload)
 }
 
 // OnDisconnect gives up a resend in progress.
