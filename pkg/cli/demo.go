@@ -120,7 +120,7 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 	}
 	host, portStr, _ := net.SplitHostPort(b.Addr())
 	port, _ := strconv.Atoi(portStr)
-	base := client.Config{Host: host, Port: port, Version: client.V5, KeepAlive: 60, CleanStart: true, NoDelay: true, Log: d.Log}
+	base := client.Config{Host: host, Port: port, Version: client.V5, KeepAlive: 60, CleanStart: true, Log: d.Log}
 
 	// The subscriber hands messages to this goroutine, which alone prints.
 	msgs := make(chan *client.Message, 1024)

@@ -112,10 +112,6 @@ func (o *SensorOptions) complete(c *cli.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
-	// With Nagle's algorithm on, paho's split writes wait for the broker's
-	// delayed ACK: about 40 ms per QoS 1 publish. A sensor wants each
-	// reading on the wire at once.
-	cfg.NoDelay = true
 	o.cfg = cfg
 	return o.build(d, c.IsSet)
 }
