@@ -515,21 +515,7 @@ func appendEscapedByte(dst []byte, c byte) []byte {
 	if c > 31 && c != '"' && c != '\\' {
 		return append(dst, c)
 	}
-	switch c {
-	case '"', '\\':
-		return append(dst, '\\', c)
-	case '\b':
-		return append(dst, '\\', 'b')
-	case '\f':
-		return append(dst, '\\', 'f')
-	case '\n':
-		return append(dst, '\\', 'n')
-	case '\r':
-		return append(dst, '\\', 'r')
-	case '\t':
-		return append(dst, '\\', 't')
-	}
-	return append(dst, '\\', 'u', '0', '0', hexLower[c>>4], hexLower[c&0xf])
+	return appendEscape(dst, c)
 }
 
 // utf16 is utf16_literal_to_utf8 for the escape starting at i; it returns
