@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
 )
@@ -47,90 +47,50 @@ func TestPubPasswordPromptStdinBusy(t *testing.T) {
 // code 1) and accepts 3.1.1, acknowledging QoS 1 publishes.
 func v3Broker(t *testing.T) (port int, levels func() []byte) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	var mu sync.Mutex
 	var seen []byte
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	port = rawmqtt.Serve(t, 10*time.Second, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		h, body, err := rawmqtt.ReadRaw(r)
+		if err != nil || h>>4 != 1 || len(body) < 7 {
+			return
+		}
+		mu.Lock()
+		seen = append(seen, body[6])
+		mu.Unlock()
+		if body[6] != 4 {
+			_, _ = c.Write([]byte{0x20, 2, 0, 1})
+			return
+		}
+		_, _ = c.Write([]byte{0x20, 2, 0, 0})
 		for {
-			c, err := l.Accept()
+			h, body, err := rawmqtt.ReadRaw(r)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := bufio.NewReader(c)
-				h, body, err := readPkt(r)
-				if err != nil || h>>4 != 1 || len(body) < 7 {
-					return
-				}
-				mu.Lock()
-				seen = append(seen, body[6])
-				mu.Unlock()
-				if body[6] != 4 {
-					_, _ = c.Write([]byte{0x20, 2, 0, 1})
-					return
-				}
-				_, _ = c.Write([]byte{0x20, 2, 0, 0})
-				for {
-					h, body, err := readPkt(r)
-					if err != nil {
-						return
-					}
-					switch h >> 4 {
-					case 3: // PUBLISH: acknowledge QoS 1
-						if (h>>1)&3 == 1 && len(body) >= 2 {
-							tl := int(body[0])<<8 | int(body[1])
-							if len(body) >= 4+tl {
-								_, _ = c.Write([]byte{0x40, 2, body[2+tl], body[3+tl]})
-							}
-						}
-					case 8: // SUBSCRIBE: grant QoS 0
-						_, _ = c.Write([]byte{0x90, 3, body[0], body[1], 0})
-						_, _ = c.Write([]byte{0x30, 5, 0, 1, 'a', 'h', 'i'})
-					case 12:
-						_, _ = c.Write([]byte{0xd0, 0})
-					case 14:
-						return
+			switch h >> 4 {
+			case 3: // PUBLISH: acknowledge QoS 1
+				if (h>>1)&3 == 1 && len(body) >= 2 {
+					tl := int(body[0])<<8 | int(body[1])
+					if len(body) >= 4+tl {
+						_, _ = c.Write([]byte{0x40, 2, body[2+tl], body[3+tl]})
 					}
 				}
-			}()
+			case 8: // SUBSCRIBE: grant QoS 0
+				_, _ = c.Write([]byte{0x90, 3, body[0], body[1], 0})
+				_, _ = c.Write([]byte{0x30, 5, 0, 1, 'a', 'h', 'i'})
+			case 12:
+				_, _ = c.Write([]byte{0xd0, 0})
+			case 14:
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	return l.Addr().(*net.TCPAddr).Port, func() []byte {
+	})
+	return port, func() []byte {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]byte(nil), seen...)
 	}
-}
-
-func readPkt(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&0x7f) * mul
-		mul *= 128
-		if b&0x80 == 0 {
-			break
-		}
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return h, body, err
 }
 
 func TestFallbackTo311(t *testing.T) {

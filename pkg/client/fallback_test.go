@@ -5,13 +5,14 @@ package client
 import (
 	"bufio"
 	"context"
-	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 )
 
 // v3Only is a fake MQTT 3.1.1 broker: it answers an MQTT 5 CONNECT with
@@ -25,56 +26,14 @@ type v3Only struct {
 
 func newV3Only(t *testing.T) *v3Only {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f := &v3Only{port: l.Addr().(*net.TCPAddr).Port}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				f.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { l.Close(); wg.Wait() })
+	f := &v3Only{}
+	f.port = rawmqtt.Serve(t, 10*time.Second, f.serve)
 	return f
-}
-
-func readPacket(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&0x7f) * mul
-		mul *= 128
-		if b&0x80 == 0 {
-			break
-		}
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return h, body, err
 }
 
 func (f *v3Only) serve(c net.Conn) {
 	r := bufio.NewReader(c)
-	h, body, err := readPacket(r)
+	h, body, err := rawmqtt.ReadRaw(r)
 	if err != nil || h>>4 != 1 || len(body) < 7 {
 		return
 	}
@@ -88,7 +47,7 @@ func (f *v3Only) serve(c net.Conn) {
 	}
 	_, _ = c.Write([]byte{0x20, 0x02, 0x00, 0x00})
 	for {
-		h, _, err := readPacket(r)
+		h, _, err := rawmqtt.ReadRaw(r)
 		if err != nil {
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 )
 
@@ -175,29 +176,10 @@ func silent(t *testing.T) int {
 // mosquitto's plain listener does with a TLS ClientHello. Returns its port.
 func dropper(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				var b [1]byte
-				_, _ = c.Read(b[:])
-			}()
-		}
-	}()
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	return l.Addr().(*net.TCPAddr).Port
+	return rawmqtt.Serve(t, 5*time.Second, func(c net.Conn) {
+		var b [1]byte
+		_, _ = c.Read(b[:])
+	})
 }
 
 // roundTrip connects with cfg, publishes one message and checks that the
