@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -330,10 +331,23 @@ func appendPublish(b []byte, v5 bool, topic string, pid uint16, qos byte, retain
 
 // --- decoding ---------------------------------------------------------
 
+// maxControlPacket is the largest packet other than PUBLISH that the
+// client reads from a broker when it announced no Maximum Packet Size of
+// its own. What a broker sends a publisher (CONNACK, PUBACK, PUBREC,
+// PUBREL, PUBCOMP, PINGRESP, DISCONNECT, AUTH) is a few bytes plus
+// properties such as a reason string or user properties: 1 MiB is far
+// beyond any real one, and stops a broken or hostile broker from making
+// the client allocate the 256 MB a remaining length can announce.
+const maxControlPacket = 1 << 20
+
 // packetReader reads whole packets from a connection.
 type packetReader struct {
-	r   *bufio.Reader
-	buf []byte
+	r *bufio.Reader
+	// limit is the Maximum Packet Size the client announced in CONNECT
+	// (MQTT 5), 0 when it announced none. A broker must not send a larger
+	// packet [MQTT-3.1.2-24].
+	limit int
+	buf   []byte
 }
 
 func newPacketReader(r io.Reader) *packetReader {
@@ -341,7 +355,11 @@ func newPacketReader(r io.Reader) *packetReader {
 }
 
 // read returns the first byte and the body of the next packet. The body is
-// valid until the next call.
+// valid until the next call. For a PUBLISH the body holds the variable
+// header up to the packet identifier only (what the client needs to
+// acknowledge it): the rest is read and dropped, so a large message costs
+// no memory. A packet over the limit (see maxControlPacket and limit) is
+// an error wrapping ErrProtocol, returned before its body is read.
 func (pr *packetReader) read() (byte, []byte, error) {
 	first, err := pr.r.ReadByte()
 	if err != nil {
@@ -362,14 +380,80 @@ func (pr *packetReader) read() (byte, []byte, error) {
 		}
 		mult *= 128
 	}
-	if cap(pr.buf) < n {
-		pr.buf = make([]byte, n)
+	size := 1 + varintLen(n) + n
+	typ := first >> 4
+	switch {
+	case pr.limit > 0 && size > pr.limit:
+		return 0, nil, fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the maximum packet size of %d bytes the client announced",
+			ErrProtocol, packetName(typ), size, pr.limit)
+	case pr.limit == 0 && typ != pktPublish && size > maxControlPacket:
+		return 0, nil, fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the client's limit of %d bytes for that packet",
+			ErrProtocol, packetName(typ), size, maxControlPacket)
 	}
-	body := pr.buf[:n]
-	if _, err := io.ReadFull(pr.r, body); err != nil {
+	keep := n
+	if typ == pktPublish {
+		if keep, err = pr.publishHeaderLen(first, n); err != nil {
+			return 0, nil, err
+		}
+	}
+	body, err := pr.readBody(keep)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := pr.r.Discard(n - keep); err != nil {
 		return 0, nil, unexpectedEOF(err)
 	}
 	return first, body, nil
+}
+
+// publishHeaderLen returns how much of a PUBLISH body of n bytes to keep:
+// the topic and, for QoS 1 and 2, the packet identifier.
+func (pr *packetReader) publishHeaderLen(first byte, n int) (int, error) {
+	if n < 2 {
+		return n, nil
+	}
+	b, err := pr.r.Peek(2)
+	if err != nil {
+		return 0, unexpectedEOF(err)
+	}
+	keep := 2 + int(binary.BigEndian.Uint16(b))
+	if first>>1&3 > 0 {
+		keep += 2
+	}
+	return min(n, keep), nil
+}
+
+// readBody reads n bytes into pr.buf. The buffer grows with what arrives,
+// not with what the header announced: a broker that announces a large
+// packet and sends little costs little.
+func (pr *packetReader) readBody(n int) ([]byte, error) {
+	if n <= cap(pr.buf) {
+		body := pr.buf[:n]
+		if _, err := io.ReadFull(pr.r, body); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		return body, nil
+	}
+	body := pr.buf[:0]
+	for len(body) < n {
+		step := min(n-len(body), max(len(body), 4<<10))
+		body = slices.Grow(body, step)
+		m, err := io.ReadFull(pr.r, body[len(body):len(body)+step])
+		body = body[:len(body)+m]
+		if err != nil {
+			pr.buf = body[:0]
+			return nil, unexpectedEOF(err)
+		}
+	}
+	pr.buf = body
+	return body, nil
+}
+
+// packetName names an MQTT control packet type for error messages.
+func packetName(typ byte) string {
+	names := [...]string{"reserved (0)", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
+		"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH"}
+	return names[typ&0x0f]
 }
 
 func unexpectedEOF(err error) error {
@@ -531,6 +615,15 @@ type Session struct {
 	KeepAlive         uint16 // server keep alive, or the one we asked for
 }
 
+// incomingLimit is the Maximum Packet Size cfg announces to the broker
+// (MQTT 5 CONNECT property), 0 when it announces none.
+func incomingLimit(cfg *Config) int {
+	if (cfg.Version != V5 && cfg.Version != 0) || cfg.ConnectProps == nil || cfg.ConnectProps.MaximumPacketSize == nil {
+		return 0
+	}
+	return int(*cfg.ConnectProps.MaximumPacketSize)
+}
+
 // handshake dials cfg's broker and runs CONNECT/CONNACK on the raw
 // connection. A refusal is a *ConnectError.
 func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Session, error) {
@@ -579,6 +672,7 @@ func handshakeOnce(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *
 		return fail(err)
 	}
 	pr := newPacketReader(conn)
+	pr.limit = incomingLimit(cfg)
 	first, body, err := pr.read()
 	if err != nil {
 		return fail(err)

@@ -4,6 +4,8 @@ package client
 
 import (
 	"bytes"
+	"io"
+	"runtime"
 	"testing"
 
 	p5 "github.com/eclipse/paho.golang/packets"
@@ -153,4 +155,84 @@ func TestDecodeAck(t *testing.T) {
 	require.Equal(t, ackInfo{pid: 9, reason: 0x87, text: "nope"}, a)
 	_, err = decodeAck(true, []byte{1})
 	require.ErrorIs(t, err, ErrProtocol)
+}
+
+// allocated returns how many bytes the process allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// header returns a fixed header announcing a body of n bytes.
+func header(first byte, n int) []byte { return appendVarint([]byte{first}, n) }
+
+// The packet reader must not trust the remaining length: a packet over
+// the limit is refused before its body is read, and memory grows with
+// the bytes that arrive, not with the bytes announced.
+func TestPacketReaderLimits(t *testing.T) {
+	bigPublish := appendPublish(nil, false, "a/b", 7, 1, false, false, nil, bytes.Repeat([]byte("x"), 3<<20))
+	for _, tc := range []struct {
+		name  string
+		limit int
+		in    []byte
+		err   string // "" means the packet is read
+		body  []byte
+	}{
+		{name: "CONNACK of 256 MB", in: header(0x20, 268435455),
+			err: "protocol error when communicating with broker: the broker sent a CONNACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
+		{name: "PUBACK just over 1 MiB", in: header(0x40, 1<<20-3),
+			err: "the broker sent a PUBACK packet of 1048577 bytes, over the client's limit of 1048576 bytes"},
+		{name: "DISCONNECT over the announced maximum", limit: 100, in: header(0xe0, 99),
+			err: "the broker sent a DISCONNECT packet of 101 bytes, over the maximum packet size of 100 bytes the client announced"},
+		{name: "PUBLISH over the announced maximum", limit: 1 << 20, in: bigPublish,
+			err: "the broker sent a PUBLISH packet of 3145740 bytes, over the maximum packet size of 1048576 bytes the client announced"},
+		{name: "at the announced maximum", limit: 5, in: []byte{0x40, 3, 0, 1, 0}, body: []byte{0, 1, 0}},
+		{name: "large PUBLISH keeps topic and packet id", in: bigPublish, body: []byte{0, 3, 'a', '/', 'b', 0, 7}},
+		{name: "QoS 0 PUBLISH keeps the topic", in: appendPublish(nil, false, "t", 0, 0, false, false, nil, []byte("payload")),
+			body: []byte{0, 1, 't'}},
+		{name: "PUBLISH shorter than its topic length", in: []byte{0x32, 3, 0, 9, 'a'}, body: []byte{0, 9, 'a'}},
+		{name: "announced but not sent", limit: 64 << 20, in: append(header(0x40, 60<<20), 0, 1),
+			err: "unexpected EOF"},
+		{name: "PUBLISH payload not sent", in: append(header(0x32, 1000), 0, 1, 't', 0, 1),
+			err: "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A PINGRESP after the packet shows the stream stays in step.
+			pr := newPacketReader(bytes.NewReader(append(tc.in, 0xd0, 0)))
+			pr.limit = tc.limit
+			var (
+				first byte
+				body  []byte
+				err   error
+			)
+			n := allocated(func() { first, body, err = pr.read() })
+			require.Less(t, n, uint64(1<<20), "allocated %d bytes", n)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				if err != io.ErrUnexpectedEOF {
+					require.ErrorIs(t, err, ErrProtocol)
+				}
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.in[0], first)
+			require.Equal(t, tc.body, body)
+			first, body, err = pr.read()
+			require.NoError(t, err)
+			require.EqualValues(t, pktPingresp, first>>4)
+			require.Empty(t, body)
+		})
+	}
+}
+
+// The MQTT 5 Maximum Packet Size the client announces is the reader's
+// limit; MQTT 3 announces none.
+func TestIncomingLimit(t *testing.T) {
+	require.Zero(t, incomingLimit(&Config{}))
+	require.Zero(t, incomingLimit(&Config{Version: V5, ConnectProps: &ConnectProperties{}}))
+	require.Equal(t, 500, incomingLimit(&Config{ConnectProps: &ConnectProperties{MaximumPacketSize: ptr(uint32(500))}}))
+	require.Zero(t, incomingLimit(&Config{Version: V311, ConnectProps: &ConnectProperties{MaximumPacketSize: ptr(uint32(500))}}))
 }
