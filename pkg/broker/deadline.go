@@ -3,7 +3,6 @@
 package broker
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,8 +15,8 @@ import (
 // when Config.ConnectTimeout is zero.
 const DefaultConnectTimeout = 10 * time.Second
 
-// MaxConnectSize is the largest CONNECT packet a plain TCP listener
-// accepts, in bytes after the fixed header. A legitimate CONNECT holds at
+// MaxConnectSize is the largest CONNECT packet a listener (TCP, TLS,
+// WebSocket, unix socket) accepts, in bytes after the fixed header. A legitimate CONNECT holds at
 // most a few 64 KiB strings; without this bound one unauthenticated client
 // could make the broker allocate the 256 MiB the remaining length field can
 // announce, per connection, before it sends any of it.
@@ -36,7 +35,7 @@ const MaxConnectSize = 1 << 20
 type guardListener struct {
 	net.Listener
 	timeout    time.Duration
-	maxConnect int // 0: do not inspect (the stream is TLS-encrypted)
+	maxConnect int // 0: do not inspect (the stream is TLS-encrypted: connectSizeListener does it above TLS)
 	log        *slog.Logger
 
 	mu   sync.Mutex
@@ -77,6 +76,24 @@ func (l *guardListener) wait() {
 		l.idle.Wait()
 	}
 	l.mu.Unlock()
+}
+
+// connectSizeListener puts the CONNECT size check of guardConn on every
+// connection it accepts. It serves TLS listeners, where the CONNECT can
+// only be read above the encryption, so guardListener (below TLS, to bound
+// the handshake with its deadline) cannot inspect it.
+type connectSizeListener struct {
+	net.Listener
+	max int
+}
+
+// Accept returns the next connection, checked as it is read.
+func (l *connectSizeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &guardConn{Conn: c, max: l.max}, nil
 }
 
 // guardConn checks the fixed header of the first packet as it passes
@@ -132,25 +149,4 @@ func (c *guardConn) inspect(b []byte) error {
 		return nil
 	}
 	return nil
-}
-
-// listenMQTT opens a TCP listener on addr whose connections must complete
-// their CONNECT within timeout (0: DefaultConnectTimeout), wrapped in TLS
-// when tlsCfg is set. The deadline sits under TLS, so it bounds the
-// handshake too, and connections stay *tls.Conn for certificate checks.
-func listenMQTT(addr string, tlsCfg *tls.Config, timeout time.Duration, log *slog.Logger) (net.Listener, *guardListener, error) {
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	g := &guardListener{Listener: ln, timeout: timeout, maxConnect: MaxConnectSize, log: log}
-	g.idle = sync.NewCond(&g.mu)
-	if tlsCfg != nil {
-		g.maxConnect = 0
-		return tls.NewListener(g, tlsCfg), g, nil
-	}
-	return g, g, nil
 }

@@ -3,13 +3,16 @@
 package broker
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/internal/testcert"
 )
 
 func startDeadlineBroker(t *testing.T, timeout time.Duration) *Broker {
@@ -117,6 +120,62 @@ func TestGuardConnInspect(t *testing.T) {
 				require.NoError(t, err)
 			}
 			require.True(t, c.done)
+		})
+	}
+}
+
+// The CONNECT size guard holds on every kind of listener: over TLS and
+// WebSockets the CONNECT is only readable above the encryption and the
+// upgrade, so the guard must sit there too.
+func TestOversizedConnectRefusedEveryListener(t *testing.T) {
+	f := testcert.WriteT(t)
+	files := &TLSFiles{CertFile: f.ServerCert, KeyFile: f.ServerKey}
+	b, err := New(Config{AllowAnonymous: true, ConnectTimeout: time.Minute, Listeners: []Listener{ // the timeout must not be what closes it
+		{Address: "127.0.0.1:0"},
+		{Address: "127.0.0.1:0", TLS: files},
+		{Address: "127.0.0.1:0", Protocol: "websockets"},
+		{Address: "127.0.0.1:0", Protocol: "websockets", TLS: files},
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	require.NoError(t, b.Start())
+	pool, err := loadCertPool(f.CA)
+	require.NoError(t, err)
+	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+
+	for _, l := range b.Listeners() {
+		dial := func(t *testing.T) *rawmqtt.Conn {
+			t.Helper()
+			var c net.Conn
+			switch l.Protocol {
+			case "mqtt":
+				c, err = net.DialTimeout("tcp", l.Addr, 5*time.Second)
+			case "mqtts":
+				c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr, tlsCfg)
+			case "ws", "wss":
+				d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: tlsCfg, HandshakeTimeout: 5 * time.Second}
+				ws, resp, derr := d.Dial(l.Protocol+"://"+l.Addr+"/mqtt", nil)
+				if derr == nil {
+					resp.Body.Close()
+					c = &wsConn{Conn: ws.UnderlyingConn(), ws: ws}
+				}
+				err = derr
+			}
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close() })
+			return rawmqtt.NewConn(c, 4)
+		}
+		t.Run(l.Protocol, func(t *testing.T) {
+			for _, n := range []int{MaxConnectSize + 1, rawmqtt.MaxRemaining} {
+				c := dial(t)
+				require.NoError(t, c.Send(append([]byte{0x10}, rawmqtt.EncodeLength(n)...)))
+				_, err := c.WaitClosed(10 * time.Second)
+				require.NoError(t, err, "CONNECT of %d bytes", n)
+			}
+			// A normal client on the same listener still works.
+			c := dial(t)
+			_, err := c.Connect(rawmqtt.ConnectOptions{ClientID: "big-" + l.Protocol, Clean: true, Username: "u", Password: string(make([]byte, 60000))})
+			require.NoError(t, err)
 		})
 	}
 }

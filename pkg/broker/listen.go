@@ -27,7 +27,8 @@ type bound struct {
 // bindListener opens the socket of l and stacks, bottom up: max_connections
 // (limitListener), TLS under WebSockets, the HTTP upgrade (wsListener), the
 // CONNECT deadline, size guard and non-blocking writes (guardListener),
-// TLS for plain MQTT, and the listener mochi serves (connListener).
+// TLS for plain MQTT with the size guard above it (connectSizeListener),
+// and the listener mochi serves (connListener).
 func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger) (*bound, error) {
 	kind, network := "mqtt", "tcp"
 	switch l.Protocol {
@@ -86,8 +87,9 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 	g.idle = sync.NewCond(&g.mu)
 	var top net.Listener = g
 	if tlsCfg != nil && kind == "mqtts" {
-		g.maxConnect = 0 // the stream is encrypted below TLS
-		top = tls.NewListener(g, tlsCfg)
+		// The stream is encrypted below TLS: the size guard moves above it.
+		g.maxConnect = 0
+		top = &connectSizeListener{Listener: tls.NewListener(g, tlsCfg), max: MaxConnectSize}
 	}
 	b.conn = newConnListener(id, top, g)
 	return b, nil
