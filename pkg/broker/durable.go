@@ -32,12 +32,15 @@ import (
 //     broker sent the PUBLISH again instead of the PUBREL, and a client
 //     that had already processed the PUBREL took it for a new message
 //     [MQTT-4.3.3-5]. The hook stores the PUBREL as it is sent.
-//   - Lost during a takeover: when a persistent session reconnects, mochi
-//     copies the old connection's queue to the new one and only then
-//     registers the new one, so a message published in between is queued
-//     on the old connection and never sent (or, with persistence, comes
-//     back out of order at the next restart). The hook moves such
-//     messages to the new connection (see takeover).
+//   - Lost or late during a takeover: when a persistent session
+//     reconnects, mochi copies the old connection's queue to the new one
+//     and only then registers the new one, so a message routed meanwhile
+//     (or by a publisher that looked the session up just before) is
+//     queued on the old connection and never sent (or, with persistence,
+//     comes back out of order at the next restart). The hook moves each
+//     such message to the new connection as it is queued (see late), so
+//     that it is in the new connection's queue before the same publisher
+//     can route its next message.
 type deliveryHook struct {
 	mqtt.HookBase
 	srv   *mqtt.Server
@@ -47,28 +50,46 @@ type deliveryHook struct {
 
 	mu     sync.Mutex
 	resend map[*mqtt.Client]*resendBurst
+	heirs  map[string]heir // client ID -> its session's last takeover
 }
+
+// heir records that connection to took over the session of connection
+// from: messages that still reach from belong to to.
+type heir struct{ from, to *mqtt.Client }
 
 // resendBurst is a resumed session's queue being resent in order. It lasts
 // from OnSessionEstablish to OnSessionEstablished, which mochi calls right
 // after its resend loop.
+//
+// The messages for the client fall in two kinds. The session's queue, as
+// mochi copied it from the old connection, and messages that reached the
+// old connection later (which late moves over) are sent by the resend
+// only. Messages mochi routes to the new connection are also in its
+// outbound queue, which waits until the burst is over and then sends them
+// in the order they were routed, their number order for each publisher.
+// The burst sends in number order: mochi's resend, then
+// OnSessionEstablished sends what is left of the first kind; what is left
+// of the second is the outbound queue's.
 type resendBurst struct {
 	mu      sync.Mutex
-	started bool             // the CONNACK is encoded, mochi resends next
-	queue   []packets.Packet // in the order they were queued
-	members map[uint16]bool
-	next    int
-	old     *mqtt.Client     // the connection whose session is taken over
-	dropped []packets.Packet // what mochi cleared from old after copying its queue
-	own     map[uint16]bool  // packets OnSessionEstablished writes itself
-	done    chan struct{}    // closed when the burst is over
+	started bool                      // the CONNACK is encoded, mochi resends next
+	present bool                      // the session was resumed (CONNACK session present)
+	closed  bool                      // OnSessionEstablished took what was left
+	queue   []packets.Packet          // in number order, once mochi resends (takeQueue)
+	members map[uint16]bool           // packet IDs in queue
+	next    int                       // queue[:next] is sent
+	old     *mqtt.Client              // the connection whose session is taken over
+	pending []packets.Packet          // reached old before the CONNACK, moved by startResend
+	only    map[uint16]packets.Packet // sent by the resend only (the first kind)
+	own     map[uint16]bool           // packets OnSessionEstablished writes itself
+	done    chan struct{}             // closed when the burst is over
 	once    sync.Once
 }
 
 func (r *resendBurst) finish() { r.once.Do(func() { close(r.done) }) }
 
 func newDeliveryHook(srv *mqtt.Server, order *orderBook) *deliveryHook {
-	return &deliveryHook{srv: srv, order: order, resend: map[*mqtt.Client]*resendBurst{}}
+	return &deliveryHook{srv: srv, order: order, resend: map[*mqtt.Client]*resendBurst{}, heirs: map[string]heir{}}
 }
 
 // ID implements mqtt.Hook.
@@ -84,10 +105,16 @@ func (h *deliveryHook) Provides(b byte) bool {
 	return false
 }
 
-// OnQosPublish numbers a message queued for cl (a resend keeps its number).
+// OnQosPublish numbers a message queued for cl (a resend keeps its
+// number). A message queued on a connection whose session was taken over
+// is moved to the new connection.
 func (h *deliveryHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if pk.FixedHeader.Type == packets.Publish {
-		h.order.assign(cl.ID, pk.PacketID)
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	h.order.assign(cl.ID, pk.PacketID)
+	if cl.IsTakenOver() {
+		h.late(cl, pk)
 	}
 }
 
@@ -97,31 +124,47 @@ func (h *deliveryHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnQosDropped forgets the number of a dropped message, unless the
-// session is being taken over by a new connection, which keeps it.
+// session is being taken over by a new connection, which keeps it: mochi
+// clears the old connection's queue right after copying it to the new
+// one, and the resend burst notes what it copied.
 func (h *deliveryHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	if !cl.IsTakenOver() {
 		h.order.forget(cl.ID, pk.PacketID)
 		return
 	}
-	// mochi clears the old connection's queue after copying it to the new
-	// one: a message queued in between would be lost. Keep it for takeover.
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range h.resend {
-		if r.old == cl {
-			r.mu.Lock()
-			r.dropped = append(r.dropped, pk)
-			r.mu.Unlock()
-			return
+	if _, r := h.burstOf(cl); r != nil {
+		r.mu.Lock()
+		if !r.started {
+			r.only[pk.PacketID] = pk
 		}
+		r.mu.Unlock()
 	}
 }
 
+// burstOf finds the resend burst of the connection taking over old's
+// session.
+func (h *deliveryHook) burstOf(old *mqtt.Client) (*mqtt.Client, *resendBurst) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c, r := range h.resend {
+		r.mu.Lock()
+		match := r.old == old
+		r.mu.Unlock()
+		if match {
+			return c, r
+		}
+	}
+	return nil, nil
+}
+
 // OnClientExpired forgets an expired session's numbers.
-func (h *deliveryHook) OnClientExpired(cl *mqtt.Client) { h.order.forgetClient(cl.ID) }
+func (h *deliveryHook) OnClientExpired(cl *mqtt.Client) {
+	h.order.forgetClient(cl.ID)
+	h.forgetHeir(cl)
+}
 
 // OnSessionEstablish runs before mochi looks for the client's session:
 // from now until its queue is resent, nothing else is written to the
@@ -137,15 +180,17 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 			r.finish()
 		}
 	}
-	r := &resendBurst{done: make(chan struct{})}
+	r := &resendBurst{done: make(chan struct{}), only: map[uint16]packets.Packet{}}
 	h.resend[cl] = r
 	h.mu.Unlock()
 	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl {
+		r.mu.Lock()
 		r.old = old
+		r.mu.Unlock()
 		// Messages queued on old during the takeover get IDs from old's
 		// counter, just past the IDs in its queue (or far from them); start
 		// cl's IDs 1024 past the highest one in use so that both can be
-		// kept (takeover renumbers a late message if they still meet).
+		// kept (move renumbers a late message if they still meet).
 		top := 0
 		for _, p := range old.State.Inflight.GetAll(false) {
 			top = max(top, int(p.PacketID))
@@ -160,72 +205,80 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnSessionEstablished ends the resend: mochi calls it right after its
-// resend loop. Messages that reached the old connection since the CONNACK
-// are sent now, before any newer one.
-func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	h.mu.Lock()
-	r := h.resend[cl]
-	h.mu.Unlock()
-	if r != nil && r.old != nil && r.started {
-		r.mu.Lock()
-		dropped := r.dropped
-		r.dropped = nil
-		r.mu.Unlock()
-		late := h.takeover(cl, r.old, dropped)
-		r.mu.Lock()
-		r.own = map[uint16]bool{}
-		for _, p := range late {
-			r.own[p.PacketID] = true
+// late handles message pk, queued on connection old after its session was
+// taken over. Before the new connection's CONNACK it is kept for
+// startResend; then it is moved to the new connection at once, and sent
+// with the resend burst or, once the burst has been put together, right
+// away (it then waits for the burst to end, in OnPacketEncode). Either
+// way it is in the new connection's queue before its publisher routes its
+// next message, so it goes out before that one. A session taken over by a
+// clean one is gone: the message stays where it is.
+func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
+	cl, r := h.burstOf(old)
+	if r == nil {
+		h.mu.Lock()
+		if hr, ok := h.heirs[old.ID]; ok && hr.from == old {
+			cl = hr.to
 		}
-		r.mu.Unlock()
-		for _, p := range late {
-			_ = cl.WritePacket(p)
-		}
+		h.mu.Unlock()
 	}
-	h.endResend(cl)
-}
-
-// takeover moves the messages queued on old (whose session cl took over)
-// since mochi copied its queue to cl, and returns them in queue order.
-// dropped is what mochi cleared from old, which includes the copied queue.
-func (h *deliveryHook) takeover(cl, old *mqtt.Client, dropped []packets.Packet) []packets.Packet {
-	var moved []packets.Packet
-	take := func(p packets.Packet) {
-		if p.FixedHeader.Type != packets.Publish {
+	if r != nil {
+		r.mu.Lock()
+		switch {
+		case !r.started:
+			r.pending = append(r.pending, pk)
+			r.mu.Unlock()
+			return
+		case !r.present:
+			r.mu.Unlock()
+			return
+		case !r.closed:
+			if p, ok := h.move(cl, old, pk); ok {
+				r.only[p.PacketID] = p
+				if r.queue != nil && !r.members[p.PacketID] {
+					r.members[p.PacketID] = true
+					r.queue = append(r.queue, p)
+					h.order.sort(cl.ID, r.queue[r.next:])
+				}
+			}
+			r.mu.Unlock()
 			return
 		}
-		if q, taken := cl.State.Inflight.Get(p.PacketID); taken {
-			if samePublish(p, q) {
-				return // copied by mochi
-			}
-			// Both connections gave the ID to a message: the late one
-			// gets a new ID (it may then go out after newer messages; it
-			// is not lost).
-			id, err := cl.NextPacketID()
-			if err != nil {
-				return // all IDs in use: the session is full
-			}
-			p.PacketID = uint16(id)
-			h.order.assign(cl.ID, p.PacketID)
-			if h.persist != nil {
-				h.persist(cl, p)
-			}
+		r.mu.Unlock()
+	}
+	if cl == nil {
+		return
+	}
+	if p, ok := h.move(cl, old, pk); ok && !cl.Closed() {
+		_ = cl.WritePacket(p)
+	}
+}
+
+// move moves message p from old's queue to cl's and returns it as queued
+// there; false if cl has it already or cannot take it.
+func (h *deliveryHook) move(cl, old *mqtt.Client, p packets.Packet) (packets.Packet, bool) {
+	from := p.PacketID
+	if q, taken := cl.State.Inflight.Get(p.PacketID); taken {
+		if samePublish(p, q) {
+			old.State.Inflight.Delete(from)
+			return p, false // copied by mochi
 		}
-		cl.State.Inflight.Set(p)
-		moved = append(moved, p)
-	}
-	for _, p := range dropped {
-		take(p)
-	}
-	for _, p := range old.State.Inflight.GetAll(false) {
-		if p.FixedHeader.Type == packets.Publish {
-			old.State.Inflight.Delete(p.PacketID)
-			take(p)
+		// Both connections gave the ID to a message: the late one gets a
+		// new ID (it may then go out after newer messages; it is not lost).
+		id, err := cl.NextPacketID()
+		if err != nil {
+			return p, false // all IDs in use: the session is full
+		}
+		p.PacketID = uint16(id)
+		h.order.assign(cl.ID, p.PacketID)
+		if h.persist != nil {
+			h.persist(cl, p)
 		}
 	}
-	h.order.sort(cl.ID, moved)
-	return moved
+	p.FixedHeader.Dup = false
+	cl.State.Inflight.Set(p)
+	old.State.Inflight.Delete(from)
+	return p, true
 }
 
 // samePublish reports whether two queued PUBLISH packets are one message.
@@ -234,12 +287,56 @@ func samePublish(a, b packets.Packet) bool {
 		a.Created == b.Created && a.Origin == b.Origin && bytes.Equal(a.Payload, b.Payload)
 }
 
+// OnSessionEstablished ends the resend: mochi calls it right after its
+// resend loop. What is left of the queue that only the resend sends goes
+// out now, in order, before anything from the outbound queue.
+func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.mu.Lock()
+	r := h.resend[cl]
+	h.mu.Unlock()
+	if r == nil {
+		return
+	}
+	var left []packets.Packet
+	r.mu.Lock()
+	r.closed = true
+	if r.started && r.present {
+		if r.queue == nil { // mochi found nothing to resend
+			h.takeQueue(cl, r)
+		}
+		r.own = map[uint16]bool{}
+		for _, p := range r.queue[r.next:] {
+			// Not what mochi routed to cl: that is in cl's outbound
+			// queue, and may not be numbered yet.
+			if q, ok := r.only[p.PacketID]; ok && samePublish(p, q) {
+				left = append(left, p)
+				r.own[p.PacketID] = true
+			}
+		}
+		r.next = len(r.queue)
+	}
+	r.mu.Unlock()
+	for _, p := range left {
+		_ = cl.WritePacket(p)
+	}
+	h.endResend(cl)
+}
+
 // OnDisconnect gives up a resend in progress.
 func (h *deliveryHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.endResend(cl)
 	if expire && !cl.IsTakenOver() {
 		h.order.forgetClient(cl.ID)
+		h.forgetHeir(cl)
 	}
+}
+
+func (h *deliveryHook) forgetHeir(cl *mqtt.Client) {
+	h.mu.Lock()
+	if hr, ok := h.heirs[cl.ID]; ok && hr.to == cl {
+		delete(h.heirs, cl.ID)
+	}
+	h.mu.Unlock()
 }
 
 func (h *deliveryHook) endResend(cl *mqtt.Client) {
@@ -255,8 +352,7 @@ func (h *deliveryHook) endResend(cl *mqtt.Client) {
 // OnPacketEncode orders a resumed session's resent queue (see
 // deliveryHook): mochi resends the queue in its own order, marking each
 // PUBLISH as a duplicate; each is replaced by the next one in queue order.
-// A message queued after the CONNACK that mochi resends too is put in its
-// place in the queue. Any other PUBLISH waits until the burst is over.
+// Any other PUBLISH waits until the burst is over.
 func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack, packets.Publish:
@@ -280,7 +376,7 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		return pk
 	}
 	r.mu.Lock()
-	if r.started && pk.FixedHeader.Dup { // mochi's resend loop
+	if r.started && !r.closed && pk.FixedHeader.Dup { // mochi's resend loop
 		if r.queue == nil {
 			h.takeQueue(cl, r)
 		}
@@ -303,7 +399,7 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		if out.Expiry > 0 {
 			out.Properties.MessageExpiryInterval = uint32(max(out.Expiry-time.Now().Unix(), 1))
 		}
-		return out
+		return noExpiry(out)
 	}
 	if r.own[pk.PacketID] { // written by OnSessionEstablished
 		r.mu.Unlock()
@@ -324,27 +420,33 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	}
 }
 
-// startResend runs as the CONNACK is encoded, before mochi resends the
-// session's queue: messages queued on the old connection join it.
+// startResend runs as the CONNACK is encoded, after mochi moved the
+// session to cl and before it resends the session's queue: messages that
+// reached the old connection join the queue.
 func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.started = true
+	old := r.old
+	r.started, r.present = true, present
 	r.members = map[uint16]bool{}
-	if !present {
-		r.old = nil
-		return
+	if present && old != nil {
+		for _, p := range r.pending {
+			if q, ok := h.move(cl, old, p); ok { // mochi resends them with the rest
+				r.only[q.PacketID] = q
+			}
+		}
 	}
-	if r.old != nil {
-		h.takeover(cl, r.old, r.dropped) // mochi resends them with the rest
-		r.dropped = nil
+	r.pending = nil
+	r.mu.Unlock()
+	if present && old != nil {
+		h.mu.Lock()
+		h.heirs[cl.ID] = heir{from: old, to: cl}
+		h.mu.Unlock()
 	}
 }
 
 // takeQueue takes the queue mochi is resending, in queue order. It runs as
 // the first resent packet is encoded, just after mochi listed the queue:
-// it holds what mochi resends and maybe newer messages, which sort last
-// and are left to mochi's normal delivery.
+// it holds what mochi resends and maybe newer messages, which sort last.
 func (h *deliveryHook) takeQueue(cl *mqtt.Client, r *resendBurst) {
 	r.queue = []packets.Packet{}
 	for _, p := range cl.State.Inflight.GetAll(false) {
