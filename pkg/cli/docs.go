@@ -88,10 +88,3 @@ func commandPage(c *cli.Command) string {
 	b.WriteString("Generated from the app definition by `go run ./scripts/gendocs`; do not edit.\n")
 	return b.String()
 }
-
-// ManPage renders the mqtt(1) man page from the app definition.
-func ManPage() (string, error) {
-	io, _, _, _ := iostreams.Test()
-	app := newApp(newDeps(io))
-	return app.ToManWithSection(1)
-}

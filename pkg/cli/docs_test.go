@@ -5,7 +5,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,11 +24,4 @@ func TestDocsUpToDate(t *testing.T) {
 		require.NoError(t, err, "docs/cli/%s missing: run go run ./scripts/gendocs", name)
 		require.Equal(t, want, string(got), "docs/cli/%s is out of date: run go run ./scripts/gendocs", name)
 	}
-}
-
-func TestManPage(t *testing.T) {
-	page, err := ManPage()
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(page, ".nh\n.TH mqtt 1"), page[:40])
-	require.Contains(t, page, "pub")
 }
