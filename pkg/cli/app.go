@@ -67,6 +67,7 @@ func Main() int {
 // error once on stderr and returns the exit status.
 func Run(ctx context.Context, d *Deps, args []string) int {
 	app := newApp(d)
+	onlyFlagsOf(app, commandOf(app.Commands, args))
 	err := app.RunContext(ctx, joinPropertyArgs(app.Commands, args))
 	if err != nil {
 		if msg := message(err); msg != "" {
@@ -120,8 +121,27 @@ func newApp(d *Deps) *cli.App {
 		if c.OnUsageError == nil {
 			c.OnUsageError = onUsageError(c.Name)
 		}
+		c.Flags = fastNames(c.Flags)
 	}
 	return app
+}
+
+// onlyFlagsOf drops the flags of every command but cmd, the one the
+// arguments name (nil: none, as in --version). urfave's App.Setup renders
+// every flag of every command (String(), for the --help categories) before
+// it runs anything: for a one-shot run that is time spent on flags nobody
+// reads. Command names and usage stay for the top-level help and
+// suggestions. The completion command renders the whole app, so it keeps
+// everything.
+func onlyFlagsOf(app *cli.App, cmd *cli.Command) {
+	if cmd != nil && cmd.Name == "completion" {
+		return
+	}
+	for _, c := range app.Commands {
+		if c != cmd {
+			c.Flags = nil
+		}
+	}
 }
 
 func onUsageError(cmd string) cli.OnUsageErrorFunc {

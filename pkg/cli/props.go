@@ -69,20 +69,8 @@ func propertyFlag(p *propertyArgs, usage string) cli.Flag {
 // NUL-joined value. It walks the arguments the way Go's flag package will,
 // so a "-D" that is the value of another flag (-m -D) is left alone.
 func joinPropertyArgs(cmds []*cli.Command, args []string) []string {
-	// args[0] is the program; find the command.
-	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") {
-		i++ // global flags (--help, --version) take no value
-	}
-	if i >= len(args) {
-		return args
-	}
-	var cmd *cli.Command
-	for _, c := range cmds {
-		if c.HasName(args[i]) {
-			cmd = c
-		}
-	}
+	i := commandIndex(args)
+	cmd := commandOf(cmds, args)
 	if cmd == nil || !hasFlag(cmd, "property") {
 		return args
 	}
@@ -118,6 +106,31 @@ func joinPropertyArgs(cmds []*cli.Command, args []string) []string {
 		}
 	}
 	return append(out, args[i:]...)
+}
+
+// commandIndex returns the index in args of the command name: args[0] is
+// the program, and global flags (--help, --version) take no value.
+func commandIndex(args []string) int {
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		i++
+	}
+	return i
+}
+
+// commandOf returns the command that args run, or nil when they name none.
+func commandOf(cmds []*cli.Command, args []string) *cli.Command {
+	i := commandIndex(args)
+	if i >= len(args) {
+		return nil
+	}
+	var cmd *cli.Command
+	for _, c := range cmds {
+		if c.HasName(args[i]) {
+			cmd = c
+		}
+	}
+	return cmd
 }
 
 func hasFlag(cmd *cli.Command, name string) bool {
