@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,13 @@ func dialNet(ctx context.Context, cfg *Config) (net.Conn, error) {
 		}
 		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
-	conn, err := d.DialContext(ctx, network, addr)
+	var conn net.Conn
+	var err error
+	if network == "tcp" && d.LocalAddr == nil && strings.EqualFold(cfg.Host, "localhost") {
+		conn, err = dialLoopback(ctx, d, cfg.Port)
+	} else {
+		conn, err = d.DialContext(ctx, network, addr)
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, &TimeoutError{Addr: cfg.Addr(), Stage: StageDial, After: cfg.timeout()}
@@ -91,6 +98,24 @@ func dialNet(ctx context.Context, cfg *Config) (net.Conn, error) {
 	// Go turns TCP_NODELAY on for every TCP connection; leave it on even
 	// without --nodelay: with Nagle, each QoS 1 round trip waits ~40 ms.
 	return conn, nil
+}
+
+// dialLoopback connects to "localhost" (the default host) without asking
+// the resolver, which would read /etc/nsswitch.conf, /etc/resolv.conf and
+// /etc/hosts on every run: localhost is the loopback host (RFC 6761; curl
+// does the same). It tries 127.0.0.1, then ::1, the order Go's dialer uses
+// for a usual /etc/hosts (IPv4 first, IPv6 as the fallback when IPv4
+// fails), and reports the IPv4 error when both fail, as the dialer does.
+func dialLoopback(ctx context.Context, d *net.Dialer, port int) (net.Conn, error) {
+	p := strconv.Itoa(port)
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", p))
+	if err == nil || ctx.Err() != nil {
+		return conn, err
+	}
+	if conn6, err6 := d.DialContext(ctx, "tcp", net.JoinHostPort("::1", p)); err6 == nil {
+		return conn6, nil
+	}
+	return nil, err
 }
 
 // handshakeTLS runs the TLS handshake on conn and explains failures.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,4 +226,60 @@ func TestErrorsText(t *testing.T) {
 	require.Contains(t, (&ClosedError{Addr: "h:1", Stage: StageConnack, Err: errors.New("EOF")}).Error(), "closed the connection during the CONNACK (EOF)")
 	require.Equal(t, "WebSocket handshake with ws://h:1/mqtt failed: HTTP 404 Not Found", (&HandshakeError{URL: "ws://h:1/mqtt", Status: "404 Not Found"}).Error())
 	require.Equal(t, strconv.Itoa(1), "1")
+}
+
+// TestDialLocalhost: "localhost" dials the loopback addresses without the
+// resolver, IPv4 first, IPv6 when IPv4 fails, and reports the IPv4 error.
+func TestDialLocalhost(t *testing.T) {
+	accept := func(t *testing.T, network, addr string) (int, <-chan net.Addr) {
+		t.Helper()
+		l, err := net.Listen(network, addr)
+		if err != nil && network == "tcp6" {
+			t.Skipf("no IPv6 loopback here: %v", err)
+		}
+		require.NoError(t, err)
+		t.Cleanup(func() { l.Close() })
+		got := make(chan net.Addr, 1)
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				got <- c.LocalAddr()
+				c.Close()
+			}
+		}()
+		return l.Addr().(*net.TCPAddr).Port, got
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("ipv4", func(t *testing.T) {
+		port, got := accept(t, "tcp4", "127.0.0.1:0")
+		conn, err := dialNet(ctx, &Config{Host: "LocalHost", Port: port})
+		require.NoError(t, err)
+		conn.Close()
+		require.Equal(t, "127.0.0.1", (<-got).(*net.TCPAddr).IP.String())
+	})
+	t.Run("ipv6 when ipv4 refuses", func(t *testing.T) {
+		port, got := accept(t, "tcp6", "[::1]:0")
+		if l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
+			t.Skipf("127.0.0.1:%d is taken", port)
+		} else {
+			l.Close() // now 127.0.0.1:port refuses
+		}
+		conn, err := dialNet(ctx, &Config{Host: "localhost", Port: port})
+		require.NoError(t, err)
+		conn.Close()
+		require.Equal(t, "::1", (<-got).(*net.TCPAddr).IP.String())
+	})
+	t.Run("both refuse", func(t *testing.T) {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		_, err = dialNet(ctx, &Config{Host: "localhost", Port: port})
+		var oe *net.OpError
+		require.ErrorAs(t, err, &oe)
+		require.Equal(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), oe.Addr.String())
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	})
 }
