@@ -7,8 +7,11 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -263,6 +266,33 @@ func (b *Broker) Start() error {
 // error says why.
 func (b *Broker) Reload(sec SecurityConfig) error {
 	return b.security.reload(sec)
+}
+
+// ReloadTLS re-reads the certificate and key files of every TLS listener
+// (mqtts and wss), as mosquitto does on SIGHUP: new connections get the new
+// certificate, established ones stay as they are. A listener whose files
+// cannot be loaded (missing, unreadable, a key that does not match the
+// certificate) keeps the certificate it had; the error names each such
+// listener and says why. It returns the certificate files reloaded, each
+// once.
+func (b *Broker) ReloadTLS() (reloaded []string, err error) {
+	var errs []string
+	for _, bd := range b.bound {
+		if bd.certs == nil {
+			continue
+		}
+		if lerr := bd.certs.load(); lerr != nil {
+			errs = append(errs, fmt.Sprintf("listener %s (%s): %v", bd.info.Addr, bd.info.Protocol, lerr))
+			continue
+		}
+		if !slices.Contains(reloaded, bd.certs.certFile) {
+			reloaded = append(reloaded, bd.certs.certFile)
+		}
+	}
+	if len(errs) > 0 {
+		err = errors.New(strings.Join(errs, "; "))
+	}
+	return reloaded, err
 }
 
 // Listeners returns the bound listeners.

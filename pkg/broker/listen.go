@@ -22,6 +22,7 @@ type bound struct {
 	conn  *connListener
 	info  BoundListener
 	limit *limitListener // nil without max_connections
+	certs *certSource    // nil without TLS
 }
 
 // bindListener opens the socket of l and stacks, bottom up: max_connections
@@ -41,16 +42,19 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 		return nil, fmt.Errorf("listener %s: unsupported protocol %q", l.Address, l.Protocol)
 	}
 	info := BoundListener{Identity: l.UseIdentityAsUsername}
-	var tlsCfg *tls.Config
+	var (
+		tlsCfg *tls.Config
+		certs  *certSource
+	)
 	if l.TLS != nil {
 		if kind == "unix" {
 			return nil, fmt.Errorf("listener %s: TLS on a unix socket is not supported", l.Address)
 		}
-		c, err := ServerTLSConfig(*l.TLS)
+		c, src, err := serverTLSConfig(*l.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
 		}
-		tlsCfg = c
+		tlsCfg, certs = c, src
 		kind += "s"
 		switch {
 		case l.TLS.RequireCertificate:
@@ -70,7 +74,7 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", l.Address, err)
 	}
-	b := &bound{info: info}
+	b := &bound{info: info, certs: certs}
 	b.info.Addr, b.info.Protocol = raw.Addr().String(), kind
 	if l.MaxConnections > 0 {
 		b.limit = &limitListener{Listener: raw, max: int64(l.MaxConnections), log: log}

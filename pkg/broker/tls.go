@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,32 +34,65 @@ type TLSFiles struct {
 // With a CAFile but without RequireCertificate a certificate is asked for
 // and verified when given (needed by use_identity_as_username).
 func ServerTLSConfig(f TLSFiles) (*tls.Config, error) {
+	cfg, _, err := serverTLSConfig(f)
+	return cfg, err
+}
+
+// serverTLSConfig is ServerTLSConfig that also returns the source of the
+// server certificate, for reloads.
+func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
-		return nil, errors.New("tls: both a certificate file and a key file are needed")
+		return nil, nil, errors.New("tls: both a certificate file and a key file are needed")
 	}
-	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load certificate %s and key %s: %w", f.CertFile, f.KeyFile, err)
+	src := &certSource{certFile: f.CertFile, keyFile: f.KeyFile}
+	if err := src.load(); err != nil {
+		return nil, nil, err
 	}
 	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: src.get,
 	}
 	if f.CAFile != "" {
 		pool, err := loadCertPool(f.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	if f.RequireCertificate {
 		if f.CAFile == "" {
-			return nil, errors.New("tls: require_certificate needs a cafile to verify client certificates")
+			return nil, nil, errors.New("tls: require_certificate needs a cafile to verify client certificates")
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return cfg, nil
+	return cfg, src, nil
+}
+
+// certSource holds the server certificate of a TLS listener. The
+// listener's tls.Config asks it for the certificate on every handshake, so
+// a certificate reloaded from its files (SIGHUP, as mosquitto does) serves
+// new connections at once, without a restart; established connections
+// keep the one they negotiated.
+type certSource struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// load reads the certificate and key files. On error the certificate in
+// use stays.
+func (s *certSource) load() error {
+	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+	if err != nil {
+		return fmt.Errorf("load certificate %s and key %s: %w", s.certFile, s.keyFile, err)
+	}
+	s.cur.Store(&cert)
+	return nil
+}
+
+// get is the listener's tls.Config.GetCertificate.
+func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cur.Load(), nil
 }
 
 func loadCertPool(path string) (*x509.CertPool, error) {

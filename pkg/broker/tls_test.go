@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testcert"
 )
 
 func TestWriteSelfSigned(t *testing.T) {
@@ -170,4 +173,76 @@ func TestTLSListener(t *testing.T) {
 			require.Equal(t, want, c.connect("dev2", "alice", "secret"), "v%d", v)
 		}
 	})
+}
+
+// SIGHUP's certificate reload: new connections on mqtts and wss get the
+// new certificate, an established one stays connected, and a broken pair
+// keeps the previous certificate with an error naming the listener.
+func TestReloadTLS(t *testing.T) {
+	ca, err := testcert.NewCA("reload CA")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	install := func() *x509.Certificate {
+		p, err := ca.Server("localhost", "127.0.0.1")
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(certFile, p.CertPEM, 0o644))
+		require.NoError(t, os.WriteFile(keyFile, p.KeyPEM, 0o600))
+		return p.Cert
+	}
+	first := install()
+	files := &TLSFiles{CertFile: certFile, KeyFile: keyFile}
+	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{
+		{Address: "127.0.0.1:0"},
+		{Address: "127.0.0.1:0", TLS: files},
+		{Address: "127.0.0.1:0", Protocol: "websockets", TLS: files},
+	}})
+	ls := b.Listeners()
+	require.Equal(t, []string{"mqtt", "mqtts", "wss"}, []string{ls[0].Protocol, ls[1].Protocol, ls[2].Protocol})
+	tlsCfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
+	// served returns the serial number of the certificate each TLS
+	// listener presents to a new connection.
+	served := func() []string {
+		conn, err := dialTLS(t, ls[1].Addr, tlsCfg)
+		require.NoError(t, err)
+		defer conn.Close()
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: tlsCfg}
+		ws, resp, err := d.Dial("wss://"+ls[2].Addr+"/mqtt", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		defer ws.Close()
+		wsState := ws.UnderlyingConn().(*tls.Conn).ConnectionState()
+		return []string{conn.ConnectionState().PeerCertificates[0].SerialNumber.String(), wsState.PeerCertificates[0].SerialNumber.String()}
+	}
+	require.Equal(t, []string{first.SerialNumber.String(), first.SerialNumber.String()}, served())
+	conn, err := dialTLS(t, ls[1].Addr, tlsCfg)
+	require.NoError(t, err)
+	old := newRawClient(t, conn, 4)
+	old.mustConnect("before-reload", "", "")
+
+	second := install()
+	reloaded, err := b.ReloadTLS()
+	require.NoError(t, err)
+	require.Equal(t, []string{certFile}, reloaded)
+	require.Equal(t, []string{second.SerialNumber.String(), second.SerialNumber.String()}, served())
+	require.Empty(t, old.ping(), "the connection made before the reload stays up")
+
+	// A key that does not match the certificate: the previous pair stays.
+	other, err := ca.Server("localhost")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, other.KeyPEM, 0o600))
+	reloaded, err = b.ReloadTLS()
+	require.Empty(t, reloaded)
+	require.ErrorContains(t, err, "listener "+ls[1].Addr+" (mqtts): load certificate "+certFile+" and key "+keyFile+": tls: private key does not match public key")
+	require.ErrorContains(t, err, "listener "+ls[2].Addr+" (wss): ")
+	require.Equal(t, []string{second.SerialNumber.String(), second.SerialNumber.String()}, served())
+	require.NoError(t, os.Remove(certFile))
+	_, err = b.ReloadTLS()
+	require.ErrorContains(t, err, "no such file or directory")
+	require.Equal(t, []string{second.SerialNumber.String(), second.SerialNumber.String()}, served())
+
+	// A broker without TLS listeners has nothing to reload.
+	reloaded, err = start(t, Config{AllowAnonymous: true}).ReloadTLS()
+	require.NoError(t, err)
+	require.Empty(t, reloaded)
 }

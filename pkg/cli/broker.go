@@ -62,7 +62,8 @@ need a username from --password-file unless --allow-anonymous is given.
 -c FILE reads a mosquitto.conf (listener, password_file, acl_file, TLS,
 websockets, persistence, limits; see docs/broker.md). Flags given as
 well override the file. SIGHUP re-reads the password and ACL files (and
--c FILE for them) without dropping connections.`,
+-c FILE for them) and the TLS certificate and key without dropping
+connections.`,
 		UsageText: `mqtt broker                                  # localhost:1883 only, anonymous clients allowed
 mqtt broker -c /etc/mosquitto/mosquitto.conf
 mqtt broker --bind 0.0.0.0 --password-file passwd --acl-file acl
@@ -306,16 +307,30 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 			d.Log.Info("shutting down")
 			return nil
 		case <-hup:
-			sec, err := o.security()
-			if err == nil {
-				err = b.Reload(sec)
-			}
-			if err != nil {
-				d.Log.Error("reload failed, the previous password and ACL files stay in force", "error", err)
-				continue
-			}
-			d.Log.Info("reloaded password and ACL files", "password_file", sec.PasswordFile, "acl_file", sec.ACLFile, "allow_anonymous", sec.AllowAnonymous)
+			reloadBroker(d.Log, o, b)
 		}
+	}
+}
+
+// reloadBroker is SIGHUP: it re-reads the password and ACL files and the
+// TLS certificates, as mosquitto does. Each part that fails keeps what it
+// had and logs why; the others still reload.
+func reloadBroker(log *slog.Logger, o *BrokerOptions, b *broker.Broker) {
+	sec, err := o.security()
+	if err == nil {
+		err = b.Reload(sec)
+	}
+	if err != nil {
+		log.Error("reload failed, the previous password and ACL files stay in force", "error", err)
+	} else {
+		log.Info("reloaded password and ACL files", "password_file", sec.PasswordFile, "acl_file", sec.ACLFile, "allow_anonymous", sec.AllowAnonymous)
+	}
+	certs, err := b.ReloadTLS()
+	if len(certs) > 0 {
+		log.Info("reloaded TLS certificates", "cert_files", strings.Join(certs, ","))
+	}
+	if err != nil {
+		log.Error("TLS certificate reload failed, the previous certificate stays in force", "error", err)
 	}
 }
 
