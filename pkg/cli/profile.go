@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -158,7 +159,9 @@ func loadProfile(name, path string, explicit bool, getenv func(string) string) (
 	return nil, usageErrorf("unknown profile %q (%s; built in: %s)", name, where, strings.Join(builtinNames(), ", "))
 }
 
-var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+// yamlLine and notFound are compiled on first use: a regexp at package
+// init costs every run of the binary (start-up time).
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): (.*)$`) })
 
 // parseProfiles reads a config file. Unknown keys are errors that name
 // the file and line, so a typo never silently does nothing.
@@ -200,15 +203,15 @@ func yamlErr(path string, err error) error {
 	return errors.New(yamlMsg(path, strings.TrimPrefix(err.Error(), "yaml: ")))
 }
 
-var notFound = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+var notFound = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
 
 func yamlMsg(path, e string) string {
-	m := yamlLine.FindStringSubmatch(e)
+	m := yamlLine().FindStringSubmatch(e)
 	if m == nil {
 		return path + ": " + e
 	}
 	msg := m[2]
-	if f := notFound.FindStringSubmatch(msg); f != nil {
+	if f := notFound().FindStringSubmatch(msg); f != nil {
 		msg = fmt.Sprintf("unknown key %q", f[1])
 	}
 	msg = strings.ReplaceAll(msg, "cli.", "")
