@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+	"weak"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -41,6 +43,14 @@ import (
 //     such message to the new connection as it is queued (see late), so
 //     that it is in the new connection's queue before the same publisher
 //     can route its next message.
+//   - QoS 2 delivered twice, or lost, after a reconnect: a message routed
+//     to a resumed session before mochi lists the queue to resend goes
+//     out with the resend and again from the connection's outbound
+//     queue. A client that released its packet ID in between took the
+//     second copy for a new message, and when mochi had given the ID to a
+//     newer message, took that one for a duplicate. The hook holds the
+//     client's acknowledgements until the second copy is out (see
+//     awaitEchoes).
 type deliveryHook struct {
 	mqtt.HookBase
 	srv   *mqtt.Server
@@ -51,11 +61,22 @@ type deliveryHook struct {
 	mu     sync.Mutex
 	resend map[*mqtt.Client]*resendBurst
 	heirs  map[string]heir // client ID -> its session's last takeover
+	// echo holds, per connection, the messages its resend burst sent that
+	// its outbound queue has yet to send again (see awaitEchoes).
+	echo    map[*mqtt.Client]*echoSet
+	echoing atomic.Int32 // len(echo), read without the lock
+}
+
+// echoSet is what a connection's outbound queue has yet to send again.
+type echoSet struct {
+	m    map[uint16]packets.Packet
+	done chan struct{} // closed when m is empty
 }
 
 // heir records that connection to took over the session of connection
-// from: messages that still reach from belong to to.
-type heir struct{ from, to *mqtt.Client }
+// from: messages that still reach from belong to to. Weak pointers: the
+// record keeps neither connection alive.
+type heir struct{ from, to weak.Pointer[mqtt.Client] }
 
 // resendBurst is a resumed session's queue being resent in order. It lasts
 // from OnSessionEstablish to OnSessionEstablished, which mochi calls right
@@ -82,6 +103,7 @@ type resendBurst struct {
 	pending []packets.Packet          // reached old before the CONNACK, moved by startResend
 	only    map[uint16]packets.Packet // sent by the resend only (the first kind)
 	own     map[uint16]bool           // packets OnSessionEstablished writes itself
+	echo    map[uint16]packets.Packet // sent, and also in the outbound queue
 	done    chan struct{}             // closed when the burst is over
 	once    sync.Once
 }
@@ -89,7 +111,8 @@ type resendBurst struct {
 func (r *resendBurst) finish() { r.once.Do(func() { close(r.done) }) }
 
 func newDeliveryHook(srv *mqtt.Server, order *orderBook) *deliveryHook {
-	return &deliveryHook{srv: srv, order: order, resend: map[*mqtt.Client]*resendBurst{}, heirs: map[string]heir{}}
+	return &deliveryHook{srv: srv, order: order, resend: map[*mqtt.Client]*resendBurst{}, heirs: map[string]heir{},
+		echo: map[*mqtt.Client]*echoSet{}}
 }
 
 // ID implements mqtt.Hook.
@@ -98,8 +121,8 @@ func (h *deliveryHook) ID() string { return "mqttkit-delivery" }
 // Provides implements mqtt.Hook.
 func (h *deliveryHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
+		mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -170,17 +193,19 @@ func (h *deliveryHook) OnClientExpired(cl *mqtt.Client) {
 // from now until its queue is resent, nothing else is written to the
 // client.
 func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
-	if pk.Connect.Clean {
-		return // clean session or clean start: no queue to resend
-	}
 	h.mu.Lock()
+	if pk.Connect.Clean { // clean session or clean start: no queue to resend
+		delete(h.heirs, cl.ID) // and an old session's messages are not ours
+		h.mu.Unlock()
+		return
+	}
 	for c, r := range h.resend { // connections that failed during CONNACK
 		if c.Closed() {
 			delete(h.resend, c)
 			r.finish()
 		}
 	}
-	r := &resendBurst{done: make(chan struct{}), only: map[uint16]packets.Packet{}}
+	r := &resendBurst{done: make(chan struct{}), only: map[uint16]packets.Packet{}, echo: map[uint16]packets.Packet{}}
 	h.resend[cl] = r
 	h.mu.Unlock()
 	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl {
@@ -217,8 +242,8 @@ func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
 	cl, r := h.burstOf(old)
 	if r == nil {
 		h.mu.Lock()
-		if hr, ok := h.heirs[old.ID]; ok && hr.from == old {
-			cl = hr.to
+		if hr, ok := h.heirs[old.ID]; ok && hr.from == weak.Make(old) {
+			cl = hr.to.Value()
 		}
 		h.mu.Unlock()
 	}
@@ -320,11 +345,13 @@ func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		_ = cl.WritePacket(p)
 	}
 	h.endResend(cl)
+	h.awaitEchoes(cl)
 }
 
 // OnDisconnect gives up a resend in progress.
 func (h *deliveryHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.endResend(cl)
+	h.dropEchoes(cl)
 	if expire && !cl.IsTakenOver() {
 		h.order.forgetClient(cl.ID)
 		h.forgetHeir(cl)
@@ -333,7 +360,7 @@ func (h *deliveryHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 func (h *deliveryHook) forgetHeir(cl *mqtt.Client) {
 	h.mu.Lock()
-	if hr, ok := h.heirs[cl.ID]; ok && hr.to == cl {
+	if hr, ok := h.heirs[cl.ID]; ok && hr.to == weak.Make(cl) {
 		delete(h.heirs, cl.ID)
 	}
 	h.mu.Unlock()
@@ -343,9 +370,108 @@ func (h *deliveryHook) endResend(cl *mqtt.Client) {
 	h.mu.Lock()
 	r := h.resend[cl]
 	delete(h.resend, cl)
+	if r != nil && !cl.Closed() {
+		r.mu.Lock()
+		if len(r.echo) > 0 {
+			h.echo[cl] = &echoSet{m: r.echo, done: make(chan struct{})}
+			h.echoing.Store(int32(len(h.echo)))
+		}
+		r.echo = nil
+		r.mu.Unlock()
+	}
 	h.mu.Unlock()
 	if r != nil {
 		r.finish()
+	}
+}
+
+// echoTimeout bounds how long awaitEchoes waits for a connection's
+// outbound queue (it normally takes milliseconds).
+const echoTimeout = 5 * time.Second
+
+// awaitEchoes returns once cl's outbound queue has sent the messages that
+// its resend burst sent already. mochi calls OnSessionEstablished right
+// before it starts reading the client's packets, acknowledgements
+// included, so none is handled until then.
+//
+// A message mochi routes to a resumed session before it lists the queue
+// to resend is in the resend and in the outbound queue, which waits
+// behind the burst and can hold a thousand messages by then. Were the
+// client's acknowledgements handled meanwhile, a QoS 2 client could
+// receive the burst's copy, release its packet ID (PUBREC, PUBREL) and
+// then take the outbound queue's copy for a new message: delivered twice
+// [MQTT-4.3.3]. And once mochi gave that packet ID to a newer message, the
+// client would take the newer one for a duplicate of the first: lost.
+// Sent before the PUBREL, the second copy is a duplicate the client
+// recognises by its packet ID.
+func (h *deliveryHook) awaitEchoes(cl *mqtt.Client) {
+	h.mu.Lock()
+	e := h.echo[cl]
+	if e != nil {
+		// A message mochi held back for flow control (Expiry -1, set just
+		// after OnQosPublish) is not in the outbound queue.
+		for id := range e.m {
+			if q, ok := cl.State.Inflight.Get(id); ok && q.Expiry < 0 {
+				delete(e.m, id)
+			}
+		}
+		if len(e.m) == 0 {
+			h.dropEchoesLocked(cl)
+		}
+	}
+	h.mu.Unlock()
+	if e == nil {
+		return
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(echoTimeout)
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			if cl.Closed() || now.After(deadline) {
+				h.dropEchoes(cl)
+				return
+			}
+		}
+	}
+}
+
+// OnPacketSent notes that the outbound queue sent a message again (see
+// awaitEchoes). It is that very message, not a newer one with the same
+// packet ID, when the payload is the same: mochi copies it for each
+// delivery, and the session and the outbound queue share the copy.
+func (h *deliveryHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if h.echoing.Load() == 0 || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup || len(pk.Payload) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.echo[cl]
+	if e == nil {
+		return
+	}
+	if q, ok := e.m[pk.PacketID]; ok && &q.Payload[0] == &pk.Payload[0] {
+		delete(e.m, pk.PacketID)
+		if len(e.m) == 0 {
+			h.dropEchoesLocked(cl)
+		}
+	}
+}
+
+func (h *deliveryHook) dropEchoes(cl *mqtt.Client) {
+	h.mu.Lock()
+	h.dropEchoesLocked(cl)
+	h.mu.Unlock()
+}
+
+func (h *deliveryHook) dropEchoesLocked(cl *mqtt.Client) {
+	if e := h.echo[cl]; e != nil {
+		delete(h.echo, cl)
+		h.echoing.Store(int32(len(h.echo)))
+		close(e.done)
 	}
 }
 
@@ -382,14 +508,20 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		}
 		if !r.members[pk.PacketID] {
 			r.members[pk.PacketID] = true
-			r.queue = append(r.queue, pk.Copy(true))
+			q := pk // shares the payload with the session's entry (see OnPacketSent)
+			q.FixedHeader.Dup = false
+			r.queue = append(r.queue, q)
 			h.order.sort(cl.ID, r.queue[r.next:])
 		}
 		if r.next == len(r.queue) {
 			r.mu.Unlock()
 			return pk
 		}
-		out := r.queue[r.next].Copy(true)
+		e := r.queue[r.next]
+		if q, ok := r.only[e.PacketID]; (!ok || !samePublish(e, q)) && len(e.Payload) > 0 {
+			r.echo[e.PacketID] = e // routed to cl: in its outbound queue too
+		}
+		out := e.Copy(true)
 		r.next++
 		r.mu.Unlock()
 		// What WritePacket did to pk before calling the hooks.
@@ -439,7 +571,7 @@ func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool
 	r.mu.Unlock()
 	if present && old != nil {
 		h.mu.Lock()
-		h.heirs[cl.ID] = heir{from: old, to: cl}
+		h.heirs[cl.ID] = heir{from: weak.Make(old), to: weak.Make(cl)}
 		h.mu.Unlock()
 	}
 }

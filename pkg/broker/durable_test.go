@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
@@ -174,4 +175,94 @@ func TestAsyncConnHoldWhileFlushing(t *testing.T) {
 	require.Equal(t, "held", string(got))
 	c.release() // a release without hold is harmless
 	require.NoError(t, c.Close())
+}
+
+// holdConnack holds a resumed session's CONNACK until at least n messages
+// are in the session, as when mochi's connection goroutine is slow to
+// resend the queue while a publisher floods the session: mochi then
+// resends those messages along with the queue.
+type holdConnack struct {
+	mqtt.HookBase
+	client string
+	n      int
+}
+
+func (h *holdConnack) ID() string { return "test-hold-connack" }
+
+func (h *holdConnack) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+
+func (h *holdConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.SessionPresent && cl.ID == h.client {
+		deadline := time.Now().Add(10 * time.Second)
+		for cl.State.Inflight.Len() < h.n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return pk
+}
+
+// A QoS 2 subscriber that completes each flow as fast as it can while its
+// resumed session's queue is resent and more messages are published
+// (some reach the old connection during the takeover and are moved) gets
+// each message exactly once. The messages published before mochi lists
+// the queue are resent with it and are in the connection's outbound queue
+// too: the client must not be able to release their packet IDs before the
+// second copy is sent (deliveryHook.awaitEchoes).
+func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	const queued, live = 200, 2000
+	require.NoError(t, b.srv.AddHook(&holdConnack{client: "exact", n: queued + live/2}, nil))
+	require.NoError(t, b.Start())
+	o := rawmqtt.ConnectOptions{ClientID: "exact", KeepAlive: 30}
+	c, err := rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	_, err = c.Connect(o)
+	require.NoError(t, err)
+	_, _, err = c.Subscribe(1, "exact", 2)
+	require.NoError(t, err)
+	c.Close()
+	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("exact"); return ok && cl.Closed() })
+
+	for i := 0; i < queued; i++ {
+		require.NoError(t, b.Publish("exact", []byte(strconv.Itoa(i)), false, 2))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := queued; i < queued+live; i++ {
+			_ = b.Publish("exact", []byte(strconv.Itoa(i)), false, 2)
+		}
+		_ = b.Publish("exact", []byte("end"), false, 2)
+	}()
+	c, err = rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Connect(o)
+	require.NoError(t, err)
+	received := map[uint16]string{} // PUBREC sent, PUBREL not yet
+	got := map[string]int{}
+	for {
+		p, err := c.Read(10 * time.Second)
+		require.NoError(t, err, "got %d of %d", len(got), queued+live+1)
+		switch p.Type {
+		case rawmqtt.PUBLISH:
+			if _, ok := received[p.PacketID]; !ok {
+				received[p.PacketID] = string(p.Payload)
+				got[string(p.Payload)]++
+			}
+			require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBREC, p.PacketID)))
+		case rawmqtt.PUBREL:
+			delete(received, p.PacketID)
+			require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBCOMP, p.PacketID)))
+		}
+		if got["end"] > 0 && len(received) == 0 {
+			break
+		}
+	}
+	<-done
+	for i := 0; i < queued+live; i++ {
+		require.Equal(t, 1, got[strconv.Itoa(i)], "message %d delivered %d times", i, got[strconv.Itoa(i)])
+	}
 }
