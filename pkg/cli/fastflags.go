@@ -2,16 +2,21 @@
 
 package cli
 
-import "github.com/urfave/cli/v2"
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
 
 // urfave/cli v2 looks flags up by name over and over: after parsing, it
 // runs every flag's Action through Context.IsSet, which for each unset name
 // walks all flags of the command calling Names(), and Names() runs a regexp
 // over each name and alias (cli.FlagNames). With the ~60 flags of pub and
 // sub that is thousands of regexp calls, about 1 ms of every one-shot run.
-// The wrappers below answer Names() from a slice computed on first use;
-// every other method is the wrapped flag's own, so parsing, help, docs and
-// completion are unchanged. (An app is used by one goroutine at a time.)
+// The wrappers below answer Names() from a slice computed on first use,
+// without the regexp; every other method is the wrapped flag's own, so
+// parsing, help, docs and completion are unchanged. (An app is used by one
+// goroutine at a time.)
 
 type boolFlag struct {
 	*cli.BoolFlag
@@ -48,23 +53,38 @@ type genericFlag struct {
 	names
 }
 
-func (f *boolFlag) Names() []string     { return f.get(f.BoolFlag) }
-func (f *stringFlag) Names() []string   { return f.get(f.StringFlag) }
-func (f *intFlag) Names() []string      { return f.get(f.IntFlag) }
-func (f *uint64Flag) Names() []string   { return f.get(f.Uint64Flag) }
-func (f *float64Flag) Names() []string  { return f.get(f.Float64Flag) }
-func (f *durationFlag) Names() []string { return f.get(f.DurationFlag) }
-func (f *genericFlag) Names() []string  { return f.get(f.GenericFlag) }
+func (f *boolFlag) Names() []string     { return f.get(f.BoolFlag.Name, f.BoolFlag.Aliases) }
+func (f *stringFlag) Names() []string   { return f.get(f.StringFlag.Name, f.StringFlag.Aliases) }
+func (f *intFlag) Names() []string      { return f.get(f.IntFlag.Name, f.IntFlag.Aliases) }
+func (f *uint64Flag) Names() []string   { return f.get(f.Uint64Flag.Name, f.Uint64Flag.Aliases) }
+func (f *float64Flag) Names() []string  { return f.get(f.Float64Flag.Name, f.Float64Flag.Aliases) }
+func (f *durationFlag) Names() []string { return f.get(f.DurationFlag.Name, f.DurationFlag.Aliases) }
+func (f *genericFlag) Names() []string  { return f.get(f.GenericFlag.Name, f.GenericFlag.Aliases) }
 
 // names caches a flag's Names().
 type names []string
 
-func (n *names) get(f cli.Flag) []string {
+func (n *names) get(name string, aliases []string) []string {
 	if *n == nil {
-		all := f.Names()
-		*n = all[:len(all):len(all)] // an append by a caller copies
+		*n = flagNames(name, aliases)
 	}
 	return *n
+}
+
+// flagNames is cli.FlagNames without its regexp for names that have no
+// comma or space (all of ours): the name, then the aliases. Names with
+// one go through cli.FlagNames, which cuts them there.
+func flagNames(name string, aliases []string) []string {
+	all := make([]string, 0, 1+len(aliases))
+	all = append(all, name)
+	all = append(all, aliases...)
+	for _, s := range all {
+		if strings.ContainsAny(s, ", ") {
+			all = cli.FlagNames(name, aliases)
+			break
+		}
+	}
+	return all[:len(all):len(all)] // an append by a caller copies
 }
 
 // fastNames returns flags with each flag of a known type wrapped so that

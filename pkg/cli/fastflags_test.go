@@ -60,6 +60,25 @@ func TestFastNamesKeepsHiddenBool(t *testing.T) {
 	require.IsType(t, &boolFlag{}, fastNamesFlag(shown))
 }
 
+// TestFlagNames: the same names as cli.FlagNames, which cuts a name at a
+// comma or space (urfave/cli v1 syntax).
+func TestFlagNames(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		aliases []string
+	}{
+		{"host", []string{"h"}},
+		{"retain", nil},
+		{"will-payload", []string{"will-message", "w"}},
+		{"host, h", nil},
+		{"topic", []string{"t x"}},
+	} {
+		got := flagNames(tc.name, tc.aliases)
+		require.Equal(t, cli.FlagNames(tc.name, tc.aliases), got, "%q %q", tc.name, tc.aliases)
+		require.Equal(t, len(got), cap(got))
+	}
+}
+
 func TestOnlyFlagsOf(t *testing.T) {
 	d, _ := testDeps(t)
 	app := newApp(d)
