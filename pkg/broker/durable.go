@@ -306,6 +306,22 @@ func (h *deliveryHook) move(cl, old *mqtt.Client, p packets.Packet) (packets.Pac
 	return p, true
 }
 
+// markSent records that message p, which the resend burst is sending, is
+// in flight: a message mochi held back for flow control (Expiry -1, not in
+// the outbound queue) would otherwise stay queued and be sent again, under
+// a new packet ID, after the next acknowledgement (fixesHook.sendQueued).
+// It reports whether p was held back. mochi's resend sends the whole
+// queue, whatever the client's Receive Maximum.
+func markSent(cl *mqtt.Client, p packets.Packet) bool {
+	q, ok := cl.State.Inflight.Get(p.PacketID)
+	if !ok || q.Expiry >= 0 || !samePublish(p, q) {
+		return false
+	}
+	q.Expiry = 0
+	cl.State.Inflight.Set(q)
+	return true
+}
+
 // samePublish reports whether two queued PUBLISH packets are one message.
 func samePublish(a, b packets.Packet) bool {
 	return b.FixedHeader.Type == packets.Publish && a.TopicName == b.TopicName &&
@@ -342,6 +358,9 @@ func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	r.mu.Unlock()
 	for _, p := range left {
+		if markSent(cl, p) {
+			p.Expiry = 0
+		}
 		_ = cl.WritePacket(p)
 	}
 	h.endResend(cl)
@@ -409,9 +428,10 @@ func (h *deliveryHook) awaitEchoes(cl *mqtt.Client) {
 	e := h.echo[cl]
 	if e != nil {
 		// A message mochi held back for flow control (Expiry -1, set just
-		// after OnQosPublish) is not in the outbound queue.
-		for id := range e.m {
-			if q, ok := cl.State.Inflight.Get(id); ok && q.Expiry < 0 {
+		// after OnQosPublish) is not in the outbound queue; the burst sent
+		// it (see markSent).
+		for id, p := range e.m {
+			if markSent(cl, p) {
 				delete(e.m, id)
 			}
 		}
@@ -518,7 +538,8 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 			return pk
 		}
 		e := r.queue[r.next]
-		if q, ok := r.only[e.PacketID]; (!ok || !samePublish(e, q)) && len(e.Payload) > 0 {
+		held := markSent(cl, e)
+		if q, ok := r.only[e.PacketID]; (!ok || !samePublish(e, q)) && len(e.Payload) > 0 && !held {
 			r.echo[e.PacketID] = e // routed to cl: in its outbound queue too
 		}
 		out := e.Copy(true)

@@ -284,7 +284,10 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		if pk.Expiry < 0 && pk.FixedHeader.Qos > 0 {
+		// A DUP one is mochi resending a resumed session's queue, which
+		// sends every queued message and keeps them all (deliveryHook
+		// marks those it held back as sent, see markSent).
+		if pk.Expiry < 0 && pk.FixedHeader.Qos > 0 && !pk.FixedHeader.Dup {
 			pk = h.sendQueued(cl, pk)
 		}
 		return noExpiry(pk)
