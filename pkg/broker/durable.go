@@ -43,6 +43,10 @@ import (
 //     such message to the new connection as it is queued (see late), so
 //     that it is in the new connection's queue before the same publisher
 //     can route its next message.
+//   - Topic lost after a reconnect: a message queued for an MQTT 5
+//     client that allows topic aliases was stored without its topic once
+//     an alias stood for it, and resent so to the new connection, which
+//     knows no alias. The broker sends no aliases (see OnConnect).
 //   - QoS 2 delivered twice, or lost, after a reconnect: a message routed
 //     to a resumed session before mochi lists the queue to resend goes
 //     out with the resend and again from the connection's outbound
@@ -121,11 +125,21 @@ func (h *deliveryHook) ID() string { return "mqttkit-delivery" }
 // Provides implements mqtt.Hook.
 func (h *deliveryHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
-		mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnConnect, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	}
 	return false
+}
+
+// OnConnect turns off topic aliases from the broker to the client, as
+// mosquitto has them. mochi gives a queued message the alias its topic has
+// on the client's connection and stores it without the topic, also when
+// that connection is gone: a resumed session's resend, on a new connection
+// that knows no alias, carried none (and so at every reconnect).
+func (h *deliveryHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	cl.Properties.Props.TopicAliasMaximum = 0
+	return nil
 }
 
 // OnQosPublish numbers a message queued for cl (a resend keeps its

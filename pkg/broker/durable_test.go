@@ -269,12 +269,13 @@ func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
 }
 
 // connectV5 encodes an MQTT 5 CONNECT for a persistent session (expiry 600
-// s) with the given Receive Maximum.
-func connectV5(id string, receiveMaximum uint16) []byte {
+// s) with the given Receive Maximum and Topic Alias Maximum.
+func connectV5(id string, receiveMaximum, topicAliasMaximum uint16) []byte {
 	body := append(rawmqtt.Str("MQTT"), 5, 0)
 	body = binary.BigEndian.AppendUint16(body, 30)
 	props := binary.BigEndian.AppendUint32([]byte{0x11}, 600)
 	props = binary.BigEndian.AppendUint16(append(props, 0x21), receiveMaximum)
+	props = binary.BigEndian.AppendUint16(append(props, 0x22), topicAliasMaximum)
 	body = append(body, rawmqtt.EncodeLength(len(props))...)
 	body = append(body, props...)
 	body = append(body, rawmqtt.Str(id)...)
@@ -296,7 +297,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 	const id, topic, rm, n = "held", "held", 5, 30
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
-	require.NoError(t, c.Send(connectV5(id, rm)))
+	require.NoError(t, c.Send(connectV5(id, rm, 0)))
 	p, err := c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.CONNACK, p.Type)
@@ -311,7 +312,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 	c, err = rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.Send(connectV5(id, rm)))
+	require.NoError(t, c.Send(connectV5(id, rm, 0)))
 	p, err = c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.CONNACK, p.Type)
@@ -353,4 +354,49 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 			pinged = true
 		}
 	}
+}
+
+// A message queued for an MQTT 5 session that allows topic aliases still
+// has its topic when the session resumes. mochi gave the message the alias
+// its topic had on the connection that was gone, and queued it without the
+// topic: the resend carried an alias the new connection never set (a
+// protocol error for the client, at every reconnect). Like mosquitto, the
+// broker sends no topic aliases (deliveryHook.OnConnect).
+func TestResumedSessionKeepsTopicNames(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	require.NoError(t, b.Start())
+	const id, topic = "aliased", "aliased/t"
+	c, err := rawmqtt.Dial(b.Addr(), 5)
+	require.NoError(t, err)
+	require.NoError(t, c.Send(connectV5(id, 100, 10)))
+	p, err := c.Read(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.CONNACK, p.Type)
+	_, _, err = c.Subscribe(1, topic, 1)
+	require.NoError(t, err)
+	for i := 0; i < 2; i++ {
+		require.NoError(t, b.Publish(topic, []byte(strconv.Itoa(i)), false, 1))
+		p, err := c.Read(10 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, rawmqtt.PUBLISH, p.Type)
+		require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID)))
+	}
+	c.Close()
+	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+	require.NoError(t, b.Publish(topic, []byte("queued"), false, 1))
+
+	c, err = rawmqtt.Dial(b.Addr(), 5)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Send(connectV5(id, 100, 10)))
+	p, err = c.Read(10 * time.Second)
+	require.NoError(t, err)
+	require.True(t, p.SessionPresent)
+	p, err = c.Read(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PUBLISH, p.Type)
+	require.Equal(t, "queued", string(p.Payload))
+	require.Equal(t, topic, p.Topic, "the resent message has no topic")
 }
