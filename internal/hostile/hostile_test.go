@@ -567,8 +567,9 @@ func TestHostileClients(t *testing.T) {
 		require.NoError(t, err)
 
 		// A flood far larger than what the broker holds for one client: the
-		// publisher is never held up by the stuck subscriber, others are
-		// served meanwhile, and the stuck one is eventually disconnected.
+		// publisher is held up by the stuck subscriber for the stall
+		// timeout at most, others are served meanwhile, and the stuck one
+		// is eventually disconnected.
 		pub := s.dial(t, "flooder", nil)
 		defer pub.Disconnect(ctx)
 		payload := make([]byte, 64<<10)

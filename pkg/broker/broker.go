@@ -77,6 +77,11 @@ type Config struct {
 	// CONNECT (TLS handshake and WebSocket upgrade included); 0 means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// SlowConsumerTimeout is how long a client whose queue is full may
+	// take no data before it is disconnected; meanwhile the publishers of
+	// QoS 0 messages to it wait (docs/reliability.md). 0 means
+	// DefaultSlowConsumerTimeout.
+	SlowConsumerTimeout time.Duration
 
 	// Log receives broker logs; nil discards them.
 	Log *slog.Logger
@@ -107,6 +112,8 @@ type Broker struct {
 	started   time.Time
 
 	injected atomic.Int64 // PUBLISHes injected by the broker itself ($SYS, Publish)
+	slowCut  atomic.Int64 // clients cut because their queue stayed full (asyncConn)
+	waits    atomic.Int64 // times a QoS 0 publisher waited for a subscriber's queue
 
 	metricsStop func()
 	closeOnce   sync.Once
@@ -184,6 +191,11 @@ func New(cfg Config) (b *Broker, err error) {
 	for i, l := range ls {
 		id := "l" + strconv.Itoa(i)
 		bd, err := bindListener(id, l, cfg.ConnectTimeout, log)
+		if err == nil {
+			bd.guard.stall = cfg.SlowConsumerTimeout
+			bd.guard.slow = func() { br.slowCut.Add(1) }
+			bd.guard.waited = func() { br.waits.Add(1) }
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -222,6 +234,10 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	// After the storage hook, which numbers queued messages first (durable.go).
 	if err := srv.AddHook(delivery, nil); err != nil {
+		return nil, err
+	}
+	// Last: it routes QoS 0 messages in OnPublish, after every check.
+	if err := srv.AddHook(newRouter(srv, b.security.OnACLCheck), nil); err != nil {
 		return nil, err
 	}
 	for _, bd := range b.bound {

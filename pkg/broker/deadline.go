@@ -37,6 +37,9 @@ type guardListener struct {
 	timeout    time.Duration
 	maxConnect int // 0: do not inspect (the stream is TLS-encrypted: connectSizeListener does it above TLS)
 	log        *slog.Logger
+	stall      time.Duration // asyncConn stall timeout; 0: DefaultSlowConsumerTimeout
+	slow       func()        // called when a client is cut as a slow consumer
+	waited     func()        // called when a publisher waits for a client's queue
 
 	mu   sync.Mutex
 	open int
@@ -54,6 +57,10 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	l.open++
 	l.mu.Unlock()
 	ac := newAsyncConn(c, MaxPendingBytes, l.log, l.socketClosed)
+	if l.stall > 0 {
+		ac.stall = l.stall
+	}
+	ac.slow, ac.waited = l.slow, l.waited
 	if l.maxConnect == 0 {
 		return ac, nil
 	}

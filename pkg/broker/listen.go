@@ -20,6 +20,7 @@ import (
 // bound is one open listener: mochi's side and ours.
 type bound struct {
 	conn  *connListener
+	guard *guardListener
 	info  BoundListener
 	limit *limitListener // nil without max_connections
 	certs *certSource    // nil without TLS
@@ -96,6 +97,7 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 		top = &connectSizeListener{Listener: tls.NewListener(g, tlsCfg), max: MaxConnectSize}
 	}
 	b.conn = newConnListener(id, top, g)
+	b.guard = g
 	return b, nil
 }
 

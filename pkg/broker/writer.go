@@ -14,8 +14,19 @@ import (
 // MaxPendingBytes is how many bytes the broker holds for a client that
 // does not read them fast enough, beyond what the operating system
 // buffers, before it disconnects the client as a slow consumer. A single
-// packet larger than this is still sent, alone.
+// packet larger than this is still sent, alone. QoS 0 messages routed by
+// the broker (route.go) do not count against it: their publishers wait
+// once half of it is pending (see asyncConn.waitRoom).
 const MaxPendingBytes = 8 << 20
+
+// DefaultSlowConsumerTimeout is how long a client with a full queue may
+// take no data at all before it is disconnected as a slow consumer, when
+// Config.SlowConsumerTimeout is zero.
+const DefaultSlowConsumerTimeout = 5 * time.Second
+
+// writeChunk bounds one socket write, so that progress of a slow reader
+// is seen at least every writeChunk bytes.
+const writeChunk = 256 << 10
 
 // closeLinger bounds how long a closed connection may take to send the
 // bytes still pending (a refusing CONNACK, a DISCONNECT) before it is cut.
@@ -25,7 +36,8 @@ const closeLinger = 2 * time.Second
 // disconnected.
 var ErrSlowConsumer = errors.New("slow consumer: client does not read its messages")
 
-// asyncConn makes writes to a client never block the broker.
+// asyncConn makes writes to a client never block the broker, and lets
+// publishers of QoS 0 messages wait, bounded, for a slow reader.
 //
 // mochi writes to a client while holding that client's lock, and takes
 // the same lock to pick a packet identifier for every QoS 1 and 2 message
@@ -38,11 +50,23 @@ var ErrSlowConsumer = errors.New("slow consumer: client does not read its messag
 // buffer grows past MaxPendingBytes is disconnected with a log line; its
 // unacknowledged QoS 1 and 2 messages stay in its session, so a
 // persistent session gets them again after it reconnects.
+//
+// Backpressure: the broker's QoS 0 router calls waitRoom before it writes
+// a message. It returns at once while less than half of MaxPendingBytes
+// is pending; beyond that it waits for the socket to take data, so that a
+// subscriber that reads slowly slows its publishers down instead of
+// losing messages. A client that takes no data at all for the stall
+// timeout while its queue is full is disconnected with a log line (and
+// counted): it cannot hold its publishers up for longer than that.
 type asyncConn struct {
 	net.Conn
 	max    int
+	soft   int           // waitRoom waits while this many bytes are pending
+	stall  time.Duration // see waitRoom
 	log    *slog.Logger
 	closed func() // called once, when the socket is closed
+	slow   func() // called when the client is cut as a slow consumer (nil: none)
+	waited func() // called each time waitRoom has to wait (nil: none)
 
 	mu       sync.Mutex
 	buf      []byte
@@ -53,10 +77,95 @@ type asyncConn struct {
 	closing  bool  // Close was called or the connection failed
 	err      error // sticky write error
 	once     sync.Once
+
+	progressAt time.Time     // the flush started or last completed a socket write
+	progress   chan struct{} // closed at the next progress or failure; nil: nobody waits
 }
 
 func newAsyncConn(c net.Conn, max int, log *slog.Logger, closed func()) *asyncConn {
-	return &asyncConn{Conn: c, max: max, log: log, closed: closed}
+	return &asyncConn{Conn: c, max: max, soft: max / 2, stall: DefaultSlowConsumerTimeout, log: log, closed: closed}
+}
+
+// wake releases the goroutines in waitRoom (c.mu held).
+func (c *asyncConn) wake() {
+	if c.progress != nil {
+		close(c.progress)
+		c.progress = nil
+	}
+}
+
+// startFlush starts the flush goroutine (c.mu held).
+func (c *asyncConn) startFlush() {
+	c.flushing = true
+	c.progressAt = time.Now()
+	go c.flush()
+}
+
+// cutSlow disconnects the client as a slow consumer (c.mu held).
+func (c *asyncConn) cutSlow(why string) {
+	c.err = fmt.Errorf("%w (%d bytes waiting, %s)", ErrSlowConsumer, len(c.buf), why)
+	c.log.Warn("disconnecting slow consumer", "remote", c.RemoteAddr().String(), "pending_bytes", len(c.buf), "reason", why)
+	c.closing = true
+	c.buf = nil
+	c.wake()
+	if c.slow != nil {
+		c.slow()
+	}
+	c.closeSocket() // a flush blocked in Write fails at once
+}
+
+// waitRoom returns once fewer than c.soft bytes are pending, at once in
+// the common case. While more are pending it waits for the socket to
+// take some; when it has taken none for c.stall the client is cut as a
+// slow consumer. The error is the connection's: it is failed or closing.
+func (c *asyncConn) waitRoom() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		switch {
+		case c.err != nil:
+			return c.err
+		case c.closing:
+			return net.ErrClosed
+		case len(c.buf) < c.soft:
+			return nil
+		}
+		left := c.stall - time.Since(c.progressAt)
+		if !c.flushing && c.held == 0 {
+			// Nothing drains the buffer (cannot happen while it is
+			// full, but never wait for nothing).
+			c.startFlush()
+			left = c.stall
+		}
+		if left <= 0 {
+			c.cutSlow(fmt.Sprintf("took no data for %s", c.stall))
+			continue
+		}
+		if c.progress == nil {
+			c.progress = make(chan struct{})
+		}
+		ch := c.progress
+		if timer == nil && c.waited != nil {
+			c.waited()
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+		} else {
+			timer.Reset(left)
+		}
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+		}
+		c.mu.Lock()
+	}
 }
 
 // Write queues p for the client and returns at once.
@@ -70,17 +179,12 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if len(c.buf) > 0 && len(c.buf)+len(p) > c.max {
-		c.err = fmt.Errorf("%w (%d bytes waiting)", ErrSlowConsumer, len(c.buf))
-		c.log.Warn("disconnecting slow consumer", "remote", c.RemoteAddr().String(), "pending_bytes", len(c.buf))
-		c.closing = true
-		c.buf = nil
-		c.closeSocket() // a flush blocked in Write fails at once
+		c.cutSlow(fmt.Sprintf("more than %d bytes pending", c.max))
 		return 0, c.err
 	}
 	c.buf = append(c.buf, p...)
 	if !c.flushing && (c.held == 0 || c.holdAt > 0) {
-		c.flushing = true
-		go c.flush()
+		c.startFlush()
 	}
 	return len(p), nil
 }
@@ -107,8 +211,7 @@ func (c *asyncConn) release() {
 		c.held--
 	}
 	if c.held == 0 && !c.flushing && len(c.buf) > 0 && !c.closing && c.err == nil {
-		c.flushing = true
-		go c.flush()
+		c.startFlush()
 	}
 }
 
@@ -139,9 +242,22 @@ func (c *asyncConn) flush() {
 		}
 		c.mu.Unlock()
 
-		_, err := c.Conn.Write(out)
+		var err error
+		for off := 0; off < len(out) && err == nil; {
+			end := min(off+writeChunk, len(out))
+			_, err = c.Conn.Write(out[off:end])
+			off = end
+			if end < len(out) {
+				c.mu.Lock()
+				c.progressAt = time.Now()
+				c.wake()
+				c.mu.Unlock()
+			}
+		}
 
 		c.mu.Lock()
+		c.progressAt = time.Now()
+		c.wake()
 		if cap(out) <= 64<<10 { // keep small buffers, let big ones go
 			c.spare = out[:0]
 		}
@@ -163,6 +279,7 @@ func (c *asyncConn) Close() error {
 		return nil
 	}
 	c.closing = true
+	c.wake()
 	if c.flushing {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeLinger))
 		_ = c.Conn.SetReadDeadline(time.Now())

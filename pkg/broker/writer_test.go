@@ -3,9 +3,11 @@
 package broker
 
 import (
+	"bufio"
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +131,87 @@ func TestAsyncConnDeadlinesIgnoredWhenClosing(t *testing.T) {
 	case <-time.After(closeLinger + 10*time.Second):
 		t.Fatal("a deadline set after Close kept the socket open")
 	}
+}
+
+// A reader that is slower than the writer but keeps reading gets every
+// byte, in order: waitRoom holds the writer back instead of the client
+// being cut (which Write alone would do past the limit).
+func TestAsyncConnWaitRoomSlowReader(t *testing.T) {
+	server, peer := tcpPair(t)
+	c := newAsyncConn(server, 256<<10, slog.New(slog.DiscardHandler), nil)
+	c.stall = time.Hour // this reader never stalls for long; no clock in the test
+	var waits atomic.Int64
+	c.waited = func() { waits.Add(1) }
+
+	const total = 32 << 20 // more than the limit and the kernel's buffers
+	done := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 4<<10)
+		for i := 0; i < total/len(chunk); i++ {
+			for j := range chunk {
+				chunk[j] = byte(i + j)
+			}
+			if err := c.waitRoom(); err != nil {
+				done <- err
+				return
+			}
+			if _, err := c.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	// The reader starts only once the writer had to wait: it is slow.
+	waitFor(t, func() bool { return waits.Load() > 0 })
+	r := bufio.NewReaderSize(peer, 4<<10)
+	chunk := make([]byte, 4<<10)
+	for i := 0; i < total/len(chunk); i++ {
+		_, err := io.ReadFull(r, chunk)
+		require.NoError(t, err, "chunk %d", i)
+		for j := range chunk {
+			if chunk[j] != byte(i+j) {
+				t.Fatalf("chunk %d byte %d: got %d, want %d", i, j, chunk[j], byte(i+j))
+			}
+		}
+	}
+	require.NoError(t, <-done)
+	require.NoError(t, c.Close())
+}
+
+// A reader that takes nothing is cut once the stall timeout passes with
+// its queue full; the waiting writer gets ErrSlowConsumer.
+func TestAsyncConnWaitRoomStalledReader(t *testing.T) {
+	server, peer := tcpPair(t)
+	require.NoError(t, server.(*net.TCPConn).SetWriteBuffer(16<<10))
+	require.NoError(t, peer.(*net.TCPConn).SetReadBuffer(16<<10))
+	closed := make(chan struct{})
+	c := newAsyncConn(server, 256<<10, slog.New(slog.DiscardHandler), func() { close(closed) })
+	c.stall = 50 * time.Millisecond
+	var slow atomic.Int64
+	c.slow = func() { slow.Add(1) }
+	done := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 4<<10)
+		for {
+			if err := c.waitRoom(); err != nil {
+				done <- err
+				return
+			}
+			if _, err := c.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrSlowConsumer)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a writer waited for ever on a client that reads nothing")
+	}
+	<-closed
+	require.Equal(t, int64(1), slow.Load())
+	_, err := c.Write([]byte("x"))
+	require.ErrorIs(t, err, ErrSlowConsumer)
 }

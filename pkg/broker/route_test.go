@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// floodPayload is the payload of message seq: its number, then padding.
+func floodPayload(seq, size int) []byte {
+	b := []byte(strconv.Itoa(seq) + " ")
+	return append(b, bytes.Repeat([]byte{'x'}, size-len(b))...)
+}
+
+// publishFlood publishes n QoS 0 messages of size bytes to topic from a
+// new MQTT 3.1.1 connection, in a goroutine (the broker may hold it up);
+// the returned channel gets the result.
+func publishFlood(t *testing.T, addr, topic string, n, size int) <-chan error {
+	t.Helper()
+	p := dialRaw(t, addr, 4)
+	p.mustConnect("flooder", "", "")
+	done := make(chan error, 1)
+	go func() {
+		var buf bytes.Buffer
+		for i := 0; i < n; i++ {
+			buf.Reset()
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic,
+				Payload: floodPayload(i, size), ProtocolVersion: 4}
+			if err := pk.PublishEncode(&buf); err != nil {
+				done <- err
+				return
+			}
+			if _, err := p.conn.Write(buf.Bytes()); err != nil {
+				done <- fmt.Errorf("publish %d: %w", i, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// readFlood reads n messages and checks that they are 0..n-1 in order.
+func readFlood(c *rawClient, n int) error {
+	for i := 0; i < n; i++ {
+		pk, _, err := c.recvRaw(10 * time.Second)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			return fmt.Errorf("message %d: packet type %d", i, pk.FixedHeader.Type)
+		}
+		seq, _, _ := strings.Cut(string(pk.Payload[:min(len(pk.Payload), 16)]), " ")
+		if seq != strconv.Itoa(i) {
+			return fmt.Errorf("message %d: got %q", i, seq)
+		}
+	}
+	return nil
+}
+
+// TestQoS0SlowSubscriberGetsEverything: a QoS 0 subscriber that reads
+// more slowly than its publisher (here: not at all until the publisher
+// has had to wait) receives every message, in order; the publisher is
+// slowed down instead. mochi dropped QoS 0 messages once the subscriber's
+// queue was full, and the broker cut the subscriber past 8 MiB pending.
+func TestQoS0SlowSubscriberGetsEverything(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: time.Hour})
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("slow", "", "")
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "bp/#"))
+
+	// 32 MiB: more than the broker's queue and the kernel's buffers.
+	const n, size = 2048, 16 << 10
+	done := publishFlood(t, b.Addr(), "bp/x", n, size)
+	waitFor(t, func() bool { return b.waits.Load() > 0 })
+	require.NoError(t, readFlood(sub, n))
+	require.NoError(t, <-done)
+	require.Empty(t, sub.ping(), "nothing after the flood")
+	require.Zero(t, b.slowCut.Load(), "the slow subscriber was cut")
+	require.Zero(t, b.fixes.droppedQoS0.Load(), "QoS 0 messages were dropped")
+}
+
+// TestQoS0StuckSubscriberIsCut: a subscriber that reads nothing holds its
+// publishers up for the stall timeout at most; then it is disconnected,
+// with a log line and a count, and a subscriber that reads gets every
+// message.
+func TestQoS0StuckSubscriberIsCut(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	stuck := dialRaw(t, b.Addr(), 4)
+	require.NoError(t, stuck.conn.(*net.TCPConn).SetReadBuffer(8192))
+	stuck.mustConnect("stuck", "", "")
+	require.Equal(t, []byte{0}, stuck.subscribe(1, 0, "bp/#"))
+	good := dialRaw(t, b.Addr(), 4)
+	good.mustConnect("good", "", "")
+	require.Equal(t, []byte{0}, good.subscribe(1, 0, "bp/#"))
+
+	const n, size = 2048, 16 << 10
+	read := make(chan error, 1)
+	go func() { read <- readFlood(good, n) }()
+	done := publishFlood(t, b.Addr(), "bp/x", n, size)
+	require.NoError(t, <-read)
+	require.NoError(t, <-done)
+	require.Empty(t, good.ping())
+
+	// The broker's side is closed (the kernel may still be sending the
+	// stuck client what it had buffered, at the pace of its tiny window).
+	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("stuck"); return !ok || cl.Closed() })
+	require.Equal(t, int64(1), b.slowCut.Load())
+	require.Contains(t, logs.String(), "disconnecting slow consumer")
+	var metrics strings.Builder
+	b.writeMetrics(&metrics)
+	require.Contains(t, metrics.String(), "mqtt_slow_clients_disconnected_total 1\n")
+}
+
+// TestRouterFollowsSubscriptions: the router's cache of subscribers per
+// topic follows subscribes, unsubscribes, reconnects and resumed sessions,
+// and keeps MQTT 5 subscription identifiers and no-local.
+func TestRouterFollowsSubscriptions(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	send := func(payload string) {
+		pub.publish(0, 0, "r/1", payload, false)
+		require.Empty(t, pub.ping()) // processed: routed before the PINGRESP
+	}
+	got := func(c *rawClient) []string {
+		var out []string
+		for _, pk := range c.ping() {
+			out = append(out, string(pk.Payload))
+		}
+		return out
+	}
+
+	a := dialRaw(t, b.Addr(), 5)
+	a.mustConnect("a", "", "")
+	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "r/+", Identifier: 7}}}
+	sub.Properties.SubscriptionIdentifier = []int{7}
+	a.send(sub)
+	require.Equal(t, packets.Suback, a.recv().FixedHeader.Type)
+	send("1") // cached from here on
+	pk := a.recv()
+	require.Equal(t, "1", string(pk.Payload))
+	require.Equal(t, []int{7}, pk.Properties.SubscriptionIdentifier)
+
+	c := dialRaw(t, b.Addr(), 4)
+	c.connectPacket("c", "", "")
+	conn := c.connectPacket("c", "", "")
+	conn.Connect.Clean = false
+	c.send(conn)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{0}, c.subscribe(1, 0, "r/#"))
+	send("2")
+	require.Equal(t, []string{"2"}, got(a))
+	require.Equal(t, []string{"2"}, got(c))
+
+	// Unsubscribed: no more.
+	a.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+		Filters: packets.Subscriptions{{Filter: "r/+"}}})
+	require.Equal(t, packets.Unsuback, a.recv().FixedHeader.Type)
+	send("3")
+	require.Empty(t, got(a))
+	require.Equal(t, []string{"3"}, got(c))
+
+	// A new clean connection with a's ID has no subscriptions.
+	a.conn.Close()
+	a = dialRaw(t, b.Addr(), 5)
+	a.mustConnect("a", "", "")
+	// c resumes its session on a new connection: its subscription stays.
+	c.conn.Close()
+	c = dialRaw(t, b.Addr(), 4)
+	c.send(conn)
+	ack := c.recv()
+	require.True(t, ack.SessionPresent)
+	send("4")
+	require.Empty(t, got(a))
+	require.Equal(t, []string{"4"}, got(c))
+
+	// No local: a client's own messages do not come back.
+	nl := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 3,
+		Filters: packets.Subscriptions{{Filter: "r/1", NoLocal: true}}}
+	pub.send(nl)
+	require.Equal(t, packets.Suback, pub.recv().FixedHeader.Type)
+	send("5")
+	require.Equal(t, []string{"5"}, got(c))
+}
