@@ -81,6 +81,7 @@ type route struct {
 type target struct {
 	cl  *mqtt.Client
 	sub packets.Subscription
+	ids []int // subscription identifiers, sorted (shared, read only)
 }
 
 func newRouter(srv *mqtt.Server, mayRead func(*mqtt.Client, string, bool) bool) *router {
@@ -159,7 +160,7 @@ func (r *router) lookup(topic string) *route {
 	rt.targets = make([]target, 0, len(subs.Subscriptions))
 	for id, sub := range subs.Subscriptions {
 		if c, ok := r.srv.Clients.Get(id); ok {
-			rt.targets = append(rt.targets, target{cl: c, sub: sub})
+			rt.targets = append(rt.targets, target{cl: c, sub: sub, ids: identifiers(sub)})
 		}
 	}
 	for _, in := range subs.InlineSubscriptions {
@@ -196,19 +197,25 @@ func (r *router) deliver(t *target, pk packets.Packet) {
 	out.PacketID = 0
 	out.Mods = packets.Mods{MaxSize: pk.Mods.MaxSize}
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false // [MQTT-3.3.2-7]
-	out.Properties.SubscriptionIdentifier = nil
-	if len(sub.Identifiers) > 0 { // [MQTT-3.3.4-3]
-		ids := make([]int, 0, len(sub.Identifiers))
-		for _, id := range sub.Identifiers {
-			ids = append(ids, id) // [MQTT-3.3.4-4]
-		}
-		sort.Ints(ids)
-		out.Properties.SubscriptionIdentifier = ids
-	}
+	out.Properties.SubscriptionIdentifier = t.ids // [MQTT-3.3.4-3]
 	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
 		if err := ac.waitRoom(); err != nil {
 			return // closed, or cut as a slow consumer
 		}
 	}
 	_ = cl.WritePacket(out)
+}
+
+// identifiers returns the subscription identifiers of sub to send with a
+// message, sorted as mochi sends them; nil when there are none (mochi
+// merges identifier 0 for a filter without one, which is not sent).
+func identifiers(sub packets.Subscription) []int {
+	var ids []int
+	for _, id := range sub.Identifiers {
+		if id > 0 {
+			ids = append(ids, id) // [MQTT-3.3.4-4]
+		}
+	}
+	sort.Ints(ids)
+	return ids
 }
