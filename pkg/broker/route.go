@@ -3,9 +3,13 @@
 package broker
 
 import (
+	"reflect"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -14,6 +18,35 @@ import (
 // maxRoutes bounds the topics whose subscribers the router remembers;
 // past it the cache starts over.
 const maxRoutes = 1 << 14
+
+// orderWait bounds how long a QoS 0 delivery waits for the messages mochi
+// has queued for the same client before it (see router.deliver); past it
+// the message is written anyway: out of order rather than lost.
+const orderWait = time.Second
+
+// outboundQty locates mochi's ClientState.outboundQty, the number of
+// packets in a client's outbound channel plus the one its write loop is
+// writing (decremented after the write). mochi v2.7.9 exports no way to
+// read it; TestMochiOutboundQty fails if a mochi upgrade removes it.
+var outboundQty = func() (f struct {
+	ok     bool
+	offset uintptr
+}) {
+	sf, ok := reflect.TypeFor[mqtt.ClientState]().FieldByName("outboundQty")
+	if ok && sf.Type.Kind() == reflect.Int32 {
+		f.ok, f.offset = true, sf.Offset
+	}
+	return f
+}()
+
+// mochiQueued is the number of packets mochi has queued for cl and not yet
+// written (0 when unknown).
+func mochiQueued(cl *mqtt.Client) int32 {
+	if !outboundQty.ok {
+		return 0
+	}
+	return atomic.LoadInt32((*int32)(unsafe.Add(unsafe.Pointer(&cl.State), outboundQty.offset)))
+}
 
 // router delivers QoS 0 PUBLISHes itself instead of mochi, for two
 // reasons:
@@ -39,7 +72,11 @@ const maxRoutes = 1 << 14
 // WritePacket, so mochi's encoding, size limit and hooks apply as before;
 // outbound topic aliases are not used for these messages (a delivery
 // written on the publisher's goroutine could overtake the one that
-// defines the alias).
+// defines the alias). Order: a delivery waits until what mochi queued for
+// the same client earlier (a QoS 1 message of the same publisher, a
+// retained message after a SUBSCRIBE) is written, so a subscriber gets one
+// publisher's messages in the order they were published, whatever their
+// QoS, as with mosquitto.
 //
 // The cache is correct because of where it is forgotten: mochi calls
 // OnSubscribed and OnUnsubscribed after it changed the topic index and
@@ -197,13 +234,35 @@ func (r *router) deliver(t *target, pk packets.Packet) {
 	out.PacketID = 0
 	out.Mods = packets.Mods{MaxSize: pk.Mods.MaxSize}
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false // [MQTT-3.3.2-7]
-	out.Properties.SubscriptionIdentifier = t.ids // [MQTT-3.3.4-3]
+	out.Properties.SubscriptionIdentifier = t.ids                       // [MQTT-3.3.4-3]
 	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
 		if err := ac.waitRoom(); err != nil {
 			return // closed, or cut as a slow consumer
 		}
 	}
+	if mochiQueued(cl) > 0 {
+		waitMochiQueue(cl)
+	}
 	_ = cl.WritePacket(out)
+}
+
+// waitMochiQueue waits, for orderWait at most, until mochi has written
+// what it had queued for cl. Its write loop never blocks on the network
+// (asyncConn), so this is short.
+func waitMochiQueue(cl *mqtt.Client) {
+	var deadline time.Time
+	for i := 0; mochiQueued(cl) > 0 && !cl.Closed(); i++ {
+		if i < 64 {
+			runtime.Gosched()
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(orderWait)
+		} else if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
 }
 
 // identifiers returns the subscription identifiers of sub to send with a

@@ -196,3 +196,35 @@ func TestRouterFollowsSubscriptions(t *testing.T) {
 	send("5")
 	require.Equal(t, []string{"5"}, got(c))
 }
+
+// TestMochiOutboundQty: the router reads mochi's count of queued packets
+// (unexported) to keep one publisher's messages in order across QoS; a
+// mochi upgrade that drops or retypes the field must fail here.
+func TestMochiOutboundQty(t *testing.T) {
+	require.True(t, outboundQty.ok, "mqtt.ClientState.outboundQty not found: check router ordering (route.go)")
+}
+
+// TestRouterKeepsOrderAcrossQoS: QoS 0 messages, which the router writes
+// directly, do not overtake a QoS 1 message of the same publisher that
+// mochi queued before them.
+func TestRouterKeepsOrderAcrossQoS(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "o/#"))
+	pub := dialRaw(t, b.Addr(), 4)
+	pub.mustConnect("pub", "", "")
+	const n = 2000
+	for i := 0; i < n; i++ {
+		pub.publish(uint16(i%1000+1), byte(i%2), "o/x", strconv.Itoa(i), false)
+	}
+	for i := 0; i < n; i++ {
+		pk := sub.recv()
+		if pk.FixedHeader.Type == packets.Puback {
+			i--
+			continue
+		}
+		require.Equal(t, strconv.Itoa(i), string(pk.Payload))
+		sub.ack(pk)
+	}
+}
