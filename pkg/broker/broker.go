@@ -231,6 +231,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 		b.fixes.store = store
 		delivery.persist = func(cl *mqtt.Client, pk packets.Packet) { store.Hook.OnQosPublish(cl, pk, 0, 0) }
+		delivery.unpersist = store.Hook.OnQosComplete
 	}
 	// After the storage hook, which numbers queued messages first (durable.go).
 	if err := srv.AddHook(delivery, nil); err != nil {

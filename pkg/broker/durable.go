@@ -47,6 +47,10 @@ import (
 //     client that allows topic aliases was stored without its topic once
 //     an alias stood for it, and resent so to the new connection, which
 //     knows no alias. The broker sends no aliases (see OnConnect).
+//   - Session stuck on a message too large for the client: mochi queues
+//     a message larger than an MQTT 5 client's Maximum Packet Size, and
+//     its resend after a reconnect failed on it and closed the
+//     connection, every time. The hook discards it (see dropOversized).
 //   - QoS 2 delivered twice, or lost, after a reconnect: a message routed
 //     to a resumed session before mochi lists the queue to resend goes
 //     out with the resend and again from the connection's outbound
@@ -59,8 +63,9 @@ type deliveryHook struct {
 	mqtt.HookBase
 	srv   *mqtt.Server
 	order *orderBook
-	// persist stores a session's in-flight packet (nil without persistence).
-	persist func(cl *mqtt.Client, pk packets.Packet)
+	// persist stores a session's in-flight packet, unpersist deletes it
+	// (nil without persistence).
+	persist, unpersist func(cl *mqtt.Client, pk packets.Packet)
 
 	mu     sync.Mutex
 	resend map[*mqtt.Client]*resendBurst
@@ -591,6 +596,9 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 // session to cl and before it resends the session's queue: messages that
 // reached the old connection join the queue.
 func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool) {
+	if present {
+		h.dropOversized(cl)
+	}
 	r.mu.Lock()
 	old := r.old
 	r.started, r.present = true, present
@@ -608,6 +616,45 @@ func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool
 		h.mu.Lock()
 		h.heirs[cl.ID] = heir{from: weak.Make(old), to: weak.Make(cl)}
 		h.mu.Unlock()
+	}
+}
+
+// dropOversized discards the queued messages too large for the client's
+// Maximum Packet Size, as MQTT requires [MQTT-3.1.2-25]: mochi queues them
+// like any other, cannot send them, and its resend of a resumed session
+// stopped at the first one and closed the connection, at every reconnect
+// (the session never got anything again). It runs before mochi lists the
+// queue to resend.
+func (h *deliveryHook) dropOversized(cl *mqtt.Client) {
+	limit := cl.Properties.Props.MaximumPacketSize
+	if limit == 0 {
+		return
+	}
+	for _, p := range cl.State.Inflight.GetAll(false) {
+		if p.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		// As WritePacket and OnPacketEncode would send it.
+		q := p
+		q.ProtocolVersion = cl.Properties.ProtocolVersion
+		q.Mods = packets.Mods{MaxSize: limit, AllowResponseInfo: true,
+			DisallowProblemInfo: cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0}
+		q.FixedHeader.Dup = true
+		if q.Expiry > 0 {
+			q.Properties.MessageExpiryInterval = uint32(max(q.Expiry-time.Now().Unix(), 1))
+		}
+		q = noExpiry(q)
+		var buf bytes.Buffer
+		if err := q.PublishEncode(&buf); err == nil && uint32(buf.Len()) <= limit {
+			continue
+		}
+		if cl.State.Inflight.Delete(p.PacketID) {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+			h.order.forget(cl.ID, p.PacketID)
+			if h.unpersist != nil {
+				h.unpersist(cl, p)
+			}
+		}
 	}
 }
 

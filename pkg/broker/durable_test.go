@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -269,13 +270,17 @@ func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
 }
 
 // connectV5 encodes an MQTT 5 CONNECT for a persistent session (expiry 600
-// s) with the given Receive Maximum and Topic Alias Maximum.
-func connectV5(id string, receiveMaximum, topicAliasMaximum uint16) []byte {
+// s) with the given Receive Maximum, Topic Alias Maximum and Maximum
+// Packet Size (0: not sent).
+func connectV5(id string, receiveMaximum, topicAliasMaximum uint16, maximumPacketSize uint32) []byte {
 	body := append(rawmqtt.Str("MQTT"), 5, 0)
 	body = binary.BigEndian.AppendUint16(body, 30)
 	props := binary.BigEndian.AppendUint32([]byte{0x11}, 600)
 	props = binary.BigEndian.AppendUint16(append(props, 0x21), receiveMaximum)
 	props = binary.BigEndian.AppendUint16(append(props, 0x22), topicAliasMaximum)
+	if maximumPacketSize > 0 {
+		props = binary.BigEndian.AppendUint32(append(props, 0x27), maximumPacketSize)
+	}
 	body = append(body, rawmqtt.EncodeLength(len(props))...)
 	body = append(body, props...)
 	body = append(body, rawmqtt.Str(id)...)
@@ -297,7 +302,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 	const id, topic, rm, n = "held", "held", 5, 30
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
-	require.NoError(t, c.Send(connectV5(id, rm, 0)))
+	require.NoError(t, c.Send(connectV5(id, rm, 0, 0)))
 	p, err := c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.CONNACK, p.Type)
@@ -312,7 +317,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 	c, err = rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.Send(connectV5(id, rm, 0)))
+	require.NoError(t, c.Send(connectV5(id, rm, 0, 0)))
 	p, err = c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.CONNACK, p.Type)
@@ -370,7 +375,7 @@ func TestResumedSessionKeepsTopicNames(t *testing.T) {
 	const id, topic = "aliased", "aliased/t"
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
-	require.NoError(t, c.Send(connectV5(id, 100, 10)))
+	require.NoError(t, c.Send(connectV5(id, 100, 10, 0)))
 	p, err := c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.CONNACK, p.Type)
@@ -390,7 +395,7 @@ func TestResumedSessionKeepsTopicNames(t *testing.T) {
 	c, err = rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.Send(connectV5(id, 100, 10)))
+	require.NoError(t, c.Send(connectV5(id, 100, 10, 0)))
 	p, err = c.Read(10 * time.Second)
 	require.NoError(t, err)
 	require.True(t, p.SessionPresent)
@@ -399,4 +404,69 @@ func TestResumedSessionKeepsTopicNames(t *testing.T) {
 	require.Equal(t, rawmqtt.PUBLISH, p.Type)
 	require.Equal(t, "queued", string(p.Payload))
 	require.Equal(t, topic, p.Topic, "the resent message has no topic")
+}
+
+// A message too large for an MQTT 5 client's Maximum Packet Size is
+// discarded [MQTT-3.1.2-25], also when it was queued while the client was
+// offline. mochi queued it, and its resend after the reconnect failed on it
+// and closed the connection, at every reconnect: the session never got
+// anything again (deliveryHook.dropOversized).
+func TestResumedSessionDropsOversizedMessages(t *testing.T) {
+	dir := t.TempDir()
+	const id, topic, limit = "small-only", "small-only", 200
+	for run := 0; run < 2; run++ { // the second run restarts from the store
+		b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true,
+			SysInterval: -1, PersistenceDir: dir})
+		require.NoError(t, err)
+		require.NoError(t, b.Start())
+		if run == 0 {
+			c, err := rawmqtt.Dial(b.Addr(), 5)
+			require.NoError(t, err)
+			require.NoError(t, c.Send(connectV5(id, 100, 0, limit)))
+			p, err := c.Read(10 * time.Second)
+			require.NoError(t, err)
+			require.Equal(t, rawmqtt.CONNACK, p.Type)
+			_, _, err = c.Subscribe(1, topic, 1)
+			require.NoError(t, err)
+			c.Close()
+			waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+		}
+		require.NoError(t, b.Publish(topic, bytes.Repeat([]byte("x"), 2*limit), false, 1))
+		require.NoError(t, b.Publish(topic, []byte(fmt.Sprint("small ", run)), false, 1))
+		if run == 0 {
+			require.NoError(t, b.Close())
+			continue
+		}
+		for round := 0; round < 2; round++ {
+			c, err := rawmqtt.Dial(b.Addr(), 5)
+			require.NoError(t, err)
+			require.NoError(t, c.Send(connectV5(id, 100, 0, limit)))
+			p, err := c.Read(10 * time.Second)
+			require.NoError(t, err)
+			require.True(t, p.SessionPresent)
+			if round == 0 {
+				for _, want := range []string{"small 0", "small 1"} {
+					p, err = c.Read(10 * time.Second)
+					require.NoError(t, err, "the resumed session got nothing")
+					require.Equal(t, rawmqtt.PUBLISH, p.Type)
+					require.Equal(t, want, string(p.Payload))
+					require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID)))
+				}
+			}
+			// The session is usable: a PINGREQ is answered (and the
+			// acknowledgements before it were handled).
+			require.NoError(t, c.Send(rawmqtt.Pingreq()))
+			p, err = c.Read(10 * time.Second)
+			require.NoError(t, err)
+			require.Equal(t, rawmqtt.PINGRESP, p.Type, "got %s", p)
+			c.Close()
+			waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+		}
+		stored, err := b.fixes.store.(*boltStore).StoredInflightMessages()
+		require.NoError(t, err)
+		for _, m := range stored {
+			require.NotEqual(t, id, m.Client, "a discarded message is still in the store: %d bytes", len(m.Payload))
+		}
+		require.NoError(t, b.Close())
+	}
 }
