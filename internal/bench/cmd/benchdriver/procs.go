@@ -324,26 +324,31 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// mosquittoConf is the reference broker's configuration: defaults, except
-// that queues are unbounded so that it never drops messages for a busy
-// subscriber (its default of 1000 queued messages per client would turn
-// a throughput run into a loss count).
+// mosquittoConf is both brokers' configuration: defaults, except that
+// queues are unbounded so that neither drops messages for a busy
+// subscriber (the default of 1000 queued messages per client, mosquitto's
+// and ours, would turn a throughput run into a loss count). mqtt broker
+// reads the same mosquitto.conf.
 func mosquittoConf(port int) string {
 	return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", port)
 }
 
-// brokerArgs returns the command line for a broker on port and, for
-// mosquitto, writes its configuration file.
+// brokerArgs returns the command line for a broker on port and writes its
+// configuration file.
 func (e *env) brokerArgs(ours bool, port int) ([]string, string, error) {
-	if ours {
-		return []string{e.mqtt, "broker", "--port", strconv.Itoa(port)}, "", nil
-	}
 	conf := mosquittoConf(port)
-	path := filepath.Join(e.run, fmt.Sprintf("mosquitto-%d.conf", port))
+	name, bin := "mosquitto", e.mosquitto
+	if ours {
+		name, bin = "ours", e.mqtt
+	}
+	path := filepath.Join(e.run, fmt.Sprintf("%s-%d.conf", name, port))
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, "", err
 	}
-	return []string{e.mosquitto, "-c", path}, conf, nil
+	if ours {
+		return []string{bin, "broker", "-c", path}, conf, nil
+	}
+	return []string{bin, "-c", path}, conf, nil
 }
 
 // startBroker starts one broker on a random port and waits until it
