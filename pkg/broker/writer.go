@@ -312,11 +312,19 @@ func (c *asyncConn) SetDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline sets the deadline of socket writes, unless closing.
+// A deadline already past while bytes are still queued becomes
+// closeLinger from now: crypto/tls sets one right after its close_notify
+// alert ("later writes fail"), and on the socket it cut the bytes queued
+// before the alert, so a refused TLS client saw the connection end
+// without its CONNACK.
 func (c *asyncConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return nil
+	}
+	if !t.IsZero() && !t.After(time.Now()) && (c.flushing || len(c.buf) > 0) {
+		t = time.Now().Add(closeLinger)
 	}
 	return c.Conn.SetWriteDeadline(t)
 }

@@ -215,3 +215,26 @@ func TestAsyncConnWaitRoomStalledReader(t *testing.T) {
 	_, err := c.Write([]byte("x"))
 	require.ErrorIs(t, err, ErrSlowConsumer)
 }
+
+// crypto/tls closes with close_notify and then a write deadline of now
+// on the connection below it ("later writes fail"): the bytes queued
+// before (a refusing CONNACK, then the alert) must still go out.
+func TestAsyncConnPastWriteDeadlineKeepsQueuedBytes(t *testing.T) {
+	server, peer := net.Pipe() // unbuffered: the flush waits for the reader
+	t.Cleanup(func() { server.Close(); peer.Close() })
+	c := newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), nil)
+	_, err := c.Write([]byte("connack"))
+	require.NoError(t, err)
+	got := make([]byte, len("connack+alert"))
+	_, err = io.ReadFull(peer, got[:1]) // the flush is now inside the socket write
+	require.NoError(t, err)
+	_, err = c.Write([]byte("+alert"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetWriteDeadline(time.Now()))
+	_, err = io.ReadFull(peer, got[1:])
+	require.NoError(t, err, "the queued bytes were cut by the past deadline")
+	require.Equal(t, "connack+alert", string(got))
+	require.NoError(t, c.Close())
+	_, err = peer.Read(got)
+	require.ErrorIs(t, err, io.EOF)
+}
