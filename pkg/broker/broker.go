@@ -404,13 +404,16 @@ func (b *Broker) dropped() int64 {
 // disconnectListener ends the connections of a listener that is closing:
 // MQTT 5 clients get DISCONNECT 0x8B Server shutting down; MQTT 3.1.1 has
 // no DISCONNECT from the server (mochi sent one anyway).
-func (b *Broker) disconnectListener(id string) {
-	for _, cl := range b.srv.Clients.GetAll() {
+func (b *Broker) disconnectListener(id string) { disconnectClients(b.srv, id) }
+
+// disconnectClients is disconnectListener for any mochi server.
+func disconnectClients(srv *mqtt.Server, id string) {
+	for _, cl := range srv.Clients.GetAll() {
 		if cl.Net.Listener != id || cl.Closed() {
 			continue
 		}
 		if cl.Properties.ProtocolVersion >= 5 {
-			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		} else {
 			cl.Stop(packets.ErrServerShuttingDown)
 		}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 )
@@ -47,11 +46,10 @@ func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Serv
 	srv := mqtt.New(&mqtt.Options{Logger: log, InlineClient: true, Capabilities: c})
 	require.NoError(t, srv.AddHook(newFixesHook(srv, log), nil))
 	require.NoError(t, srv.AddHook(new(allowAll), nil))
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	require.NoError(t, srv.AddListener(l))
+	addr := serveOn(t, srv, "t", Listener{Address: "127.0.0.1:0"})
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() { srv.Close() })
-	return l.Address(), srv, logs
+	return addr, srv, logs
 }
 
 // allowAll lets every client in (tests of the fixes need no security).

@@ -116,7 +116,9 @@ func TestListenerSurvivesAcceptErrors(t *testing.T) {
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.srv.AddListener(newConnListener("flaky", fl, nil)))
+	cl := newConnListener("flaky", fl, nil)
+	cl.disconnect = b.disconnectListener // mochi's own can deadlock in Close
+	require.NoError(t, b.srv.AddListener(cl))
 	require.NoError(t, b.Start())
 
 	c, err := rawmqtt.Dial(ln.Addr().String(), 4)

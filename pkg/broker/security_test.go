@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
@@ -33,11 +32,10 @@ func startSecure(t *testing.T, cfg SecurityConfig) *secureServer {
 	require.NoError(t, err)
 	hook := newSecurityHook(srv, log, s, nil)
 	require.NoError(t, srv.AddHook(hook, nil))
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	require.NoError(t, srv.AddListener(l))
+	addr := serveOn(t, srv, "t", Listener{Address: "127.0.0.1:0"})
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() { srv.Close() })
-	return &secureServer{addr: l.Address(), srv: srv, hook: hook}
+	return &secureServer{addr: addr, srv: srv, hook: hook}
 }
 
 // writeFile writes text into a file in a temporary directory.

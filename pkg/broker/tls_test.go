@@ -15,7 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/testcert"
@@ -88,18 +87,15 @@ func TestServerTLSConfigErrors(t *testing.T) {
 // startTLS runs a mochi server with the security hook on a TLS listener.
 func startTLS(t *testing.T, f TLSFiles, cfg SecurityConfig, identity bool) string {
 	t.Helper()
-	tc, err := ServerTLSConfig(f)
-	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := mqtt.New(&mqtt.Options{Logger: log})
 	sec, err := loadSecurity(cfg, log)
 	require.NoError(t, err)
 	require.NoError(t, srv.AddHook(newSecurityHook(srv, log, sec, map[string]bool{"tls": identity}), nil))
-	l := listeners.NewTCP(listeners.Config{ID: "tls", Address: "127.0.0.1:0", TLSConfig: tc})
-	require.NoError(t, srv.AddListener(l))
+	addr := serveOn(t, srv, "tls", Listener{Address: "127.0.0.1:0", TLS: &f})
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() { srv.Close() })
-	return l.Address()
+	return addr
 }
 
 func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, error) {

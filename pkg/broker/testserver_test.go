@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"log/slog"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/stretchr/testify/require"
+)
+
+// serveOn adds to srv, before its Serve, a listener built like the
+// broker's own (bindListener: CONNECT deadline, size guard, non-blocking
+// writes) on l, and returns its address. Tests of a bare mochi server use
+// it rather than mochi's listeners.NewTCP, whose Close read-locks mochi's
+// client table twice and hangs for good when a client is added or removed
+// in between (seen: TestSecurityAuthentication stuck in Close).
+func serveOn(t testing.TB, srv *mqtt.Server, id string, l Listener) string {
+	t.Helper()
+	bd, err := bindListener(id, l, 0, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	bd.conn.disconnect = func(id string) { disconnectClients(srv, id) }
+	require.NoError(t, srv.AddListener(bd.conn))
+	return bd.info.Addr
+}
