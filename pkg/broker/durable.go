@@ -218,15 +218,21 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.mu.Unlock()
 		return
 	}
+	var failed []*mqtt.Client
+	var bursts []*resendBurst
 	for c, r := range h.resend { // connections that failed during CONNACK
 		if c.Closed() {
 			delete(h.resend, c)
 			r.finish()
+			failed, bursts = append(failed, c), append(bursts, r)
 		}
 	}
 	r := &resendBurst{done: make(chan struct{}), only: map[uint16]packets.Packet{}, echo: map[uint16]packets.Packet{}}
 	h.resend[cl] = r
 	h.mu.Unlock()
+	for i, c := range failed {
+		h.orphan(c, bursts[i])
+	}
 	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl {
 		r.mu.Lock()
 		r.old = old
@@ -277,7 +283,8 @@ func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
 			r.mu.Unlock()
 			return
 		case !r.closed:
-			if p, ok := h.move(cl, old, pk); ok {
+			p, ok := h.move(cl, old, pk)
+			if ok {
 				r.only[p.PacketID] = p
 				if r.queue != nil && !r.members[p.PacketID] {
 					r.members[p.PacketID] = true
@@ -286,6 +293,9 @@ func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
 				}
 			}
 			r.mu.Unlock()
+			if ok && cl.IsTakenOver() {
+				h.late(cl, p) // cl lost the session meanwhile: on to its heir
+			}
 			return
 		}
 		r.mu.Unlock()
@@ -293,8 +303,41 @@ func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
 	if cl == nil {
 		return
 	}
-	if p, ok := h.move(cl, old, pk); ok && !cl.Closed() {
-		_ = cl.WritePacket(p)
+	if p, ok := h.move(cl, old, pk); ok {
+		if cl.IsTakenOver() {
+			h.late(cl, p)
+		} else if !cl.Closed() {
+			_ = cl.WritePacket(p)
+		}
+	}
+}
+
+// orphan handles the burst r of connection c when c lost its connection
+// before its CONNACK went out (taken over at once by yet another
+// connection, say): startResend never ran for it, and the messages that
+// reached the connection c took the session from (r.old) meanwhile were
+// kept for nothing, and lost. They go to c's session now, and on from
+// there if c has been taken over in turn; later ones follow them (late).
+func (h *deliveryHook) orphan(c *mqtt.Client, r *resendBurst) {
+	r.mu.Lock()
+	old := r.old
+	if r.started || old == nil {
+		r.mu.Unlock()
+		return
+	}
+	// Present unless mochi dropped old's session (clean 3.1.1 session).
+	r.started, r.closed = true, true
+	r.present = !old.Properties.Clean || old.Properties.ProtocolVersion >= 5
+	pending := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if !r.present {
+		return
+	}
+	for _, p := range pending {
+		if q, ok := h.move(c, old, p); ok && c.IsTakenOver() {
+			h.late(c, q)
+		}
 	}
 }
 
@@ -601,17 +644,36 @@ func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool
 	}
 	r.mu.Lock()
 	old := r.old
+	r.mu.Unlock()
+	if old != nil {
+		// old's own burst, if old lost its connection before its CONNACK:
+		// what it kept comes here through old (pending, next).
+		h.mu.Lock()
+		prev := h.resend[old]
+		h.mu.Unlock()
+		if prev != nil {
+			h.orphan(old, prev)
+		}
+	}
+	var gone []packets.Packet // moved, but cl lost the session meanwhile
+	r.mu.Lock()
 	r.started, r.present = true, present
 	r.members = map[uint16]bool{}
 	if present && old != nil {
 		for _, p := range r.pending {
 			if q, ok := h.move(cl, old, p); ok { // mochi resends them with the rest
 				r.only[q.PacketID] = q
+				gone = append(gone, q)
 			}
 		}
 	}
 	r.pending = nil
 	r.mu.Unlock()
+	if cl.IsTakenOver() {
+		for _, q := range gone {
+			h.late(cl, q)
+		}
+	}
 	if present && old != nil {
 		h.mu.Lock()
 		h.heirs[cl.ID] = heir{from: weak.Make(old), to: weak.Make(cl)}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -469,4 +470,101 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 		}
 		require.NoError(t, b.Close())
 	}
+}
+
+// lostBeforeConnack, once armed, acts while mochi takes a session over
+// for a new connection (OnQosDropped on the old one, between the copy of
+// its queue and the new connection's CONNACK): it publishes a message,
+// which mochi queues on the old connection as for a publisher that looked
+// the session up just before, and then ends the new connection, as a
+// third connection taking the session over at once would.
+type lostBeforeConnack struct {
+	mqtt.HookBase
+	b      *Broker
+	mu     sync.Mutex
+	newest *mqtt.Client
+	armed  bool
+}
+
+func (h *lostBeforeConnack) ID() string { return "test-lost-before-connack" }
+
+func (h *lostBeforeConnack) Provides(b byte) bool {
+	return b == mqtt.OnSessionEstablish || b == mqtt.OnQosDropped
+}
+
+func (h *lostBeforeConnack) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	h.mu.Lock()
+	h.newest = cl
+	h.mu.Unlock()
+}
+
+func (h *lostBeforeConnack) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
+	h.mu.Lock()
+	armed, newest := h.armed, h.newest
+	h.armed = false
+	h.mu.Unlock()
+	if armed && cl.IsTakenOver() {
+		_ = h.b.Publish("orphan", []byte("late"), false, 1)
+		newest.Stop(nil)
+	}
+}
+
+// A message that reaches the old connection while a persistent session is
+// taken over is not lost when the new connection ends before its CONNACK:
+// the next connection gets it (deliveryHook.orphan). It was kept for a
+// CONNACK that never came.
+func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	h := &lostBeforeConnack{b: b}
+	require.NoError(t, b.srv.AddHook(h, nil))
+	require.NoError(t, b.Start())
+	o := rawmqtt.ConnectOptions{ClientID: "orphan", KeepAlive: 30}
+	c, err := rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	_, err = c.Connect(o)
+	require.NoError(t, err)
+	_, _, err = c.Subscribe(1, "orphan", 1)
+	require.NoError(t, err)
+	c.Close()
+	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("orphan"); return ok && cl.Closed() })
+	for i := 0; i < 3; i++ {
+		require.NoError(t, b.Publish("orphan", []byte(strconv.Itoa(i)), false, 1))
+	}
+
+	h.mu.Lock()
+	h.armed = true
+	h.mu.Unlock()
+	c, err = rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	_, err = c.Connect(o)
+	require.Error(t, err, "the connection ends before its CONNACK")
+	c.Close()
+	// The client sees its connection closed before mochi is done with
+	// it: wait until mochi registered it (the next connection takes it
+	// over, not the first one).
+	waitFor(t, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		cl, ok := b.srv.Clients.Get("orphan")
+		return ok && cl == h.newest && cl.Closed()
+	})
+
+	c, err = rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	defer c.Close()
+	ack, err := c.Connect(o)
+	require.NoError(t, err)
+	require.True(t, ack.SessionPresent)
+	require.NoError(t, b.Publish("orphan", []byte("end"), false, 1))
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "end" {
+		p, err := c.Read(10 * time.Second)
+		require.NoError(t, err, "got %v", got)
+		require.Equal(t, rawmqtt.PUBLISH, p.Type)
+		got = append(got, string(p.Payload))
+		require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID)))
+	}
+	require.Equal(t, []string{"0", "1", "2", "late", "end"}, got)
 }
