@@ -65,7 +65,9 @@ type Config struct {
 	// log line). 0 means unlimited.
 	MaxInflight, MaxQueued int
 	// MessageSizeLimit drops PUBLISH payloads larger than this many bytes
-	// (MQTT 5 QoS 1/2 get reason 0x95 Packet too large); 0 = no limit.
+	// (MQTT 5 QoS 1/2 get reason 0x95 Packet too large); a packet too long
+	// to be a PUBLISH within the limit disconnects its client from its
+	// fixed header (see maxPacketSize); 0 = no limit.
 	MessageSizeLimit int
 	// DisableRetain turns retained messages off (retain_available false).
 	DisableRetain bool
@@ -153,6 +155,7 @@ func New(cfg Config) (b *Broker, err error) {
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
+	caps.MaximumPacketSize = maxPacketSize(cfg.MessageSizeLimit)
 	srv := mqtt.New(&mqtt.Options{
 		Logger:       newMochiLogger(log),
 		InlineClient: true, // $SYS topics are published through it

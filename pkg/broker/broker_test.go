@@ -221,6 +221,48 @@ func TestBrokerMessageSizeLimit(t *testing.T) {
 	require.Empty(t, sub.ping())
 }
 
+// TestMessageSizeLimitRefusedFromHeader: with message_size_limit, a
+// packet announcing more than any PUBLISH within the limit can hold is
+// refused from its fixed header: the broker neither waits for nor
+// allocates the body. MQTT 5 clients learn the maximum from the CONNACK.
+func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1000, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	c5 := dialRaw(t, b.Addr(), 5)
+	c5.send(c5.connectPacket("v5", "", ""))
+	ack := c5.recv()
+	require.Equal(t, byte(0), ack.ReasonCode)
+	require.Equal(t, uint32(1000+maxPublishOverhead), ack.Properties.MaximumPacketSize)
+
+	c := dialRaw(t, b.Addr(), 4)
+	c.mustConnect("huge", "", "")
+	// A PUBLISH header announcing 64 MiB, then a few bytes of it.
+	var hdr bytes.Buffer
+	hdr.WriteByte(0x30)
+	n := 64 << 20
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		hdr.WriteByte(d)
+		if n == 0 {
+			break
+		}
+	}
+	hdr.WriteString("\x00\x01tpayload")
+	_, err := c.conn.Write(hdr.Bytes())
+	require.NoError(t, err)
+	c.expectClosed() // within seconds: the broker does not wait for 64 MiB
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "larger than the maximum packet size") })
+	require.Equal(t, int64(1), b.limits.oversize.Load())
+
+	// Other clients are not affected.
+	c5.publish(0, 0, "x", "still here", false)
+	require.Empty(t, c5.ping())
+}
+
 func TestBrokerPersistence(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{AllowAnonymous: true, PersistenceDir: filepath.Join(dir, "store")}

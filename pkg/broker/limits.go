@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"errors"
 	"log/slog"
 	"sync/atomic"
 
@@ -10,18 +11,38 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// maxPublishOverhead is the most a PUBLISH can hold besides its payload:
+// the fixed header (5 bytes), the longest topic (2 + 65,535), a packet ID
+// (2) and up to 64 KiB of MQTT 5 properties.
+const maxPublishOverhead = 5 + 2 + 65535 + 2 + 64<<10
+
+// maxPacketSize is the Maximum Packet Size that goes with a
+// message_size_limit (0: none): the largest PUBLISH whose payload fits the
+// limit. mochi refuses a longer packet from its fixed header, before it
+// allocates and reads the body (up to 256 MiB a client could announce),
+// and disconnects the client; a PUBLISH that fits but whose payload is
+// over the limit is read and dropped as mosquitto does, the connection
+// stays. MQTT 5 clients are told the maximum in the CONNACK.
+func maxPacketSize(sizeLimit int) uint32 {
+	if sizeLimit <= 0 {
+		return 0
+	}
+	return uint32(min(sizeLimit+maxPublishOverhead, 268435455+5))
+}
+
 // limitsHook enforces message_size_limit and logs client connections the
 // way mosquitto does at its default log level (without usernames).
 type limitsHook struct {
 	mqtt.HookBase
 	log       *slog.Logger
 	sizeLimit int
+	maxPacket uint32 // maxPacketSize(sizeLimit)
 
 	oversize atomic.Int64 // messages dropped for message_size_limit
 }
 
 func newLimitsHook(log *slog.Logger, sizeLimit int) *limitsHook {
-	return &limitsHook{log: log, sizeLimit: sizeLimit}
+	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacketSize(sizeLimit)}
 }
 
 // ID implements mqtt.Hook.
@@ -32,8 +53,19 @@ func (h *limitsHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
+	case mqtt.OnPacketEncode:
+		return h.maxPacket > 0
 	}
 	return false
+}
+
+// OnPacketEncode tells MQTT 5 clients the Maximum Packet Size in the
+// CONNACK (mochi enforces it without saying so) [MQTT-3.2.2-15].
+func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code && cl.Properties.ProtocolVersion >= 5 {
+		pk.Properties.MaximumPacketSize = h.maxPacket
+	}
+	return pk
 }
 
 // OnSessionEstablished logs a new client.
@@ -47,6 +79,11 @@ func (h *limitsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	attrs := []any{"client", cl.ID, "remote", cl.Net.Remote}
 	if cause := cl.StopCause(); cause != nil && err == nil {
 		err = cause
+	}
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		h.oversize.Add(1)
+		h.log.Warn("client sent a packet larger than the maximum packet size (message_size_limit + PUBLISH overhead), disconnecting",
+			"client", cl.ID, "remote", cl.Net.Remote, "max_bytes", h.maxPacket)
 	}
 	if err != nil {
 		attrs = append(attrs, "reason", err.Error())
