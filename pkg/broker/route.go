@@ -15,9 +15,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// maxRoutes bounds the topics whose subscribers the router remembers;
-// past it the cache starts over.
-const maxRoutes = 1 << 14
+// maxCached bounds the routes plus subscribers the router remembers
+// (each subscriber about 150 bytes); past it the cache starts over.
+const maxCached = 1 << 18
 
 // orderWait bounds how long a QoS 0 delivery waits for the messages mochi
 // has queued for the same client before it (see router.deliver); past it
@@ -204,7 +204,7 @@ func (r *router) lookup(topic string) *route {
 		rt.inline = append(rt.inline, in)
 	}
 	if !rt.shared {
-		if t.n.Add(1) > maxRoutes {
+		if t.n.Add(int64(1+len(rt.targets))) > maxCached {
 			r.table.CompareAndSwap(t, new(routeTable))
 		} else {
 			t.routes.Store(topic, rt)

@@ -98,6 +98,7 @@ func (c *asyncConn) wake() {
 func (c *asyncConn) startFlush() {
 	c.flushing = true
 	c.progressAt = time.Now()
+	c.wake() // a waitRoom that waited for a hold to end
 	go c.flush()
 }
 
@@ -137,10 +138,16 @@ func (c *asyncConn) waitRoom() error {
 			return nil
 		}
 		left := c.stall - time.Since(c.progressAt)
-		if !c.flushing && c.held == 0 {
-			// Nothing drains the buffer (cannot happen while it is
-			// full, but never wait for nothing).
-			c.startFlush()
+		if !c.flushing {
+			if c.held == 0 {
+				// Nothing drains the buffer (cannot happen while it is
+				// full, but never wait for nothing).
+				c.startFlush()
+			} else {
+				// Held (durableAcks): the flush starts at the release,
+				// which is not the client's doing; the clock starts then.
+				c.progressAt = time.Now()
+			}
 			left = c.stall
 		}
 		if left <= 0 {

@@ -238,3 +238,22 @@ func TestAsyncConnPastWriteDeadlineKeepsQueuedBytes(t *testing.T) {
 	_, err = peer.Read(got)
 	require.ErrorIs(t, err, io.EOF)
 }
+
+// While the broker itself holds a client's bytes (durableAcks), the client
+// is not to blame for the full queue: waitRoom waits without cutting it,
+// however short the stall timeout.
+func TestAsyncConnWaitRoomHeldIsNotStalled(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := newAsyncConn(server, 64<<10, slog.New(slog.DiscardHandler), nil)
+	c.stall = time.Nanosecond
+	var waits atomic.Int64
+	c.waited = func() { waits.Add(1) }
+	c.hold()
+	_, err := c.Write(make([]byte, 48<<10)) // over the soft limit, all held
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- c.waitRoom() }()
+	waitFor(t, func() bool { return waits.Load() > 0 })
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-done, net.ErrClosed, "cut as a slow consumer while the broker held its bytes")
+}
