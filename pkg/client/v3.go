@@ -16,9 +16,10 @@ import (
 
 // v3Client implements Client with paho.mqtt.golang (MQTT 3.1 and 3.1.1).
 type v3Client struct {
-	c    mqtt3.Client
-	done chan struct{}
-	once sync.Once
+	c     mqtt3.Client
+	guard *frameGuard
+	done  chan struct{}
+	once  sync.Once
 
 	mu  sync.Mutex
 	err error
@@ -53,13 +54,18 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 		o.SetBinaryWill(cfg.Will.Topic, cfg.Will.Payload, cfg.Will.QoS, cfg.Will.Retain)
 	}
 	var handed atomic.Bool
+	guard := newFrameGuard(conn, 0)
+	vc.guard = guard
 	o.SetCustomOpenConnectionFn(func(*url.URL, mqtt3.ClientOptions) (net.Conn, error) {
 		if handed.Swap(true) {
 			return nil, errors.New("reconnecting is not supported")
 		}
-		return conn, nil
+		return guard, nil
 	})
 	o.SetConnectionLostHandler(func(_ mqtt3.Client, err error) {
+		if gerr := guard.err(); gerr != nil {
+			err = gerr
+		}
 		vc.fail(err)
 		vc.close()
 	})
@@ -84,6 +90,9 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	}
 	if err := tok.Error(); err != nil {
 		conn.Close()
+		if gerr := guard.err(); gerr != nil {
+			return nil, gerr
+		}
 		return nil, connackErr(ctx, cfg, conn, err)
 	}
 	log.Debug("connected", "addr", cfg.Addr())
@@ -129,7 +138,7 @@ func (vc *v3Client) Publish(ctx context.Context, m *Message) error {
 	if m.Props != nil {
 		return errors.New("MQTT 5 properties cannot be sent with MQTT 3.1.1")
 	}
-	err := wait(ctx, vc.c.Publish(m.Topic, m.QoS, m.Retain, m.Payload))
+	err := vc.why(wait(ctx, vc.c.Publish(m.Topic, m.QoS, m.Retain, m.Payload)))
 	if errors.Is(err, mqtt3.ErrNotConnected) {
 		if e := vc.Err(); e != nil {
 			return e
@@ -146,7 +155,7 @@ func (vc *v3Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte,
 	}
 	t := vc.c.SubscribeMultiple(filters, nil)
 	if err := wait(ctx, t); err != nil {
-		return nil, err
+		return nil, vc.why(err)
 	}
 	res := t.(*mqtt3.SubscribeToken).Result()
 	out := make([]byte, len(subs))
@@ -171,7 +180,18 @@ func (vc *v3Client) UnsubscribeProps(ctx context.Context, filters []string, user
 }
 
 func (vc *v3Client) Unsubscribe(ctx context.Context, filters []string) error {
-	return wait(ctx, vc.c.Unsubscribe(filters...))
+	return vc.why(wait(ctx, vc.c.Unsubscribe(filters...)))
+}
+
+// why returns the guard's reason when it stopped the connection (paho
+// reports only that the connection was lost), else err.
+func (vc *v3Client) why(err error) error {
+	if err != nil {
+		if gerr := vc.guard.err(); gerr != nil {
+			return gerr
+		}
+	}
+	return err
 }
 
 // DisconnectProps is Disconnect: MQTT 3.1/3.1.1 DISCONNECT has no properties.

@@ -17,6 +17,7 @@ import (
 type v5Client struct {
 	c      *paho.Client
 	cfg    *Config
+	guard  *frameGuard
 	done   chan struct{}
 	failed chan struct{} // closed when err is first set
 
@@ -35,10 +36,17 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 		return nil, err
 	}
 	vc := &v5Client{cfg: cfg, done: make(chan struct{}), failed: make(chan struct{})}
+	guard := newFrameGuard(conn, incomingLimit(cfg))
+	vc.guard = guard
 	pc := paho.ClientConfig{
-		Conn:          packets.NewThreadSafeConn(&bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}),
+		Conn:          packets.NewThreadSafeConn(&bufferedConn{Conn: guard, r: bufio.NewReaderSize(guard, 32<<10)}),
 		PacketTimeout: cfg.timeout(),
-		OnClientError: func(err error) { vc.fail(err) },
+		OnClientError: func(err error) {
+			if gerr := guard.err(); gerr != nil {
+				err = gerr
+			}
+			vc.fail(err)
+		},
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			reason := ""
 			if d.Properties != nil {
@@ -101,6 +109,9 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	ca, err := vc.c.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
+		if gerr := guard.err(); gerr != nil {
+			return nil, gerr
+		}
 		if ca != nil && ca.ReasonCode >= 0x80 {
 			reason := ""
 			if ca.Properties != nil {
@@ -213,11 +224,45 @@ func (vc *v5Client) SubscribeProps(ctx context.Context, subs []Subscription, pro
 			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling,
 		})
 	}
-	sa, err := vc.c.Subscribe(ctx, s)
+	var sa *paho.Suback
+	err := vc.whileConnected(ctx, func(ctx context.Context) (err error) {
+		sa, err = vc.c.Subscribe(ctx, s)
+		return err
+	})
 	if sa != nil {
 		return sa.Reasons, nil
 	}
 	return nil, err
+}
+
+// whileConnected runs f with a context that also ends when the connection
+// does, and then names why it ended: paho.golang's Subscribe and
+// Unsubscribe wait for their acknowledgement until the context ends, even
+// after the broker hung up (sub waited for ever).
+func (vc *v5Client) whileConnected(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-vc.failed:
+		case <-vc.guard.dead:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	err := f(ctx)
+	if err != nil {
+		if e := vc.guard.err(); e != nil {
+			return e
+		}
+		if e := vc.Err(); e != nil {
+			return e
+		}
+		if e := vc.guard.lost(); e != nil {
+			return e
+		}
+	}
+	return err
 }
 
 func (vc *v5Client) Unsubscribe(ctx context.Context, filters []string) error {
@@ -229,8 +274,10 @@ func (vc *v5Client) UnsubscribeProps(ctx context.Context, filters []string, user
 	if len(user) > 0 {
 		u.Properties = &paho.UnsubscribeProperties{User: toPahoUser(user)}
 	}
-	_, err := vc.c.Unsubscribe(ctx, u)
-	return err
+	return vc.whileConnected(ctx, func(ctx context.Context) error {
+		_, err := vc.c.Unsubscribe(ctx, u)
+		return err
+	})
 }
 
 func (vc *v5Client) Disconnect(ctx context.Context) error {

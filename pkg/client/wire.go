@@ -380,15 +380,9 @@ func (pr *packetReader) read() (byte, []byte, error) {
 		}
 		mult *= 128
 	}
-	size := 1 + varintLen(n) + n
 	typ := first >> 4
-	switch {
-	case pr.limit > 0 && size > pr.limit:
-		return 0, nil, fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the maximum packet size of %d bytes the client announced",
-			ErrProtocol, packetName(typ), size, pr.limit)
-	case pr.limit == 0 && typ != pktPublish && size > maxControlPacket:
-		return 0, nil, fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the client's limit of %d bytes for that packet",
-			ErrProtocol, packetName(typ), size, maxControlPacket)
+	if err := checkPacketSize(typ, 1+varintLen(n)+n, pr.limit); err != nil {
+		return 0, nil, err
 	}
 	keep := n
 	if typ == pktPublish {
@@ -404,6 +398,22 @@ func (pr *packetReader) read() (byte, []byte, error) {
 		return 0, nil, unexpectedEOF(err)
 	}
 	return first, body, nil
+}
+
+// checkPacketSize refuses a packet of type typ and size bytes (fixed
+// header included) from the broker: over limit, the Maximum Packet Size
+// the client announced (0: none), or, without one, a packet other than
+// PUBLISH over maxControlPacket.
+func checkPacketSize(typ byte, size, limit int) error {
+	switch {
+	case limit > 0 && size > limit:
+		return fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the maximum packet size of %d bytes the client announced",
+			ErrProtocol, packetName(typ), size, limit)
+	case limit == 0 && typ != pktPublish && size > maxControlPacket:
+		return fmt.Errorf("%w: the broker sent a %s packet of %d bytes, over the client's limit of %d bytes for that packet",
+			ErrProtocol, packetName(typ), size, maxControlPacket)
+	}
+	return nil
 }
 
 // publishHeaderLen returns how much of a PUBLISH body of n bytes to keep:
