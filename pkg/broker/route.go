@@ -85,8 +85,11 @@ func mochiQueued(cl *mqtt.Client) int32 {
 // OnSessionEstablished once a reconnecting client has taken its session
 // over. A cached subscriber is the *mqtt.Client that was connected when
 // the route was computed: once closed it receives nothing, as with mochi
-// (QoS 0 is not queued for offline sessions), and a new connection with
-// the same client ID is found after its OnSessionEstablished.
+// (QoS 0 is not queued for offline sessions). A new connection with the
+// same client ID is in mochi's client table, and has its CONNACK, before
+// its OnSessionEstablished: a cached subscriber found closed whose ID now
+// names another connection makes the router route that message again,
+// uncached, for that ID.
 type router struct {
 	mqtt.HookBase
 	srv *mqtt.Server
@@ -171,8 +174,26 @@ func (r *router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 			in.Handler(r.self, in.Subscription, pk)
 		}
 	}
+	var moved map[string]bool
 	for i := range rt.targets {
-		r.deliver(&rt.targets[i], pk)
+		if r.deliver(&rt.targets[i], pk) {
+			if moved == nil {
+				moved = map[string]bool{}
+			}
+			moved[rt.targets[i].cl.ID] = true
+		}
+	}
+	if moved != nil {
+		// A cached subscriber's client ID belongs to a new connection
+		// whose OnSessionEstablished has not run yet (it got its CONNACK):
+		// route again for those, from the index and the client table.
+		r.invalidate()
+		rt = r.lookup(pk.TopicName)
+		for i := range rt.targets {
+			if moved[rt.targets[i].cl.ID] {
+				r.deliver(&rt.targets[i], pk)
+			}
+		}
 	}
 	return pk, packets.CodeSuccessIgnore
 }
@@ -214,17 +235,20 @@ func (r *router) lookup(topic string) *route {
 }
 
 // deliver writes pk to one subscriber as mochi's publishToClient would
-// for a QoS 0 message, after waiting for room in its queue.
-func (r *router) deliver(t *target, pk packets.Packet) {
+// for a QoS 0 message, after waiting for room in its queue. It reports
+// whether the target's connection is closed and its client ID now belongs
+// to another connection (the cached route is out of date).
+func (r *router) deliver(t *target, pk packets.Packet) (moved bool) {
 	cl, sub := t.cl, t.sub
 	if sub.NoLocal && pk.Origin == cl.ID { // [MQTT-3.8.3-3]
-		return
+		return false
 	}
 	if cl.Net.Conn == nil || cl.Closed() {
-		return
+		now, ok := r.srv.Clients.Get(cl.ID)
+		return ok && now != cl
 	}
 	if !r.mayRead(cl, pk.TopicName, false) {
-		return
+		return false
 	}
 	// What pk.Copy(false) keeps, without copying the payload: the packet
 	// is encoded before this returns.
@@ -237,13 +261,14 @@ func (r *router) deliver(t *target, pk packets.Packet) {
 	out.Properties.SubscriptionIdentifier = t.ids                       // [MQTT-3.3.4-3]
 	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
 		if err := ac.waitRoom(); err != nil {
-			return // closed, or cut as a slow consumer
+			return false // closed, or cut as a slow consumer
 		}
 	}
 	if mochiQueued(cl) > 0 {
 		waitMochiQueue(cl)
 	}
 	_ = cl.WritePacket(out)
+	return false
 }
 
 // waitMochiQueue waits, for orderWait at most, until mochi has written
