@@ -260,9 +260,12 @@ func (r *router) deliver(t *target, pk packets.Packet) (moved bool) {
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false // [MQTT-3.3.2-7]
 	out.Properties.SubscriptionIdentifier = t.ids                       // [MQTT-3.3.4-3]
 	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
-		if err := ac.waitRoom(); err != nil {
+		// About the encoded size (TLS and WebSocket framing add little).
+		n := len(out.Payload) + len(out.TopicName) + 64
+		if err := ac.waitRoom(n); err != nil {
 			return false // closed, or cut as a slow consumer
 		}
+		defer ac.unreserve(n)
 	}
 	if mochiQueued(cl) > 0 {
 		waitMochiQueue(cl)

@@ -3,7 +3,11 @@
 package broker
 
 import (
+	"bytes"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +84,60 @@ func TestRouterResumedSessionAfterConnack(t *testing.T) {
 	pk, _, err := s.recvRaw(5 * time.Second)
 	require.NoError(t, err, "QoS 0 message published after the CONNACK of a resumed session was lost")
 	require.Equal(t, "2", string(pk.Payload))
+}
+
+// TestQoS0FanInLargeMessagesNoCut: many publishers of large QoS 0
+// messages to one subscriber that reads, late. waitRoom let every
+// publisher through while less than half of MaxPendingBytes was pending,
+// so a dozen of them writing 1 MiB each at the same moment took the queue
+// past MaxPendingBytes and the subscriber was cut as a slow consumer,
+// before it had a chance to read (or as soon as it read and they were all
+// woken together).
+func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: time.Hour})
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "big/#"))
+
+	const pubs, n, size = 12, 4, 1 << 20
+	done := make(chan error, pubs)
+	for p := range pubs {
+		c := dialRaw(t, b.Addr(), 4)
+		c.mustConnect(fmt.Sprintf("p%d", p), "", "")
+		go func() {
+			var buf bytes.Buffer
+			for i := range n {
+				buf.Reset()
+				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: fmt.Sprintf("big/%d", p),
+					Payload: floodPayload(i, size), ProtocolVersion: 4}
+				if err := pk.PublishEncode(&buf); err != nil {
+					done <- err
+					return
+				}
+				if _, err := c.conn.Write(buf.Bytes()); err != nil {
+					done <- fmt.Errorf("publisher %d, message %d: %w", p, i, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	// The subscriber reads nothing until the publishers wait for it.
+	waitFor(t, func() bool { return b.waits.Load() > 0 || b.slowCut.Load() > 0 })
+	require.Zero(t, b.slowCut.Load(), "cut before it read")
+	next := make([]int, pubs)
+	for range pubs * n {
+		pk, _, err := sub.recvRaw(10 * time.Second)
+		require.NoError(t, err, "slow consumer cuts: %d", b.slowCut.Load())
+		var p int
+		_, err = fmt.Sscanf(pk.TopicName, "big/%d", &p)
+		require.NoError(t, err)
+		seq, _, _ := strings.Cut(string(pk.Payload[:16]), " ")
+		require.Equal(t, strconv.Itoa(next[p]), seq, "publisher %d", p)
+		next[p]++
+	}
+	for range pubs {
+		require.NoError(t, <-done)
+	}
+	require.Zero(t, b.slowCut.Load(), "the subscriber, which reads, was cut")
 }

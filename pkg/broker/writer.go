@@ -75,6 +75,7 @@ type asyncConn struct {
 	held     int  // > 0: bytes from buf[holdAt] on stay until release (see hold)
 	holdAt   int
 	closing  bool  // Close was called or the connection failed
+	reserved int   // bytes waitRoom let through that are not written yet
 	err      error // sticky write error
 	once     sync.Once
 
@@ -115,11 +116,17 @@ func (c *asyncConn) cutSlow(why string) {
 	c.closeSocket() // a flush blocked in Write fails at once
 }
 
-// waitRoom returns once fewer than c.soft bytes are pending, at once in
-// the common case. While more are pending it waits for the socket to
-// take some; when it has taken none for c.stall the client is cut as a
-// slow consumer. The error is the connection's: it is failed or closing.
-func (c *asyncConn) waitRoom() error {
+// waitRoom returns once there is room for a write of about n bytes: at
+// once in the common case. Room means that the pending bytes, plus those
+// that other writers were let through for and have not written yet, plus
+// n, stay within c.soft, or that nothing at all is pending; what it lets
+// through it reserves until the caller's unreserve(n). So that any number
+// of writers woken together cannot take the queue past c.max (2*c.soft)
+// and have the client cut although it reads. While the socket takes no
+// data for c.stall with bytes queued, the client is cut as a slow
+// consumer. The error is the connection's: it is failed or closing (then
+// nothing is reserved).
+func (c *asyncConn) waitRoom(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var timer *time.Timer
@@ -134,20 +141,25 @@ func (c *asyncConn) waitRoom() error {
 			return c.err
 		case c.closing:
 			return net.ErrClosed
-		case len(c.buf) < c.soft:
+		}
+		if pending := len(c.buf) + c.reserved; pending == 0 || pending+n <= c.soft {
+			c.reserved += n
 			return nil
 		}
 		left := c.stall - time.Since(c.progressAt)
 		if !c.flushing {
-			if c.held == 0 {
-				// Nothing drains the buffer (cannot happen while it is
-				// full, but never wait for nothing).
-				c.startFlush()
-			} else {
+			switch {
+			case c.held > 0:
 				// Held (durableAcks): the flush starts at the release,
 				// which is not the client's doing; the clock starts then.
 				c.progressAt = time.Now()
+			case len(c.buf) > 0:
+				// Nothing drains the buffer (cannot happen while it is
+				// full, but never wait for nothing).
+				c.startFlush()
 			}
+			// Otherwise only other writers' reservations are in the way:
+			// unreserve wakes this one; the client is not cut for them.
 			left = c.stall
 		}
 		if left <= 0 {
@@ -173,6 +185,15 @@ func (c *asyncConn) waitRoom() error {
 		}
 		c.mu.Lock()
 	}
+}
+
+// unreserve ends the reservation of a successful waitRoom(n), once its
+// bytes are written (or not written after all).
+func (c *asyncConn) unreserve(n int) {
+	c.mu.Lock()
+	c.reserved -= n
+	c.wake()
+	c.mu.Unlock()
 }
 
 // Write queues p for the client and returns at once.

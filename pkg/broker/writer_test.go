@@ -151,11 +151,13 @@ func TestAsyncConnWaitRoomSlowReader(t *testing.T) {
 			for j := range chunk {
 				chunk[j] = byte(i + j)
 			}
-			if err := c.waitRoom(); err != nil {
+			if err := c.waitRoom(len(chunk)); err != nil {
 				done <- err
 				return
 			}
-			if _, err := c.Write(chunk); err != nil {
+			_, err := c.Write(chunk)
+			c.unreserve(len(chunk))
+			if err != nil {
 				done <- err
 				return
 			}
@@ -194,11 +196,13 @@ func TestAsyncConnWaitRoomStalledReader(t *testing.T) {
 	go func() {
 		chunk := make([]byte, 4<<10)
 		for {
-			if err := c.waitRoom(); err != nil {
+			if err := c.waitRoom(len(chunk)); err != nil {
 				done <- err
 				return
 			}
-			if _, err := c.Write(chunk); err != nil {
+			_, err := c.Write(chunk)
+			c.unreserve(len(chunk))
+			if err != nil {
 				done <- err
 				return
 			}
@@ -252,7 +256,7 @@ func TestAsyncConnWaitRoomHeldIsNotStalled(t *testing.T) {
 	_, err := c.Write(make([]byte, 48<<10)) // over the soft limit, all held
 	require.NoError(t, err)
 	done := make(chan error, 1)
-	go func() { done <- c.waitRoom() }()
+	go func() { done <- c.waitRoom(1) }()
 	waitFor(t, func() bool { return waits.Load() > 0 })
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, <-done, net.ErrClosed, "cut as a slow consumer while the broker held its bytes")
