@@ -270,7 +270,11 @@ func (r *router) deliver(t *target, pk packets.Packet) (moved bool) {
 	if mochiQueued(cl) > 0 {
 		waitMochiQueue(cl)
 	}
-	_ = cl.WritePacket(out)
+	if err := cl.WritePacket(out); err != nil && !cl.Closed() {
+		// Larger than the client's Maximum Packet Size [MQTT-3.1.2-24]:
+		// mochi's write loop logged it too.
+		r.srv.Log.Debug("qos 0 message not delivered", "client", cl.ID, "topic", out.TopicName, "error", err)
+	}
 	return false
 }
 

@@ -141,3 +141,27 @@ func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 	}
 	require.Zero(t, b.slowCut.Load(), "the subscriber, which reads, was cut")
 }
+
+// TestRouterMaximumPacketSize: a QoS 0 message larger than an MQTT 5
+// subscriber's Maximum Packet Size is not sent to it [MQTT-3.1.2-24], with
+// a log line (mochi's path logged it too); the next one that fits is.
+func TestRouterMaximumPacketSize(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	sub := dialRaw(t, b.Addr(), 5)
+	pk := sub.connectPacket("small", "", "")
+	pk.Properties.MaximumPacketSize = 200
+	sub.send(pk)
+	require.Equal(t, byte(0), sub.recv().ReasonCode)
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "m/#"))
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	pub.publish(0, 0, "m/1", strings.Repeat("x", 300), false)
+	pub.publish(0, 0, "m/1", "fits", false)
+	require.Empty(t, pub.ping())
+	got := sub.ping()
+	require.Len(t, got, 1)
+	require.Equal(t, "fits", string(got[0].Payload))
+	require.Contains(t, logs.String(), "client=small")
+	require.Contains(t, logs.String(), "packet too large")
+}
