@@ -165,3 +165,48 @@ func TestRouterMaximumPacketSize(t *testing.T) {
 	require.Contains(t, logs.String(), "client=small")
 	require.Contains(t, logs.String(), "packet too large")
 }
+
+// TestRouterForwardsProperties: a QoS 0 message keeps its MQTT 5
+// properties on the way to an MQTT 5 subscriber [MQTT-3.3.2-4]
+// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-20], with
+// the message expiry counted down, and reaches an MQTT 3.1.1 subscriber
+// without them.
+func TestRouterForwardsProperties(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	v5 := dialRaw(t, b.Addr(), 5)
+	v5.mustConnect("v5", "", "")
+	require.Equal(t, []byte{0}, v5.subscribe(1, 0, "p/#"))
+	v3 := dialRaw(t, b.Addr(), 4)
+	v3.mustConnect("v3", "", "")
+	require.Equal(t, []byte{0}, v3.subscribe(1, 0, "p/#"))
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "p/1", Payload: []byte("{}")}
+	pk.Properties = packets.Properties{
+		PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: 3600,
+		ContentType: "application/json", ResponseTopic: "reply/1", CorrelationData: []byte{1, 2},
+		User: []packets.UserProperty{{Key: "k", Val: "v"}, {Key: "k", Val: "w"}},
+	}
+	pk.Mods.AllowResponseInfo = true // the test client's encoder leaves the response topic out otherwise
+	pub.send(pk)
+	require.Empty(t, pub.ping())
+
+	got := v5.ping()
+	require.Len(t, got, 1)
+	p := got[0].Properties
+	require.Equal(t, "{}", string(got[0].Payload))
+	require.True(t, p.PayloadFormatFlag)
+	require.Equal(t, byte(1), p.PayloadFormat)
+	require.InDelta(t, 3600, p.MessageExpiryInterval, 2)
+	require.Equal(t, "application/json", p.ContentType)
+	require.Equal(t, "reply/1", p.ResponseTopic)
+	require.Equal(t, []byte{1, 2}, p.CorrelationData)
+	require.Equal(t, pk.Properties.User, p.User)
+	require.False(t, got[0].FixedHeader.Retain)
+	require.Empty(t, p.SubscriptionIdentifier)
+
+	got = v3.ping()
+	require.Len(t, got, 1)
+	require.Equal(t, "{}", string(got[0].Payload))
+	require.Equal(t, "p/1", got[0].TopicName)
+}
