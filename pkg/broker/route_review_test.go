@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,4 +210,44 @@ func TestRouterForwardsProperties(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, "{}", string(got[0].Payload))
 	require.Equal(t, "p/1", got[0].TopicName)
+}
+
+// TestRouterACLReadAfterReload: the router checks read access on every
+// delivery, not once per cached route: after an ACL reload (SIGHUP) a
+// subscriber of a cached route gets what the new rules allow it to read,
+// and nothing else. $SYS topics do not match a leading wildcard.
+func TestRouterACLReadAfterReload(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite x/#\ntopic write in/#\npattern read in/%c/#\n")
+	b := start(t, Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1})
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("s", "", "")
+	// Subscribing to # is allowed (some topics under it are readable).
+	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "#"))
+	pub := dialRaw(t, b.Addr(), 4)
+	pub.mustConnect("p", "", "")
+	send := func(topic, payload string) {
+		pub.publish(0, 0, topic, payload, false)
+		require.Empty(t, pub.ping())
+	}
+	got := func() []string {
+		var out []string
+		for _, pk := range sub.ping() {
+			out = append(out, pk.TopicName+"="+string(pk.Payload))
+		}
+		return out
+	}
+	send("x/1", "1")
+	send("in/s/1", "2")
+	send("in/other/1", "3")
+	require.Equal(t, []string{"x/1=1", "in/s/1=2"}, got())
+
+	// The routes are cached; the rules change.
+	require.NoError(t, os.WriteFile(acl, []byte("topic readwrite x/#\ntopic write in/#\npattern read in/other/#\n"), 0o600))
+	require.NoError(t, b.Reload(SecurityConfig{AllowAnonymous: true, ACLFile: acl}))
+	send("x/1", "4")
+	send("in/s/1", "5")
+	send("in/other/1", "6")
+	require.Equal(t, []string{"x/1=4", "in/other/1=6"}, got())
+	require.NoError(t, b.Publish("$SYS/test", []byte("7"), false, 0))
+	require.Empty(t, got())
 }
