@@ -251,3 +251,44 @@ func TestRouterACLReadAfterReload(t *testing.T) {
 	require.NoError(t, b.Publish("$SYS/test", []byte("7"), false, 0))
 	require.Empty(t, got())
 }
+
+// TestRouterSharedAndOverlapping: a QoS 0 message reaches one member of a
+// shared subscription group per message, and an MQTT 5 client with
+// several matching subscriptions once, with all their identifiers
+// [MQTT-3.3.4-3] [MQTT-3.3.4-4].
+func TestRouterSharedAndOverlapping(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	subscribe := func(c *rawClient, id uint16, filters ...packets.Subscription) {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id, Filters: filters}
+		if filters[0].Identifier > 0 {
+			pk.Properties.SubscriptionIdentifier = []int{filters[0].Identifier}
+		}
+		c.send(pk)
+		require.Equal(t, packets.Suback, c.recv().FixedHeader.Type)
+	}
+	o := dialRaw(t, b.Addr(), 5)
+	o.mustConnect("o", "", "")
+	subscribe(o, 1, packets.Subscription{Filter: "s/#", Identifier: 3})
+	subscribe(o, 2, packets.Subscription{Filter: "s/+", Identifier: 1})
+	subscribe(o, 3, packets.Subscription{Filter: "s/x"})
+	m1 := dialRaw(t, b.Addr(), 5)
+	m1.mustConnect("m1", "", "")
+	subscribe(m1, 1, packets.Subscription{Filter: "$share/g/s/#"})
+	m2 := dialRaw(t, b.Addr(), 5)
+	m2.mustConnect("m2", "", "")
+	subscribe(m2, 1, packets.Subscription{Filter: "$share/g/s/#"})
+
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	const n = 20
+	for i := range n {
+		pub.publish(0, 0, "s/x", strconv.Itoa(i), false)
+	}
+	require.Empty(t, pub.ping())
+	got := o.ping()
+	require.Len(t, got, n, "one copy per message for overlapping subscriptions")
+	for _, pk := range got {
+		require.Equal(t, []int{1, 3}, pk.Properties.SubscriptionIdentifier)
+	}
+	require.Len(t, append(m1.ping(), m2.ping()...), n, "one member of the group per message")
+}
