@@ -74,9 +74,11 @@ type asyncConn struct {
 	flushing bool // a flush goroutine is running
 	held     int  // > 0: bytes from buf[holdAt] on stay until release (see hold)
 	holdAt   int
-	closing  bool  // Close was called or the connection failed
-	reserved int   // bytes waitRoom let through that are not written yet
-	err      error // sticky write error
+	closing  bool   // Close was called or the connection failed
+	reserved int    // bytes waitRoom let through that are not written yet
+	tickets  uint64 // waitRoom calls so far: each one's place in line
+	serving  uint64 // the place in line waitRoom lets through next
+	err      error  // sticky write error
 	once     sync.Once
 
 	progressAt time.Time     // the flush started or last completed a socket write
@@ -124,8 +126,9 @@ func (c *asyncConn) cutSlow(why string) {
 // of writers woken together cannot take the queue past c.max (2*c.soft)
 // and have the client cut although it reads. While the socket takes no
 // data for c.stall with bytes queued, the client is cut as a slow
-// consumer. The error is the connection's: it is failed or closing (then
-// nothing is reserved).
+// consumer. Writers are let through in the order they came, so that a
+// large message is not starved by a stream of small ones. The error is
+// the connection's: it is failed or closing (then nothing is reserved).
 func (c *asyncConn) waitRoom(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -135,15 +138,21 @@ func (c *asyncConn) waitRoom(n int) error {
 			timer.Stop()
 		}
 	}()
+	ticket := c.tickets
+	c.tickets++
 	for {
 		switch {
 		case c.err != nil:
-			return c.err
+			return c.err // sticky: every later writer gets it too
 		case c.closing:
 			return net.ErrClosed
 		}
-		if pending := len(c.buf) + c.reserved; pending == 0 || pending+n <= c.soft {
+		if pending := len(c.buf) + c.reserved; ticket == c.serving && (pending == 0 || pending+n <= c.soft) {
+			c.serving++
 			c.reserved += n
+			if c.serving != c.tickets {
+				c.wake() // the next writer in line may fit too
+			}
 			return nil
 		}
 		left := c.stall - time.Since(c.progressAt)

@@ -261,3 +261,38 @@ func TestAsyncConnWaitRoomHeldIsNotStalled(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, <-done, net.ErrClosed, "cut as a slow consumer while the broker held its bytes")
 }
+
+// waitRoom lets writers through in the order they came: a large message
+// that must wait for the queue to drain is not overtaken, and so not
+// starved, by small ones that would fit meanwhile.
+func TestAsyncConnWaitRoomInOrder(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := newAsyncConn(server, 64<<10, slog.New(slog.DiscardHandler), nil) // waits past 32 KiB
+	var waits atomic.Int64
+	c.waited = func() { waits.Add(1) }
+	c.hold() // nothing drains until release
+	_, err := c.Write(make([]byte, 20<<10))
+	require.NoError(t, err)
+
+	order := make(chan string, 2)
+	go func() {
+		if c.waitRoom(48<<10) == nil { // fits only once nothing is pending
+			order <- "large"
+		}
+	}()
+	waitFor(t, func() bool { return waits.Load() == 1 })
+	go func() {
+		if c.waitRoom(1<<10) == nil { // would fit at once
+			order <- "small"
+		}
+	}()
+	waitFor(t, func() bool { return waits.Load() == 2 || len(order) > 0 })
+	require.Empty(t, order, "a later writer overtook one that waits")
+	c.release()
+	require.Equal(t, "large", <-order)
+	_, err = c.Write(make([]byte, 48<<10))
+	require.NoError(t, err)
+	c.unreserve(48 << 10)
+	require.Equal(t, "small", <-order)
+	require.NoError(t, c.Close())
+}
