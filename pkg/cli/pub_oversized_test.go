@@ -49,23 +49,7 @@ func TestPubBrokerAnnouncesHugePacket(t *testing.T) {
 			want: "the broker sent a PUBACK packet of 203 bytes, over the maximum packet size of 100 bytes the client announced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := rawmqtt.Serve(t, 10*time.Second, func(c net.Conn) {
-				r := bufio.NewReader(c)
-				if h, _, err := rawmqtt.ReadRaw(r); err != nil || h>>4 != 1 {
-					return
-				}
-				tc.reply(c, r)
-				_, _ = io.Copy(io.Discard, r) // hold the connection until pub gives up
-			})
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			code, stdout, stderr := runWith(t, "", append([]string{"pub", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "a"}, tc.args...)...)
-			runtime.ReadMemStats(&after)
-			require.Equal(t, ExitFailure, code, stderr)
-			require.Empty(t, stdout)
-			require.Contains(t, stderr, tc.want)
-			require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "pub allocated what the broker announced")
+			runAgainstHugePacket(t, tc.reply, append([]string{"pub", "-t", "a"}, tc.args...), tc.want)
 		})
 	}
 }
@@ -102,25 +86,34 @@ func TestSubBrokerAnnouncesHugePacket(t *testing.T) {
 			want: "the broker sent a SUBACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := rawmqtt.Serve(t, 10*time.Second, func(c net.Conn) {
-				r := bufio.NewReader(c)
-				if h, _, err := rawmqtt.ReadRaw(r); err != nil || h>>4 != 1 {
-					return
-				}
-				tc.reply(c, r)
-				_, _ = io.Copy(io.Discard, r)
-			})
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			code, stdout, stderr := runWith(t, "", append([]string{"sub", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "a", "-C", "1"}, tc.args...)...)
-			runtime.ReadMemStats(&after)
-			require.Equal(t, ExitFailure, code, stderr)
-			require.Empty(t, stdout)
-			require.Contains(t, stderr, tc.want)
-			require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "sub allocated what the broker announced")
+			runAgainstHugePacket(t, tc.reply, append([]string{"sub", "-t", "a", "-C", "1"}, tc.args...), tc.want)
 		})
 	}
+}
+
+// runAgainstHugePacket runs the command in args against a fake broker that
+// reads CONNECT and then answers with reply. The command must exit 1 with
+// one line holding want, print nothing on stdout, and not allocate what
+// the broker announced.
+func runAgainstHugePacket(t *testing.T, reply func(c net.Conn, r *bufio.Reader), args []string, want string) {
+	t.Helper()
+	port := rawmqtt.Serve(t, 10*time.Second, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		if h, _, err := rawmqtt.ReadRaw(r); err != nil || h>>4 != 1 {
+			return
+		}
+		reply(c, r)
+		_, _ = io.Copy(io.Discard, r) // hold the connection until the client gives up
+	})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, stdout, stderr := runWith(t, "", append(args, "-h", "127.0.0.1", "-p", strconv.Itoa(port))...)
+	runtime.ReadMemStats(&after)
+	require.Equal(t, ExitFailure, code, stderr)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, want)
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "%s allocated what the broker announced", args[0])
 }
 
 // A broker that hangs up instead of answering SUBSCRIBE ends sub with an
