@@ -109,6 +109,7 @@ type Broker struct {
 	fixes     *fixesHook
 	limits    *limitsHook
 	guard     *retainGuard
+	router    *router
 	sys       *sysPublisher
 	bound     []*bound
 	started   time.Time
@@ -241,7 +242,9 @@ func New(cfg Config) (b *Broker, err error) {
 		return nil, err
 	}
 	// Last: it routes QoS 0 messages in OnPublish, after every check.
-	if err := srv.AddHook(newRouter(srv, b.security.OnACLCheck), nil); err != nil {
+	b.router = newRouter(srv, b.security.OnACLCheck)
+	b.router.dropped = &b.fixes.droppedQoS0
+	if err := srv.AddHook(b.router, nil); err != nil {
 		return nil, err
 	}
 	for _, bd := range b.bound {
@@ -349,7 +352,10 @@ func (b *Broker) Close() error {
 }
 
 // Publish publishes a message from inside the broker. An inline handler
-// must not publish a retained message from within its callback.
+// must not publish a retained message from within its callback. It never
+// waits for a subscriber: a QoS 0 message is not delivered to one whose
+// queue is full (counted in mqtt_messages_dropped_total
+// {reason="qos0_queue_full"}, see router).
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	if retain {
 		defer b.guard.lockInline()()

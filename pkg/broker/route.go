@@ -59,7 +59,11 @@ func mochiQueued(cl *mqtt.Client) int32 {
 //     publisher's goroutine, after waiting for room in the subscriber's
 //     queue (asyncConn.waitRoom): a subscriber that reads slowly slows its
 //     publishers down, and only one that takes no data for the stall
-//     timeout is disconnected, with a log line and a counter.
+//     timeout is disconnected, with a log line and a counter. The
+//     broker's own messages ($SYS, Broker.Publish: the inline client)
+//     never wait: a subscriber without room for one does not get it
+//     (counted as dropped, with a debug log line), so a stuck subscriber
+//     cannot hold up a $SYS update or, through it, the broker's shutdown.
 //   - Speed. mochi looks the subscribers up in its topic tree for every
 //     message, building three maps and copying every matching filter's
 //     subscription map each time (a third of the broker's CPU time in the
@@ -100,6 +104,13 @@ type router struct {
 	table atomic.Pointer[routeTable]
 	once  sync.Once
 	self  *mqtt.Client // mochi's inline client, for inline handlers
+
+	// now is the clock of message expiry (time.Now; tests replace it
+	// before the broker starts).
+	now func() time.Time
+	// dropped counts the broker's own messages not delivered to a
+	// subscriber without room (fixesHook.droppedQoS0).
+	dropped *atomic.Int64
 }
 
 // routeTable caches the subscribers per topic.
@@ -125,7 +136,7 @@ type target struct {
 }
 
 func newRouter(srv *mqtt.Server, mayRead func(*mqtt.Client, string, bool) bool) *router {
-	r := &router{srv: srv, mayRead: mayRead}
+	r := &router{srv: srv, mayRead: mayRead, now: time.Now, dropped: new(atomic.Int64)}
 	r.table.Store(new(routeTable))
 	return r
 }
@@ -167,6 +178,12 @@ func (r *router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.FixedHeader.Qos != 0 || pk.FixedHeader.Retain || pk.Ignore {
 		return pk, nil
 	}
+	d := delivery{pk: pk, own: cl.Net.Inline}
+	if pk.Properties.MessageExpiryInterval > 0 && pk.Expiry > pk.Created {
+		// mochi's Expiry counts from the whole second of Created; the
+		// message arrived now, it expires this much later [MQTT-3.3.2-5].
+		d.expires = r.now().Add(time.Duration(pk.Expiry-pk.Created) * time.Second)
+	}
 	rt := r.lookup(pk.TopicName)
 	if len(rt.inline) > 0 {
 		r.once.Do(func() { r.self, _ = r.srv.Clients.Get(mqtt.InlineClientId) })
@@ -176,7 +193,7 @@ func (r *router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	var moved map[string]bool
 	for i := range rt.targets {
-		if r.deliver(&rt.targets[i], pk) {
+		if r.deliver(&rt.targets[i], &d) {
 			if moved == nil {
 				moved = map[string]bool{}
 			}
@@ -191,7 +208,7 @@ func (r *router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		rt = r.lookup(pk.TopicName)
 		for i := range rt.targets {
 			if moved[rt.targets[i].cl.ID] {
-				r.deliver(&rt.targets[i], pk)
+				r.deliver(&rt.targets[i], &d)
 			}
 		}
 	}
@@ -234,12 +251,22 @@ func (r *router) lookup(topic string) *route {
 	return rt
 }
 
-// deliver writes pk to one subscriber as mochi's publishToClient would
-// for a QoS 0 message, after waiting for room in its queue. It reports
-// whether the target's connection is closed and its client ID now belongs
-// to another connection (the cached route is out of date).
-func (r *router) deliver(t *target, pk packets.Packet) (moved bool) {
-	cl, sub := t.cl, t.sub
+// delivery is a QoS 0 message being routed.
+type delivery struct {
+	pk      packets.Packet
+	own     bool      // published by the broker itself (inline client): never waits
+	expires time.Time // zero: no message expiry
+}
+
+// deliver writes d's message to one subscriber as mochi's publishToClient
+// would for a QoS 0 message, after waiting for room in its queue (the
+// broker's own messages do not wait: without room they are dropped for
+// this subscriber). A message whose expiry passed meanwhile is not sent
+// [MQTT-3.3.2-5]. It reports whether the target's connection is closed and
+// its client ID now belongs to another connection (the cached route is out
+// of date).
+func (r *router) deliver(t *target, d *delivery) (moved bool) {
+	cl, sub, pk := t.cl, t.sub, d.pk
 	if sub.NoLocal && pk.Origin == cl.ID { // [MQTT-3.8.3-3]
 		return false
 	}
@@ -262,13 +289,37 @@ func (r *router) deliver(t *target, pk packets.Packet) (moved bool) {
 	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
 		// About the encoded size (TLS and WebSocket framing add little).
 		n := len(out.Payload) + len(out.TopicName) + 64
-		if err := ac.waitRoom(n); err != nil {
+		if d.own {
+			ok, err := ac.tryRoom(n)
+			if err != nil {
+				return false // closed, or cut as a slow consumer
+			}
+			if !ok {
+				// $SYS is periodic state (and retained): the next update
+				// or a new SUBSCRIBE brings the current value.
+				r.dropped.Add(1)
+				atomic.AddInt64(&r.srv.Info.MessagesDropped, 1)
+				r.srv.Log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", out.TopicName)
+				return false
+			}
+		} else if err := ac.waitRoom(n); err != nil {
 			return false // closed, or cut as a slow consumer
 		}
 		defer ac.unreserve(n)
 	}
 	if mochiQueued(cl) > 0 {
 		waitMochiQueue(cl)
+	}
+	if !d.expires.IsZero() {
+		left := d.expires.Sub(r.now())
+		if left <= 0 { // [MQTT-3.3.2-5]
+			r.srv.Log.Debug("qos 0 message expired before delivery", "client", cl.ID, "topic", out.TopicName)
+			return false
+		}
+		// What is left of it, in whole seconds rounded up [MQTT-3.3.2-6]
+		// (mochi's WritePacket would count from the second of Created).
+		out.Expiry = 0
+		out.Properties.MessageExpiryInterval = uint32(min((left+time.Second-1)/time.Second, 1<<32-1))
 	}
 	if err := cl.WritePacket(out); err != nil && !cl.Closed() {
 		// Larger than the client's Maximum Packet Size [MQTT-3.1.2-24]:

@@ -57,7 +57,8 @@ var ErrSlowConsumer = errors.New("slow consumer: client does not read its messag
 // subscriber that reads slowly slows its publishers down instead of
 // losing messages. A client that takes no data at all for the stall
 // timeout while its queue is full is disconnected with a log line (and
-// counted): it cannot hold its publishers up for longer than that.
+// counted): it cannot hold its publishers up for longer than that. The
+// broker's own messages ($SYS, Broker.Publish) never wait: tryRoom.
 type asyncConn struct {
 	net.Conn
 	max    int
@@ -196,8 +197,31 @@ func (c *asyncConn) waitRoom(n int) error {
 	}
 }
 
-// unreserve ends the reservation of a successful waitRoom(n), once its
-// bytes are written (or not written after all).
+// tryRoom is waitRoom for writers that must never wait (the broker's own
+// messages: $SYS, Broker.Publish): it reserves room for about n bytes and
+// reports true when waitRoom would let it through at once by size (the
+// pending bytes, plus those reserved, plus n stay within c.soft, or
+// nothing at all is pending); otherwise it reports false at once. It takes
+// no place in waitRoom's line. The error is the connection's: it is failed
+// or closing (then nothing is reserved).
+func (c *asyncConn) tryRoom(n int) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.err != nil:
+		return false, c.err
+	case c.closing:
+		return false, net.ErrClosed
+	}
+	if pending := len(c.buf) + c.reserved; pending == 0 || pending+n <= c.soft {
+		c.reserved += n
+		return true, nil
+	}
+	return false, nil
+}
+
+// unreserve ends the reservation of a successful waitRoom(n) or
+// tryRoom(n), once its bytes are written (or not written after all).
 func (c *asyncConn) unreserve(n int) {
 	c.mu.Lock()
 	c.reserved -= n
