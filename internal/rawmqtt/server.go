@@ -35,6 +35,24 @@ func ReadRaw(r *bufio.Reader) (first byte, body []byte, err error) {
 	return first, body, err
 }
 
+// ReadAnswering reads packets from r like ReadRaw, answers each PINGREQ
+// with a PINGRESP on w, and returns the first other packet. A client's
+// keep-alive may send a PINGREQ at any time, even right after CONNECT
+// (paho.golang's pinger does when its first tick comes before it has
+// noted the CONNECT), so a fake broker waiting for a given packet must not
+// take a PINGREQ for it.
+func ReadAnswering(w io.Writer, r *bufio.Reader) (first byte, body []byte, err error) {
+	for {
+		first, body, err = ReadRaw(r)
+		if err != nil || first>>4 != PINGREQ {
+			return first, body, err
+		}
+		if _, err := w.Write([]byte{PINGRESP << 4, 0}); err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
 // Serve is a fake server for a test: it listens on a free 127.0.0.1 port
 // and runs handle on every connection, with the given deadline, closing
 // the connection when handle returns. When the test ends it stops

@@ -35,14 +35,14 @@ func TestPubBrokerAnnouncesHugePacket(t *testing.T) {
 			want: "the broker sent a CONNACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
 		{name: "PUBACK", reply: func(c net.Conn, r *bufio.Reader) {
 			_, _ = c.Write([]byte{0x20, 2, 0, 0})
-			if h, _, err := rawmqtt.ReadRaw(r); err == nil && h>>4 == 3 {
+			if h, _, err := rawmqtt.ReadAnswering(c, r); err == nil && h>>4 == 3 {
 				_, _ = c.Write(append([]byte{0x40}, huge...))
 			}
 		}, args: []string{"-m", "x", "-q", "1", "-V", "311"},
 			want: "the broker sent a PUBACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
 		{name: "over the announced maximum packet size", reply: func(c net.Conn, r *bufio.Reader) {
 			_, _ = c.Write([]byte{0x20, 0x06, 0, 0, 3, 0x21, 0, 10}) // CONNACK 5, receive maximum 10
-			if h, _, err := rawmqtt.ReadRaw(r); err == nil && h>>4 == 3 {
+			if h, _, err := rawmqtt.ReadAnswering(c, r); err == nil && h>>4 == 3 {
 				_, _ = c.Write([]byte{0x40, 200, 1}) // PUBACK of 203 bytes
 			}
 		}, args: []string{"-m", "x", "-q", "1", "-D", "connect", "maximum-packet-size", "100"},
@@ -73,13 +73,13 @@ func TestSubBrokerAnnouncesHugePacket(t *testing.T) {
 			want: "the broker sent a CONNACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
 		{name: "SUBACK", reply: func(c net.Conn, r *bufio.Reader) {
 			_, _ = c.Write([]byte{0x20, 3, 0, 0, 0})
-			if h, _, err := rawmqtt.ReadRaw(r); err == nil && h>>4 == 8 {
+			if h, _, err := rawmqtt.ReadAnswering(c, r); err == nil && h>>4 == 8 {
 				_, _ = c.Write(append([]byte{0x90}, huge...))
 			}
 		}, want: "the broker sent a SUBACK packet of 268435460 bytes, over the client's limit of 1048576 bytes for that packet"},
 		{name: "SUBACK 3.1.1", reply: func(c net.Conn, r *bufio.Reader) {
 			_, _ = c.Write([]byte{0x20, 2, 0, 0})
-			if h, _, err := rawmqtt.ReadRaw(r); err == nil && h>>4 == 8 {
+			if h, _, err := rawmqtt.ReadAnswering(c, r); err == nil && h>>4 == 8 {
 				_, _ = c.Write(append([]byte{0x90}, huge...))
 			}
 		}, args: []string{"-V", "311"},
@@ -132,7 +132,7 @@ func TestSubBrokerHangsUpDuringSubscribe(t *testing.T) {
 				} else {
 					_, _ = c.Write([]byte{0x20, 2, 0, 0})
 				}
-				_, _, _ = rawmqtt.ReadRaw(r) // SUBSCRIBE, then hang up
+				_, _, _ = rawmqtt.ReadAnswering(c, r) // SUBSCRIBE, then hang up
 			})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
