@@ -195,14 +195,12 @@ func New(cfg Config) (b *Broker, err error) {
 	for i, l := range ls {
 		id := "l" + strconv.Itoa(i)
 		bd, err := bindListener(id, l, cfg.ConnectTimeout, log)
-		if err == nil {
-			bd.guard.stall = cfg.SlowConsumerTimeout
-			bd.guard.slow = func() { br.slowCut.Add(1) }
-			bd.guard.waited = func() { br.waits.Add(1) }
-		}
 		if err != nil {
 			return nil, err
 		}
+		bd.guard.stall = cfg.SlowConsumerTimeout
+		bd.guard.slow = func() { br.slowCut.Add(1) }
+		bd.guard.waited = func() { br.waits.Add(1) }
 		b.bound = append(b.bound, bd)
 		identity[id] = l.UseIdentityAsUsername
 		b.listeners = append(b.listeners, bd.info)
