@@ -16,10 +16,11 @@ import (
 const DefaultConnectTimeout = 10 * time.Second
 
 // MaxConnectSize is the largest CONNECT packet a listener (TCP, TLS,
-// WebSocket, unix socket) accepts, in bytes after the fixed header. A legitimate CONNECT holds at
-// most a few 64 KiB strings; without this bound one unauthenticated client
-// could make the broker allocate the 256 MiB the remaining length field can
-// announce, per connection, before it sends any of it.
+// WebSocket, unix socket) accepts, in bytes after the fixed header. A
+// legitimate CONNECT holds at most a few 64 KiB strings; without this
+// bound one unauthenticated client could make the broker allocate the
+// 256 MiB the remaining length field can announce, per connection, before
+// it sends any of it.
 const MaxConnectSize = 1 << 20
 
 // mochi reads the CONNECT packet with no deadline at all (the keep-alive

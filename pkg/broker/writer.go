@@ -15,8 +15,9 @@ import (
 // does not read them fast enough, beyond what the operating system
 // buffers, before it disconnects the client as a slow consumer. A single
 // packet larger than this is still sent, alone. QoS 0 messages routed by
-// the broker (route.go) do not count against it: their publishers wait
-// once half of it is pending (see asyncConn.waitRoom).
+// the broker (route.go) never take a client past it: their publishers
+// wait once half of it is pending (see asyncConn.waitRoom), and the
+// broker's own are not sent then (asyncConn.tryRoom).
 const MaxPendingBytes = 8 << 20
 
 // DefaultSlowConsumerTimeout is how long a client with a full queue may
