@@ -241,7 +241,7 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	// Last: it routes QoS 0 messages in OnPublish, after every check.
 	b.router = newRouter(srv, b.security.OnACLCheck)
-	b.router.dropped = &b.fixes.droppedQoS0
+	b.router.dropped = b.fixes.qos0Dropped
 	if err := srv.AddHook(b.router, nil); err != nil {
 		return nil, err
 	}

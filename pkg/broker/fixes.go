@@ -353,8 +353,7 @@ var errSlowConsumer = errors.New("client too slow: outbound queue full")
 func (h *fixesHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	qos := deliveryQoS(cl, pk)
 	if qos == 0 {
-		h.droppedQoS0.Add(1)
-		h.log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", pk.TopicName)
+		h.qos0Dropped(cl, pk.TopicName)
 		return
 	}
 	out := pk.Copy(false)
@@ -376,6 +375,14 @@ func (h *fixesHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		// the publishing goroutine on the full connection.
 		cl.Stop(errSlowConsumer)
 	}
+}
+
+// qos0Dropped counts a QoS 0 message not delivered to cl because its
+// queue is full (mochi's queue here, the broker's in router.deliver), with
+// a debug log line.
+func (h *fixesHook) qos0Dropped(cl *mqtt.Client, topic string) {
+	h.droppedQoS0.Add(1)
+	h.log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", topic)
 }
 
 // deliveryQoS is the QoS a message is delivered with to cl: the highest

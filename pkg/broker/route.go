@@ -108,9 +108,9 @@ type router struct {
 	// now is the clock of message expiry (time.Now; tests replace it
 	// before the broker starts).
 	now func() time.Time
-	// dropped counts the broker's own messages not delivered to a
-	// subscriber without room (fixesHook.droppedQoS0).
-	dropped *atomic.Int64
+	// dropped counts and logs one of the broker's own messages not
+	// delivered to a subscriber without room (fixesHook.qos0Dropped).
+	dropped func(cl *mqtt.Client, topic string)
 }
 
 // routeTable caches the subscribers per topic.
@@ -136,7 +136,7 @@ type target struct {
 }
 
 func newRouter(srv *mqtt.Server, mayRead func(*mqtt.Client, string, bool) bool) *router {
-	r := &router{srv: srv, mayRead: mayRead, now: time.Now, dropped: new(atomic.Int64)}
+	r := &router{srv: srv, mayRead: mayRead, now: time.Now, dropped: func(*mqtt.Client, string) {}}
 	r.table.Store(new(routeTable))
 	return r
 }
@@ -297,9 +297,8 @@ func (r *router) deliver(t *target, d *delivery) (moved bool) {
 			if !ok {
 				// $SYS is periodic state (and retained): the next update
 				// or a new SUBSCRIBE brings the current value.
-				r.dropped.Add(1)
-				atomic.AddInt64(&r.srv.Info.MessagesDropped, 1)
-				r.srv.Log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", out.TopicName)
+				atomic.AddInt64(&r.srv.Info.MessagesDropped, 1) // as mochi counts its drops
+				r.dropped(cl, out.TopicName)
 				return false
 			}
 		} else if err := ac.waitRoom(n); err != nil {
