@@ -122,7 +122,6 @@ type routeTable struct {
 // route is the subscribers of one topic, as of generation gen.
 type route struct {
 	gen     uint64
-	shared  bool // shared subscriptions: a member is chosen per message, so not cached
 	targets []target
 	inline  []mqtt.InlineSubscription
 }
@@ -227,10 +226,11 @@ func (r *router) lookup(topic string) *route {
 	}
 	subs := r.srv.Topics.Subscribers(topic)
 	rt := &route{gen: g}
-	if len(subs.Shared) > 0 {
+	// Shared subscriptions: a member is chosen per message, so not cached.
+	shared := len(subs.Shared) > 0
+	if shared {
 		subs.SelectShared()
 		subs.MergeSharedSelected()
-		rt.shared = true
 	}
 	rt.targets = make([]target, 0, len(subs.Subscriptions))
 	for id, sub := range subs.Subscriptions {
@@ -241,7 +241,7 @@ func (r *router) lookup(topic string) *route {
 	for _, in := range subs.InlineSubscriptions {
 		rt.inline = append(rt.inline, in)
 	}
-	if !rt.shared {
+	if !shared {
 		if t.n.Add(int64(1+len(rt.targets))) > maxCached {
 			r.table.CompareAndSwap(t, new(routeTable))
 		} else {
