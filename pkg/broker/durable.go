@@ -67,9 +67,10 @@ type deliveryHook struct {
 	// (nil without persistence).
 	persist, unpersist func(cl *mqtt.Client, pk packets.Packet)
 
-	mu     sync.Mutex
-	resend map[*mqtt.Client]*resendBurst
-	heirs  map[string]heir // client ID -> its session's last takeover
+	mu        sync.Mutex
+	resend    map[*mqtt.Client]*resendBurst
+	resending atomic.Int32    // len(resend), read without the lock
+	heirs     map[string]heir // client ID -> its session's last takeover
 	// echo holds, per connection, the messages its resend burst sent that
 	// its outbound queue has yet to send again (see awaitEchoes).
 	echo    map[*mqtt.Client]*echoSet
@@ -223,12 +224,14 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	for c, r := range h.resend { // connections that failed during CONNACK
 		if c.Closed() {
 			delete(h.resend, c)
+			h.resending.Store(int32(len(h.resend)))
 			r.finish()
 			failed, bursts = append(failed, c), append(bursts, r)
 		}
 	}
 	r := &resendBurst{done: make(chan struct{}), only: map[uint16]packets.Packet{}, echo: map[uint16]packets.Packet{}}
 	h.resend[cl] = r
+	h.resending.Store(int32(len(h.resend)))
 	h.mu.Unlock()
 	for i, c := range failed {
 		h.orphan(c, bursts[i])
@@ -451,6 +454,7 @@ func (h *deliveryHook) endResend(cl *mqtt.Client) {
 	h.mu.Lock()
 	r := h.resend[cl]
 	delete(h.resend, cl)
+	h.resending.Store(int32(len(h.resend)))
 	if r != nil && !cl.Closed() {
 		r.mu.Lock()
 		if len(r.echo) > 0 {
@@ -571,6 +575,12 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		}
 		return pk
 	default:
+		return pk
+	}
+	// No burst anywhere: the common case, without the lock. A burst is
+	// registered (OnSessionEstablish) before its CONNACK is encoded and
+	// before mochi lists the connection as a client anyone can write to.
+	if h.resending.Load() == 0 {
 		return pk
 	}
 	h.mu.Lock()
