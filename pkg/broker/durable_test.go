@@ -25,10 +25,7 @@ import (
 // queued, even when they were all queued within the same second (mochi
 // sorts them by the second they were created, unstably).
 func TestResumedSessionInOrder(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Start())
+	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
 
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
@@ -74,10 +71,7 @@ func TestResumedSessionInOrder(t *testing.T) {
 // mochi queues on the old connection because their publisher looked the
 // session up just before the new connection took it over (deliveryHook.late).
 func TestResumedSessionNewMessagesAfterQueue(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Start())
+	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
 	o := rawmqtt.ConnectOptions{ClientID: "busy", KeepAlive: 30}
 	c, err := rawmqtt.Dial(b.Addr(), 4)
 	require.NoError(t, err)
@@ -296,10 +290,7 @@ func connectV5(id string, receiveMaximum, topicAliasMaximum uint16, maximumPacke
 // of: the connection hung. Each message arrives once, in order, and none
 // comes again once the session is done.
 func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Start())
+	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
 	const id, topic, rm, n = "held", "held", 5, 30
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
@@ -369,10 +360,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 // protocol error for the client, at every reconnect). Like mosquitto, the
 // broker sends no topic aliases (deliveryHook.OnConnect).
 func TestResumedSessionKeepsTopicNames(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Start())
+	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
 	const id, topic = "aliased", "aliased/t"
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
