@@ -281,7 +281,7 @@ func TestBrokerPersistence(t *testing.T) {
 	require.Equal(t, byte(0), c.recv().ReasonCode)
 	require.Equal(t, []byte{1}, c.subscribe(1, 1, "q/#"))
 	c.conn.Close()
-	waitFor(t, func() bool { cl, ok := b1.srv.Clients.Get("keeper"); return ok && cl.Closed() })
+	waitOffline(t, b1.srv, "keeper")
 
 	p := dialRaw(t, b1.Addr(), 4)
 	p.mustConnect("pub", "", "")
@@ -434,7 +434,7 @@ func TestBrokerPersistenceFlowControl(t *testing.T) {
 	got := c.recv()
 	require.Equal(t, "2", string(got.Payload)) // not acknowledged
 	c.conn.Close()
-	waitFor(t, func() bool { cl, ok := b1.srv.Clients.Get("flow"); return ok && cl.Closed() })
+	waitOffline(t, b1.srv, "flow")
 	require.NoError(t, b1.Close())
 
 	b2 := start(t, Config{AllowAnonymous: true, PersistenceDir: dir})

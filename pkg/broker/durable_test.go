@@ -80,7 +80,7 @@ func TestResumedSessionNewMessagesAfterQueue(t *testing.T) {
 	_, _, err = c.Subscribe(1, "busy", 1)
 	require.NoError(t, err)
 	c.Close()
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("busy"); return ok && cl.Closed() })
+	waitOffline(t, b.srv, "busy")
 
 	const queued, live = 200, 200
 	for i := 0; i < queued; i++ {
@@ -220,7 +220,7 @@ func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
 	_, _, err = c.Subscribe(1, "exact", 2)
 	require.NoError(t, err)
 	c.Close()
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("exact"); return ok && cl.Closed() })
+	waitOffline(t, b.srv, "exact")
 
 	for i := 0; i < queued; i++ {
 		require.NoError(t, b.Publish("exact", []byte(strconv.Itoa(i)), false, 2))
@@ -301,7 +301,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 	_, _, err = c.Subscribe(1, topic, 2)
 	require.NoError(t, err)
 	c.Close()
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+	waitOffline(t, b.srv, id)
 	for i := 0; i < n; i++ {
 		require.NoError(t, b.Publish(topic, []byte(strconv.Itoa(i)), false, byte(1+i%2)))
 	}
@@ -378,7 +378,7 @@ func TestResumedSessionKeepsTopicNames(t *testing.T) {
 		require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID)))
 	}
 	c.Close()
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+	waitOffline(t, b.srv, id)
 	require.NoError(t, b.Publish(topic, []byte("queued"), false, 1))
 
 	c, err = rawmqtt.Dial(b.Addr(), 5)
@@ -418,7 +418,7 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 			_, _, err = c.Subscribe(1, topic, 1)
 			require.NoError(t, err)
 			c.Close()
-			waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+			waitOffline(t, b.srv, id)
 		}
 		require.NoError(t, b.Publish(topic, bytes.Repeat([]byte("x"), 2*limit), false, 1))
 		require.NoError(t, b.Publish(topic, []byte(fmt.Sprint("small ", run)), false, 1))
@@ -449,7 +449,7 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, rawmqtt.PINGRESP, p.Type, "got %s", p)
 			c.Close()
-			waitFor(t, func() bool { cl, ok := b.srv.Clients.Get(id); return ok && cl.Closed() })
+			waitOffline(t, b.srv, id)
 		}
 		stored, err := b.fixes.store.(*boltStore).StoredInflightMessages()
 		require.NoError(t, err)
@@ -516,7 +516,7 @@ func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
 	_, _, err = c.Subscribe(1, "orphan", 1)
 	require.NoError(t, err)
 	c.Close()
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("orphan"); return ok && cl.Closed() })
+	waitOffline(t, b.srv, "orphan")
 	for i := 0; i < 3; i++ {
 		require.NoError(t, b.Publish("orphan", []byte(strconv.Itoa(i)), false, 1))
 	}

@@ -94,7 +94,7 @@ func TestFixPacketIDCollision(t *testing.T) {
 				require.Equal(t, got.PacketID, comp.PacketID)
 			}
 			c.conn.Close()
-			waitFor(t, func() bool { cl, ok := srv.Clients.Get("collide"); return ok && cl.Closed() })
+			waitOffline(t, srv, "collide")
 
 			// Resume: the unacknowledged delivery comes again.
 			c = dialRaw(t, addr, 4)
@@ -232,7 +232,7 @@ func TestFixSlowConsumer(t *testing.T) {
 	for i := range n {
 		require.NoError(t, srv.Publish("flood", []byte(fmt.Sprintf("%04d %s", i, payload)), false, 1))
 	}
-	waitFor(t, func() bool { cl, ok := srv.Clients.Get("slow"); return ok && cl.Closed() })
+	waitOffline(t, srv, "slow")
 	require.True(t, strings.Contains(logs.String(), "client too slow, disconnecting"), "no log line about the slow client")
 
 	c = dialRaw(t, addr, 4)

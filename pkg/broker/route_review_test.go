@@ -75,7 +75,7 @@ func TestRouterResumedSessionAfterConnack(t *testing.T) {
 	require.Equal(t, "1", string(s.recv().Payload)) // the route is cached
 
 	s.conn.Close()
-	waitFor(t, func() bool { cl, ok := srv.Clients.Get("s"); return ok && cl.Closed() })
+	waitOffline(t, srv, "s")
 	close(gate.armed)
 	s = connect() // CONNACK received, session present
 	<-gate.entered

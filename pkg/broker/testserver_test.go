@@ -24,3 +24,12 @@ func serveOn(t testing.TB, srv *mqtt.Server, id string, l Listener) string {
 	require.NoError(t, srv.AddListener(bd.conn))
 	return bd.info.Addr
 }
+
+// waitOffline waits until the connection of client id has ended and mochi
+// keeps its session (the client is in the table, closed): a message
+// published from now on is queued for the session, not for the old
+// connection.
+func waitOffline(t testing.TB, srv *mqtt.Server, id string) {
+	t.Helper()
+	waitFor(t, func() bool { cl, ok := srv.Clients.Get(id); return ok && cl.Closed() })
+}
