@@ -143,13 +143,10 @@ func (c *asyncConn) waitRoom(n int) error {
 	ticket := c.tickets
 	c.tickets++
 	for {
-		switch {
-		case c.err != nil:
-			return c.err // sticky: every later writer gets it too
-		case c.closing:
-			return net.ErrClosed
+		if err := c.broken(); err != nil {
+			return err
 		}
-		if pending := len(c.buf) + c.reserved; ticket == c.serving && (pending == 0 || pending+n <= c.soft) {
+		if ticket == c.serving && c.fits(n) {
 			c.serving++
 			c.reserved += n
 			if c.serving != c.tickets {
@@ -200,25 +197,41 @@ func (c *asyncConn) waitRoom(n int) error {
 
 // tryRoom is waitRoom for writers that must never wait (the broker's own
 // messages: $SYS, Broker.Publish): it reserves room for about n bytes and
-// reports true when waitRoom would let it through at once by size (the
-// pending bytes, plus those reserved, plus n stay within c.soft, or
-// nothing at all is pending); otherwise it reports false at once. It takes
-// no place in waitRoom's line. The error is the connection's: it is failed
-// or closing (then nothing is reserved).
+// reports true when waitRoom would let it through at once by size (fits);
+// otherwise it reports false at once. It takes no place in waitRoom's
+// line. The error is the connection's: it is failed or closing (then
+// nothing is reserved).
 func (c *asyncConn) tryRoom(n int) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.err != nil:
-		return false, c.err
-	case c.closing:
-		return false, net.ErrClosed
+	if err := c.broken(); err != nil {
+		return false, err
 	}
-	if pending := len(c.buf) + c.reserved; pending == 0 || pending+n <= c.soft {
+	if c.fits(n) {
 		c.reserved += n
 		return true, nil
 	}
 	return false, nil
+}
+
+// fits is the size rule of waitRoom and tryRoom: the pending bytes, plus
+// those reserved, plus n stay within c.soft, or nothing at all is pending
+// (c.mu held).
+func (c *asyncConn) fits(n int) bool {
+	pending := len(c.buf) + c.reserved
+	return pending == 0 || pending+n <= c.soft
+}
+
+// broken is the error of a connection that failed (sticky: every later
+// writer gets it too) or is closing, nil otherwise (c.mu held).
+func (c *asyncConn) broken() error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case c.closing:
+		return net.ErrClosed
+	}
+	return nil
 }
 
 // unreserve ends the reservation of a successful waitRoom(n) or
@@ -234,11 +247,8 @@ func (c *asyncConn) unreserve(n int) {
 func (c *asyncConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return 0, c.err
-	}
-	if c.closing {
-		return 0, net.ErrClosed
+	if err := c.broken(); err != nil {
+		return 0, err
 	}
 	if len(c.buf) > 0 && len(c.buf)+len(p) > c.max {
 		c.cutSlow(fmt.Sprintf("more than %d bytes pending", c.max))
