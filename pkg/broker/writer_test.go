@@ -133,6 +133,17 @@ func TestAsyncConnDeadlinesIgnoredWhenClosing(t *testing.T) {
 	}
 }
 
+// writeRouted writes p to c as the router writes a QoS 0 delivery:
+// waitRoom, Write, unreserve.
+func writeRouted(c *asyncConn, p []byte) error {
+	if err := c.waitRoom(len(p)); err != nil {
+		return err
+	}
+	defer c.unreserve(len(p))
+	_, err := c.Write(p)
+	return err
+}
+
 // A reader that is slower than the writer but keeps reading gets every
 // byte, in order: waitRoom holds the writer back instead of the client
 // being cut (which Write alone would do past the limit).
@@ -151,13 +162,7 @@ func TestAsyncConnWaitRoomSlowReader(t *testing.T) {
 			for j := range chunk {
 				chunk[j] = byte(i + j)
 			}
-			if err := c.waitRoom(len(chunk)); err != nil {
-				done <- err
-				return
-			}
-			_, err := c.Write(chunk)
-			c.unreserve(len(chunk))
-			if err != nil {
+			if err := writeRouted(c, chunk); err != nil {
 				done <- err
 				return
 			}
@@ -196,13 +201,7 @@ func TestAsyncConnWaitRoomStalledReader(t *testing.T) {
 	go func() {
 		chunk := make([]byte, 4<<10)
 		for {
-			if err := c.waitRoom(len(chunk)); err != nil {
-				done <- err
-				return
-			}
-			_, err := c.Write(chunk)
-			c.unreserve(len(chunk))
-			if err != nil {
+			if err := writeRouted(c, chunk); err != nil {
 				done <- err
 				return
 			}
