@@ -73,14 +73,14 @@ func mochiQueued(cl *mqtt.Client) int32 {
 // Scope: QoS 0 messages that are not retained (retained messages and QoS
 // 1/2 are routed by mochi: they have their own flow and ordering fixes,
 // fixes.go and durable.go). Deliveries are written with the client's
-// WritePacket, so mochi's encoding, size limit and hooks apply as before;
-// outbound topic aliases are not used for these messages (a delivery
-// written on the publisher's goroutine could overtake the one that
-// defines the alias). Order: a delivery waits until what mochi queued for
-// the same client earlier (a QoS 1 message of the same publisher, a
-// retained message after a SUBSCRIBE) is written, so a subscriber gets one
-// publisher's messages in the order they were published, whatever their
-// QoS, as with mosquitto.
+// WritePacket, so mochi's encoding, size limit and hooks apply as before
+// (the broker sends no outbound topic aliases at all, see
+// deliveryHook.OnConnect; a publisher's inbound alias is cleared).
+// Order: a delivery waits until what mochi queued for the same client
+// earlier (a QoS 1 message of the same publisher, a retained message after
+// a SUBSCRIBE) is written, so a subscriber gets one publisher's messages
+// in the order they were published, whatever their QoS, as with
+// mosquitto.
 //
 // The cache is correct because of where it is forgotten: mochi calls
 // OnSubscribed and OnUnsubscribed after it changed the topic index and
