@@ -91,10 +91,9 @@ func (g *frameGuard) inspect(b []byte) error {
 			}
 			continue
 		}
-		rem, mult := 0, 1
-		for _, d := range g.hdr[1:g.n] {
-			rem += int(d&0x7f) * mult
-			mult *= 128
+		rem, _, err := readVarint(g.hdr[1:g.n])
+		if err != nil {
+			return err
 		}
 		if err := checkPacketSize(g.hdr[0]>>4, g.n+rem, g.limit); err != nil {
 			return err
