@@ -61,6 +61,17 @@ func (g *frameGuard) err() error {
 	return g.bad
 }
 
+// why returns the guard's reason when it stopped the connection, else
+// err: the paho libraries report only that the connection was lost.
+func (g *frameGuard) why(err error) error {
+	if err != nil {
+		if gerr := g.err(); gerr != nil {
+			return gerr
+		}
+	}
+	return err
+}
+
 // lost returns why reading failed (the guard's reason first), or nil.
 func (g *frameGuard) lost() error {
 	g.mu.Lock()

@@ -63,10 +63,7 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 		return guard, nil
 	})
 	o.SetConnectionLostHandler(func(_ mqtt3.Client, err error) {
-		if gerr := guard.err(); gerr != nil {
-			err = gerr
-		}
-		vc.fail(err)
+		vc.fail(guard.why(err))
 		vc.close()
 	})
 	if h != nil {
@@ -138,7 +135,7 @@ func (vc *v3Client) Publish(ctx context.Context, m *Message) error {
 	if m.Props != nil {
 		return errors.New("MQTT 5 properties cannot be sent with MQTT 3.1.1")
 	}
-	err := vc.why(wait(ctx, vc.c.Publish(m.Topic, m.QoS, m.Retain, m.Payload)))
+	err := vc.guard.why(wait(ctx, vc.c.Publish(m.Topic, m.QoS, m.Retain, m.Payload)))
 	if errors.Is(err, mqtt3.ErrNotConnected) {
 		if e := vc.Err(); e != nil {
 			return e
@@ -155,7 +152,7 @@ func (vc *v3Client) Subscribe(ctx context.Context, subs []Subscription) ([]byte,
 	}
 	t := vc.c.SubscribeMultiple(filters, nil)
 	if err := wait(ctx, t); err != nil {
-		return nil, vc.why(err)
+		return nil, vc.guard.why(err)
 	}
 	res := t.(*mqtt3.SubscribeToken).Result()
 	out := make([]byte, len(subs))
@@ -180,18 +177,7 @@ func (vc *v3Client) UnsubscribeProps(ctx context.Context, filters []string, user
 }
 
 func (vc *v3Client) Unsubscribe(ctx context.Context, filters []string) error {
-	return vc.why(wait(ctx, vc.c.Unsubscribe(filters...)))
-}
-
-// why returns the guard's reason when it stopped the connection (paho
-// reports only that the connection was lost), else err.
-func (vc *v3Client) why(err error) error {
-	if err != nil {
-		if gerr := vc.guard.err(); gerr != nil {
-			return gerr
-		}
-	}
-	return err
+	return vc.guard.why(wait(ctx, vc.c.Unsubscribe(filters...)))
 }
 
 // DisconnectProps is Disconnect: MQTT 3.1/3.1.1 DISCONNECT has no properties.

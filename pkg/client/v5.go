@@ -41,12 +41,7 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	pc := paho.ClientConfig{
 		Conn:          packets.NewThreadSafeConn(&bufferedConn{Conn: guard, r: bufio.NewReaderSize(guard, 32<<10)}),
 		PacketTimeout: cfg.timeout(),
-		OnClientError: func(err error) {
-			if gerr := guard.err(); gerr != nil {
-				err = gerr
-			}
-			vc.fail(err)
-		},
+		OnClientError: func(err error) { vc.fail(guard.why(err)) },
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			reason := ""
 			if d.Properties != nil {
