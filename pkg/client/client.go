@@ -325,6 +325,15 @@ func (c *Config) transportName() string {
 	return "tcp"
 }
 
+// version is the protocol version to speak: Version, or MQTT 5 when it
+// is 0.
+func (c *Config) version() Version {
+	if c.Version == 0 {
+		return V5
+	}
+	return c.Version
+}
+
 func (c *Config) timeout() time.Duration {
 	if c.ConnectTimeout > 0 {
 		return c.ConnectTimeout

@@ -160,10 +160,7 @@ func appendUserProps(b []byte, u []UserProperty) []byte {
 
 // encodeConnect builds the CONNECT packet for cfg.
 func encodeConnect(cfg *Config) []byte {
-	v := cfg.Version
-	if v == 0 {
-		v = V5
-	}
+	v := cfg.version()
 	body := make([]byte, 0, 64)
 	if v == V31 {
 		body = appendString(body, "MQIsdp")
@@ -628,7 +625,7 @@ type Session struct {
 // incomingLimit is the Maximum Packet Size cfg announces to the broker
 // (MQTT 5 CONNECT property), 0 when it announces none.
 func incomingLimit(cfg *Config) int {
-	if (cfg.Version != V5 && cfg.Version != 0) || cfg.ConnectProps == nil || cfg.ConnectProps.MaximumPacketSize == nil {
+	if cfg.version() != V5 || cfg.ConnectProps == nil || cfg.ConnectProps.MaximumPacketSize == nil {
 		return 0
 	}
 	return int(*cfg.ConnectProps.MaximumPacketSize)
@@ -639,7 +636,7 @@ func incomingLimit(cfg *Config) int {
 func handshake(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *Session, error) {
 	conn, pr, sess, err := handshakeOnce(ctx, cfg)
 	var ce *ConnectError
-	if err != nil && (cfg.Version == V5 || cfg.Version == 0) && cfg.canFallback() && errors.As(err, &ce) && ce.Code == 132 {
+	if err != nil && cfg.version() == V5 && cfg.canFallback() && errors.As(err, &ce) && ce.Code == 132 {
 		cfg.logger().Debug("broker refused MQTT 5, retrying with MQTT 3.1.1", "addr", cfg.Addr(), "error", ce.Error())
 		c311 := *cfg
 		c311.Version = V311
@@ -653,10 +650,7 @@ func handshakeOnce(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
 	log := cfg.logger()
-	v := cfg.Version
-	if v == 0 {
-		v = V5
-	}
+	v := cfg.version()
 	log.Debug("connecting", "addr", cfg.Addr(), "version", v.String(), "client_id", cfg.ClientID)
 	conn, err := dialConn(ctx, cfg)
 	if err != nil {
