@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mqttkit/mqttkit/internal/wsconn"
 )
 
 // bound is one open listener: mochi's side and ours.
@@ -224,36 +226,11 @@ var errTextFrame = errors.New("websocket: text frame received, MQTT needs binary
 
 // Read reads the stream across binary messages.
 func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			op, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if op != websocket.BinaryMessage {
-				return 0, errTextFrame
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
+	return wsconn.Read(c.ws, &c.r, p, errTextFrame, nil)
 }
 
 // Write sends p as one binary message.
-func (c *wsConn) Write(p []byte) (int, error) {
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
+func (c *wsConn) Write(p []byte) (int, error) { return wsconn.Write(c.ws, p) }
 
 // ConnectionState exposes the TLS state of a wss connection, for
 // use_identity_as_username.

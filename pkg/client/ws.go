@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mqttkit/mqttkit/internal/wsconn"
 )
 
 // dialWS opens an MQTT-over-WebSocket connection: TCP (or TLS for wss)
@@ -88,40 +90,16 @@ type wsConn struct {
 func (c *wsConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					return 0, io.EOF
-				}
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("websocket: the broker sent a text message; MQTT needs binary messages")
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
+	return wsconn.Read(c.ws, &c.r, p, errTextMessage, io.EOF)
 }
+
+// errTextMessage ends a connection whose broker sends a text message.
+var errTextMessage = errors.New("websocket: the broker sent a text message; MQTT needs binary messages")
 
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return wsconn.Write(c.ws, p)
 }
 
 func (c *wsConn) Close() error {
