@@ -7,10 +7,12 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -87,6 +89,7 @@ func Run(ctx context.Context, d *Deps, args []string) int {
 	onlyFlagsOf(app, commandOf(app.Commands, args))
 	err := app.RunContext(ctx, joinPropertyArgs(app.Commands, args))
 	if err != nil {
+		echoFlag(err, args)
 		if msg := message(err); msg != "" {
 			fmt.Fprintln(d.IO.ErrOut, msg)
 		}
@@ -125,6 +128,7 @@ func newApp(d *Deps) *cli.App {
 		EnableBashCompletion:   true,
 		ExitErrHandler:         func(*cli.Context, error) {},
 		OnUsageError:           onUsageError(""),
+		Action:                 appAction,
 		Commands: []*cli.Command{
 			newBrokerCmd(d, nil),
 			newPubCmd(d, nil),
@@ -139,6 +143,11 @@ func newApp(d *Deps) *cli.App {
 		if c.OnUsageError == nil {
 			c.OnUsageError = onUsageError(c.Name)
 		}
+		// urfave adds a hidden "help" (alias "h") subcommand to every
+		// command: "mqtt pub -t a -m b help" printed help instead of
+		// publishing, and "mqtt passwd -c -b help alice pw" looked for a
+		// help topic "alice". Our commands take --help only.
+		c.HideHelpCommand = true
 		c.Flags = fastNames(c.Flags)
 	}
 	return app
@@ -163,9 +172,151 @@ func onlyFlagsOf(app *cli.App, cmd *cli.Command) {
 }
 
 func onUsageError(cmd string) cli.OnUsageErrorFunc {
-	return func(_ *cli.Context, err error, _ bool) error {
-		return &UsageError{Cmd: cmd, Err: err}
+	return func(c *cli.Context, err error, _ bool) error {
+		if errors.Is(err, flag.ErrHelp) {
+			// -h where it is not a flag (at the top level: "mqtt -h"):
+			// Go's flag package treats it as a request for help.
+			if cmd == "" {
+				return cli.ShowAppHelp(c)
+			}
+			return cli.ShowCommandHelp(c, cmd)
+		}
+		ue := &UsageError{Cmd: cmd, Err: err}
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			ue.Flag = name
+			var flags []cli.Flag
+			if c.Command != nil && c.Command.Name == cmd && cmd != "" {
+				flags = c.Command.Flags
+			} else {
+				flags = c.App.Flags
+			}
+			ue.Suggest = suggestFlag(flags, name)
+		}
+		return ue
 	}
+}
+
+// appAction runs when no command was named: "mqtt" alone prints the help,
+// "mqtt publish" is an unknown command (urfave's own answer was "No help
+// topic for 'publish'").
+func appAction(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowAppHelp(c)
+	}
+	name := c.Args().First()
+	msg := fmt.Sprintf("unknown command %q", name)
+	var names []string
+	for _, cmd := range c.App.VisibleCommands() {
+		names = append(names, cmd.Names()...)
+	}
+	if s := suggest(names, name); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return &UsageError{Err: errors.New(msg)}
+}
+
+// echoFlag rewrites an unknown-flag error with the flag as it was typed
+// (flag's message always shows one dash: "-tpoic" for --tpoic) and the
+// closest known flag.
+func echoFlag(err error, args []string) {
+	var ue *UsageError
+	if !errors.As(err, &ue) || ue.Flag == "" {
+		return
+	}
+	typed := "-" + ue.Flag
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		if strings.HasPrefix(name, "-") && strings.TrimLeft(name, "-") == ue.Flag {
+			typed = name
+			break
+		}
+	}
+	msg := "unknown flag " + typed
+	if ue.Suggest != "" {
+		msg += " (did you mean " + ue.Suggest + "?)"
+	}
+	ue.Err = errors.New(msg)
+}
+
+// suggestFlag returns the known flag closest to the unknown name, spelt
+// as typed on a command line (-t, --topic), or "".
+func suggestFlag(flags []cli.Flag, name string) string {
+	var names []string
+	for _, f := range flags {
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		names = append(names, f.Names()...)
+	}
+	names = append(names, "help")
+	s := suggest(names, name)
+	switch {
+	case s == "":
+		return ""
+	case len(s) == 1:
+		return "-" + s
+	}
+	return "--" + s
+}
+
+// suggest returns the candidate closest to typed: one that typed starts
+// with ("publish" -> "pub") or that starts with typed ("sim" ->
+// "simulate-sensor"), else one at most two edits away (a transposition
+// counts as one edit: "tpoic" -> "topic"). It returns "" when nothing is
+// close.
+func suggest(candidates []string, typed string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if len(c) < 2 {
+			continue // single letters are too easy to reach
+		}
+		var d int
+		switch {
+		case c == typed:
+			continue
+		case len(c) >= 3 && strings.HasPrefix(typed, c), len(typed) >= 3 && strings.HasPrefix(c, typed):
+			d = 0
+		default:
+			d = editDistance(c, typed)
+			if d > len(typed)/2 {
+				continue
+			}
+		}
+		if d < bestD || (d == bestD && len(c) < len(best)) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and
+// b: insertions, deletions, substitutions and swaps of neighbours.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev2 := make([]int, len(rb)+1)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(rb)]
 }
 
 // noArgs rejects positional arguments: mosquitto's tools take none, and

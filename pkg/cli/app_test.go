@@ -4,6 +4,9 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +102,75 @@ func TestRunConnectionRefused(t *testing.T) {
 	code, _, errOut = run(t, "pub", "--quiet", "-h", "127.0.0.1", "-p", port, "-t", "a", "-m", "x")
 	require.Equal(t, ExitFailure, code)
 	require.Empty(t, errOut)
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string // substrings; "" means empty
+	}{
+		{name: "-h at the top level is help", args: []string{"-h"}, out: "mqtt - MQTT broker"},
+		{name: "no command is help", args: nil, out: "COMMANDS:"},
+		{name: "publish", args: []string{"publish", "-t", "a", "-m", "b"}, code: ExitFailure,
+			err: "Error: unknown command \"publish\" (did you mean \"pub\"?)\nUse 'mqtt --help' to see usage.\n"},
+		{name: "subscribe", args: []string{"subscribe"}, code: ExitFailure, err: `unknown command "subscribe" (did you mean "sub"?)`},
+		{name: "typo in a command", args: []string{"bruker"}, code: ExitFailure, err: `unknown command "bruker" (did you mean "broker"?)`},
+		{name: "nothing close", args: []string{"zzzzzz"}, code: ExitFailure, err: "Error: unknown command \"zzzzzz\"\n"},
+		{name: "flag typo echoed as typed", args: []string{"pub", "--tpoic", "a", "-m", "b"}, code: ExitFailure,
+			err: "Error: unknown flag --tpoic (did you mean --topic?)\nUse 'mqtt pub --help' to see usage.\n"},
+		{name: "flag typo with =", args: []string{"sub", "-t", "a", "--qso=1"}, code: ExitFailure, err: "unknown flag --qso (did you mean --qos?)"},
+		{name: "unknown short flag", args: []string{"sub", "-t", "a", "-z"}, code: ExitFailure, err: "Error: unknown flag -z\n"},
+		{name: "help is an argument in pub", args: []string{"pub", "-t", "a", "-m", "b", "help"}, code: ExitFailure, err: `unexpected argument "help"`},
+		{name: "h is an argument in sub", args: []string{"sub", "-t", "a", "h"}, code: ExitFailure, err: `unexpected argument "h"`},
+		{name: "-C abc", args: []string{"sub", "-t", "a", "-C", "abc"}, code: ExitFailure, err: "Error: Invalid message count \"abc\".\nUse 'mqtt sub --help' to see usage.\n"},
+		{name: "-C 0", args: []string{"sub", "-t", "a", "-C", "0"}, code: ExitFailure, err: `Error: Invalid message count "0".`},
+		{name: "-W x", args: []string{"sub", "-t", "a", "-W", "x"}, code: ExitFailure, err: `Error: Invalid timeout "x".`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := run(t, tc.args...)
+			require.Equal(t, tc.code, code, errOut)
+			if tc.out == "" {
+				require.Empty(t, out)
+			} else {
+				require.Contains(t, out, tc.out)
+			}
+			if tc.err == "" {
+				require.Empty(t, errOut)
+			} else {
+				require.Contains(t, errOut, tc.err)
+			}
+		})
+	}
+}
+
+func TestPasswdHelpIsAUsername(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "help")
+	code, out, errOut := run(t, "passwd", "-c", "-b", file, "alice", "pw")
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	// "help" as the file name used to be urfave's help command.
+	t.Chdir(dir)
+	code, _, errOut = run(t, "passwd", "-c", "-b", "help", "alice", "pw")
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(b), "alice:$7$"), string(b))
+}
+
+func TestSuggest(t *testing.T) {
+	cands := []string{"topic", "t", "qos", "q", "retain", "r", "message", "m", "help"}
+	for typed, want := range map[string]string{
+		"tpoic": "topic", "topc": "topic", "qso": "qos", "retian": "retain", "mesage": "message",
+		"topics": "topic", "hlep": "help", "x": "", "zzz": "", "": "",
+	} {
+		require.Equal(t, want, suggest(cands, typed), typed)
+	}
+	require.Equal(t, "pub", suggest([]string{"broker", "pub", "sub", "passwd"}, "publish"))
+	require.Equal(t, "sub", suggest([]string{"broker", "pub", "sub", "passwd"}, "subscribe"))
+	require.Equal(t, "simulate-sensor", suggest([]string{"simulate-sensor", "sub"}, "sim"))
+	require.Equal(t, 1, editDistance("tpoic", "topic"))
+	require.Equal(t, 3, editDistance("kitten", "sitting"))
 }

@@ -46,6 +46,9 @@ func (e *ExitError) Unwrap() error { return e.Err }
 type UsageError struct {
 	Cmd string // command name, for the "--help" hint
 	Err error
+	// Flag is the name of an unknown flag (without dashes) and Suggest
+	// the known flag closest to it (e.g. "--topic"), if any.
+	Flag, Suggest string
 }
 
 func (e *UsageError) Error() string { return e.Err.Error() }
@@ -54,6 +57,14 @@ func (e *UsageError) Unwrap() error { return e.Err }
 func usageErrorf(format string, a ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, a...)}
 }
+
+// pubRefusedError marks a CONNACK refusal seen by mqtt pub, which, like
+// mosquitto_pub, prints a second line after mosquitto's "Connection
+// error: ..." (mosquitto_sub prints only the first).
+type pubRefusedError struct{ err error }
+
+func (e *pubRefusedError) Error() string { return e.err.Error() }
+func (e *pubRefusedError) Unwrap() error { return e.err }
 
 // exitCode is the one mapping from an error to a process exit status.
 func exitCode(err error) int {
@@ -86,6 +97,9 @@ func message(err error) string {
 		s := "Connection error: " + ce.Error()
 		if ce.Reason != "" {
 			s += "\n" + ce.Reason
+		}
+		if errors.As(err, new(*pubRefusedError)) {
+			s += "\nError: The connection was refused."
 		}
 		return s
 	}

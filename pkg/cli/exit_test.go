@@ -42,6 +42,12 @@ func TestMessage(t *testing.T) {
 	require.Equal(t, "Connection error: Not authorized", message(&client.ConnectError{Version: client.V5, Code: 135}))
 	require.Equal(t, "", message(&ExitError{Code: 1, Err: errors.New("x"), Silent: true}))
 	require.Equal(t, "Error: boom", message(errors.New("boom")))
+	// mqtt pub adds mosquitto_pub's second line; the exit code stays the CONNACK code.
+	pr := &pubRefusedError{err: &client.ConnectError{Version: client.V311, Code: 5}}
+	require.Equal(t, "Connection error: Connection Refused: not authorised.\nError: The connection was refused.", message(pr))
+	require.Equal(t, 5, exitCode(pr))
+	require.Equal(t, "Connection error: Not authorized\nError: The connection was refused.",
+		message(&pubRefusedError{err: &client.ConnectError{Version: client.V5, Code: 135}}))
 }
 
 // TestExitCodesDoc keeps docs/exit-codes.md and the constants in step.

@@ -227,6 +227,9 @@ func runPub(ctx context.Context, d *Deps, o *PubOptions) error {
 	}
 	st, err := client.OpenStream(ctx, o.cfg, sopts)
 	if err != nil {
+		if errors.As(err, new(*client.ConnectError)) {
+			err = &pubRefusedError{err: err}
+		}
 		return o.Conn.runtimeErr(err)
 	}
 	failed := 0

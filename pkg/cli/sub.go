@@ -76,6 +76,29 @@ func (l *stringList) String() string { return strings.Join(*l, ", ") }
 // Serialize is what urfave/cli copies to the flag's other names.
 func (l *stringList) Serialize() string { return aliasCopy }
 
+// countArg is -C or -W: a whole number checked in complete with
+// mosquitto_sub's message (Invalid message count "abc".) instead of the
+// flag parser's. Anything that is not a number counts as 0, which
+// complete refuses; the text as typed is kept for the message.
+type countArg struct {
+	n   *int
+	raw string
+}
+
+// Set stores v; it never fails, complete checks the value.
+func (a *countArg) Set(v string) error {
+	a.raw = v
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		n = 0
+	}
+	*a.n = n
+	return nil
+}
+
+// String returns the value as typed.
+func (a *countArg) String() string { return a.raw }
+
 func newSubCmd(d *Deps, runF func(context.Context, *Deps, *SubOptions) error) *cli.Command {
 	o := &SubOptions{}
 	return &cli.Command{
@@ -90,8 +113,8 @@ mqtt sub -t 'sensor/#' -F '@H:@M:@S %t %p'`,
 			&cli.GenericFlag{Name: "filter-out", Aliases: []string{"T"}, Value: &o.FilterOut, Usage: "do not print messages whose topic matches this filter (repeatable)"},
 			&cli.GenericFlag{Name: "unsubscribe", Aliases: []string{"U"}, Value: &o.Unsubscribe, Usage: "unsubscribe from this filter after subscribing (repeatable; for persistent sessions)"},
 			&cli.IntFlag{Name: "qos", Aliases: []string{"q"}, Destination: &o.QoS, Usage: "quality of service to subscribe with: 0, 1 or 2"},
-			&cli.IntFlag{Name: "count", Aliases: []string{"C"}, Destination: &o.Count, Usage: "exit after this many messages"},
-			&cli.IntFlag{Name: "timeout", Aliases: []string{"W"}, Destination: &o.Timeout, Usage: "exit with status 27 after this many seconds"},
+			&cli.GenericFlag{Name: "count", Aliases: []string{"C"}, Value: &countArg{n: &o.Count}, Usage: "exit after this many messages"},
+			&cli.GenericFlag{Name: "timeout", Aliases: []string{"W"}, Value: &countArg{n: &o.Timeout}, Usage: "exit with status 27 after this many seconds"},
 			&cli.BoolFlag{Name: "exit-after-subscribe", Aliases: []string{"E"}, Destination: &o.ExitAfterSub, Usage: "exit once the subscription is acknowledged"},
 			&cli.BoolFlag{Name: "no-retained", Aliases: []string{"R"}, Destination: &o.NoRetain, Usage: "do not print retained (stale) messages"},
 			&cli.BoolFlag{Name: "no-eol", Aliases: []string{"N"}, Destination: &o.NoEOL, Usage: "do not print a newline after each message"},
@@ -155,10 +178,10 @@ func (o *SubOptions) complete(c *cli.Context, d *Deps) error {
 		}
 	}
 	if c.IsSet("count") && o.Count < 1 {
-		return usageErrorf("Invalid message count \"%d\".", o.Count)
+		return usageErrorf("Invalid message count \"%s\".", c.Generic("count"))
 	}
 	if c.IsSet("timeout") && o.Timeout < 1 {
-		return usageErrorf("Invalid timeout \"%d\".", o.Timeout)
+		return usageErrorf("Invalid timeout \"%s\".", c.Generic("timeout"))
 	}
 	if o.NoRetain && o.RetainedOnly {
 		return usageErrorf("Combining '-R' and '--retained-only' makes no sense.")
