@@ -4,7 +4,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -198,7 +197,8 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 	tlsOn, tlsFrom := false, ""
 	var topt tlsOptions
 	passSet := false
-	portZero := false // -p 0: mosquitto's unix socket at -h
+	portZero := false    // -p 0: mosquitto's unix socket at -h
+	profilePort := false // the port is the profile's plain port (no -p, MQTT_PORT or -L)
 
 	// Profile.
 	p, err := o.profile(getenv)
@@ -219,6 +219,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		if p.Port != 0 {
 			cfg.Port = p.Port
+			profilePort = p.TLS == nil
 		}
 		if p.Transport != "" {
 			cfg.Transport, _ = p.transport()
@@ -263,6 +264,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 			return nil, usageErrorf("Invalid port given in MQTT_PORT: %s", v)
 		}
 		cfg.Port = n
+		profilePort = false
 	}
 	if v := getenv("MQTT_USERNAME"); v != "" {
 		cfg.Username = v
@@ -283,6 +285,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		o.URLTopic = u.Topic
 		cfg.Host, cfg.Port, cfg.Transport = u.Host, u.Port, u.Transport
+		profilePort = false
 		if u.TLS {
 			tlsOn, tlsFrom = true, "-L "+u.Scheme+"://"
 			topt.UseOSCerts = true
@@ -303,6 +306,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		cfg.Port = o.Port
 		portZero = o.Port == 0
+		profilePort = false
 	}
 	if o.set("ws") {
 		cfg.Transport = client.WebSocket
@@ -405,6 +409,17 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		tlsOn = false
 	}
+	if tlsOn && profilePort {
+		// A flag turned TLS on for a plain profile ("--profile hivemq
+		// --tls-use-os-certs"): its plain port would fail; use its TLS
+		// port, 8883 for MQTT without one.
+		switch {
+		case p.TLSPort != 0:
+			cfg.Port = p.TLSPort
+		case cfg.Transport == client.TCP:
+			cfg.Port = defaultTLSPort
+		}
+	}
 	if tlsOn {
 		if cfg.Transport == client.Unix {
 			return nil, usageErrorf("TLS over a unix socket is not supported (%s)", tlsFrom)
@@ -458,7 +473,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 	if err := o.will(cfg); err != nil {
 		return nil, err
 	}
-	o.logSettings(d, cfg, passSet)
+	o.logSettings(d, cfg)
 	return cfg, nil
 }
 
@@ -576,7 +591,7 @@ func caDescription(t tlsOptions) string {
 }
 
 // logSettings prints the effective settings under -d, never the password.
-func (o *ConnOptions) logSettings(d *Deps, cfg *client.Config, passSet bool) {
+func (o *ConnOptions) logSettings(d *Deps, cfg *client.Config) {
 	if !d.Log.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
@@ -615,11 +630,8 @@ func (o *ConnOptions) logSettings(d *Deps, cfg *client.Config, passSet bool) {
 	}
 	attrs = append(attrs, "version", ver, "client_id", cfg.ClientID, "keepalive", cfg.KeepAlive,
 		"clean_start", cfg.CleanStart, "connect_timeout", cfg.ConnectTimeout.String(), "username", cfg.Username)
-	pw := "none"
-	if passSet {
-		pw = fmt.Sprintf("set (%d bytes)", len(cfg.Password))
-	}
-	attrs = append(attrs, "password", pw)
+	// Nothing about the password, not even its length: debug output
+	// gets pasted into bug reports.
 	if cfg.SessionExpiry != nil {
 		attrs = append(attrs, "session_expiry", *cfg.SessionExpiry)
 	}

@@ -30,9 +30,13 @@ type Profile struct {
 	Description string `yaml:"description"`
 	// URL names the endpoint in one go: mqtt|mqtts|ws|wss://host[:port][/path];
 	// for ws and wss the path is the WebSocket path.
-	URL       string      `yaml:"url"`
-	Host      string      `yaml:"host"`
-	Port      int         `yaml:"port"`
+	URL  string `yaml:"url"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// TLSPort is the port used instead of Port when TLS is turned on by
+	// a flag (--cafile, --tls-use-os-certs, ...) for a profile without
+	// tls; 0 means 8883 for MQTT (WebSocket ports keep Port).
+	TLSPort   int         `yaml:"tls_port"`
 	Transport string      `yaml:"transport"` // tcp (default) or websockets (ws)
 	WSPath    string      `yaml:"ws_path"`
 	TLS       *ProfileTLS `yaml:"tls"` // present (even empty) means TLS on
@@ -77,13 +81,13 @@ type profileFile struct {
 // builtinProfiles are the documented presets for public brokers
 // (docs/connect.md). A profile of the same name in the config file wins.
 var builtinProfiles = map[string]*Profile{
-	"hivemq":      {Description: "HiveMQ public broker, plain MQTT", Host: "broker.hivemq.com", Port: 1883},
+	"hivemq":      {Description: "HiveMQ public broker, plain MQTT", Host: "broker.hivemq.com", Port: 1883, TLSPort: 8883},
 	"hivemq-tls":  {Description: "HiveMQ public broker, MQTT over TLS", Host: "broker.hivemq.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
-	"hivemq-ws":   {Description: "HiveMQ public broker, WebSockets", Host: "broker.hivemq.com", Port: 8000, Transport: "websockets", WSPath: "/mqtt"},
+	"hivemq-ws":   {Description: "HiveMQ public broker, WebSockets", Host: "broker.hivemq.com", Port: 8000, TLSPort: 8884, Transport: "websockets", WSPath: "/mqtt"},
 	"hivemq-wss":  {Description: "HiveMQ public broker, WebSockets over TLS", Host: "broker.hivemq.com", Port: 8884, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
-	"emqx":        {Description: "EMQX public broker, plain MQTT", Host: "broker.emqx.io", Port: 1883},
+	"emqx":        {Description: "EMQX public broker, plain MQTT", Host: "broker.emqx.io", Port: 1883, TLSPort: 8883},
 	"emqx-tls":    {Description: "EMQX public broker, MQTT over TLS", Host: "broker.emqx.io", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
-	"emqx-ws":     {Description: "EMQX public broker, WebSockets", Host: "broker.emqx.io", Port: 8083, Transport: "websockets", WSPath: "/mqtt"},
+	"emqx-ws":     {Description: "EMQX public broker, WebSockets", Host: "broker.emqx.io", Port: 8083, TLSPort: 8084, Transport: "websockets", WSPath: "/mqtt"},
 	"emqx-wss":    {Description: "EMQX public broker, WebSockets over TLS", Host: "broker.emqx.io", Port: 8084, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
 	"mosquitto":   {Description: "test.mosquitto.org, plain MQTT", Host: "test.mosquitto.org", Port: 1883},
 	"adafruit":    {Description: "Adafruit IO (TLS; username: your Adafruit IO user, password: your Adafruit IO key)", Host: "io.adafruit.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
@@ -170,7 +174,7 @@ func parseProfiles(b []byte, path string) (map[string]*Profile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlErr(path, err)
+		return nil, yamlErr(path, fixSyntaxLine(b, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -201,6 +205,32 @@ func yamlErr(path string, err error) error {
 		return errors.New(strings.Join(msgs, "\n"))
 	}
 	return errors.New(yamlMsg(path, strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+// fixSyntaxLine corrects the line of a YAML syntax error. yaml.v3 names
+// the line where the enclosing block began ("line 1: did not find expected
+// key" for a bad indent on line 4) or, for some errors, the line before
+// the fault. The fault is on the first line whose addition makes the
+// document fail with the same message: the shortest failing prefix.
+// (Prefixes cut inside a valid multi-line value fail with another message,
+// such as an unexpected end of stream, and are passed over.)
+func fixSyntaxLine(b []byte, err error) error {
+	m := yamlLine().FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
+	if m == nil || errors.As(err, new(*yaml.TypeError)) {
+		return err
+	}
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	for n := 1; n <= len(lines); n++ {
+		var v yaml.Node
+		perr := yaml.Unmarshal(bytes.Join(lines[:n], nil), &v)
+		if perr == nil {
+			continue
+		}
+		if pm := yamlLine().FindStringSubmatch(strings.TrimPrefix(perr.Error(), "yaml: ")); pm != nil && pm[2] == m[2] {
+			return fmt.Errorf("line %d: %s", n, m[2])
+		}
+	}
+	return err
 }
 
 var notFound = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
@@ -263,6 +293,12 @@ func (p *Profile) check() error {
 	}
 	if p.Port < 0 || p.Port > 65535 {
 		return p.errorf("port %d out of range (1..65535)", p.Port)
+	}
+	if p.TLSPort < 0 || p.TLSPort > 65535 {
+		return p.errorf("tls_port %d out of range (1..65535)", p.TLSPort)
+	}
+	if p.TLSPort != 0 && (p.TLS != nil || p.URL != "") {
+		return p.errorf("tls_port is for profiles without tls and url (it is the port used when a flag turns TLS on)")
 	}
 	if _, err := p.transport(); err != nil {
 		return err

@@ -31,7 +31,15 @@ func TestParseProfilesErrors(t *testing.T) {
 		{name: "unknown top key", body: "profile:\n  lab: {}\n", wantErr: `config.yaml:1: unknown key "profile"`},
 		{name: "type", body: "profiles:\n  lab:\n    port: abc\n", wantErr: "config.yaml:3: cannot unmarshal !!str `abc` into int"},
 		{name: "syntax", body: "profiles:\n  lab:\n    host: [\n", wantErr: "config.yaml:"},
+		// yaml.v3 itself says line 1 (where the block began) or the line
+		// before the fault for these.
+		{name: "bad indent on line 4", body: "profiles:\n  lab:\n    host: x\n   port: 1\n", wantErr: "config.yaml:4: did not find expected key"},
+		{name: "tab on line 4", body: "profiles:\n  lab:\n    host: x\n\tport: 1\n", wantErr: "config.yaml:4: found a tab character that violates indentation"},
+		{name: "list item on line 5", body: "# lab\nprofiles:\n  lab:\n    host: x\n  - port\n", wantErr: "config.yaml:5: did not find expected key"},
+		{name: "unclosed flow on line 4", body: "profiles:\n  lab:\n    host: x\n    port: [1\n", wantErr: "config.yaml:4: did not find expected ',' or ']'"},
+		{name: "fault after a multi-line value", body: "profiles:\n  lab:\n    description: [a,\n      b]\n    host: x\n   port: 1\n", wantErr: "config.yaml:6: did not find expected key"},
 		{name: "port range", body: "profiles:\n  lab:\n    port: 70000\n", wantErr: `config.yaml:2: profile "lab": port 70000 out of range`},
+		{name: "tls_port with tls", body: "profiles:\n  lab:\n    tls_port: 8883\n    tls: {}\n", wantErr: `config.yaml:2: profile "lab": tls_port is for profiles without tls and url`},
 		{name: "url and host", body: "profiles:\n  lab:\n    url: mqtt://h\n    host: h\n", wantErr: "url and host/port/transport/ws_path cannot be used together"},
 		{name: "url scheme", body: "profiles:\n  lab:\n    url: http://h\n", wantErr: `url "http://h": want mqtt://`},
 		{name: "url path on mqtt", body: "profiles:\n  lab:\n    url: mqtt://h/x\n", wantErr: "only ws:// and wss:// URLs have a path"},
@@ -119,6 +127,10 @@ func TestProfiles(t *testing.T) {
       cafile: ca.pem
   hivemq:
     host: my-own-hivemq.example
+  lab2:
+    host: lab2.example
+    port: 1884
+    tls_port: 9883
 `)
 	other := writeConfig(t, t.TempDir(), "profiles:\n  x:\n    host: x.example\n")
 	env := map[string]string{"XDG_CONFIG_HOME": xdg, "LAB_PW": "labsecret"}
@@ -195,6 +207,14 @@ func TestProfiles(t *testing.T) {
 			require.Nil(t, c.TLS)
 			require.Equal(t, 1883, c.Port)
 		}},
+		{name: "tls_port", args: []string{"--profile", "lab2", "--tls-use-os-certs"}, env: env, check: func(t *testing.T, c *client.Config) {
+			require.Equal(t, 9883, c.Port)
+			require.NotNil(t, c.TLS)
+		}},
+		{name: "tls_port unused without TLS", args: []string{"--profile", "lab2"}, env: env, check: func(t *testing.T, c *client.Config) {
+			require.Equal(t, 1884, c.Port)
+			require.Nil(t, c.TLS)
+		}},
 		{name: "relative cafile", args: []string{"--profile", "relative"}, env: env, wantErr: "File not found. --cafile " + filepath.Join(confDir, "ca.pem") + " does not exist."},
 		{name: "file profile shadows a preset", args: []string{"--profile", "hivemq"}, env: env, check: func(t *testing.T, c *client.Config) {
 			require.Equal(t, "my-own-hivemq.example", c.Host)
@@ -203,7 +223,7 @@ func TestProfiles(t *testing.T) {
 			require.Equal(t, "x.example", c.Host)
 		}},
 		{name: "--config missing", args: []string{"--config", "/nonexistent/c.yaml", "--profile", "x"}, wantErr: "config file: open /nonexistent/c.yaml"},
-		{name: "unknown profile", args: []string{"--profile", "nope"}, env: env, wantErr: `unknown profile "nope" (` + filepath.Join(confDir, "config.yaml") + ` has cloud, hivemq, lab, relative; built in: adafruit, adafruit-ws, emqx,`},
+		{name: "unknown profile", args: []string{"--profile", "nope"}, env: env, wantErr: `unknown profile "nope" (` + filepath.Join(confDir, "config.yaml") + ` has cloud, hivemq, lab, lab2, relative; built in: adafruit, adafruit-ws, emqx,`},
 		{name: "unknown profile without file", args: []string{"--profile", "nope"}, env: map[string]string{"HOME": t.TempDir()}, wantErr: `unknown profile "nope" (no `},
 		{name: "HOME fallback", args: []string{"--profile", "y"}, env: map[string]string{"HOME": homeWith(t, "profiles:\n  y:\n    host: y.example\n")},
 			check: func(t *testing.T, c *client.Config) { require.Equal(t, "y.example", c.Host) }},
@@ -263,6 +283,16 @@ func TestPresets(t *testing.T) {
 		{name: "adafruit", env: map[string]string{"ADAFRUIT_IO_USERNAME": "ada"}, wantErr: `built-in profile "adafruit" needs a password: set ADAFRUIT_IO_KEY, or use --password-prompt`},
 		{name: "adafruit-ws", env: map[string]string{"ADAFRUIT_IO_USERNAME": "ada", "ADAFRUIT_IO_KEY": "k"},
 			host: "io.adafruit.com", port: 443, transport: client.WebSocket, wsPath: "/mqtt", tls: true, user: "ada", pass: "k"},
+		// A flag that turns TLS on moves a plain preset to its TLS port
+		// (-d showed port=1883 for --profile hivemq --tls-use-os-certs).
+		{name: "hivemq", args: []string{"--tls-use-os-certs"}, host: "broker.hivemq.com", port: 8883, transport: client.TCP, tls: true},
+		{name: "hivemq-ws", args: []string{"--tls-use-os-certs"}, host: "broker.hivemq.com", port: 8884, transport: client.WebSocket, wsPath: "/mqtt", tls: true},
+		{name: "emqx-ws", args: []string{"--tls-use-os-certs"}, host: "broker.emqx.io", port: 8084, transport: client.WebSocket, wsPath: "/mqtt", tls: true},
+		{name: "mosquitto", args: []string{"--tls-use-os-certs"}, host: "test.mosquitto.org", port: 8883, transport: client.TCP, tls: true},
+		// An explicit port stays.
+		{name: "hivemq", args: []string{"--tls-use-os-certs", "-p", "1883"}, host: "broker.hivemq.com", port: 1883, transport: client.TCP, tls: true},
+		{name: "hivemq", args: []string{"--tls-use-os-certs"}, env: map[string]string{"MQTT_PORT": "1884"}, host: "broker.hivemq.com", port: 1884, transport: client.TCP, tls: true},
+		{name: "hivemq-tls", args: []string{"--tls-use-os-certs"}, host: "broker.hivemq.com", port: 8883, transport: client.TCP, tls: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{}
