@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -249,6 +251,38 @@ func (o *BrokerOptions) security() (broker.SecurityConfig, error) {
 	return sec, nil
 }
 
+// explainListen adds a hint to a port already in use: which flag moves
+// the listener and what usually holds the MQTT ports.
+func (o *BrokerOptions) explainListen(err error) error {
+	var oe *net.OpError
+	if !errors.Is(err, syscall.EADDRINUSE) || !errors.As(err, &oe) || oe.Addr == nil {
+		return err
+	}
+	_, ps, _ := net.SplitHostPort(oe.Addr.String())
+	port, _ := strconv.Atoi(ps)
+	flag := ""
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"-p", o.Port}, {"--tls-port", o.TLSPort}, {"--ws-port", o.WSPort}, {"--wss-port", o.WSSPort}} {
+		if f.v == port {
+			flag = f.name
+			break
+		}
+	}
+	hint := fmt.Sprintf("another program is listening on port %d", port)
+	if port == 1883 || port == 8883 {
+		hint += " (often a system mosquitto: sudo systemctl stop mosquitto)"
+	}
+	switch {
+	case flag != "":
+		hint += fmt.Sprintf("; choose another port with %s PORT (%s 0 picks a free one)", flag, flag)
+	case o.ConfigFile != "":
+		hint += "; change the listener in " + o.ConfigFile
+	}
+	return fmt.Errorf("%w: %s.", err, hint)
+}
+
 // runBroker serves until ctx is cancelled, then shuts down cleanly.
 func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	d.Level.Set(o.level)
@@ -274,7 +308,7 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	}
 	b, err := broker.New(o.cfg)
 	if err != nil {
-		return err
+		return o.explainListen(err)
 	}
 	defer b.Close()
 	if err := b.Start(); err != nil {

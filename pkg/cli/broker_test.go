@@ -276,3 +276,24 @@ func atoiT(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestRunBrokerPortInUse: a busy port names the flag that moves it.
+func TestRunBrokerPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	code, out, errOut := run(t, "broker", "-p", port)
+	require.Equal(t, ExitFailure, code)
+	require.Empty(t, out)
+	require.Regexp(t, `^Error: listen on 127\.0\.0\.1:`+port+`: listen tcp 127\.0\.0\.1:`+port+`: bind: address already in use: another program is listening on port `+port+
+		`; choose another port with -p PORT \(-p 0 picks a free one\)\.\n$`, errOut)
+
+	code, _, errOut = run(t, "broker", "-p", "0", "--ws-port", port)
+	require.Equal(t, ExitFailure, code)
+	require.Contains(t, errOut, "; choose another port with --ws-port PORT (--ws-port 0 picks a free one).")
+
+	o := &BrokerOptions{Port: 1883}
+	err = o.explainListen(&net.OpError{Op: "listen", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1883}, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)})
+	require.EqualError(t, err, "listen tcp 127.0.0.1:1883: bind: address already in use: another program is listening on port 1883 (often a system mosquitto: sudo systemctl stop mosquitto); choose another port with -p PORT (-p 0 picks a free one).")
+}

@@ -154,7 +154,8 @@ func TestExplain(t *testing.T) {
 	}
 	for from, want := range map[string]string{
 		"-p 8883":            "port 8883 turns TLS on: add --no-tls for plain MQTT on port 8883",
-		"-L mqtts://":        "use mqtt:// (or ws://) instead of mqtts:// in -L",
+		"-L mqtts://":        "use mqtt:// instead of mqtts:// in -L",
+		"-L wss://":          "use ws:// instead of wss:// in -L",
 		`profile "x"`:        `connect without TLS (profile "x" turns it on)`,
 		"--tls-use-os-certs": "drop --tls-use-os-certs to connect without TLS",
 	} {
@@ -163,6 +164,16 @@ func TestExplain(t *testing.T) {
 	}
 	ce := &client.ConnectError{Version: client.V311, Code: 5}
 	require.Same(t, error(ce), o.explain(ce), "refusals keep mosquitto's words")
+
+	// WebSocket hints name WebSocket ports and schemes: no 8883 for a
+	// wss:// URL sent to a plain ws port, no mqtt:// for a wss port.
+	ws := &ConnOptions{eff: effective{tlsFrom: "-L wss://", transport: client.WebSocket}}
+	require.Equal(t, `the broker at h:8083 does not speak TLS on port 8083 (it dropped the TLS handshake): use ws:// instead of wss:// in -L, or use its secure WebSocket (wss) port.`,
+		ws.explain(&client.TLSError{Addr: "h:8083", Kind: client.TLSNotTLS}).Error())
+	require.Equal(t, `WebSocket handshake with wss://h:8883/mqtt failed (unexpected EOF): is port 8883 a WebSocket listener? MQTT over TLS ports need mqtts:// instead of wss://.`,
+		ws.explain(&client.HandshakeError{URL: "wss://h:8883/mqtt", Err: errors.New("unexpected EOF")}).Error())
+	require.Equal(t, `WebSocket handshake with ws://h:1883/mqtt failed (unexpected EOF): is port 1883 a WebSocket listener? Plain MQTT ports need mqtt:// instead of ws://.`,
+		ws.explain(&client.HandshakeError{URL: "ws://h:1883/mqtt", Err: errors.New("unexpected EOF")}).Error())
 }
 
 func TestPropertiesMeanMQTT5(t *testing.T) {

@@ -80,7 +80,12 @@ func (o *ConnOptions) tlsOffHint() string {
 	case from == "-p 8883":
 		return "port 8883 turns TLS on: add --no-tls for plain MQTT on port 8883"
 	case strings.HasPrefix(from, "-L "):
-		return "use mqtt:// (or ws://) instead of " + strings.TrimPrefix(from, "-L ") + " in -L"
+		scheme := strings.TrimPrefix(from, "-L ")
+		plain := "mqtt://"
+		if scheme == "wss://" {
+			plain = "ws://"
+		}
+		return "use " + plain + " instead of " + scheme + " in -L"
 	case strings.HasPrefix(from, "--"):
 		return "drop " + from + " to connect without TLS"
 	case from != "":
@@ -119,8 +124,14 @@ func (o *ConnOptions) explainTLS(e *client.TLSError) string {
 		}
 		return fmt.Sprintf("TLS: the certificate of the broker at %s has expired or is not valid yet%s: check this computer's clock, or ask for the certificate to be renewed.", e.Addr, when)
 	case client.TLSNotTLS:
-		return fmt.Sprintf("the broker at %s does not speak TLS on port %s (it dropped the TLS handshake): %s, or use its TLS port (usually 8883).",
-			e.Addr, portOf(e.Addr), o.tlsOffHint())
+		tlsPort := "its TLS port (usually 8883)"
+		if o.eff.transport == client.WebSocket {
+			// Secure WebSocket ports vary (443, 8084, 8884, ...); 8883
+			// is MQTT over TLS without WebSockets.
+			tlsPort = "its secure WebSocket (wss) port"
+		}
+		return fmt.Sprintf("the broker at %s does not speak TLS on port %s (it dropped the TLS handshake): %s, or use %s.",
+			e.Addr, portOf(e.Addr), o.tlsOffHint(), tlsPort)
 	case client.TLSClientCertNeeded:
 		return fmt.Sprintf("TLS: the broker at %s requires a client certificate: pass --cert FILE and --key FILE.", e.Addr)
 	case client.TLSClientCertRejected:
@@ -170,8 +181,12 @@ func (o *ConnOptions) explainWS(e *client.HandshakeError) string {
 		return fmt.Sprintf("%s: check the WebSocket path (--ws-path, default %s) and that port %s is the broker's WebSocket port.",
 			e.Error(), client.DefaultWSPath, wsPort(e.URL))
 	}
-	return fmt.Sprintf("WebSocket handshake with %s failed (%v): is port %s a WebSocket listener? Plain MQTT ports need mqtt:// instead of ws://.",
-		e.URL, e.Err, wsPort(e.URL))
+	other := "Plain MQTT ports need mqtt:// instead of ws://."
+	if strings.HasPrefix(e.URL, "wss://") {
+		other = "MQTT over TLS ports need mqtts:// instead of wss://."
+	}
+	return fmt.Sprintf("WebSocket handshake with %s failed (%v): is port %s a WebSocket listener? %s",
+		e.URL, e.Err, wsPort(e.URL), other)
 }
 
 // wsPort returns the port of a ws:// or wss:// URL.

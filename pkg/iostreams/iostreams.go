@@ -50,7 +50,8 @@ func Test() (s *IOStreams, in *bytes.Buffer, out *bytes.Buffer, errOut *bytes.Bu
 }
 
 // ColorEnabled reports whether colour may be used on stdout: only on a
-// terminal and only when NO_COLOR is unset.
+// terminal, only when NO_COLOR is unset and not when TERM is "dumb" (a
+// terminal that shows escape sequences as text, such as Emacs' shell).
 func (s *IOStreams) ColorEnabled() bool {
-	return s.OutTTY && s.Getenv("NO_COLOR") == ""
+	return s.OutTTY && s.Getenv("NO_COLOR") == "" && s.Getenv("TERM") != "dumb"
 }

@@ -113,6 +113,9 @@ func (f *Format) Append(dst []byte, r Reading) ([]byte, error) {
 		}
 		return append(dst, b...), nil
 	case kindTemplate:
+		// Without its monotonic clock reading: {{.Time}} of a time.Now()
+		// value otherwise ends in Go's "m=+0.010" suffix.
+		r.Time = r.Time.Round(0)
 		w := &limitWriter{buf: dst, max: len(dst) + maxTemplateOutput}
 		if err := f.tmpl.Execute(w, r); err != nil {
 			return dst, err

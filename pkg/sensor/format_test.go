@@ -179,3 +179,15 @@ func FuzzTemplate(f *testing.F) {
 		}
 	})
 }
+
+// TestTemplateTimeHasNoMonotonicSuffix: {{.Time}} of a reading taken with
+// time.Now() printed Go's "m=+0.010263" monotonic clock suffix.
+func TestTemplateTimeHasNoMonotonicSuffix(t *testing.T) {
+	f, err := TemplateFormat("{{.Time}}")
+	require.NoError(t, err)
+	now := time.Now()
+	b, err := f.Append(nil, Reading{Time: now})
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "m=")
+	require.Equal(t, now.Round(0).String(), string(b))
+}
