@@ -70,6 +70,7 @@ func TestScript(t *testing.T) {
 			"expandenv":  cmdExpandEnv,
 			"testcert":   cmdTestCert,
 			"blackhole":  cmdBlackhole,
+			"rawsend":    cmdRawSend,
 		},
 	})
 }

@@ -117,6 +117,7 @@ type Broker struct {
 	injected atomic.Int64 // PUBLISHes injected by the broker itself ($SYS, Publish)
 	slowCut  atomic.Int64 // clients cut because their queue stayed full (asyncConn)
 	waits    atomic.Int64 // times a QoS 0 publisher waited for a subscriber's queue
+	wire     wireStats    // malformed packets and recovered panics (wire.go)
 
 	metricsStop func()
 	closeOnce   sync.Once
@@ -245,8 +246,10 @@ func New(cfg Config) (b *Broker, err error) {
 	if err := srv.AddHook(b.router, nil); err != nil {
 		return nil, err
 	}
+	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
 	for _, bd := range b.bound {
 		bd.conn.disconnect = b.disconnectListener
+		bd.conn.wire, bd.conn.srv, bd.conn.stats = wire, srv, &b.wire
 		if err := srv.AddListener(bd.conn); err != nil {
 			return nil, err
 		}

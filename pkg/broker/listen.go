@@ -254,6 +254,8 @@ func tlsState(c net.Conn) (tls.ConnectionState, bool) {
 			c = x.Conn
 		case *guardConn:
 			c = x.Conn
+		case *wireConn:
+			c = x.Conn
 		case *limitConn:
 			c = x.Conn
 		default:

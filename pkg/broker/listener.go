@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -41,6 +42,12 @@ type connListener struct {
 	// read-locks mochi's client table twice (Clients.GetByListener calls
 	// Len) and deadlocks when a client is added or removed in between.
 	disconnect func(id string)
+
+	// wire, when set, checks every packet before mochi decodes it
+	// (wire.go); srv and stats serve recoverConn.
+	wire  *wireGuard
+	srv   *mqtt.Server
+	stats *wireStats
 
 	wg     sync.WaitGroup // one per connection goroutine
 	mu     sync.Mutex
@@ -108,17 +115,33 @@ func (l *connListener) Serve(establish listeners.EstablishFn) {
 		l.conns[c] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			err := establish(l.id, c)
-			_ = c.Close()
-			l.mu.Lock()
-			delete(l.conns, c)
-			l.mu.Unlock()
-			if err != nil {
-				l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "error", err)
+		go l.serveConn(establish, c)
+	}
+}
+
+// serveConn runs mochi's side of one connection. A panic on it ends that
+// connection only (recoverConn), never the process.
+func (l *connListener) serveConn(establish listeners.EstablishFn, c net.Conn) {
+	defer l.wg.Done()
+	mc := c // the connection mochi holds
+	if l.wire != nil {
+		mc = l.wire.wrap(c)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			stats := l.stats
+			if stats == nil {
+				stats = new(wireStats)
 			}
-		}()
+			recoverConn(l.srv, l.log, stats, mc, r)
+		}
+		_ = c.Close()
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+	}()
+	if err := establish(l.id, mc); err != nil {
+		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "error", err)
 	}
 }
 

@@ -83,6 +83,8 @@ func (b *Broker) metrics() []metric {
 		{"mqtt_slow_clients_disconnected_total", "Clients disconnected because their outbound queue stayed full.", "counter", float64(b.fixes.slowClients.Load() + b.slowCut.Load()), ""},
 		{"mqtt_publisher_waits_total", "Times a QoS 0 publisher waited for room in a slow subscriber's queue.", "counter", float64(b.waits.Load()), ""},
 		{"mqtt_auth_failures_total", "CONNECTs refused for bad credentials or anonymous access.", "counter", float64(b.security.authFailures.Load()), ""},
+		{"mqtt_malformed_packets_total", "Connections ended because the client sent a malformed packet.", "counter", float64(b.wire.malformed.Load()), ""},
+		{"mqtt_connection_panics_total", "Connections ended by a recovered panic on their goroutine (a broker defect; see the log).", "counter", float64(b.wire.panics.Load()), ""},
 		{"mqtt_connections_refused_total", "Connections refused at max_connections.", "counter", float64(b.refused()), ""},
 		{"mqtt_uptime_seconds", "Seconds since the broker started.", "gauge", time.Since(b.started).Seconds(), ""},
 		{"go_goroutines", "Goroutines.", "gauge", float64(runtime.NumGoroutine()), ""},

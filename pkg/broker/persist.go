@@ -151,6 +151,8 @@ func asyncConnOf(c net.Conn) *asyncConn {
 			c = x.NetConn()
 		case *guardConn:
 			c = x.Conn
+		case *wireConn:
+			c = x.Conn
 		default:
 			return nil
 		}

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Packet validation is owned here, below mochi (docs/design/wire.md).
+//
+// mochi decodes each packet on the connection's goroutine with nothing
+// above it to recover a panic, and its decoders are not safe on every
+// input: SubscribeDecode indexes past the end of a short MQTT 5 SUBSCRIBE
+// (82 06 12 34 00 00 01 70), and one such packet from any client took the
+// whole process down. mochi also ends a connection on a packet it cannot
+// decode without the DISCONNECT 0x81 Malformed Packet that MQTT 5 asks
+// for (mosquitto sends it).
+//
+// wireConn sits between the socket stack and mochi. It frames the byte
+// stream into packets and hands mochi a packet only once the whole packet
+// has arrived and has been checked: the fixed header, then a trial decode
+// with mochi's own decoder, the same one mochi runs next, under recover.
+// A packet that fails is never handed to mochi: an MQTT 5 client gets
+// DISCONNECT 0x81, the broker logs one line and counts it, and mochi sees
+// the read fail, so that it ends the connection its normal way (the will
+// is published, the client leaves mochi's client table, hooks run).
+//
+// connListener additionally recovers any panic on a connection's
+// goroutine (recoverConn): defence in depth for code we do not control.
+
+// errMalformed is why a connection that sent a malformed packet ended.
+var errMalformed = errors.New("malformed packet")
+
+// wireStats are the wire layer's counters, shared by a broker's listeners.
+type wireStats struct {
+	malformed atomic.Int64 // connections ended for a malformed packet
+	panics    atomic.Int64 // panics recovered on connection goroutines
+}
+
+// wireGuard is what every wireConn of a listener shares.
+type wireGuard struct {
+	log   *slog.Logger
+	stats *wireStats
+	// maxPacket is mochi's Maximum Packet Size (0: none): a longer packet
+	// is handed to mochi by its fixed header alone, which refuses it
+	// without reading the body.
+	maxPacket int
+}
+
+// wrap returns c with packet validation for mochi.
+func (g *wireGuard) wrap(c net.Conn) *wireConn {
+	return &wireConn{Conn: c, g: g, br: bufio.NewReaderSize(c, 2048)}
+}
+
+// wireConn is a connection whose reads hand mochi only whole, checked
+// packets (see the comment at the top of this file).
+type wireConn struct {
+	net.Conn
+	g  *wireGuard
+	br *bufio.Reader
+
+	version byte   // protocol version from the CONNECT; 0 before it
+	client  string // client id from the CONNECT, for log lines
+	hdr     [5]byte
+	out     []byte // checked bytes of the current packet's fixed header not handed out yet
+	body    []byte // checked bytes of the current packet's body not handed out yet
+	buf     []byte // reused body buffer
+	pass    int    // body bytes to pass through unread (a packet mochi refuses by size)
+	err     error  // sticky read error
+}
+
+// Read hands out the next bytes of checked packets.
+func (c *wireConn) Read(p []byte) (int, error) {
+	if len(c.out) == 0 && len(c.body) == 0 && c.pass == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if err := c.next(); err != nil {
+			c.err = err
+			return 0, err
+		}
+	}
+	if len(c.out) > 0 {
+		n := copy(p, c.out)
+		c.out = c.out[n:]
+		return n, nil
+	}
+	if len(c.body) > 0 {
+		n := copy(p, c.body)
+		c.body = c.body[n:]
+		return n, nil
+	}
+	if len(p) > c.pass {
+		p = p[:c.pass]
+	}
+	n, err := c.br.Read(p)
+	c.pass -= n
+	return n, err
+}
+
+// maxBufKeep bounds the body buffer kept between packets.
+const maxBufKeep = 64 << 10
+
+// next reads and checks the next packet.
+func (c *wireConn) next() error {
+	h, err := c.br.ReadByte()
+	if err != nil {
+		return err
+	}
+	c.hdr[0] = h
+	n, remaining, mult := 1, 0, 1
+	for {
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return err
+		}
+		c.hdr[n] = b
+		n++
+		remaining += int(b&0x7f) * mult
+		mult *= 128
+		if b&0x80 == 0 {
+			break
+		}
+		if n == len(c.hdr) {
+			return c.malformed(h>>4, "remaining length longer than 4 bytes")
+		}
+	}
+	c.out = c.hdr[:n]
+	if c.g.maxPacket > 0 && remaining+1 > c.g.maxPacket {
+		c.pass = remaining // mochi refuses it from the fixed header
+		return nil
+	}
+	var fh packets.FixedHeader
+	if err := fh.Decode(h); err != nil {
+		return c.malformed(h>>4, err.Error())
+	}
+	fh.Remaining = remaining
+	if cap(c.buf) > maxBufKeep {
+		c.buf = nil
+	}
+	body, err := readBody(c.br, c.buf[:0], remaining)
+	if err != nil {
+		return err
+	}
+	c.buf = body
+	if why := c.check(fh, body); why != "" {
+		return c.malformed(fh.Type, why)
+	}
+	c.body = body
+	return nil
+}
+
+// readBody reads n bytes into buf, growing it as the bytes arrive: a
+// client announcing a long packet must send it before it is allocated.
+func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grow := min(max(cap(buf), 4096), n-len(buf))
+			buf = append(buf, make([]byte, grow)...)[:len(buf)]
+		}
+		m := min(cap(buf), n)
+		k, err := io.ReadFull(r, buf[len(buf):m])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// check reports why a packet is malformed, or "".
+func (c *wireConn) check(fh packets.FixedHeader, body []byte) (why string) {
+	if fh.Type == packets.Connect && c.version == 0 {
+		c.version, c.client = connectVersion(body)
+	}
+	if c.version == 0 {
+		return "" // not a CONNECT first: mochi refuses it
+	}
+	if fh.Type == packets.Subscribe {
+		if why := checkSubscribe(body, c.version); why != "" {
+			return why
+		}
+	}
+	_, why = trialDecode(fh, body, c.version)
+	return why
+}
+
+// connectVersion reads the protocol level and client id of a CONNECT
+// body; 0 when it is not one mochi can decode (mochi refuses it).
+func connectVersion(body []byte) (byte, string) {
+	if len(body) < 2 {
+		return 0, ""
+	}
+	n := int(body[0])<<8 | int(body[1])
+	if len(body) < 2+n+1 {
+		return 0, ""
+	}
+	v := body[2+n]
+	if v < 3 || v > 5 {
+		return 0, ""
+	}
+	pk, why := trialDecode(packets.FixedHeader{Type: packets.Connect, Remaining: len(body)}, body, v)
+	if why != "" {
+		return 0, ""
+	}
+	return v, pk.Connect.ClientIdentifier
+}
+
+// trialDecode runs mochi's decoder for the packet type, as mochi's
+// Client.ReadPacket does, and reports why it failed or panicked, or "".
+func trialDecode(fh packets.FixedHeader, body []byte, version byte) (pk packets.Packet, why string) {
+	defer func() {
+		if r := recover(); r != nil {
+			why = fmt.Sprintf("decoder panic: %v", r)
+		}
+	}()
+	pk = packets.Packet{FixedHeader: fh, ProtocolVersion: version}
+	var err error
+	switch fh.Type {
+	case packets.Connect:
+		err = pk.ConnectDecode(body)
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	case packets.Puback:
+		err = pk.PubackDecode(body)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
+	case packets.Pubcomp:
+		err = pk.PubcompDecode(body)
+	case packets.Subscribe:
+		err = pk.SubscribeDecode(body)
+	case packets.Unsubscribe:
+		err = pk.UnsubscribeDecode(body)
+	case packets.Pingreq:
+		if len(body) != 0 {
+			return pk, "PINGREQ with a body"
+		}
+	case packets.Auth:
+		err = pk.AuthDecode(body)
+	default:
+		// CONNACK, SUBACK, UNSUBACK, PINGRESP and type 0 only flow from
+		// the server [MQTT-2.1.2]; AUTH is MQTT 5 only.
+		return pk, fmt.Sprintf("packet type %d is not sent by clients", fh.Type)
+	}
+	if fh.Type == packets.Auth && version < 5 {
+		return pk, "AUTH before MQTT 5"
+	}
+	if err != nil {
+		return pk, err.Error()
+	}
+	return pk, ""
+}
+
+// checkSubscribe checks the layout of a SUBSCRIBE body: a packet
+// identifier, MQTT 5 properties, then filters each followed by its
+// options byte [MQTT-3.8.3]. mochi's decoder reads past the end of an
+// MQTT 5 SUBSCRIBE whose last filter lacks its options byte.
+func checkSubscribe(b []byte, version byte) string {
+	if len(b) < 2 {
+		return "SUBSCRIBE without a packet identifier"
+	}
+	off := 2
+	if version >= 5 {
+		n, used, ok := varint(b[off:])
+		if !ok || off+used+n > len(b) {
+			return "SUBSCRIBE properties longer than the packet"
+		}
+		off += used + n
+	}
+	for off < len(b) {
+		if off+2 > len(b) {
+			return "SUBSCRIBE filter length past the end of the packet"
+		}
+		n := int(b[off])<<8 | int(b[off+1])
+		off += 2 + n
+		if off >= len(b) {
+			return "SUBSCRIBE filter without its subscription options"
+		}
+		off++ // options: their bits are mochi's (SubscribeValidate) and mosquitto's concern
+	}
+	return ""
+}
+
+// varint decodes an MQTT variable byte integer: value, bytes used, ok.
+func varint(b []byte) (int, int, bool) {
+	v, mult := 0, 1
+	for i := 0; i < 4 && i < len(b); i++ {
+		v += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return v, i + 1, true
+		}
+		mult *= 128
+	}
+	return 0, 0, false
+}
+
+// disconnectMalformed is DISCONNECT 0x81 Malformed Packet without
+// properties, as mosquitto sends it.
+var disconnectMalformed = []byte{packets.Disconnect << 4, 1, packets.ErrMalformedPacket.Code}
+
+// malformed ends the connection for a malformed packet: DISCONNECT 0x81
+// to an MQTT 5 client that is past its CONNECT [MQTT-4.13.1-1], one log
+// line, and the read error mochi ends the connection with.
+func (c *wireConn) malformed(typ byte, why string) error {
+	c.g.stats.malformed.Add(1)
+	name, ok := packets.PacketNames[typ]
+	if !ok {
+		name = fmt.Sprintf("packet type %d", typ)
+	}
+	attrs := []any{"remote", c.RemoteAddr().String(), "packet", name, "reason", why}
+	if c.client != "" {
+		attrs = append([]any{"client", c.client}, attrs...)
+	}
+	c.g.log.Warn("client sent a malformed packet, disconnecting", attrs...)
+	if c.version >= 5 && typ != packets.Connect {
+		_, _ = c.Conn.Write(disconnectMalformed)
+	}
+	return fmt.Errorf("%w: %s: %s", errMalformed, name, why)
+}
+
+// recoverConn ends a connection whose goroutine panicked (any panic that
+// got past wireConn's checks): one log line with the stack, a count, and
+// the clean-up that mochi's attachClient skips when it is unwound by a
+// panic: the client is stopped, its will published, and a session that
+// ends with the connection leaves mochi's client table. Server-wide state
+// mochi guards with its own deferred calls (connected-client count,
+// listener wait group) is already restored when this runs.
+func recoverConn(srv *mqtt.Server, log *slog.Logger, stats *wireStats, conn net.Conn, r any) {
+	stats.panics.Add(1)
+	log.Error("connection goroutine panicked; connection closed, broker continues",
+		"remote", conn.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	_ = conn.Close()
+	if srv == nil {
+		return
+	}
+	for _, cl := range srv.Clients.GetAll() {
+		if cl.Net.Conn != conn {
+			continue
+		}
+		cl.Stop(fmt.Errorf("connection goroutine panicked: %v", r))
+		if cur, ok := srv.Clients.Get(cl.ID); !ok || cur != cl || cl.IsTakenOver() {
+			return
+		}
+		if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+			w := cl.Properties.Will
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+			_ = srv.Publish(w.TopicName, w.Payload, w.Retain, w.Qos)
+		}
+		expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) ||
+			(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
+		if expire {
+			cl.ClearInflights()
+			srv.UnsubscribeClient(cl)
+			srv.Clients.Delete(cl.ID)
+		}
+		return
+	}
+}
