@@ -136,6 +136,7 @@ func newApp(d *Deps) *cli.App {
 			newPasswdCmd(d, nil),
 			newSimulateSensorCmd(d, nil),
 			newDemoCmd(d, nil),
+			newUICmd(d, nil),
 			newCompletionCmd(d),
 		},
 	}

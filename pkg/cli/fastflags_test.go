@@ -19,7 +19,7 @@ func TestFastNamesSameFlags(t *testing.T) {
 	plain := map[string][]cli.Flag{}
 	for _, c := range []*cli.Command{
 		newBrokerCmd(d, nil), newPubCmd(d, nil), newSubCmd(d, nil), newPasswdCmd(d, nil),
-		newSimulateSensorCmd(d, nil), newDemoCmd(d, nil), newCompletionCmd(d),
+		newSimulateSensorCmd(d, nil), newDemoCmd(d, nil), newUICmd(d, nil), newCompletionCmd(d),
 	} {
 		plain[c.Name] = c.Flags
 	}
