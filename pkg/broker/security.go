@@ -5,8 +5,10 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"runtime"
 	"sync/atomic"
 
@@ -40,7 +42,7 @@ func loadSecurity(cfg SecurityConfig, log *slog.Logger) (*security, error) {
 	if cfg.PasswordFile != "" {
 		db, warns, err := passwd.LoadDB(cfg.PasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
+			return nil, fmt.Errorf("password_file: %w%s", err, unreadableHint(err, cfg.PasswordFile))
 		}
 		for _, w := range warns {
 			log.Warn("password file: "+w.Msg, "file", cfg.PasswordFile, "line", w.Line)
@@ -50,7 +52,7 @@ func loadSecurity(cfg SecurityConfig, log *slog.Logger) (*security, error) {
 	if cfg.ACLFile != "" {
 		f, err := os.Open(cfg.ACLFile)
 		if err != nil {
-			return nil, fmt.Errorf("acl_file: %w", err)
+			return nil, fmt.Errorf("acl_file: %w%s", err, unreadableHint(err, cfg.ACLFile))
 		}
 		acl, err := ParseACL(cfg.ACLFile, f)
 		f.Close()
@@ -255,4 +257,19 @@ func peerCommonName(cl *mqtt.Client) (string, bool) {
 		return "", false
 	}
 	return st.PeerCertificates[0].Subject.CommonName, true
+}
+
+// unreadableHint says, after a permission error on a file the broker
+// reads, which user must be able to read it: typically a password file
+// that `mqtt passwd -c` made as root (mode 0600) for a broker that runs as
+// user mqttkit (the package's service) or mosquitto.
+func unreadableHint(err error, path string) string {
+	if !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	u, uerr := user.Current()
+	if uerr != nil || u.Username == "" {
+		return "; the broker's user must be able to read it"
+	}
+	return fmt.Sprintf("; the broker runs as user %s, who must be able to read it (e.g. `chown %s: %s`)", u.Username, u.Username, path)
 }

@@ -3,9 +3,12 @@
 package broker
 
 import (
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"testing"
 
@@ -306,4 +309,15 @@ func TestSecurityReload(t *testing.T) {
 	require.ErrorIs(t, s.hook.reload(cfg), os.ErrNotExist)
 	c = dialRaw(t, s.addr, 5)
 	require.Equal(t, byte(0), c.connect("alice4", "alice", "new"))
+}
+
+// TestUnreadableHint: a file the broker may not read names the user it runs
+// as and the chown that fixes it; other errors get no hint.
+func TestUnreadableHint(t *testing.T) {
+	u, err := user.Current()
+	require.NoError(t, err)
+	perm := fmt.Errorf("wrapped: %w", &fs.PathError{Op: "open", Path: "/etc/mqttkit/passwd", Err: fs.ErrPermission})
+	require.Equal(t, "; the broker runs as user "+u.Username+", who must be able to read it (e.g. `chown "+u.Username+": /etc/mqttkit/passwd`)",
+		unreadableHint(perm, "/etc/mqttkit/passwd"))
+	require.Empty(t, unreadableHint(&fs.PathError{Op: "open", Path: "x", Err: fs.ErrNotExist}, "x"))
 }

@@ -341,7 +341,7 @@ func describeParseError(err error, name string) error {
 }
 
 // writePasswdFile writes data to stdout for "-", else atomically to path,
-// then warns when the file can be read by other users.
+// then warns when the file can be read by other users, or by root only.
 func writePasswdFile(ctx context.Context, d *Deps, path string, data []byte, old fs.FileInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -355,6 +355,11 @@ func writePasswdFile(ctx context.Context, d *Deps, path string, data []byte, old
 	}
 	if old != nil {
 		if w := passwd.ModeWarning(path, old.Mode()); w != "" {
+			fmt.Fprintln(d.IO.ErrOut, w)
+		}
+	}
+	if fi, err := os.Stat(path); err == nil {
+		if w := passwd.OwnerWarning(path, fi); w != "" {
 			fmt.Fprintln(d.IO.ErrOut, w)
 		}
 	}

@@ -26,3 +26,10 @@ func writable(path string) error {
 	const wOK = 2 // W_OK in <unistd.h> on every Unix
 	return syscall.Access(path, wOK)
 }
+
+// rootOnly reports whether fi is a file that only root can read: owned by
+// root, with no read permission for its group or others.
+func rootOnly(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == 0 && fi.Mode().Perm()&0o044 == 0
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -220,4 +221,36 @@ func ModeWarning(path string, mode fs.FileMode) string {
 		return ""
 	}
 	return fmt.Sprintf("Warning: File %s has %s readable permissions. Future versions will refuse to load this file. To fix this, use `chmod 0600 %s`.", path, who, path)
+}
+
+// serviceDirs are the configuration folders of the brokers that run as
+// a user of their own: the mqttkit package's service (user mqttkit, see
+// packaging/mqttkit.service) and Debian's mosquitto (user mosquitto).
+var serviceDirs = []struct{ dir, user string }{
+	{"/etc/mqttkit", "mqttkit"},
+	{"/etc/mosquitto", "mosquitto"},
+}
+
+// OwnerWarning returns a warning when path, the password file as written
+// (fi), is in the configuration folder of a broker service that runs as
+// its own user and can be read by root only, or "" otherwise. `mqtt passwd
+// -c` run as root makes such a file (mode 0600, owner root), and the
+// service cannot open it. mosquitto 2.0.20's broker warns about a file it
+// does not own with "Warning: File X owner is not USER. Future versions
+// will refuse to load this file. To fix this, use `chown USER X`."; we say
+// it when the file is written, in the same form.
+func OwnerWarning(path string, fi fs.FileInfo) string {
+	if !rootOnly(fi) {
+		return ""
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	for _, s := range serviceDirs {
+		if strings.HasPrefix(abs, s.dir+string(filepath.Separator)) {
+			return fmt.Sprintf("Warning: File %s owner is root and only root can read it, but the broker service reads it as user %s. To fix this, use `chown %s: %s`.", path, s.user, s.user, path)
+		}
+	}
+	return ""
 }
