@@ -66,6 +66,20 @@ func NewCA(cn string) (*CA, error) {
 	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
+// Intermediate signs a CA certificate with common name cn that can sign
+// certificates in turn: a chain root → intermediate → leaf.
+func (ca *CA) Intermediate(cn string) (*CA, error) {
+	tmpl := ca.template(cn, x509.ExtKeyUsageServerAuth)
+	tmpl.ExtKeyUsage = nil
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
+	p, err := ca.sign(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: p.Cert, Key: p.Key, PEM: p.CertPEM}, nil
+}
+
 // Server signs a server certificate valid for names: each name that
 // parses as an IP address becomes an IP SAN, the others DNS SANs. The
 // first name is also the common name.

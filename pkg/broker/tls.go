@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -44,7 +45,7 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
 		return nil, nil, errors.New("tls: both a certificate file and a key file are needed")
 	}
-	src := &certSource{certFile: f.CertFile, keyFile: f.KeyFile}
+	src := &certSource{certFile: f.CertFile, keyFile: f.KeyFile, caFile: f.CAFile}
 	if err := src.load(); err != nil {
 		return nil, nil, err
 	}
@@ -76,18 +77,79 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 // keep the one they negotiated.
 type certSource struct {
 	certFile, keyFile string
+	caFile            string // cafile: completes the chain sent to clients
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// load reads the certificate and key files. On error the certificate in
-// use stays.
+// load reads the certificate and key files, and completes the chain from
+// the cafile (see completeChain). On error the certificate in use stays.
 func (s *certSource) load() error {
 	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
 	if err != nil {
 		return fmt.Errorf("load certificate %s and key %s: %w", s.certFile, s.keyFile, err)
 	}
+	if s.caFile != "" {
+		if pemData, err := os.ReadFile(s.caFile); err == nil {
+			completeChain(&cert, pemData)
+		}
+	}
 	s.cur.Store(&cert)
 	return nil
+}
+
+// maxChain bounds the certificates completeChain adds.
+const maxChain = 10
+
+// completeChain appends to cert the issuers of its last certificate found
+// in the PEM bundle caPEM (mosquitto's cafile), up to and including a
+// self-signed root, as OpenSSL does for mosquitto when the certfile holds
+// the leaf alone: a client that trusts only the root CA can then verify a
+// leaf signed by an intermediate CA from the cafile. Certificates already
+// sent are not repeated; a bundle without the issuer changes nothing.
+func completeChain(cert *tls.Certificate, caPEM []byte) {
+	var cas []*x509.Certificate
+	for rest := caPEM; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			cas = append(cas, c)
+		}
+	}
+	if len(cert.Certificate) == 0 {
+		return
+	}
+	last, err := x509.ParseCertificate(cert.Certificate[len(cert.Certificate)-1])
+	if err != nil {
+		return
+	}
+	sent := func(c *x509.Certificate) bool {
+		for _, der := range cert.Certificate {
+			if bytes.Equal(der, c.Raw) {
+				return true
+			}
+		}
+		return false
+	}
+	for added := 0; added < maxChain && !bytes.Equal(last.RawSubject, last.RawIssuer); added++ {
+		var issuer *x509.Certificate
+		for _, c := range cas {
+			if bytes.Equal(c.RawSubject, last.RawIssuer) && !sent(c) && last.CheckSignatureFrom(c) == nil {
+				issuer = c
+				break
+			}
+		}
+		if issuer == nil {
+			return
+		}
+		cert.Certificate = append(cert.Certificate, issuer.Raw)
+		last = issuer
+	}
 }
 
 // get is the listener's tls.Config.GetCertificate.
