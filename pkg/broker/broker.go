@@ -34,8 +34,20 @@ type Listener struct {
 	// UseIdentityAsUsername takes the username from the client
 	// certificate's CN; the CONNECT username and password are ignored.
 	UseIdentityAsUsername bool
+	// UseSubjectAsUsername takes the username from the client
+	// certificate's whole subject (RFC 2253 form, as mosquitto's
+	// use_subject_as_username); the CONNECT username and password are
+	// ignored.
+	UseSubjectAsUsername bool
+	// UseUsernameAsClientID replaces the client id with the username
+	// (use_username_as_clientid); clients without a username are refused.
+	UseUsernameAsClientID bool
 	// MaxConnections refuses connections beyond this many; 0 = unlimited.
 	MaxConnections int
+	// Security, when set, replaces the Config's AllowAnonymous,
+	// PasswordFile, ACLFile and client id options for connections on this
+	// listener (mosquitto's per_listener_settings true).
+	Security *SecurityConfig
 }
 
 // Config configures a broker. The zero value (plus a Listener or Port) is
@@ -54,6 +66,11 @@ type Config struct {
 	PasswordFile string
 	// ACLFile is a mosquitto ACL file; "" lets every client do everything.
 	ACLFile string
+	// RefuseZeroLengthClientID refuses clients without a client id
+	// (allow_zero_length_clientid false); otherwise they get one that
+	// starts with AutoIDPrefix ("" means mosquitto's "auto-").
+	RefuseZeroLengthClientID bool
+	AutoIDPrefix             string
 
 	// PersistenceDir keeps retained messages, persistent sessions, their
 	// subscriptions and undelivered QoS 1/2 messages in DIR/mqtt.db.
@@ -97,7 +114,17 @@ func (c *Config) LocalOnly() bool { return len(c.Listeners) == 0 }
 
 // Security returns the part of the configuration that Reload re-reads.
 func (c Config) Security() SecurityConfig {
-	return SecurityConfig{PasswordFile: c.PasswordFile, ACLFile: c.ACLFile, AllowAnonymous: c.AllowAnonymous}
+	sec := SecurityConfig{PasswordFile: c.PasswordFile, ACLFile: c.ACLFile, AllowAnonymous: c.AllowAnonymous,
+		RefuseZeroLengthClientID: c.RefuseZeroLengthClientID, AutoIDPrefix: c.AutoIDPrefix}
+	for i, l := range c.Listeners {
+		if l.Security != nil {
+			if sec.PerListener == nil {
+				sec.PerListener = make([]*SecurityConfig, len(c.Listeners))
+			}
+			sec.PerListener[i] = l.Security
+		}
+	}
+	return sec
 }
 
 // Broker is a running broker.
@@ -173,7 +200,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}()
 
-	sec, err := loadSecurity(cfg.Security(), log)
+	sec, err := loadSecuritySet(cfg.Security(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +211,7 @@ func New(cfg Config) (b *Broker, err error) {
 			ls = append(ls, Listener{Address: net.JoinHostPort("::1", strconv.Itoa(cfg.Port))})
 		}
 	}
-	identity := map[string]bool{}
+	identity, subject, idUser := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	br := b // b is nil when an error is returned
 	defer func() {
 		if err != nil {
@@ -194,7 +221,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}()
 	for i, l := range ls {
-		id := "l" + strconv.Itoa(i)
+		id := listenerID(i)
 		bd, err := bindListener(id, l, cfg.ConnectTimeout, log)
 		if err != nil {
 			return nil, err
@@ -204,6 +231,8 @@ func New(cfg Config) (b *Broker, err error) {
 		bd.guard.waited = func() { br.waits.Add(1) }
 		b.bound = append(b.bound, bd)
 		identity[id] = l.UseIdentityAsUsername
+		subject[id] = l.UseSubjectAsUsername
+		idUser[id] = l.UseUsernameAsClientID
 		b.listeners = append(b.listeners, bd.info)
 		// In local-only mode with an OS-chosen port, use the same port for ::1.
 		if cfg.LocalOnly() && i == 0 && len(ls) > 1 {
@@ -213,7 +242,9 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 
 	b.fixes = newFixesHook(srv, log)
-	b.security = newSecurityHook(srv, log, sec, identity)
+	b.security = newSecurityHook(srv, log, sec.global, identity)
+	b.security.cur.Store(sec)
+	b.security.subject, b.security.idUser = subject, idUser
 	b.limits = newLimitsHook(log, cfg.MessageSizeLimit)
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)

@@ -28,10 +28,13 @@ type Conf struct {
 	// mode (loopback, port 1883 or the command line's port).
 	Listeners []ConfListener
 
-	// AllowAnonymous is nil when the file does not say; see AnonymousAllowed.
-	AllowAnonymous *bool
-	PasswordFile   string // password_file, "" for none
-	ACLFile        string // acl_file, "" for none
+	// ConfSecurity holds allow_anonymous, password_file, acl_file and
+	// the client id options for all listeners; with per_listener_settings
+	// true each listener has its own (ConfListener.Security) and these
+	// stay unset.
+	ConfSecurity
+	// PerListenerSettings is per_listener_settings.
+	PerListenerSettings bool
 
 	Persistence         bool          // persistence
 	PersistenceLocation string        // persistence_location, "" for the working directory
@@ -50,6 +53,19 @@ type Conf struct {
 	Warnings []string
 }
 
+// ConfSecurity is what `per_listener_settings true` makes per listener
+// (mosquitto's security options).
+type ConfSecurity struct {
+	// AllowAnonymous is nil when the file does not say; see AnonymousAllowed.
+	AllowAnonymous *bool
+	PasswordFile   string // password_file, "" for none
+	ACLFile        string // acl_file, "" for none
+	// AllowZeroLengthClientID is allow_zero_length_clientid, nil for the
+	// default (true).
+	AllowZeroLengthClientID *bool
+	AutoIDPrefix            string // auto_id_prefix, "" for the default "auto-"
+}
+
 // ConfListener is one listener of a Conf.
 type ConfListener struct {
 	Port                  int    // 1-65535; 0 with Socket for a unix socket
@@ -61,9 +77,14 @@ type ConfListener struct {
 	KeyFile               string // keyfile
 	RequireCertificate    bool   // require_certificate
 	UseIdentityAsUsername bool   // use_identity_as_username
+	UseSubjectAsUsername  bool   // use_subject_as_username
+	UseUsernameAsClientID bool   // use_username_as_clientid
 	MaxConnections        int    // max_connections, -1 = unlimited
-	File                  string // where the listener was defined, for messages
-	Line                  int    // line of `listener`, or the first default-listener option
+	// Security is the listener's own allow_anonymous, password_file, ...
+	// with per_listener_settings true; unused otherwise.
+	Security ConfSecurity
+	File     string // where the listener was defined, for messages
+	Line     int    // line of `listener`, or the first default-listener option
 }
 
 // TLS reports whether the listener serves TLS (certfile and keyfile set).
@@ -87,25 +108,41 @@ func (c *Conf) LocalOnly() bool { return len(c.Listeners) == 0 }
 // password_file is given. Unlike mosquitto 2.0, which lets anonymous
 // clients in whenever it runs in local-only mode, an explicit
 // `allow_anonymous false` and a password_file are honoured there too.
-func (c *Conf) AnonymousAllowed() bool {
-	if c.AllowAnonymous != nil {
-		return *c.AllowAnonymous
+func (c *Conf) AnonymousAllowed() bool { return c.ConfSecurity.anonymousAllowed(c.LocalOnly()) }
+
+func (s ConfSecurity) anonymousAllowed(localOnly bool) bool {
+	if s.AllowAnonymous != nil {
+		return *s.AllowAnonymous
 	}
-	return c.LocalOnly() && c.PasswordFile == ""
+	return localOnly && s.PasswordFile == ""
+}
+
+// security converts s to the broker's form.
+func (s ConfSecurity) security(localOnly bool) SecurityConfig {
+	return SecurityConfig{
+		AllowAnonymous:           s.anonymousAllowed(localOnly),
+		PasswordFile:             s.PasswordFile,
+		ACLFile:                  s.ACLFile,
+		RefuseZeroLengthClientID: s.AllowZeroLengthClientID != nil && !*s.AllowZeroLengthClientID,
+		AutoIDPrefix:             s.AutoIDPrefix,
+	}
 }
 
 // Config converts the file into a broker Config; Port (for local-only
 // mode) and Log are left to the caller.
 func (c *Conf) Config() Config {
+	sec := c.ConfSecurity.security(c.LocalOnly())
 	cfg := Config{
-		AllowAnonymous:   c.AnonymousAllowed(),
-		PasswordFile:     c.PasswordFile,
-		ACLFile:          c.ACLFile,
-		MaxInflight:      c.MaxInflightMessages,
-		MaxQueued:        c.MaxQueuedMessages,
-		MessageSizeLimit: c.MessageSizeLimit,
-		DisableRetain:    !c.RetainAvailable,
-		SysInterval:      c.SysInterval,
+		AllowAnonymous:           sec.AllowAnonymous,
+		PasswordFile:             sec.PasswordFile,
+		ACLFile:                  sec.ACLFile,
+		RefuseZeroLengthClientID: sec.RefuseZeroLengthClientID,
+		AutoIDPrefix:             sec.AutoIDPrefix,
+		MaxInflight:              c.MaxInflightMessages,
+		MaxQueued:                c.MaxQueuedMessages,
+		MessageSizeLimit:         c.MessageSizeLimit,
+		DisableRetain:            !c.RetainAvailable,
+		SysInterval:              c.SysInterval,
 	}
 	if c.SysInterval == 0 {
 		cfg.SysInterval = -1 // sys_interval 0 turns $SYS off
@@ -117,7 +154,8 @@ func (c *Conf) Config() Config {
 		}
 	}
 	for _, l := range c.Listeners {
-		bl := Listener{Address: l.Address(), UseIdentityAsUsername: l.UseIdentityAsUsername}
+		bl := Listener{Address: l.Address(), UseIdentityAsUsername: l.UseIdentityAsUsername,
+			UseSubjectAsUsername: l.UseSubjectAsUsername, UseUsernameAsClientID: l.UseUsernameAsClientID}
 		if l.MaxConnections > 0 {
 			bl.MaxConnections = l.MaxConnections
 		}
@@ -126,6 +164,10 @@ func (c *Conf) Config() Config {
 			bl.Protocol = "unix"
 		case l.WebSockets:
 			bl.Protocol = "websockets"
+		}
+		if c.PerListenerSettings {
+			ls := l.Security.security(false)
+			bl.Security = &ls
 		}
 		if l.TLS() {
 			bl.TLS = &TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate}
@@ -211,6 +253,7 @@ type confParser struct {
 	def       *ConfListener // the default listener (port, bind_address); Line > 0 once used
 	cur       *ConfListener // the last `listener`, which listener options apply to
 	seen      map[string]bool
+	secUsed   bool // a security option was given (per_listener_settings must come first)
 	file      string
 	line      int
 }
@@ -286,12 +329,19 @@ func (p *confParser) directive(text string, level int) error {
 	case "allow_anonymous":
 		var b bool
 		if b, err = p.boolValue(key, value); err == nil {
-			c.AllowAnonymous = &b
+			p.security().AllowAnonymous = &b
 		}
+	case "allow_zero_length_clientid":
+		var b bool
+		if b, err = p.boolValue(key, value); err == nil {
+			p.security().AllowZeroLengthClientID = &b
+		}
+	case "auto_id_prefix":
+		err = p.securityString(key, value, &p.security().AutoIDPrefix)
 	case "password_file":
-		err = p.stringOnce(key, key, value, &c.PasswordFile)
+		err = p.securityString(key, value, &p.security().PasswordFile)
 	case "acl_file":
-		err = p.stringOnce(key, key, value, &c.ACLFile)
+		err = p.securityString(key, value, &p.security().ACLFile)
 	case "cafile":
 		l := p.listenerOpt()
 		err = p.stringListener(key, value, &l.CAFile)
@@ -307,6 +357,12 @@ func (p *confParser) directive(text string, level int) error {
 	case "use_identity_as_username":
 		l := p.listenerOpt()
 		l.UseIdentityAsUsername, err = p.boolValue(key, value)
+	case "use_subject_as_username":
+		l := p.listenerOpt()
+		l.UseSubjectAsUsername, err = p.boolValue(key, value)
+	case "use_username_as_clientid":
+		l := p.listenerOpt()
+		l.UseUsernameAsClientID, err = p.boolValue(key, value)
 	case "protocol":
 		l := p.listenerOpt()
 		switch value {
@@ -353,8 +409,11 @@ func (p *confParser) directive(text string, level int) error {
 		}
 	case "per_listener_settings":
 		var b bool
-		if b, err = p.boolValue(key, value); err == nil && b {
-			err = p.errorf("per_listener_settings true is not supported: mqtt broker applies password_file, acl_file and allow_anonymous to all listeners")
+		if b, err = p.boolValue(key, value); err == nil && b != c.PerListenerSettings {
+			if p.secUsed {
+				return p.errorf("per_listener_settings must be set before any other security settings")
+			}
+			c.PerListenerSettings = b
 		}
 	case "log_dest":
 		if value != "stderr" {
@@ -425,6 +484,33 @@ func (p *confParser) intValue(key, value string, lo, hi int, msg string) (int, e
 		return 0, p.errorf("Invalid %s value (%s), must be a number from %d to %d", key, value, lo, hi)
 	}
 	return n, nil
+}
+
+// security returns the security options a directive sets: the global ones,
+// or with per_listener_settings true those of the current listener (the
+// default listener before the first `listener` line, as in mosquitto).
+func (p *confParser) security() *ConfSecurity {
+	p.secUsed = true
+	switch {
+	case !p.c.PerListenerSettings:
+		return &p.c.ConfSecurity
+	case p.cur != nil:
+		return &p.cur.Security
+	}
+	// Not useDefault: these options alone do not open the default listener.
+	return &p.def.Security
+}
+
+// securityString sets a string security option once per scope.
+func (p *confParser) securityString(key, value string, dst *string) error {
+	if value == "" {
+		return p.errorf("Empty %s value in configuration", key)
+	}
+	if *dst != "" {
+		return p.errorf("Duplicate %s value in configuration", key)
+	}
+	*dst = value
+	return nil
 }
 
 // stringOnce sets a global string option; mosquitto refuses duplicates.
@@ -507,8 +593,8 @@ func mosquittoDirective(name string) bool {
 }
 
 var mosquittoDirectives = map[string]struct{}{
-	"address": {}, "addresses": {}, "allow_duplicate_messages": {}, "allow_zero_length_clientid": {},
-	"auth_plugin": {}, "auth_plugin_deny_special_chars": {}, "auto_id_prefix": {}, "autosave_on_changes": {},
+	"address": {}, "addresses": {}, "allow_duplicate_messages": {},
+	"auth_plugin": {}, "auth_plugin_deny_special_chars": {}, "autosave_on_changes": {},
 	"bind_interface": {}, "bridge_alpn": {}, "bridge_attempt_unsubscribe": {}, "bridge_bind_address": {},
 	"bridge_cafile": {}, "bridge_capath": {}, "bridge_certfile": {}, "bridge_identity": {}, "bridge_insecure": {},
 	"bridge_keyfile": {}, "bridge_max_packet_size": {}, "bridge_outgoing_retain": {}, "bridge_protocol_version": {},
@@ -524,6 +610,6 @@ var mosquittoDirectives = map[string]struct{}{
 	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
 	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},
 	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "tls_version": {}, "topic": {}, "try_private": {},
-	"upgrade_outgoing_qos": {}, "use_subject_as_username": {}, "use_username_as_clientid": {}, "user": {},
+	"upgrade_outgoing_qos": {}, "user": {},
 	"username": {}, "websockets_headers_size": {}, "websockets_log_level": {},
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/testcert"
+	"github.com/mqttkit/mqttkit/pkg/passwd"
 )
 
 // confPorts is how many {{P1}}... placeholders a sameConf template may use.
@@ -128,5 +129,101 @@ func TestConfTLSChainFromCAFile(t *testing.T) {
 			conn.Close()
 		}
 		require.Error(t, err, "without cafile the intermediate is not sent")
+	})
+}
+
+// passwdLine is a password file line for user (PBKDF2, as mosquitto_passwd writes).
+func passwdLine(t *testing.T, user, password string) string {
+	t.Helper()
+	h, err := passwd.Hash(password, passwd.HashOptions{Type: passwd.TypeSHA512PBKDF2})
+	require.NoError(t, err)
+	return user + ":" + h + "\n"
+}
+
+// The common per_listener_settings setup: anonymous clients on one
+// listener, passwords, an ACL and no empty client ids on the other; each
+// listener's settings apply to the connections on it.
+func TestConfPerListenerSettings(t *testing.T) {
+	conf := `per_listener_settings true
+listener {{P1}} 127.0.0.1
+allow_anonymous true
+listener {{P2}} 127.0.0.1
+password_file {{DIR}}/passwd
+acl_file {{DIR}}/acl
+allow_zero_length_clientid false
+`
+	files := map[string]string{
+		"passwd": passwdLine(t, "alice", "secret"),
+		"acl":    "user alice\ntopic readwrite a/#\n",
+	}
+	sameConf(t, conf, files, func(t *testing.T, _ string, ports []string) {
+		open, closed := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1]
+
+		// The open listener: anonymous, any topic, an assigned id.
+		c := dialRaw(t, open, 5)
+		c.send(c.connectPacket("", "", ""))
+		ack := c.recv()
+		require.Equal(t, byte(0), ack.ReasonCode)
+		require.Regexp(t, `^auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$`, ack.Properties.AssignedClientID)
+		c.publish(1, 1, "b/1", "x", false)
+		require.Less(t, c.recv().ReasonCode, byte(0x80), "success (mosquitto: 0x10 no matching subscribers)")
+		// A username without password file: still anonymous rules (allowed).
+		dialRaw(t, open, 4).mustConnect("u1", "mallory", "x")
+
+		// The closed listener: passwords and the ACL.
+		require.Equal(t, byte(5), dialRaw(t, closed, 4).connect("anon", "", ""))
+		require.Equal(t, byte(0x87), dialRaw(t, closed, 5).connect("anon", "", ""))
+		require.Equal(t, byte(5), dialRaw(t, closed, 4).connect("a2", "alice", "wrong"))
+		require.Equal(t, byte(2), dialRaw(t, closed, 4).connect("", "alice", "secret"), "allow_zero_length_clientid false")
+		require.Equal(t, byte(0x80), dialRaw(t, closed, 5).connect("", "alice", "secret"), "MQTT 5: Unspecified error")
+		c = dialRaw(t, closed, 5)
+		c.mustConnect("a1", "alice", "secret")
+		c.publish(1, 1, "a/1", "x", false)
+		require.Less(t, c.recv().ReasonCode, byte(0x80))
+		c.publish(2, 1, "b/1", "x", false)
+		require.Equal(t, byte(0x87), c.recv().ReasonCode, "not in alice's ACL")
+	})
+}
+
+// use_username_as_clientid: the username replaces the client id (two
+// clients of one user take each other over); a client without username
+// is not authorised.
+func TestConfUseUsernameAsClientID(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nuse_username_as_clientid true\n"
+	sameConf(t, conf, nil, func(t *testing.T, _ string, ports []string) {
+		addr := "127.0.0.1:" + ports[0]
+		require.Equal(t, byte(5), dialRaw(t, addr, 4).connect("anon", "", ""))
+		first := dialRaw(t, addr, 4)
+		first.mustConnect("one", "bob", "x")
+		dialRaw(t, addr, 4).mustConnect("two", "bob", "y")
+		first.expectClosed()
+	})
+}
+
+// use_subject_as_username: the client certificate's subject, in RFC 2253
+// form, is the username the ACL sees.
+func TestConfUseSubjectAsUsername(t *testing.T) {
+	ca, err := testcert.NewCA("subject CA")
+	require.NoError(t, err)
+	srv, err := ca.Server("localhost", "127.0.0.1")
+	require.NoError(t, err)
+	cli, err := ca.Client("sensor-7")
+	require.NoError(t, err)
+	files := map[string]string{
+		"ca.pem": string(ca.PEM), "server.pem": string(srv.CertPEM), "server.key": string(srv.KeyPEM),
+		"acl": "user CN=sensor-7,O=mqttkit tests\ntopic readwrite a/#\n",
+	}
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\ncafile {{DIR}}/ca.pem\ncertfile {{DIR}}/server.pem\nkeyfile {{DIR}}/server.key\n" +
+		"require_certificate true\nuse_subject_as_username true\nacl_file {{DIR}}/acl\n"
+	sameConf(t, conf, files, func(t *testing.T, _ string, ports []string) {
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{cli.TLSCertificate()}}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+ports[0], cfg)
+		require.NoError(t, err)
+		c := newRawClient(t, conn, 5)
+		c.mustConnect("s7", "", "")
+		c.publish(1, 1, "a/1", "x", false)
+		require.Less(t, c.recv().ReasonCode, byte(0x80))
+		c.publish(2, 1, "b/1", "x", false)
+		require.Equal(t, byte(0x87), c.recv().ReasonCode)
 	})
 }

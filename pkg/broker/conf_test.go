@@ -143,6 +143,47 @@ per_listener_settings false
 	require.Equal(t, want, c)
 }
 
+// per_listener_settings true: the security options after a listener line
+// are that listener's; before the first one, the default listener's.
+func TestParseConfPerListenerSettings(t *testing.T) {
+	c := parseConf(t, `per_listener_settings true
+port 1883
+allow_anonymous true
+listener 8883 0.0.0.0
+password_file pw
+acl_file acl
+allow_zero_length_clientid false
+auto_id_prefix dev-
+listener 9001
+`)
+	yes := true
+	no := false
+	require.True(t, c.PerListenerSettings)
+	require.Equal(t, ConfSecurity{}, c.ConfSecurity)
+	require.Len(t, c.Listeners, 3)
+	require.Equal(t, 8883, c.Listeners[0].Port)
+	require.Equal(t, ConfSecurity{PasswordFile: "pw", ACLFile: "acl", AllowZeroLengthClientID: &no, AutoIDPrefix: "dev-"}, c.Listeners[0].Security)
+	require.Equal(t, ConfSecurity{}, c.Listeners[1].Security)
+	require.Equal(t, 1883, c.Listeners[2].Port, "the default listener comes last")
+	require.Equal(t, ConfSecurity{AllowAnonymous: &yes}, c.Listeners[2].Security)
+
+	cfg := c.Config()
+	require.False(t, cfg.AllowAnonymous)
+	require.Equal(t, &SecurityConfig{PasswordFile: "pw", ACLFile: "acl", RefuseZeroLengthClientID: true, AutoIDPrefix: "dev-"}, cfg.Listeners[0].Security)
+	require.Equal(t, &SecurityConfig{}, cfg.Listeners[1].Security, "nothing set: anonymous refused, as in mosquitto")
+	require.Equal(t, &SecurityConfig{AllowAnonymous: true}, cfg.Listeners[2].Security)
+	sec := cfg.Security()
+	require.Len(t, sec.PerListener, 3)
+	require.Equal(t, cfg.Listeners[0].Security, sec.PerListener[0])
+
+	// Without per_listener_settings the same options are global.
+	c = parseConf(t, "listener 1\nallow_anonymous true\nlistener 2\nauto_id_prefix x-\n")
+	require.Equal(t, ConfSecurity{AllowAnonymous: &yes, AutoIDPrefix: "x-"}, c.ConfSecurity)
+	cfg = c.Config()
+	require.Nil(t, cfg.Listeners[0].Security)
+	require.Equal(t, "x-", cfg.AutoIDPrefix)
+}
+
 func TestParseConfLenientSyntax(t *testing.T) {
 	c := parseConf(t, "  # indented comment\n\tlistener\t1883   \r\n\n   \nallow_anonymous\ttrue\r\n")
 	require.Len(t, c.Listeners, 1)
@@ -197,7 +238,8 @@ func TestParseConfErrors(t *testing.T) {
 		{"port zero", "port 0\n", 1, `Invalid port value (0)`},
 		{"bad protocol", "listener 1\nprotocol http\n", 2, `Invalid protocol value (http)`},
 		{"bad log_type", "log_type verbose\n", 1, `Invalid log_type value (verbose)`},
-		{"per listener settings", "per_listener_settings true\n", 1, `per_listener_settings true is not supported: mqtt broker applies password_file, acl_file and allow_anonymous to all listeners`},
+		{"per_listener_settings after a security option", "allow_anonymous true\nper_listener_settings true\n", 2, `per_listener_settings must be set before any other security settings`},
+		{"duplicate acl_file on one listener", "per_listener_settings true\nlistener 1\nacl_file a\nlistener 2\nacl_file b\nacl_file c\n", 6, `Duplicate acl_file value in configuration`},
 		{"certfile without keyfile", "\nlistener 8883\ncertfile s.pem\n", 2, `Both certfile and keyfile must be provided to enable TLS on the listener on :8883`},
 		{"keyfile without certfile on default listener", "\n\nkeyfile s.key\n", 3, `Both certfile and keyfile must be provided to enable TLS on the listener on :1883`},
 		{"missing include_dir", "include_dir /nonexistent/conf.d\n", 1, `Unable to open include_dir "/nonexistent/conf.d": open /nonexistent/conf.d: no such file or directory`},

@@ -3,6 +3,8 @@
 package broker
 
 import (
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -24,6 +27,55 @@ type SecurityConfig struct {
 	PasswordFile   string // mosquitto password file, "" for none
 	ACLFile        string // mosquitto ACL file, "" for none (everything allowed)
 	AllowAnonymous bool   // accept clients without username
+	// RefuseZeroLengthClientID refuses a CONNECT without client id
+	// (allow_zero_length_clientid false) instead of assigning one.
+	RefuseZeroLengthClientID bool
+	// AutoIDPrefix starts the client ids the broker assigns; "" means
+	// mosquitto's "auto-".
+	AutoIDPrefix string
+	// PerListener is per_listener_settings true: element i, when not nil,
+	// applies instead of this configuration to connections on
+	// Config.Listeners[i]. Its own PerListener is ignored.
+	PerListener []*SecurityConfig
+}
+
+// securitySet is the loaded security of all listeners.
+type securitySet struct {
+	global    *security
+	listeners map[string]*security // listener ID → its own (per_listener_settings)
+}
+
+// of returns the security that applies on listener id.
+func (s *securitySet) of(id string) *security {
+	if own, ok := s.listeners[id]; ok {
+		return own
+	}
+	return s.global
+}
+
+// listenerID is the mochi listener ID of Config.Listeners[i].
+func listenerID(i int) string { return "l" + strconv.Itoa(i) }
+
+// loadSecuritySet loads cfg and each of its PerListener configurations.
+func loadSecuritySet(cfg SecurityConfig, log *slog.Logger) (*securitySet, error) {
+	g, err := loadSecurity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	set := &securitySet{global: g, listeners: map[string]*security{}}
+	for i, pl := range cfg.PerListener {
+		if pl == nil {
+			continue
+		}
+		own := *pl
+		own.PerListener = nil
+		s, err := loadSecurity(own, log)
+		if err != nil {
+			return nil, err
+		}
+		set.listeners[listenerID(i)] = s
+	}
+	return set, nil
 }
 
 // security is one loaded SecurityConfig; reloads swap it atomically so that
@@ -82,8 +134,10 @@ type securityHook struct {
 	mqtt.HookBase
 	server   *mqtt.Server
 	log      *slog.Logger
-	cur      atomic.Pointer[security]
+	cur      atomic.Pointer[securitySet]
 	identity map[string]bool // listener IDs with use_identity_as_username
+	subject  map[string]bool // listener IDs with use_subject_as_username
+	idUser   map[string]bool // listener IDs with use_username_as_clientid
 	hashing  chan struct{}   // semaphore for password verification
 
 	authFailures atomic.Int64 // refused CONNECTs
@@ -101,7 +155,7 @@ func newSecurityHook(server *mqtt.Server, log *slog.Logger, s *security, identit
 		hashing:  make(chan struct{}, runtime.GOMAXPROCS(0)),
 		verify:   (*passwd.DB).Authenticate,
 	}
-	h.cur.Store(s)
+	h.cur.Store(&securitySet{global: s})
 	return h
 }
 
@@ -121,7 +175,7 @@ func (h *securityHook) Provides(b byte) bool {
 // new connections and all further checks; connected clients stay. When a
 // file cannot be loaded the old state stays in force and the error says why.
 func (h *securityHook) reload(cfg SecurityConfig) error {
-	s, err := loadSecurity(cfg, h.log)
+	s, err := loadSecuritySet(cfg, h.log)
 	if err != nil {
 		return err
 	}
@@ -132,19 +186,73 @@ func (h *securityHook) reload(cfg SecurityConfig) error {
 // errRefused is returned from OnConnect after the CONNACK refusal was sent.
 var errRefused = errors.New("connection refused")
 
-// OnConnect authenticates the client and sends the refusing CONNACK itself,
-// so that the code is mosquitto's.
+// OnConnect checks the client id, authenticates the client and sends the
+// refusing CONNACK itself, so that the code is mosquitto's. The security
+// of the client's listener applies (per_listener_settings).
 func (h *securityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	s := h.cur.Load()
+	s := h.cur.Load().of(cl.Net.Listener)
+	if pk.Connect.ClientIdentifier == "" {
+		// mochi assigned an id of its own; mosquitto's is auto-<UUID>.
+		if s.cfg.RefuseZeroLengthClientID {
+			// mosquitto: CONNACK 2 (MQTT 5: 0x80 Unspecified error).
+			return h.refuse(cl, packets.Err3ClientIdentifierNotValid, packets.ErrUnspecifiedError, "zero length client id not allowed")
+		}
+		h.assignID(cl, autoID(s.cfg.AutoIDPrefix))
+	}
+	if err := h.authenticate(cl, pk, s); err != nil {
+		return err
+	}
+	if h.idUser[cl.Net.Listener] {
+		// use_username_as_clientid: the username is the client id; a
+		// client without one is not authorised.
+		if len(cl.Properties.Username) == 0 {
+			return h.refuse(cl, packets.Err3NotAuthorized, packets.ErrNotAuthorized, "use_username_as_clientid needs a username")
+		}
+		h.assignID(cl, string(cl.Properties.Username))
+	}
+	return nil
+}
+
+// assignID gives the connecting client id; an MQTT 5 client that sent none
+// learns it from the CONNACK (Assigned Client Identifier).
+func (h *securityHook) assignID(cl *mqtt.Client, id string) {
+	cl.ID = id
+	if cl.Properties.Props.AssignedClientID != "" {
+		cl.Properties.Props.AssignedClientID = id
+	}
+}
+
+// autoID is a client id as mosquitto assigns them: prefix ("auto-" when
+// empty) and a random UUID in upper case.
+func autoID(prefix string) string {
+	if prefix == "" {
+		prefix = "auto-"
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s%X-%X-%X-%X-%X", prefix, b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// authenticate decides whether the client may connect, from its
+// certificate or its username and password.
+func (h *securityHook) authenticate(cl *mqtt.Client, pk packets.Packet, s *security) error {
 	anonymous := !pk.Connect.UsernameFlag || len(pk.Connect.Username) == 0
-	if h.identity[cl.Net.Listener] {
-		cn, ok := peerCommonName(cl)
+	if h.identity[cl.Net.Listener] || h.subject[cl.Net.Listener] {
+		cert, ok := peerCertificate(cl)
 		if !ok {
 			return h.refuse(cl, packets.ErrMalformedUsernameOrPassword, packets.ErrBadUsernameOrPassword, "no client certificate")
 		}
-		// The certificate's CN replaces the CONNECT username; the password
-		// file is not consulted (mosquitto's use_identity_as_username).
-		cl.Properties.Username = []byte(cn)
+		// The certificate's CN (use_identity_as_username) or subject
+		// (use_subject_as_username) replaces the CONNECT username; the
+		// password file is not consulted.
+		name := cert.Subject.CommonName
+		if h.subject[cl.Net.Listener] {
+			name = cert.Subject.String()
+		}
+		if name == "" {
+			return h.refuse(cl, packets.ErrMalformedUsernameOrPassword, packets.ErrBadUsernameOrPassword, "no name in client certificate")
+		}
+		cl.Properties.Username = []byte(name)
 		return nil
 	}
 	var ok bool
@@ -179,8 +287,13 @@ func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) 
 	if cl.Properties.ProtocolVersion < 5 {
 		code = v3
 	}
-	h.authFailures.Add(1)
-	h.log.Info("connection refused: not authorised", "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", why)
+	msg := "connection refused: not authorised"
+	if v3 == packets.Err3ClientIdentifierNotValid {
+		msg = "connection refused: client identifier not valid"
+	} else {
+		h.authFailures.Add(1)
+	}
+	h.log.Info(msg, "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", why)
 	if err := h.server.SendConnack(cl, code, false, nil); err != nil {
 		return fmt.Errorf("%w: send connack: %w", errRefused, err)
 	}
@@ -205,7 +318,7 @@ func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) boo
 	if write || cl.Net.Inline {
 		return true
 	}
-	s := h.cur.Load()
+	s := h.cur.Load().of(cl.Net.Listener)
 	if s.acl == nil {
 		return true
 	}
@@ -221,7 +334,7 @@ func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	s := h.cur.Load()
+	s := h.cur.Load().of(cl.Net.Listener)
 	if s.acl == nil {
 		return pk, nil
 	}
@@ -238,7 +351,7 @@ func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 // be published; a denied will is dropped (an empty topic has no
 // subscribers and nothing is retained).
 func (h *securityHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	s := h.cur.Load()
+	s := h.cur.Load().of(cl.Net.Listener)
 	if s.acl == nil {
 		return will, nil
 	}
@@ -250,13 +363,13 @@ func (h *securityHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error
 	return mqtt.Will{}, nil
 }
 
-// peerCommonName returns the CN of the client's TLS certificate.
-func peerCommonName(cl *mqtt.Client) (string, bool) {
+// peerCertificate returns the client's verified TLS certificate.
+func peerCertificate(cl *mqtt.Client) (*x509.Certificate, bool) {
 	st, ok := tlsState(cl.Net.Conn)
-	if !ok || len(st.PeerCertificates) == 0 || st.PeerCertificates[0].Subject.CommonName == "" {
-		return "", false
+	if !ok || len(st.PeerCertificates) == 0 {
+		return nil, false
 	}
-	return st.PeerCertificates[0].Subject.CommonName, true
+	return st.PeerCertificates[0], true
 }
 
 // unreadableHint says, after a permission error on a file the broker

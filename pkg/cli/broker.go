@@ -207,19 +207,17 @@ func (o *BrokerOptions) build(d *Deps) error {
 	o.localOnly = !fileListeners && o.Bind == ""
 
 	// Security: flags override the file.
-	if set("password-file") {
-		cfg.PasswordFile = o.PasswordFile
-	}
-	if set("acl-file") {
-		cfg.ACLFile = o.ACLFile
-	}
 	if o.ConfigFile == "" {
 		// mosquitto 2.0's default: anonymous clients only when the broker
 		// is reachable from this machine alone and no password file is set.
-		cfg.AllowAnonymous = o.Bind == "" && cfg.PasswordFile == ""
+		cfg.AllowAnonymous = o.Bind == "" && (!set("password-file") || o.PasswordFile == "")
 	}
-	if o.AllowAnonymous {
-		cfg.AllowAnonymous = true
+	sec := o.securityFlags(cfg.Security())
+	cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous = sec.PasswordFile, sec.ACLFile, sec.AllowAnonymous
+	for i, pl := range sec.PerListener {
+		if pl != nil {
+			cfg.Listeners[i].Security = pl
+		}
 	}
 	if set("persistence") {
 		cfg.PersistenceDir = o.Persistence
@@ -238,17 +236,36 @@ func (o *BrokerOptions) security() (broker.SecurityConfig, error) {
 	if err != nil {
 		return broker.SecurityConfig{}, err
 	}
-	sec := conf.Config().Security()
-	if o.set != nil && o.set("password-file") {
-		sec.PasswordFile = o.PasswordFile
+	return o.securityFlags(conf.Config().Security()), nil
+}
+
+// securityFlags puts --password-file, --acl-file and --allow-anonymous on
+// top of sec, for every listener (per_listener_settings included).
+func (o *BrokerOptions) securityFlags(sec broker.SecurityConfig) broker.SecurityConfig {
+	set := o.set
+	if set == nil {
+		set = func(string) bool { return false }
 	}
-	if o.set != nil && o.set("acl-file") {
-		sec.ACLFile = o.ACLFile
+	apply := func(s *broker.SecurityConfig) {
+		if set("password-file") {
+			s.PasswordFile = o.PasswordFile
+		}
+		if set("acl-file") {
+			s.ACLFile = o.ACLFile
+		}
+		if o.AllowAnonymous {
+			s.AllowAnonymous = true
+		}
 	}
-	if o.AllowAnonymous {
-		sec.AllowAnonymous = true
+	apply(&sec)
+	for i, pl := range sec.PerListener {
+		if pl != nil {
+			own := *pl
+			apply(&own)
+			sec.PerListener[i] = &own
+		}
 	}
-	return sec, nil
+	return sec
 }
 
 // explainListen adds a hint to a port already in use: which flag moves
@@ -391,25 +408,40 @@ func printStartup(w io.Writer, o *BrokerOptions, b *broker.Broker, metrics strin
 		fmt.Fprintf(w, "listening on %s (%s%s)\n", l.Addr, l.Protocol, extra)
 	}
 	cfg := o.cfg
-	auth := "none"
-	if cfg.PasswordFile != "" {
-		auth = "password file " + cfg.PasswordFile
-	}
-	anon := "anonymous clients refused"
-	if cfg.AllowAnonymous {
-		anon = "anonymous clients allowed"
-	}
-	fmt.Fprintf(w, "authentication: %s; %s\n", auth, anon)
-	if cfg.ACLFile != "" {
-		fmt.Fprintf(w, "access control: acl file %s\n", cfg.ACLFile)
-	} else {
-		fmt.Fprintln(w, "access control: none (clients may publish and subscribe to every topic)")
+	printSecurity(w, "", cfg.Security())
+	for i, l := range cfg.Listeners {
+		if l.Security != nil && i < len(b.Listeners()) {
+			printSecurity(w, b.Listeners()[i].Addr+": ", *l.Security)
+		}
 	}
 	if cfg.PersistenceDir != "" {
 		fmt.Fprintf(w, "persistence: %s\n", cfg.PersistenceDir)
 	}
 	if metrics != "" {
 		fmt.Fprintf(w, "metrics: http://%s/metrics\n", metrics)
+	}
+}
+
+// printSecurity says who may connect and what they may do, for all
+// listeners (prefix "") or for one (per_listener_settings).
+func printSecurity(w io.Writer, prefix string, sec broker.SecurityConfig) {
+	if prefix == "" && len(sec.PerListener) > 0 {
+		fmt.Fprintln(w, "authentication and access control: per listener (per_listener_settings true)")
+		return
+	}
+	auth := "none"
+	if sec.PasswordFile != "" {
+		auth = "password file " + sec.PasswordFile
+	}
+	anon := "anonymous clients refused"
+	if sec.AllowAnonymous {
+		anon = "anonymous clients allowed"
+	}
+	fmt.Fprintf(w, "%sauthentication: %s; %s\n", prefix, auth, anon)
+	if sec.ACLFile != "" {
+		fmt.Fprintf(w, "%saccess control: acl file %s\n", prefix, sec.ACLFile)
+	} else {
+		fmt.Fprintf(w, "%saccess control: none (clients may publish and subscribe to every topic)\n", prefix)
 	}
 }
 
