@@ -86,6 +86,11 @@ type Config struct {
 	// to be a PUBLISH within the limit disconnects its client from its
 	// fixed header (see maxPacketSize); 0 = no limit.
 	MessageSizeLimit int
+	// MaxPacketSize is mosquitto's max_packet_size: a client that sends a
+	// longer packet (fixed header included) is disconnected as soon as its
+	// fixed header is read, and MQTT 5 clients are told the limit in the
+	// CONNACK; 0 = no limit (but see MessageSizeLimit).
+	MaxPacketSize int
 	// DisableRetain turns retained messages off (retain_available false).
 	DisableRetain bool
 	// SysInterval is how often $SYS topics are updated: 0 means 10
@@ -184,7 +189,7 @@ func New(cfg Config) (b *Broker, err error) {
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
-	caps.MaximumPacketSize = maxPacketSize(cfg.MessageSizeLimit)
+	caps.MaximumPacketSize = effectiveMaxPacket(cfg.MaxPacketSize, cfg.MessageSizeLimit)
 	srv := mqtt.New(&mqtt.Options{
 		Logger:       newMochiLogger(log),
 		InlineClient: true, // $SYS topics are published through it
@@ -245,7 +250,7 @@ func New(cfg Config) (b *Broker, err error) {
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
-	b.limits = newLimitsHook(log, cfg.MessageSizeLimit)
+	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, cfg.DisableRetain)
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}

@@ -43,6 +43,7 @@ type Conf struct {
 	MaxInflightMessages int  // max_inflight_messages, default 20; 0 = unlimited
 	MaxQueuedMessages   int  // max_queued_messages, default 1000; 0 = unlimited
 	MessageSizeLimit    int  // message_size_limit in bytes, default 0 = MQTT maximum
+	MaxPacketSize       int  // max_packet_size in bytes, default 0 = no limit
 	RetainAvailable     bool // retain_available, default true
 
 	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
@@ -141,6 +142,7 @@ func (c *Conf) Config() Config {
 		MaxInflight:              c.MaxInflightMessages,
 		MaxQueued:                c.MaxQueuedMessages,
 		MessageSizeLimit:         c.MessageSizeLimit,
+		MaxPacketSize:            c.MaxPacketSize,
 		DisableRetain:            !c.RetainAvailable,
 		SysInterval:              c.SysInterval,
 	}
@@ -392,6 +394,8 @@ func (p *confParser) directive(text string, level int) error {
 		c.MaxQueuedMessages, err = p.intValue(key, value, 0, 1<<31-1, "")
 	case "message_size_limit":
 		c.MessageSizeLimit, err = p.intValue(key, value, 0, 268435455, "Invalid message_size_limit value (%s), must be between 0 and 268435455")
+	case "max_packet_size":
+		c.MaxPacketSize, err = p.intValue(key, value, 20, 268435460, "Invalid max_packet_size value (%s), must be between 20 and 268435460")
 	case "retain_available":
 		c.RetainAvailable, err = p.boolValue(key, value)
 	case "sys_interval":
@@ -603,7 +607,7 @@ var mosquittoDirectives = map[string]struct{}{
 	"connection_messages": {}, "crlfile": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
 	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
 	"local_password": {}, "local_username": {}, "log_facility": {}, "log_timestamp": {}, "log_timestamp_format": {},
-	"max_inflight_bytes": {}, "max_keepalive": {}, "max_packet_size": {}, "max_qos": {}, "max_queued_bytes": {},
+	"max_inflight_bytes": {}, "max_keepalive": {}, "max_qos": {}, "max_queued_bytes": {},
 	"max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
 	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "persistent_client_expiration": {},
 	"pid_file": {}, "plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},

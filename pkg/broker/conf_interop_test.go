@@ -5,6 +5,7 @@ package broker
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
@@ -225,5 +227,135 @@ func TestConfUseSubjectAsUsername(t *testing.T) {
 		require.Less(t, c.recv().ReasonCode, byte(0x80))
 		c.publish(2, 1, "b/1", "x", false)
 		require.Equal(t, byte(0x87), c.recv().ReasonCode)
+	})
+}
+
+// max_packet_size: MQTT 5 clients learn it from the CONNACK; a longer
+// packet ends the connection, a packet of exactly that size passes.
+func TestConfMaxPacketSize(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nmax_packet_size 30\n"
+	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
+		addr := "127.0.0.1:" + ports[0]
+		c := dialRaw(t, addr, 5)
+		c.send(c.connectPacket("mps", "", ""))
+		ack := c.recv()
+		require.Equal(t, byte(0), ack.ReasonCode)
+		require.Equal(t, uint32(30), ack.Properties.MaximumPacketSize)
+		// 2 (fixed header) + 3 (topic "t") + 2 (packet id) + 1 (properties) + 22 = 30 bytes
+		c.publish(1, 1, "t", strings.Repeat("x", 22), false)
+		require.Less(t, c.recv().ReasonCode, byte(0x80))
+		c.publish(2, 1, "t", strings.Repeat("x", 40), false)
+		got := c.expectClosed()
+		for _, pk := range got {
+			require.Equal(t, packets.Disconnect, pk.FixedHeader.Type, "%s", kind)
+		}
+		t.Logf("%s sent %d packets before closing", kind, len(got))
+
+		c = dialRaw(t, addr, 4)
+		c.mustConnect("mps3", "", "")
+		c.publish(1, 1, "t", strings.Repeat("x", 23), false) // 30 bytes without properties
+		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
+		// Like mochi, mosquitto compares the remaining length + 1 with
+		// the limit: 31 bytes pass, 32 do not.
+		c.publish(2, 1, "t", strings.Repeat("x", 24), false)
+		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
+		c.publish(3, 1, "t", strings.Repeat("x", 25), false)
+		require.Empty(t, c.expectClosed())
+	})
+}
+
+// retain_available false: MQTT 5 clients are told in the CONNACK; a
+// retained PUBLISH ends the connection (MQTT 5: DISCONNECT 0x9A) and is
+// neither delivered nor kept.
+func TestConfRetainAvailableFalse(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nretain_available false\n"
+	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
+		addr := "127.0.0.1:" + ports[0]
+		sub := dialRaw(t, addr, 4)
+		sub.mustConnect("sub", "", "")
+		require.Equal(t, []byte{1}, sub.subscribe(1, 1, "r/#"))
+
+		c := dialRaw(t, addr, 5)
+		c.send(c.connectPacket("ra", "", ""))
+		ack := c.recv()
+		require.Equal(t, byte(0), ack.ReasonCode)
+		require.True(t, ack.Properties.RetainAvailableFlag)
+		require.Equal(t, byte(0), ack.Properties.RetainAvailable)
+		c.publish(1, 1, "r/5", "x", true)
+		require.Equal(t, [][]byte{{0xE0, 1, 0x9A}}, c.closedRaw(), "DISCONNECT 0x9A")
+
+		c = dialRaw(t, addr, 4)
+		c.mustConnect("ra3", "", "")
+		c.publish(1, 1, "r/3", "x", true)
+		require.Empty(t, c.expectClosed())
+
+		// Not delivered, not retained; a message without the flag is.
+		c = dialRaw(t, addr, 4)
+		c.mustConnect("ok", "", "")
+		c.publish(1, 1, "r/ok", "plain", false)
+		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
+		pk := sub.recv()
+		require.Equal(t, "r/ok", pk.TopicName)
+		late := dialRaw(t, addr, 4)
+		late.mustConnect("late", "", "")
+		require.Equal(t, []byte{1}, late.subscribe(1, 1, "r/#"))
+		require.Empty(t, late.ping())
+	})
+}
+
+// closedRaw waits for the broker to close the connection and returns the
+// packets it sent before, each as its bytes.
+func (c *rawClient) closedRaw() [][]byte {
+	c.t.Helper()
+	var got [][]byte
+	for {
+		pk, body, err := c.recvRaw(5 * time.Second)
+		if err != nil {
+			var ne net.Error
+			require.False(c.t, errors.As(err, &ne) && ne.Timeout(), "connection still open after %d packets", len(got))
+			return got
+		}
+		var buf bytes.Buffer
+		buf.WriteByte(pk.FixedHeader.Type<<4 | encodeFlags(pk.FixedHeader))
+		buf.Write(encodeLength(len(body)))
+		got = append(got, append(buf.Bytes(), body...))
+	}
+}
+
+func encodeFlags(fh packets.FixedHeader) byte {
+	var f byte
+	if fh.Dup {
+		f |= 8
+	}
+	f |= fh.Qos << 1
+	if fh.Retain {
+		f |= 1
+	}
+	return f
+}
+
+func encodeLength(n int) []byte {
+	var b []byte
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+// sys_interval 0: no $SYS topic at all, not even the version.
+func TestConfSysIntervalZero(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nsys_interval 0\n"
+	sameConf(t, conf, nil, func(t *testing.T, _ string, ports []string) {
+		c := dialRaw(t, "127.0.0.1:"+ports[0], 4)
+		c.mustConnect("sys", "", "")
+		require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
+		require.Empty(t, c.ping())
 	})
 }

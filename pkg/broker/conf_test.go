@@ -238,6 +238,7 @@ func TestParseConfErrors(t *testing.T) {
 		{"port zero", "port 0\n", 1, `Invalid port value (0)`},
 		{"bad protocol", "listener 1\nprotocol http\n", 2, `Invalid protocol value (http)`},
 		{"bad log_type", "log_type verbose\n", 1, `Invalid log_type value (verbose)`},
+		{"max_packet_size too small", "max_packet_size 10\n", 1, `Invalid max_packet_size value (10), must be between 20 and 268435460`},
 		{"per_listener_settings after a security option", "allow_anonymous true\nper_listener_settings true\n", 2, `per_listener_settings must be set before any other security settings`},
 		{"duplicate acl_file on one listener", "per_listener_settings true\nlistener 1\nacl_file a\nlistener 2\nacl_file b\nacl_file c\n", 6, `Duplicate acl_file value in configuration`},
 		{"certfile without keyfile", "\nlistener 8883\ncertfile s.pem\n", 2, `Both certfile and keyfile must be provided to enable TLS on the listener on :8883`},

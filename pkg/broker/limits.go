@@ -30,19 +30,30 @@ func maxPacketSize(sizeLimit int) uint32 {
 	return uint32(min(sizeLimit+maxPublishOverhead, 268435455+5))
 }
 
+// effectiveMaxPacket is the Maximum Packet Size for max_packet_size (0:
+// none) and message_size_limit together: the smaller limit.
+func effectiveMaxPacket(maxPacket, sizeLimit int) uint32 {
+	limit := maxPacketSize(sizeLimit)
+	if maxPacket > 0 && (limit == 0 || uint32(maxPacket) < limit) {
+		limit = uint32(maxPacket)
+	}
+	return limit
+}
+
 // limitsHook enforces message_size_limit and logs client connections the
 // way mosquitto does at its default log level (without usernames).
 type limitsHook struct {
 	mqtt.HookBase
 	log       *slog.Logger
 	sizeLimit int
-	maxPacket uint32 // maxPacketSize(sizeLimit)
+	maxPacket uint32 // Maximum Packet Size (effectiveMaxPacket)
+	noRetain  bool   // retain_available false
 
 	oversize atomic.Int64 // messages dropped for message_size_limit
 }
 
-func newLimitsHook(log *slog.Logger, sizeLimit int) *limitsHook {
-	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacketSize(sizeLimit)}
+func newLimitsHook(log *slog.Logger, sizeLimit int, maxPacket uint32, noRetain bool) *limitsHook {
+	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacket, noRetain: noRetain}
 }
 
 // ID implements mqtt.Hook.
@@ -54,16 +65,21 @@ func (h *limitsHook) Provides(b byte) bool {
 	case mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
 	case mqtt.OnPacketEncode:
-		return h.maxPacket > 0
+		return h.maxPacket > 0 || h.noRetain
 	}
 	return false
 }
 
-// OnPacketEncode tells MQTT 5 clients the Maximum Packet Size in the
-// CONNACK (mochi enforces it without saying so) [MQTT-3.2.2-15].
+// OnPacketEncode tells MQTT 5 clients the Maximum Packet Size and that
+// retained messages are not available in the CONNACK (mochi enforces the
+// size and ignores retain flags without saying so) [MQTT-3.2.2-15]
+// [MQTT-3.2.2-13].
 func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code && cl.Properties.ProtocolVersion >= 5 {
 		pk.Properties.MaximumPacketSize = h.maxPacket
+		if h.noRetain {
+			pk.Properties.RetainAvailable, pk.Properties.RetainAvailableFlag = 0, true
+		}
 	}
 	return pk
 }
@@ -82,7 +98,7 @@ func (h *limitsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		h.oversize.Add(1)
-		h.log.Warn("client sent a packet larger than the maximum packet size (message_size_limit + PUBLISH overhead), disconnecting",
+		h.log.Warn("client sent a packet larger than the maximum packet size (max_packet_size, or message_size_limit + PUBLISH overhead), disconnecting",
 			"client", cl.ID, "remote", cl.Net.Remote, "max_bytes", h.maxPacket)
 	}
 	if err != nil {
@@ -98,6 +114,9 @@ func (h *limitsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // mosquitto does: MQTT 5 QoS 1/2 get PUBACK/PUBREC 0x95 Packet too large,
 // MQTT 3.1.1 is acknowledged normally.
 func (h *limitsHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.noRetain && pk.FixedHeader.Retain && !cl.Net.Inline {
+		return pk, h.retainRefused(cl)
+	}
 	if h.sizeLimit <= 0 || len(pk.Payload) <= h.sizeLimit || cl.Net.Inline {
 		return pk, nil
 	}
@@ -105,6 +124,21 @@ func (h *limitsHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	h.log.Info("message dropped: payload larger than message_size_limit", "client", cl.ID, "topic", pk.TopicName,
 		"bytes", len(pk.Payload), "limit", h.sizeLimit)
 	return pk, refusePublish(cl, pk, packets.ErrPacketTooLarge)
+}
+
+// retainRefused ends the connection of a client that sent a retained
+// PUBLISH while retain_available is false, as mosquitto does: MQTT 5
+// clients get DISCONNECT 0x9A Retain not supported [MQTT-3.3.1-16]; the
+// message is not published.
+func (h *limitsHook) retainRefused(cl *mqtt.Client) error {
+	h.log.Info("client sent a retained message but retain_available is false, disconnecting", "client", cl.ID, "remote", cl.Net.Remote)
+	if cl.Properties.ProtocolVersion >= 5 {
+		// One write of the whole packet, without properties, as mosquitto
+		// sends it (mochi's encoder adds an empty property length).
+		_, _ = cl.Net.Conn.Write([]byte{packets.Disconnect << 4, 1, packets.ErrRetainNotSupported.Code})
+	}
+	cl.Stop(packets.ErrRetainNotSupported)
+	return packets.ErrRejectPacket
 }
 
 // refusePublish answers a refused PUBLISH like mosquitto and returns the
