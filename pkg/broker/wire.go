@@ -138,6 +138,11 @@ func (c *wireConn) next() error {
 	c.out = c.hdr[:n]
 	if c.g.maxPacket > 0 && remaining+1 > c.g.maxPacket {
 		c.pass = remaining // mochi refuses it from the fixed header
+		if c.version >= 5 {
+			// mochi closes without a word; mosquitto sends DISCONNECT
+			// 0x95 Packet too large (max_packet_size) [MQTT-3.2.2-15].
+			_, _ = c.Conn.Write(disconnectTooLarge)
+		}
 		return nil
 	}
 	var fh packets.FixedHeader
@@ -314,6 +319,10 @@ func varint(b []byte) (int, int, bool) {
 // disconnectMalformed is DISCONNECT 0x81 Malformed Packet without
 // properties, as mosquitto sends it.
 var disconnectMalformed = []byte{packets.Disconnect << 4, 1, packets.ErrMalformedPacket.Code}
+
+// disconnectTooLarge is DISCONNECT 0x95 Packet too large without
+// properties, as mosquitto sends it.
+var disconnectTooLarge = []byte{packets.Disconnect << 4, 1, packets.ErrPacketTooLarge.Code}
 
 // malformed ends the connection for a malformed packet: DISCONNECT 0x81
 // to an MQTT 5 client that is past its CONNECT [MQTT-4.13.1-1], one log
