@@ -568,7 +568,7 @@ func TestRunSubRefusedReconnectIsFatal(t *testing.T) {
 	out, errOut := &syncBuffer{}, &syncBuffer{}
 	io.Out, io.ErrOut = out, errOut
 	d := newDeps(io)
-	firstCh := make(chan client.Client, 1)
+	firstCh := make(chan *subscribedClient, 1)
 	dials := 0
 	d.Dial = func(ctx context.Context, cfg *client.Config, h client.Handler) (client.Client, error) {
 		dials++ // dials are sequential: only one attempt is in flight at a time
@@ -576,8 +576,12 @@ func TestRunSubRefusedReconnectIsFatal(t *testing.T) {
 			return nil, refused
 		}
 		cl, err := client.Dial(ctx, cfg, h)
-		firstCh <- cl
-		return cl, err
+		if err != nil {
+			return nil, err
+		}
+		sc := &subscribedClient{Client: cl, subscribed: make(chan struct{})}
+		firstCh <- sc
+		return sc, nil
 	}
 	o, err := parseSub(t, d, "-h", b.Host, "-p", b.PortString(), "-t", "x/#")
 	require.NoError(t, err)
@@ -585,7 +589,12 @@ func TestRunSubRefusedReconnectIsFatal(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runSub(context.Background(), d, o) }()
 	first := <-firstCh
-	require.NoError(t, b.WaitSubscriber("x/y", 5*time.Second))
+	// Lose the connection only once mqtt sub has its SUBACK: the broker
+	// knows the subscription (WaitSubscriber) before the client has read
+	// the SUBACK, and a first connection lost before that is an error of
+	// its own (subscribe: connection closed), not a reconnect. Waiting
+	// for the broker only made this test fail under load.
+	<-first.subscribed
 	_ = first.Disconnect(context.Background())
 	select {
 	case err = <-done:
@@ -705,4 +714,18 @@ func TestRunSubPropertiesOnTheWire(t *testing.T) {
 	require.Contains(t, string(s.unsubscribe), string(rawmqtt.Str("old/#")))
 	require.Equal(t, byte(0), s.disconnect[0], "reason 0: normal disconnection")
 	require.Contains(t, string(s.disconnect), string(append(append([]byte{0x1f}, rawmqtt.Str("bye")...), userProp("dk", "dv")...)))
+}
+
+// subscribedClient is a client that closes subscribed once its first
+// SubscribeProps call returned, that is, once the SUBACK was read.
+type subscribedClient struct {
+	client.Client
+	subscribed chan struct{}
+	once       sync.Once
+}
+
+func (c *subscribedClient) SubscribeProps(ctx context.Context, subs []client.Subscription, props *client.SubscribeProperties) ([]byte, error) {
+	codes, err := c.Client.SubscribeProps(ctx, subs, props)
+	c.once.Do(func() { close(c.subscribed) })
+	return codes, err
 }
