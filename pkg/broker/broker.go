@@ -137,6 +137,7 @@ type Broker struct {
 	srv       *mqtt.Server
 	log       *slog.Logger
 	listeners []BoundListener
+	connect   *connectHook
 	security  *securityHook
 	fixes     *fixesHook
 	limits    *limitsHook
@@ -189,6 +190,7 @@ func New(cfg Config) (b *Broker, err error) {
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
+	caps.TopicAliasMaximum = topicAliasMaximum // inbound; connectHook advertises it
 	caps.MaximumPacketSize = effectiveMaxPacket(cfg.MaxPacketSize, cfg.MessageSizeLimit)
 	srv := mqtt.New(&mqtt.Options{
 		Logger:       newMochiLogger(log),
@@ -247,6 +249,7 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 
 	b.fixes = newFixesHook(srv, log)
+	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
@@ -255,7 +258,9 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.guard = newRetainGuard(!cfg.DisableRetain)
-	for _, h := range []mqtt.Hook{b.fixes, b.security, b.limits, b.guard, new(durableAcks)} {
+	// connect before security: mosquitto checks the CONNECT before it
+	// authenticates.
+	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.guard, new(durableAcks)} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}

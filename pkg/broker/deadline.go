@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,13 +106,29 @@ func (l *connectSizeListener) Accept() (net.Conn, error) {
 }
 
 // guardConn checks the fixed header of the first packet as it passes
-// through and fails the read if it announces an oversized CONNECT.
+// through and fails the read if it announces an oversized CONNECT. The
+// first packet written, the CONNACK, gets its properties in mosquitto's
+// order (connackOrder, connect.go).
 type guardConn struct {
 	net.Conn
 	max  int
 	done bool    // first fixed header inspected
 	hdr  [5]byte // first fixed header bytes seen so far
 	n    int
+
+	wrote atomic.Bool // first packet written
+}
+
+// Write writes p; the first write is the CONNACK, whole (mochi writes each
+// packet with one Write until its session is established).
+func (c *guardConn) Write(p []byte) (int, error) {
+	if c.wrote.Load() || !c.wrote.CompareAndSwap(false, true) {
+		return c.Conn.Write(p)
+	}
+	if _, err := c.Conn.Write(connackOrder(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Read reads from the connection, checking the first fixed header.

@@ -20,7 +20,11 @@ import (
 )
 
 func streamCfg(host string, port int, v Version) *Config {
-	return &Config{Host: host, Port: port, Version: v, KeepAlive: 60, CleanStart: true}
+	cfg := &Config{Host: host, Port: port, Version: v, KeepAlive: 60, CleanStart: true}
+	if v == V31 {
+		cfg.ClientID = "stream-test" // MQTT 3.1 needs one: the broker refuses an empty id as mosquitto does
+	}
+	return cfg
 }
 
 // distinct counts the distinct payloads of recorded messages.

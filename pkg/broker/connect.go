@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"unicode/utf8"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// CONNECT and CONNACK as mosquitto 2.0 handles them: this file owns that
+// policy (docs/design/connect.md). mochi's choices differ where clients
+// and mosquitto's own test suite see it:
+//
+//   - The MQTT 5 CONNACK advertises Receive Maximum = max_inflight_messages
+//     (mosquitto's, 20 by default; mochi: 1024) and Topic Alias Maximum 10
+//     (mochi: none, while accepting any alias up to 65,535), with the
+//     properties in mosquitto's order (connackOrder). A refusing CONNACK
+//     carries no properties (mochi adds a reason string and Receive
+//     Maximum).
+//   - An MQTT 3.1 CONNACK has no session-present flag (its first byte is
+//     reserved); mochi sets it.
+//   - A will with a zero-length payload is valid [MQTT-3.1.3-10]; mochi
+//     refuses the client with 0x82. A will topic that is empty, holds a
+//     wildcard or is not UTF-8 is a protocol error: the connection is
+//     closed without CONNACK (mochi accepts it). A will larger than
+//     message_size_limit is refused (v5 0x95, v3 5 Not authorised).
+//   - A password flag with a zero-length password is a password that does
+//     not match (v3 5, v5 0x87); mochi refuses it as a protocol error.
+//   - An MQTT 5 Authentication Method is refused with 0x8C Bad
+//     authentication method: the broker has no extended authentication.
+//   - A client without an id gets "auto-" and 36 characters of random hex
+//     (mochi: a 20-character xid); MQTT 3.1 and 3.1.1 clients without
+//     clean session that send none are refused with 2.
+//   - mosquitto bridges connect with the protocol version's top bit set
+//     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
+//     message the bridge publishes is never sent back to it (no local on
+//     all its subscriptions), as mosquitto does to avoid loops.
+type connectHook struct {
+	mqtt.HookBase
+	server *mqtt.Server
+	log    *slog.Logger
+
+	// receiveMax is the Receive Maximum advertised to MQTT 5 clients
+	// (max_inflight_messages); 0 advertises none (no limit).
+	receiveMax uint16
+	// sizeLimit is message_size_limit: a larger will payload is refused;
+	// 0 = no limit.
+	sizeLimit int
+	// idPrefix starts the identifiers the broker assigns (auto_id_prefix).
+	idPrefix string
+
+	// facts holds what OnPacketRead learnt from a CONNECT that mochi
+	// changes or loses before OnConnect, until the session is established
+	// (or, for a refused CONNECT, which no hook sees end, until the next
+	// store finds its client closed).
+	mu    sync.Mutex
+	facts map[*mqtt.Client]connectFacts
+	// bridges are the connected bridges, from OnSessionEstablished to
+	// OnDisconnect.
+	bridges sync.Map
+}
+
+// topicAliasMaximum is the Topic Alias Maximum the broker accepts from
+// clients and advertises, as mosquitto's max_topic_alias default.
+const topicAliasMaximum = 10
+
+// defaultIDPrefix is mosquitto's auto_id_prefix default.
+const defaultIDPrefix = "auto-"
+
+// connectFacts are the parts of a CONNECT that mochi rewrites or refuses
+// before the hooks that decide about them run.
+type connectFacts struct {
+	bridge    bool // the protocol version had mosquitto's bridge bit
+	emptyWill bool // the will payload was zero-length
+}
+
+func newConnectHook(server *mqtt.Server, log *slog.Logger, receiveMax uint16, sizeLimit int) *connectHook {
+	return &connectHook{server: server, log: log, receiveMax: receiveMax, sizeLimit: sizeLimit, idPrefix: defaultIDPrefix,
+		facts: map[*mqtt.Client]connectFacts{}}
+}
+
+// remember keeps f for cl, and forgets the facts of refused CONNECTs.
+func (h *connectHook) remember(cl *mqtt.Client, f connectFacts) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.facts {
+		if c.Closed() {
+			delete(h.facts, c)
+		}
+	}
+	h.facts[cl] = f
+}
+
+// recall returns the facts of cl's CONNECT; forget drops them.
+func (h *connectHook) recall(cl *mqtt.Client, forget bool) connectFacts {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := h.facts[cl]
+	if forget {
+		delete(h.facts, cl)
+	}
+	return f
+}
+
+// ID implements mqtt.Hook.
+func (h *connectHook) ID() string { return "mqttkit-connect" }
+
+// Provides implements mqtt.Hook.
+func (h *connectHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// errBadWill ends a connection whose CONNECT has an invalid will topic
+// (mochi ignores a hook's OnPacketRead error unless it is ErrRejectPacket,
+// which on a CONNECT ends the connection).
+var errBadWill = fmt.Errorf("invalid will topic: %w", packets.ErrRejectPacket)
+
+// willPlaceholder stands in for a zero-length will payload while mochi
+// validates the CONNECT (it refuses an empty one); OnConnect restores it.
+var willPlaceholder = []byte{0}
+
+// OnPacketRead adjusts a CONNECT before mochi validates it: it strips
+// mosquitto's bridge bit from the protocol version, lets a zero-length
+// will payload and a zero-length password through, and ends the
+// connection, without CONNACK, on an invalid will topic.
+func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Connect {
+		if pk.FixedHeader.Type == packets.Subscribe {
+			if _, ok := h.bridges.Load(cl); ok {
+				for i := range pk.Filters {
+					// mochi refuses no local on a shared subscription.
+					pk.Filters[i].NoLocal = !mqtt.IsSharedFilter(pk.Filters[i].Filter)
+				}
+			}
+		}
+		return pk, nil
+	}
+	var f connectFacts
+	if v := pk.ProtocolVersion; v&0x80 != 0 && (v&0x7f == 3 || v&0x7f == 4) {
+		pk.ProtocolVersion = v & 0x7f
+		f.bridge = true
+	}
+	if pk.Connect.WillFlag {
+		t := pk.Connect.WillTopic
+		if t == "" || !utf8.ValidString(t) || !validTopicName(t) {
+			h.log.Info("connection refused: invalid will topic", "remote", cl.Net.Remote, "client", pk.Connect.ClientIdentifier)
+			return pk, errBadWill
+		}
+		if len(pk.Connect.WillPayload) == 0 {
+			pk.Connect.WillPayload = willPlaceholder
+			f.emptyWill = true
+		}
+	}
+	if pk.Connect.PasswordFlag && len(pk.Connect.Password) == 0 {
+		// A password that matches no user's: securityHook refuses a
+		// username without password as not authorised.
+		pk.Connect.PasswordFlag = false
+	}
+	if f != (connectFacts{}) {
+		h.remember(cl, f)
+	}
+	return pk, nil
+}
+
+// validTopicName reports whether t may be published to: no wildcards.
+func validTopicName(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] == '+' || t[i] == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// OnConnect applies mosquitto's checks that follow the CONNECT's
+// validation and precede authentication (the hook is added before
+// securityHook), and assigns client identifiers.
+func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	f := h.recall(cl, false)
+	if f.emptyWill {
+		cl.Properties.Will.Payload = []byte{}
+	}
+	v5 := cl.Properties.ProtocolVersion >= 5
+	if pk.Connect.WillFlag && h.sizeLimit > 0 && len(cl.Properties.Will.Payload) > h.sizeLimit {
+		h.log.Info("connection refused: will payload larger than message_size_limit", "client", cl.ID,
+			"remote", cl.Net.Remote, "bytes", len(cl.Properties.Will.Payload), "limit", h.sizeLimit)
+		return h.refuse(cl, packets.ErrPacketTooLarge, packets.Err3NotAuthorized)
+	}
+	if cl.Properties.Props.AssignedClientID != "" { // mochi made one up
+		if cl.Properties.ProtocolVersion == 3 {
+			// MQTT 3.1 requires an identifier of 1 to 23 characters.
+			h.log.Info("connection refused: MQTT 3.1 client without client id", "remote", cl.Net.Remote)
+			return h.refuse(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
+		}
+		id, err := h.newClientID()
+		if err != nil {
+			return err
+		}
+		cl.ID = id
+		cl.Properties.Props.AssignedClientID = ""
+		if v5 {
+			cl.Properties.Props.AssignedClientID = id // [MQTT-3.2.2-16]
+		}
+	}
+	if v5 && pk.Properties.AuthenticationMethod != "" {
+		h.log.Info("connection refused: unsupported authentication method", "client", cl.ID, "remote", cl.Net.Remote,
+			"method", pk.Properties.AuthenticationMethod)
+		return h.refuse(cl, packets.ErrBadAuthenticationMethod, packets.ErrBadAuthenticationMethod)
+	}
+	return nil
+}
+
+// OnSessionEstablished starts treating a bridge as one; from here on
+// OnDisconnect is sure to run.
+func (h *connectHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if h.recall(cl, true).bridge {
+		h.bridges.Store(cl, struct{}{})
+	}
+}
+
+// refuse sends a refusing CONNACK: v5 for MQTT 5 clients, else v3.
+func (h *connectHook) refuse(cl *mqtt.Client, v5, v3 packets.Code) error {
+	code := v5
+	if cl.Properties.ProtocolVersion < 5 {
+		code = v3
+	}
+	if err := h.server.SendConnack(cl, code, false, nil); err != nil {
+		return fmt.Errorf("%w: send connack: %w", errRefused, err)
+	}
+	return errRefused
+}
+
+// newClientID returns idPrefix and 16 random bytes as hex in the layout
+// of a UUID, as mosquitto assigns them.
+func (h *connectHook) newClientID() (string, error) {
+	var rnd [16]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", fmt.Errorf("assign client id: %w", err)
+	}
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, 0, len(h.idPrefix)+36)
+	out = append(out, h.idPrefix...)
+	for i, b := range rnd {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hex[b&0x0f], hex[b>>4])
+	}
+	return string(out), nil
+}
+
+// OnDisconnect forgets a bridge connection.
+func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.bridges.Delete(cl)
+}
+
+// OnPacketEncode sets the CONNACK's flags and properties as mosquitto
+// does; connackOrder puts the properties in mosquitto's order on the wire.
+func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack {
+		return pk
+	}
+	switch v := cl.Properties.ProtocolVersion; {
+	case v == 3:
+		pk.SessionPresent = false // reserved in MQTT 3.1
+		fallthrough
+	case v < 5:
+		if pk.ReasonCode == packets.ErrUnspecifiedError.Code {
+			// mochi's refusal of an empty client id without clean
+			// session, in a code MQTT 3.1.1 does not have.
+			pk.ReasonCode = packets.Err3ClientIdentifierNotValid.Code
+		}
+		return pk
+	}
+	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+		pk.Properties = packets.Properties{}
+		return pk
+	}
+	pk.Properties.TopicAliasMaximum = topicAliasMaximum
+	pk.Properties.ReceiveMaximum = h.receiveMax // 0: not sent
+	return pk
+}
+
+// connackOrder returns a CONNACK packet (fixed header included) with its
+// MQTT 5 properties in the order mosquitto writes them; any other packet,
+// or one it cannot parse, is returned as it is. mosquitto's test suite
+// compares CONNACKs byte for byte, and mochi encodes properties in an
+// order of its own.
+func connackOrder(p []byte) []byte {
+	if len(p) < 6 || p[0] != 0x20 || p[1]&0x80 != 0 || int(p[1]) != len(p)-2 {
+		return p
+	}
+	// 20 len flags rc proplen props...; a v3 CONNACK has len 2.
+	plen, n := uvarint(p[4:])
+	if n == 0 || 4+n+plen != len(p) {
+		return p
+	}
+	props := p[4+n:]
+	type prop struct {
+		rank int
+		b    []byte
+	}
+	var list []prop
+	for len(props) > 0 {
+		size := propertySize(props)
+		if size == 0 || size > len(props) {
+			return p
+		}
+		list = append(list, prop{connackRank(props[0]), props[:size]})
+		props = props[size:]
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].rank < list[j].rank })
+	out := make([]byte, 0, len(p))
+	out = append(out, p[:4+n]...)
+	for _, pr := range list {
+		out = append(out, pr.b...)
+	}
+	return out
+}
+
+// connackRank is a CONNACK property's place in mosquitto's order
+// (handle_connect.c, then send_connack.c); others follow in mochi's order.
+func connackRank(id byte) int {
+	switch id {
+	case 0x13: // Server Keep Alive
+		return 0
+	case 0x22: // Topic Alias Maximum
+		return 1
+	case 0x12: // Assigned Client Identifier
+		return 2
+	case 0x15: // Authentication Method
+		return 3
+	case 0x16: // Authentication Data
+		return 4
+	case 0x25: // Retain Available
+		return 5
+	case 0x27: // Maximum Packet Size
+		return 6
+	case 0x21: // Receive Maximum
+		return 7
+	case 0x24: // Maximum QoS
+		return 8
+	}
+	return 9
+}
+
+// propertySize is the encoded size of the property at the start of b
+// (identifier included), or 0 when it is unknown or truncated.
+func propertySize(b []byte) int {
+	u16 := func(off int) int {
+		if len(b) < off+2 {
+			return -1
+		}
+		return int(b[off])<<8 | int(b[off+1])
+	}
+	switch b[0] {
+	case 0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2a: // byte
+		return 2
+	case 0x13, 0x21, 0x22, 0x23: // two-byte integer
+		return 3
+	case 0x02, 0x11, 0x18, 0x27: // four-byte integer
+		return 5
+	case 0x0b: // variable byte integer
+		if _, n := uvarint(b[1:]); n > 0 {
+			return 1 + n
+		}
+	case 0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1a, 0x1c, 0x1f: // string, binary
+		if l := u16(1); l >= 0 {
+			return 3 + l
+		}
+	case 0x26: // string pair
+		k := u16(1)
+		if k < 0 {
+			return 0
+		}
+		if v := u16(3 + k); v >= 0 {
+			return 5 + k + v
+		}
+	}
+	return 0
+}
+
+// uvarint decodes an MQTT variable byte integer; n is 0 when b does not
+// hold a complete one.
+func uvarint(b []byte) (v, n int) {
+	mult := 1
+	for i := 0; i < len(b) && i < 4; i++ {
+		v += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return v, i + 1
+		}
+		mult *= 128
+	}
+	return 0, 0
+}
