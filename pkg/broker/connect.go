@@ -3,7 +3,6 @@
 package broker
 
 import (
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -35,9 +34,10 @@ import (
 //     not match (v3 5, v5 0x87); mochi refuses it as a protocol error.
 //   - An MQTT 5 Authentication Method is refused with 0x8C Bad
 //     authentication method: the broker has no extended authentication.
-//   - A client without an id gets "auto-" and 36 characters of random hex
-//     (mochi: a 20-character xid); MQTT 3.1 and 3.1.1 clients without
-//     clean session that send none are refused with 2.
+//   - An MQTT 3.1 client without client id, and a 3.1.1 one without clean
+//     session, is refused with 2 (mochi accepts the first and answers the
+//     second with 0x80, a code 3.1.1 does not have). securityHook assigns
+//     ids to the others (auto_id_prefix, allow_zero_length_clientid).
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
@@ -53,8 +53,6 @@ type connectHook struct {
 	// sizeLimit is message_size_limit: a larger will payload is refused;
 	// 0 = no limit.
 	sizeLimit int
-	// idPrefix starts the identifiers the broker assigns (auto_id_prefix).
-	idPrefix string
 
 	// facts holds what OnPacketRead learnt from a CONNECT that mochi
 	// changes or loses before OnConnect, until the session is established
@@ -71,9 +69,6 @@ type connectHook struct {
 // clients and advertises, as mosquitto's max_topic_alias default.
 const topicAliasMaximum = 10
 
-// defaultIDPrefix is mosquitto's auto_id_prefix default.
-const defaultIDPrefix = "auto-"
-
 // connectFacts are the parts of a CONNECT that mochi rewrites or refuses
 // before the hooks that decide about them run.
 type connectFacts struct {
@@ -82,8 +77,7 @@ type connectFacts struct {
 }
 
 func newConnectHook(server *mqtt.Server, log *slog.Logger, receiveMax uint16, sizeLimit int) *connectHook {
-	return &connectHook{server: server, log: log, receiveMax: receiveMax, sizeLimit: sizeLimit, idPrefix: defaultIDPrefix,
-		facts: map[*mqtt.Client]connectFacts{}}
+	return &connectHook{server: server, log: log, receiveMax: receiveMax, sizeLimit: sizeLimit, facts: map[*mqtt.Client]connectFacts{}}
 }
 
 // remember keeps f for cl, and forgets the facts of refused CONNECTs.
@@ -197,21 +191,12 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			"remote", cl.Net.Remote, "bytes", len(cl.Properties.Will.Payload), "limit", h.sizeLimit)
 		return h.refuse(cl, packets.ErrPacketTooLarge, packets.Err3NotAuthorized)
 	}
-	if cl.Properties.Props.AssignedClientID != "" { // mochi made one up
-		if cl.Properties.ProtocolVersion == 3 {
-			// MQTT 3.1 requires an identifier of 1 to 23 characters.
-			h.log.Info("connection refused: MQTT 3.1 client without client id", "remote", cl.Net.Remote)
-			return h.refuse(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
-		}
-		id, err := h.newClientID()
-		if err != nil {
-			return err
-		}
-		cl.ID = id
-		cl.Properties.Props.AssignedClientID = ""
-		if v5 {
-			cl.Properties.Props.AssignedClientID = id // [MQTT-3.2.2-16]
-		}
+	if pk.Connect.ClientIdentifier == "" && cl.Properties.ProtocolVersion == 3 {
+		// MQTT 3.1 requires an identifier of 1 to 23 characters (mochi
+		// makes one up). securityHook assigns mosquitto's auto- ids to
+		// the others, or refuses them (allow_zero_length_clientid).
+		h.log.Info("connection refused: MQTT 3.1 client without client id", "remote", cl.Net.Remote)
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
 	}
 	if v5 && pk.Properties.AuthenticationMethod != "" {
 		h.log.Info("connection refused: unsupported authentication method", "client", cl.ID, "remote", cl.Net.Remote,
@@ -239,25 +224,6 @@ func (h *connectHook) refuse(cl *mqtt.Client, v5, v3 packets.Code) error {
 		return fmt.Errorf("%w: send connack: %w", errRefused, err)
 	}
 	return errRefused
-}
-
-// newClientID returns idPrefix and 16 random bytes as hex in the layout
-// of a UUID, as mosquitto assigns them.
-func (h *connectHook) newClientID() (string, error) {
-	var rnd [16]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", fmt.Errorf("assign client id: %w", err)
-	}
-	const hex = "0123456789ABCDEF"
-	out := make([]byte, 0, len(h.idPrefix)+36)
-	out = append(out, h.idPrefix...)
-	for i, b := range rnd {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
-		}
-		out = append(out, hex[b&0x0f], hex[b>>4])
-	}
-	return string(out), nil
 }
 
 // OnDisconnect forgets a bridge connection.
