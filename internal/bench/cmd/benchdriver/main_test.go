@@ -3,6 +3,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -49,4 +50,25 @@ func TestMosquittoConfNeverDrops(t *testing.T) {
 func TestDocLine(t *testing.T) {
 	e := &env{run: "/tmp/mqttkit-bench-1", binDir: "/repo/.bench/bin"}
 	require.Equal(t, ".bench/bin/loadgen lines -n 5 > $RUN/lines.txt", e.docLine("/repo/.bench/bin/loadgen lines -n 5 > /tmp/mqttkit-bench-1/lines.txt"))
+}
+
+// TestTargetsNameScaledCounts: at BENCH_SCALE != 1 the targets name the
+// counts that were run, not the full ones.
+func TestTargetsNameScaledCounts(t *testing.T) {
+	full := (&env{scale: 1}).targets()
+	quick := (&env{scale: 0.05}).targets()
+	require.Equal(t, len(full), len(quick))
+	var fullText, quickText strings.Builder
+	for i := range full {
+		fullText.WriteString(full[i].Text + "\n")
+		quickText.WriteString(quick[i].Text + "\n")
+	}
+	for _, c := range []string{"200,000 lines", "50,000 lines", "200,000 messages", "1,000 x 10 msg/s", "10,000 msg/s"} {
+		require.Contains(t, fullText.String(), c)
+		require.NotContains(t, quickText.String(), c)
+	}
+	for _, c := range []string{"10,000 lines", "2,500 lines", "10,000 messages", "50 x 10 msg/s", "500 msg/s"} {
+		require.Contains(t, quickText.String(), c)
+	}
+	require.InDelta(t, 475, quick[len(quick)-1].MinOurs, 0.001)
 }

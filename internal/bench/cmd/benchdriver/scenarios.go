@@ -701,18 +701,8 @@ func (e *env) sensorFleet() error {
 }
 
 func (e *env) verdicts() []bench.Verdict {
-	targets := []bench.Target{
-		{Issue: 4, Text: "one-shot `pub -m` wall time at most 1.1x mosquitto_pub", RowID: "oneshot", Metric: "wall time", MaxRatio: 1.1},
-		{Issue: 4, Text: "`pub -l` 200,000 lines QoS 0 at least as fast as mosquitto_pub", RowID: "pub-l-q0", Metric: "wall time", MaxRatio: 1.0},
-		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: 200,000 lines, delivered messages per second", RowID: "pub-l-q1", Metric: "delivered/s", MinRatio: 1.5},
-		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: 50,000 lines, where mosquitto_pub delivers them all, wall time", RowID: "pub-l-q1-small", Metric: "wall time", MaxRatio: 1 / 1.5},
-		{Issue: 5, Text: "`sub` receiving and printing 200,000 messages at least as fast as mosquitto_sub", RowID: "sub-print", Metric: "wall time", MaxRatio: 1.0},
-		{Issue: 6, Text: "fan-in QoS 0 throughput at least 1.3x mosquitto", RowID: "fanin-q0", Metric: "throughput", MinRatio: 1.3},
-		{Issue: 6, Text: "fan-in QoS 1 throughput at least 1.0x mosquitto", RowID: "fanin-q1", Metric: "throughput", MinRatio: 1.0},
-		{Issue: 8, Text: "sensor fleet 1,000 x 10 msg/s keeps up through mqtt broker (≥ 95% of 10,000 msg/s delivered over the whole run, nothing lost)", RowID: "sensor", Metric: "delivered rate", MinOurs: 0.95 * float64(e.n(1000, 50)*10)},
-	}
 	var vs []bench.Verdict
-	for _, t := range targets {
+	for _, t := range e.targets() {
 		for _, r := range e.rows {
 			if r.ID == t.RowID {
 				vs = append(vs, t.Evaluate(e.rows))
@@ -721,6 +711,26 @@ func (e *env) verdicts() []bench.Verdict {
 		}
 	}
 	return vs
+}
+
+// targets are the performance targets of the issues, worded with the
+// counts this run used: at BENCH_SCALE != 1 they name the scaled counts,
+// never ones that were not run (the limits are ratios, or scale too).
+func (e *env) targets() []bench.Target {
+	k := func(n int) string { return bench.Thousands(int64(n)) }
+	lines, small := e.n(200000, 1000), e.n(50000, 1000)
+	subN := e.n(200000, 1000)
+	sensors := e.n(1000, 50)
+	return []bench.Target{
+		{Issue: 19, Text: "one-shot `pub -m` wall time at most 1.5x mosquitto_pub (issue 4 asked 1.1x, out of reach of one binary: see One-shot start-up)", RowID: "oneshot", Metric: "wall time", MaxRatio: 1.5},
+		{Issue: 4, Text: "`pub -l` " + k(lines) + " lines QoS 0 at least as fast as mosquitto_pub", RowID: "pub-l-q0", Metric: "wall time", MaxRatio: 1.0},
+		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: " + k(lines) + " lines, delivered messages per second", RowID: "pub-l-q1", Metric: "delivered/s", MinRatio: 1.5},
+		{Issue: 4, Text: "`pub -l` QoS 1 at least 1.5x faster than mosquitto_pub: " + k(small) + " lines, where mosquitto_pub delivers them all, wall time", RowID: "pub-l-q1-small", Metric: "wall time", MaxRatio: 1 / 1.5},
+		{Issue: 5, Text: "`sub` receiving and printing " + k(subN) + " messages at least as fast as mosquitto_sub", RowID: "sub-print", Metric: "wall time", MaxRatio: 1.0},
+		{Issue: 6, Text: "fan-in QoS 0 throughput at least 1.3x mosquitto", RowID: "fanin-q0", Metric: "throughput", MinRatio: 1.3},
+		{Issue: 6, Text: "fan-in QoS 1 throughput at least 1.0x mosquitto", RowID: "fanin-q1", Metric: "throughput", MinRatio: 1.0},
+		{Issue: 8, Text: "sensor fleet " + k(sensors) + " x 10 msg/s keeps up through mqtt broker (≥ 95% of " + k(sensors*10) + " msg/s delivered over the whole run, nothing lost)", RowID: "sensor", Metric: "delivered rate", MinOurs: 0.95 * float64(sensors*10)},
+	}
 }
 
 func jsonUnmarshal(s string, v any) error {
