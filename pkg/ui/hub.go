@@ -139,6 +139,12 @@ func (h *Hub) push() {
 	if !ok {
 		u.Caps = h.model.caps
 	}
+	if u.Topics == nil {
+		u.Topics = []Topic{}
+	}
+	if u.Log == nil {
+		u.Log = []LogLine{}
+	}
 	if h.stateChanged {
 		s := h.state
 		u.State = &s
@@ -172,6 +178,9 @@ func (h *Hub) snapshot(p *page) (uint64, []byte, error) {
 	s := Snapshot{Seq: h.seq, Now: h.o.Now().UnixMilli(), Topics: topics, Log: log, State: h.state, Caps: h.model.caps}
 	if s.Topics == nil {
 		s.Topics = []*Topic{}
+	}
+	if s.Log == nil {
+		s.Log = []LogLine{}
 	}
 	data, err := json.Marshal(s)
 	if p != nil {

@@ -66,11 +66,11 @@
     $("tree").textContent = "";
     st.charts.forEach((c) => c.fig.remove());
     st.charts.clear();
-    for (const t of s.topics) addTopic(t, true);
+    for (const t of s.topics || []) addTopic(t, true);
     const tb = $("log").tBodies[0];
     tb.textContent = "";
     st.pending = [];
-    st.logQueue = s.log.slice(-st.limits.log);
+    st.logQueue = (s.log || []).slice(-st.limits.log);
     setState(s.state);
     schedule();
   }
@@ -78,8 +78,8 @@
   function update(u) {
     st.offset = u.now - Date.now();
     setCaps(u.caps);
-    for (const t of u.topics) addTopic(t, false);
-    if (u.log.length) {
+    for (const t of u.topics || []) addTopic(t, false);
+    if (u.log && u.log.length) {
       if (st.paused) {
         st.pending.push(...u.log);
         if (st.pending.length > st.limits.log) {
@@ -134,15 +134,20 @@
   // ---------- topic tree ----------
   function insertNode(t) {
     let n = st.root;
-    for (const level of t.levels) {
-      let c = n.children.get(level);
+    t.levels.forEach((level, i) => {
+      let key = level;
+      // Two topics can show the same name (bad UTF-8 repaired to the same
+      // text, or names cut at the limit): each keeps its own row.
+      const last = i === t.levels.length - 1;
+      if (last && n.children.has(key) && n.children.get(key).topic) key = level + "\u0000" + t.id;
+      let c = n.children.get(key);
       if (!c) {
         c = newNode(n, level);
-        n.children.set(level, c);
+        n.children.set(key, c);
         mountNode(c);
       }
       n = c;
-    }
+    });
     n.topic = t;
     t.node = n;
     n.li.classList.add("has-topic");
