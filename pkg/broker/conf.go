@@ -48,6 +48,9 @@ type Conf struct {
 
 	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
 	LogTypes    []string      // log_type values in file order, nil when not set
+	// Log is log_dest, log_timestamp and log_timestamp_format.
+	Log     LogSetup
+	PIDFile string // pid_file, "" for none
 
 	// Warnings about directives mosquitto knows but mqtt broker ignores,
 	// each "file:line: message".
@@ -420,9 +423,15 @@ func (p *confParser) directive(text string, level int) error {
 			c.PerListenerSettings = b
 		}
 	case "log_dest":
-		if value != "stderr" {
-			p.warnf("log_dest %s is not supported, logging to stderr", value)
-		}
+		err = p.logDest(value)
+	case "log_timestamp":
+		var b bool
+		b, err = p.boolValue(key, value)
+		c.Log.NoTimestamp = !b
+	case "log_timestamp_format":
+		err = p.stringOnce(key, key, value, &c.Log.TimestampFormat)
+	case "pid_file":
+		err = p.stringOnce(key, key, value, &c.PIDFile)
 	case "include_dir":
 		err = p.includeDir(value, level)
 	default:
@@ -488,6 +497,35 @@ func (p *confParser) intValue(key, value string, lo, hi int, msg string) (int, e
 		return 0, p.errorf("Invalid %s value (%s), must be a number from %d to %d", key, value, lo, hi)
 	}
 	return n, nil
+}
+
+// logDest adds a log_dest: the first one replaces the default (stderr),
+// `none` removes all.
+func (p *confParser) logDest(value string) error {
+	kind, path, _ := strings.Cut(value, " ")
+	path = strings.TrimFunc(path, isCSpace)
+	log := &p.c.Log
+	if log.Dests == nil {
+		log.Dests = []LogDest{}
+	}
+	switch kind {
+	case "stderr", "stdout", "topic":
+		log.Dests = append(log.Dests, LogDest{Kind: kind})
+	case "file":
+		if path == "" {
+			return p.errorf("Empty \"log_dest file\" value in configuration")
+		}
+		log.Dests = append(log.Dests, LogDest{Kind: kind, Path: path})
+	case "none":
+		log.Dests = []LogDest{}
+	case "syslog", "dlt":
+		p.warnf("log_dest %s is not supported by mqtt broker, ignored", kind)
+	case "":
+		return p.errorf("Empty log_dest value in configuration")
+	default:
+		return p.errorf("Invalid log_dest value (%s)", value)
+	}
+	return nil
 }
 
 // security returns the security options a directive sets: the global ones,
@@ -606,11 +644,11 @@ var mosquittoDirectives = map[string]struct{}{
 	"ciphers": {}, "ciphers_tls1.3": {}, "cleansession": {}, "clientid": {}, "clientid_prefixes": {}, "connection": {},
 	"connection_messages": {}, "crlfile": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
 	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
-	"local_password": {}, "local_username": {}, "log_facility": {}, "log_timestamp": {}, "log_timestamp_format": {},
+	"local_password": {}, "local_username": {}, "log_facility": {},
 	"max_inflight_bytes": {}, "max_keepalive": {}, "max_qos": {}, "max_queued_bytes": {},
 	"max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
 	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "persistent_client_expiration": {},
-	"pid_file": {}, "plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},
+	"plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},
 	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
 	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},
 	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "tls_version": {}, "topic": {}, "try_private": {},

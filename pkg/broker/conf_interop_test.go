@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -53,7 +55,14 @@ func sameConf(t *testing.T, tmpl string, files map[string]string, check func(t *
 		conf, err := ParseConf("test.conf", strings.NewReader(text))
 		require.NoError(t, err)
 		require.Empty(t, conf.Warnings)
-		start(t, conf.Config())
+		cfg := conf.Config()
+		var level slog.LevelVar
+		level.Set(conf.LogLevel())
+		lg, err := OpenLogging(conf.Log, io.Discard, io.Discard, &level)
+		require.NoError(t, err)
+		t.Cleanup(lg.Close)
+		cfg.Log = lg.Logger
+		lg.PublishTo(start(t, cfg))
 		check(t, "mqtt", ports)
 	})
 	t.Run("mosquitto", func(t *testing.T) {
@@ -353,5 +362,27 @@ func TestConfSysIntervalZero(t *testing.T) {
 		c.mustConnect("sys", "", "")
 		require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
 		require.Empty(t, c.ping())
+	})
+}
+
+// log_dest topic: log lines are published to $SYS/broker/log/<level>; a
+// client connecting is a notice (N).
+func TestConfLogDestTopic(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nlog_dest topic\nlog_type notice\n"
+	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
+		addr := "127.0.0.1:" + ports[0]
+		sub := dialRaw(t, addr, 4)
+		sub.mustConnect("logsub", "", "")
+		require.Equal(t, []byte{0}, sub.subscribe(1, 0, "$SYS/broker/log/#"))
+		dialRaw(t, addr, 4).mustConnect("newcomer", "", "")
+		for {
+			pk := sub.recv()
+			require.Equal(t, packets.Publish, pk.FixedHeader.Type)
+			require.Regexp(t, `^\$SYS/broker/log/[EWNID]`, pk.TopicName)
+			if strings.Contains(string(pk.Payload), "newcomer") {
+				require.Equal(t, "$SYS/broker/log/N", pk.TopicName, "%s: %s", kind, pk.Payload)
+				return
+			}
+		}
 	})
 }

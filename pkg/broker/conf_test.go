@@ -204,11 +204,11 @@ auth_opt_backend files
 tls_version tlsv1.2
 `)
 	require.Equal(t, []string{
-		"m.conf:1: pid_file is not supported by mqtt broker, ignored",
-		"m.conf:6: log_dest file /var/log/mosquitto/mosquitto.log is not supported, logging to stderr",
 		"m.conf:8: auth_opt_backend is not supported by mqtt broker, ignored",
 		"m.conf:9: tls_version is not supported by mqtt broker, ignored",
 	}, c.Warnings)
+	require.Equal(t, "/run/mosquitto/mosquitto.pid", c.PIDFile)
+	require.Equal(t, []LogDest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
 	require.True(t, c.Persistence)
 	require.Equal(t, "/var/lib/mosquitto/", c.PersistenceLocation)
 }
@@ -238,6 +238,8 @@ func TestParseConfErrors(t *testing.T) {
 		{"port zero", "port 0\n", 1, `Invalid port value (0)`},
 		{"bad protocol", "listener 1\nprotocol http\n", 2, `Invalid protocol value (http)`},
 		{"bad log_type", "log_type verbose\n", 1, `Invalid log_type value (verbose)`},
+		{"bad log_dest", "log_dest journal\n", 1, `Invalid log_dest value (journal)`},
+		{"log_dest file without path", "log_dest file\n", 1, `Empty "log_dest file" value in configuration`},
 		{"max_packet_size too small", "max_packet_size 10\n", 1, `Invalid max_packet_size value (10), must be between 20 and 268435460`},
 		{"per_listener_settings after a security option", "allow_anonymous true\nper_listener_settings true\n", 2, `per_listener_settings must be set before any other security settings`},
 		{"duplicate acl_file on one listener", "per_listener_settings true\nlistener 1\nacl_file a\nlistener 2\nacl_file b\nacl_file c\n", 6, `Duplicate acl_file value in configuration`},

@@ -46,6 +46,8 @@ type BrokerOptions struct {
 	localOnly bool // mosquitto's local-only mode: no listener asked for
 	level     slog.Level
 	warnings  []string          // from the configuration file
+	logSetup  broker.LogSetup   // log_dest, log_timestamp, log_timestamp_format
+	pidFile   string            // pid_file
 	set       func(string) bool // whether a flag was given
 	// hup delivers reload requests (SIGHUP); tests inject their own.
 	hup <-chan os.Signal
@@ -144,6 +146,7 @@ func (o *BrokerOptions) build(d *Deps) error {
 		fileListeners = !conf.LocalOnly()
 		o.warnings = conf.Warnings
 		o.level = conf.LogLevel()
+		o.logSetup, o.pidFile = conf.Log, conf.PIDFile
 	}
 	if o.Verbose {
 		o.level = slog.LevelDebug
@@ -303,8 +306,19 @@ func (o *BrokerOptions) explainListen(err error) error {
 // runBroker serves until ctx is cancelled, then shuts down cleanly.
 func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	d.Level.Set(o.level)
+	log := d.Log
+	var logging *broker.Logging
+	if ls := o.logSetup; ls.Dests != nil || ls.NoTimestamp || ls.TimestampFormat != "" {
+		lg, err := broker.OpenLogging(ls, d.IO.Out, d.IO.ErrOut, d.Level)
+		if err != nil {
+			return err
+		}
+		defer lg.Close()
+		logging, log = lg, lg.Logger
+		o.cfg.Log = log
+	}
 	for _, w := range o.warnings {
-		d.Log.Warn("config: " + w)
+		log.Warn("config: " + w)
 	}
 	errOut := d.IO.ErrOut
 	var selfSigned *broker.SelfSigned
@@ -331,6 +345,16 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	if err := b.Start(); err != nil {
 		return err
 	}
+	if logging != nil {
+		logging.PublishTo(b)
+	}
+	if o.pidFile != "" {
+		// Like mosquitto: the process id without a newline, removed at exit.
+		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("pid_file: %w", err)
+		}
+		defer os.Remove(o.pidFile)
+	}
 	var metrics string
 	if o.Metrics != "" {
 		if metrics, err = b.ServeMetrics(o.Metrics); err != nil {
@@ -355,10 +379,15 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.Log.Info("shutting down")
+			log.Info("shutting down")
 			return nil
 		case <-hup:
-			reloadBroker(d.Log, o, b)
+			reloadBroker(log, o, b)
+			if logging != nil {
+				if err := logging.Reopen(); err != nil {
+					log.Error("reopening the log file failed, logging to the old one", "error", err)
+				}
+			}
 		}
 	}
 }

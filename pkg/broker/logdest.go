@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LogDest is one mosquitto log_dest: "stderr", "stdout", "file" (with
+// Path) or "topic" ($SYS/broker/log/...).
+type LogDest struct {
+	Kind string
+	Path string // for "file"
+}
+
+// LogSetup is where and how the broker logs: mosquitto's log_dest,
+// log_timestamp and log_timestamp_format.
+type LogSetup struct {
+	// Dests are the destinations; nil means stderr, an empty non-nil
+	// slice (log_dest none) means nowhere.
+	Dests []LogDest
+	// NoTimestamp drops the time from each line (log_timestamp false).
+	NoTimestamp bool
+	// TimestampFormat is a strftime format for the time
+	// (log_timestamp_format); "" keeps RFC 3339.
+	TimestampFormat string
+}
+
+// Logging is an open LogSetup: its Logger writes to every destination.
+type Logging struct {
+	Logger *slog.Logger
+	files  []*reopenFile
+	topic  *topicSink
+}
+
+// OpenLogging opens the destinations of s (files are appended to and
+// created when missing). stdout and stderr are the process's streams;
+// level filters every destination.
+func OpenLogging(s LogSetup, stdout, stderr io.Writer, level slog.Leveler) (*Logging, error) {
+	dests := s.Dests
+	if dests == nil {
+		dests = []LogDest{{Kind: "stderr"}}
+	}
+	lg := &Logging{}
+	var writers []io.Writer
+	for _, d := range dests {
+		switch d.Kind {
+		case "stderr":
+			writers = append(writers, stderr)
+		case "stdout":
+			writers = append(writers, stdout)
+		case "file":
+			f := &reopenFile{path: d.Path}
+			if err := f.open(); err != nil {
+				lg.Close()
+				return nil, err
+			}
+			lg.files = append(lg.files, f)
+			writers = append(writers, f)
+		case "topic":
+			lg.topic = &topicSink{level: level, stamp: s.stamp}
+		default:
+			lg.Close()
+			return nil, fmt.Errorf("log_dest %s is not supported", d.Kind)
+		}
+	}
+	var hs []slog.Handler
+	if len(writers) > 0 {
+		opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 || a.Key != slog.TimeKey {
+				return a
+			}
+			if s.NoTimestamp {
+				return slog.Attr{}
+			}
+			if s.TimestampFormat != "" {
+				return slog.String(slog.TimeKey, strftime(s.TimestampFormat, a.Value.Time()))
+			}
+			return a
+		}}
+		hs = append(hs, slog.NewTextHandler(io.MultiWriter(writers...), opts))
+	}
+	if lg.topic != nil {
+		hs = append(hs, &topicHandler{sink: lg.topic})
+	}
+	lg.Logger = slog.New(fanout(hs))
+	return lg, nil
+}
+
+// stamp formats t for a line sent to a topic (mosquitto: "TIME: message").
+func (s LogSetup) stamp(t time.Time) string {
+	switch {
+	case s.NoTimestamp:
+		return ""
+	case s.TimestampFormat != "":
+		return strftime(s.TimestampFormat, t) + ": "
+	}
+	return strconv.FormatInt(t.Unix(), 10) + ": "
+}
+
+// PublishTo starts sending log lines to $SYS/broker/log/<E|W|N|D> on b
+// (log_dest topic); lines logged before are not sent.
+func (lg *Logging) PublishTo(b *Broker) {
+	if lg.topic != nil {
+		lg.topic.broker.Store(b)
+	}
+}
+
+// Reopen closes and reopens the log files, for log rotation (SIGHUP, as
+// mosquitto does). A file that cannot be reopened keeps its old handle.
+func (lg *Logging) Reopen() error {
+	var errs []string
+	for _, f := range lg.files {
+		if err := f.reopen(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Close closes the log files.
+func (lg *Logging) Close() {
+	for _, f := range lg.files {
+		f.close()
+	}
+	if lg.topic != nil {
+		lg.topic.broker.Store(nil)
+	}
+}
+
+// reopenFile is a log file that SIGHUP can reopen after rotation.
+type reopenFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func (r *reopenFile) open() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("log_dest file: %w", err)
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (r *reopenFile) reopen() error { return r.open() }
+
+func (r *reopenFile) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+func (r *reopenFile) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return len(p), nil
+	}
+	return r.f.Write(p)
+}
+
+// topicSink is where log_dest topic publishes: the broker, once running.
+// A line logged while one is being published is dropped for the topic,
+// so publishing can never loop.
+type topicSink struct {
+	level  slog.Leveler
+	stamp  func(time.Time) string
+	broker atomic.Pointer[Broker]
+	busy   atomic.Bool
+}
+
+// topicHandler publishes each log line to $SYS/broker/log/<letter>, as
+// mosquitto's log_dest topic: E error, W warning, N notice (our info), D
+// debug.
+type topicHandler struct {
+	sink  *topicSink
+	attrs []slog.Attr
+	group string
+}
+
+func (h *topicHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return h.sink.broker.Load() != nil && l >= h.sink.level.Level()
+}
+
+func (h *topicHandler) Handle(_ context.Context, r slog.Record) error {
+	b := h.sink.broker.Load()
+	if b == nil || !h.sink.busy.CompareAndSwap(false, true) {
+		return nil
+	}
+	defer h.sink.busy.Store(false)
+	letter := "D"
+	switch {
+	case r.Level >= slog.LevelError:
+		letter = "E"
+	case r.Level >= slog.LevelWarn:
+		letter = "W"
+	case r.Level >= slog.LevelInfo:
+		letter = "N"
+	}
+	var buf bytes.Buffer
+	buf.WriteString(h.sink.stamp(r.Time))
+	buf.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		if !a.Equal(slog.Attr{}) {
+			key := a.Key
+			if h.group != "" {
+				key = h.group + "." + key
+			}
+			fmt.Fprintf(&buf, " %s=%s", key, strconv.Quote(a.Value.String()))
+		}
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	return b.Publish("$SYS/broker/log/"+letter, buf.Bytes(), false, 0)
+}
+
+func (h *topicHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &topicHandler{sink: h.sink, attrs: append(append([]slog.Attr{}, h.attrs...), as...), group: h.group}
+}
+
+func (h *topicHandler) WithGroup(name string) slog.Handler {
+	return &topicHandler{sink: h.sink, attrs: h.attrs, group: name}
+}
+
+// fanout sends each record to every handler that wants it.
+type fanout []slog.Handler
+
+func (f fanout) Enabled(ctx context.Context, l slog.Level) bool {
+	for _, h := range f {
+		if h.Enabled(ctx, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fanout) Handle(ctx context.Context, r slog.Record) error {
+	var first error
+	for _, h := range f {
+		if h.Enabled(ctx, r.Level) {
+			if err := h.Handle(ctx, r.Clone()); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+func (f fanout) WithAttrs(as []slog.Attr) slog.Handler {
+	n := make(fanout, len(f))
+	for i, h := range f {
+		n[i] = h.WithAttrs(as)
+	}
+	return n
+}
+
+func (f fanout) WithGroup(name string) slog.Handler {
+	n := make(fanout, len(f))
+	for i, h := range f {
+		n[i] = h.WithGroup(name)
+	}
+	return n
+}
+
+// strftime formats t with the C strftime conversions mosquitto users put
+// in log_timestamp_format (%Y %m %d %H %M %S %y %b %B %a %A %e %j %z %Z %p
+// %I %T %F %D %s %%); any other conversion is copied as written.
+func strftime(format string, t time.Time) string {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' || i+1 == len(format) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		layout := map[byte]string{
+			'Y': "2006", 'm': "01", 'd': "02", 'H': "15", 'M': "04", 'S': "05", 'y': "06",
+			'b': "Jan", 'h': "Jan", 'B': "January", 'a': "Mon", 'A': "Monday", 'e': "_2", 'j': "002",
+			'z': "-0700", 'Z': "MST", 'p': "PM", 'I': "03", 'T': "15:04:05", 'F': "2006-01-02", 'D': "01/02/06",
+		}[format[i]]
+		switch {
+		case layout != "":
+			b.WriteString(t.Format(layout))
+		case format[i] == 's':
+			b.WriteString(strconv.FormatInt(t.Unix(), 10))
+		case format[i] == '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(format[i])
+		}
+	}
+	return b.String()
+}
