@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -132,7 +133,7 @@ func (c *wireConn) next() error {
 			break
 		}
 		if n == len(c.hdr) {
-			return c.malformed(h>>4, "remaining length longer than 4 bytes")
+			return c.refuse(h>>4, rcMalformed, "remaining length longer than 4 bytes")
 		}
 	}
 	c.out = c.hdr[:n]
@@ -147,7 +148,7 @@ func (c *wireConn) next() error {
 	}
 	var fh packets.FixedHeader
 	if err := fh.Decode(h); err != nil {
-		return c.malformed(h>>4, err.Error())
+		return c.refuse(h>>4, rcMalformed, err.Error())
 	}
 	fh.Remaining = remaining
 	if cap(c.buf) > maxBufKeep {
@@ -158,8 +159,8 @@ func (c *wireConn) next() error {
 		return err
 	}
 	c.buf = body
-	if why := c.check(fh, body); why != "" {
-		return c.malformed(fh.Type, why)
+	if perr := c.check(fh, body); perr != nil {
+		return c.refuse(fh.Type, perr.code, perr.why)
 	}
 	c.body = body
 	return nil
@@ -186,42 +187,59 @@ func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
 	return buf, nil
 }
 
-// check reports why a packet is malformed, or "".
-func (c *wireConn) check(fh packets.FixedHeader, body []byte) (why string) {
+// check reports why a packet is refused, or nil.
+func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 	if fh.Type == packets.Connect && c.version == 0 {
-		c.version, c.client = connectVersion(body)
+		v, id, will, hasWill := connectVersion(body)
+		c.version, c.client = v, strings.Clone(id) // id points into c.buf, which the next packet overwrites
+		if hasWill && topicLevels(will) > maxTopicLevels {
+			// As mosquitto: the connection is closed without CONNACK.
+			// The rest of the will topic is checked by the CONNECT hooks.
+			return malformedf("will topic with more than %d levels", maxTopicLevels+1)
+		}
+		return nil // the rest of the CONNECT is mochi's and the hooks'
 	}
 	if c.version == 0 {
-		return "" // not a CONNECT first: mochi refuses it
+		return nil // not a CONNECT first: mochi refuses it
 	}
-	if fh.Type == packets.Subscribe {
-		if why := checkSubscribe(body, c.version); why != "" {
-			return why
-		}
+	var perr *packetError
+	switch fh.Type {
+	case packets.Publish:
+		perr = checkPublish(c.hdr[0]&0x0f, body, c.version)
+	case packets.Subscribe:
+		perr = checkSubscribe(body, c.version)
+	case packets.Unsubscribe:
+		perr = checkUnsubscribe(body, c.version)
 	}
-	_, why = trialDecode(fh, body, c.version)
-	return why
+	if perr != nil {
+		return perr
+	}
+	if _, why := trialDecode(fh, body, c.version); why != "" {
+		return &packetError{code: rcMalformed, why: why}
+	}
+	return nil
 }
 
-// connectVersion reads the protocol level and client id of a CONNECT
-// body; 0 when it is not one mochi can decode (mochi refuses it).
-func connectVersion(body []byte) (byte, string) {
+// connectVersion reads the protocol level (without mosquitto's bridge
+// bit, 0x80), client id and will topic of a CONNECT body; level 0 when it
+// is not one mochi can decode (mochi refuses it).
+func connectVersion(body []byte) (v byte, id string, will []byte, hasWill bool) {
 	if len(body) < 2 {
-		return 0, ""
+		return 0, "", nil, false
 	}
 	n := int(body[0])<<8 | int(body[1])
 	if len(body) < 2+n+1 {
-		return 0, ""
+		return 0, "", nil, false
 	}
-	v := body[2+n]
+	v = body[2+n] &^ 0x80
 	if v < 3 || v > 5 {
-		return 0, ""
+		return 0, "", nil, false
 	}
 	pk, why := trialDecode(packets.FixedHeader{Type: packets.Connect, Remaining: len(body)}, body, v)
 	if why != "" {
-		return 0, ""
+		return 0, "", nil, false
 	}
-	return v, pk.Connect.ClientIdentifier
+	return v, pk.Connect.ClientIdentifier, []byte(pk.Connect.WillTopic), pk.Connect.WillFlag
 }
 
 // trialDecode runs mochi's decoder for the packet type, as mochi's
@@ -273,36 +291,6 @@ func trialDecode(fh packets.FixedHeader, body []byte, version byte) (pk packets.
 	return pk, ""
 }
 
-// checkSubscribe checks the layout of a SUBSCRIBE body: a packet
-// identifier, MQTT 5 properties, then filters each followed by its
-// options byte [MQTT-3.8.3]. mochi's decoder reads past the end of an
-// MQTT 5 SUBSCRIBE whose last filter lacks its options byte.
-func checkSubscribe(b []byte, version byte) string {
-	if len(b) < 2 {
-		return "SUBSCRIBE without a packet identifier"
-	}
-	off := 2
-	if version >= 5 {
-		n, used, ok := varint(b[off:])
-		if !ok || off+used+n > len(b) {
-			return "SUBSCRIBE properties longer than the packet"
-		}
-		off += used + n
-	}
-	for off < len(b) {
-		if off+2 > len(b) {
-			return "SUBSCRIBE filter length past the end of the packet"
-		}
-		n := int(b[off])<<8 | int(b[off+1])
-		off += 2 + n
-		if off >= len(b) {
-			return "SUBSCRIBE filter without its subscription options"
-		}
-		off++ // options: their bits are mochi's (SubscribeValidate) and mosquitto's concern
-	}
-	return ""
-}
-
 // varint decodes an MQTT variable byte integer: value, bytes used, ok.
 func varint(b []byte) (int, int, bool) {
 	v, mult := 0, 1
@@ -316,18 +304,16 @@ func varint(b []byte) (int, int, bool) {
 	return 0, 0, false
 }
 
-// disconnectMalformed is DISCONNECT 0x81 Malformed Packet without
-// properties, as mosquitto sends it.
-var disconnectMalformed = []byte{packets.Disconnect << 4, 1, packets.ErrMalformedPacket.Code}
-
 // disconnectTooLarge is DISCONNECT 0x95 Packet too large without
 // properties, as mosquitto sends it.
 var disconnectTooLarge = []byte{packets.Disconnect << 4, 1, packets.ErrPacketTooLarge.Code}
 
-// malformed ends the connection for a malformed packet: DISCONNECT 0x81
-// to an MQTT 5 client that is past its CONNECT [MQTT-4.13.1-1], one log
-// line, and the read error mochi ends the connection with.
-func (c *wireConn) malformed(typ byte, why string) error {
+// refuse ends the connection for a refused packet: DISCONNECT with code
+// (0x81 Malformed Packet, 0x82 Protocol Error), without properties as
+// mosquitto sends it, to an MQTT 5 client that is past its CONNECT
+// [MQTT-4.13.1-1]; one log line; and the read error mochi ends the
+// connection with.
+func (c *wireConn) refuse(typ byte, code byte, why string) error {
 	c.g.stats.malformed.Add(1)
 	name, ok := packets.PacketNames[typ]
 	if !ok {
@@ -337,9 +323,13 @@ func (c *wireConn) malformed(typ byte, why string) error {
 	if c.client != "" {
 		attrs = append([]any{"client", c.client}, attrs...)
 	}
-	c.g.log.Warn("client sent a malformed packet, disconnecting", attrs...)
+	msg := "client sent a malformed packet, disconnecting"
+	if code == rcProtocolError {
+		msg = "client sent a packet that violates the protocol, disconnecting"
+	}
+	c.g.log.Warn(msg, attrs...)
 	if c.version >= 5 && typ != packets.Connect {
-		_, _ = c.Conn.Write(disconnectMalformed)
+		_, _ = c.Conn.Write([]byte{packets.Disconnect << 4, 1, code})
 	}
 	return fmt.Errorf("%w: %s: %s", errMalformed, name, why)
 }

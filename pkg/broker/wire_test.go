@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,4 +190,162 @@ func TestConnectionPanicIsRecovered(t *testing.T) {
 	require.Equal(t, int64(1), b.wire.panics.Load())
 	require.Contains(t, logs.String(), "connection goroutine panicked")
 	roundTrip(t, b.Addr())
+}
+
+// sendRefused sends raw on a fresh connection of version and returns what
+// the broker sent before it closed the connection.
+func sendRefused(t *testing.T, addr string, version byte, raw []byte) []*rawmqtt.Packet {
+	t.Helper()
+	c, err := rawmqtt.Dial(addr, version)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Connect(rawmqtt.ConnectOptions{ClientID: "refused", Clean: true})
+	require.NoError(t, err)
+	require.NoError(t, c.Send(raw))
+	got, err := c.WaitClosed(10 * time.Second)
+	require.NoError(t, err, "the broker kept the connection")
+	return got
+}
+
+// v5sub is an MQTT 5 SUBSCRIBE with packet id, properties and one filter.
+func v5sub(id uint16, props []byte, filter string, opts byte) []byte {
+	body := []byte{byte(id >> 8), byte(id)}
+	body = append(body, rawmqtt.EncodeLength(len(props))...)
+	body = append(body, props...)
+	body = append(body, rawmqtt.Str(filter)...)
+	return rawmqtt.Fixed(0x82, append(body, opts))
+}
+
+// v5unsub is an MQTT 5 UNSUBSCRIBE; first is the fixed header's first byte.
+func v5unsub(first byte, id uint16, props []byte, filter string) []byte {
+	body := []byte{byte(id >> 8), byte(id)}
+	body = append(body, rawmqtt.EncodeLength(len(props))...)
+	body = append(body, props...)
+	return rawmqtt.Fixed(first, append(body, rawmqtt.Str(filter)...))
+}
+
+// v5pub is an MQTT 5 PUBLISH with QoS bits qos (packet id when > 0).
+func v5pub(qos byte, id uint16, props []byte, topic string) []byte {
+	body := rawmqtt.Str(topic)
+	if qos > 0 {
+		body = append(body, byte(id>>8), byte(id))
+	}
+	body = append(body, rawmqtt.EncodeLength(len(props))...)
+	body = append(body, props...)
+	return rawmqtt.Fixed(0x30|qos<<1, append(body, "payload"...))
+}
+
+// TestMosquittoMalformedV5 plays the packets of mosquitto's
+// 13-malformed-{publish,subscribe,unsubscribe}-v5.py,
+// 02-subscribe-invalid-utf8.py and 03-publish-invalid-utf8.py: each gets
+// the DISCONNECT reason code mosquitto sends, without properties.
+func TestMosquittoMalformedV5(t *testing.T) {
+	b, _ := startWireBroker(t)
+	sessionExpiry := []byte{0x11, 0, 0, 0, 0}
+	subID0 := []byte{0x0b, 0}
+	cases := []struct {
+		name string
+		raw  []byte
+		code byte
+	}{
+		{"SUBSCRIBE mid == 0", v5sub(0, nil, "test/topic", 1), 0x81},
+		{"SUBSCRIBE qos > 2", v5sub(1, nil, "test/topic", 3), 0x81},
+		{"SUBSCRIBE retain handling = 0x30", v5sub(1, nil, "test/topic", 0x30), 0x81},
+		{"SUBSCRIBE subscription options = 0xC0", v5sub(1, nil, "test/topic", 0xc0), 0x81},
+		{"SUBSCRIBE command flags != 0x02", append([]byte{0x80}, v5sub(1, nil, "test/topic", 1)[1:]...), 0x81},
+		{"SUBSCRIBE incorrect property", v5sub(1, sessionExpiry, "test/topic", 1), 0x81},
+		{"SUBSCRIBE truncated, no mid", []byte{0x82, 0}, 0x81},
+		{"SUBSCRIBE truncated, no properties", []byte{0x82, 2, 0, 1}, 0x81},
+		{"SUBSCRIBE truncated, with properties field", []byte{0x82, 3, 0, 1, 0}, 0x81},
+		{"SUBSCRIBE truncated, empty topic", []byte{0x82, 5, 0, 1, 0, 0, 0}, 0x81},
+		{"SUBSCRIBE empty topic with qos", []byte{0x82, 6, 0, 1, 0, 0, 0, 1}, 0x81},
+		{"SUBSCRIBE topic, no qos", []byte{0x82, 6, 0, 1, 0, 0, 1, 'a'}, 0x81},
+		{"SUBSCRIBE second topic, no second qos", []byte{0x82, 10, 0, 1, 0, 0, 1, 'a', 0, 0, 1, 'b'}, 0x81},
+		{"SUBSCRIBE bad topic", v5sub(1, nil, "#/test/topic", 1), 0x81},
+		{"SUBSCRIBE subscription ID 0", v5sub(1, subID0, "test/topic", 1), 0x81},
+		{"SUBSCRIBE invalid UTF-8", v5sub(1, nil, "invalid/utf\xf08", 0), 0x81},
+		{"SUBSCRIBE 201 levels", v5sub(1, nil, strings.Repeat("/", 201), 0), 0x81},
+		{"SUBSCRIBE 65535 slashes", v5sub(1, nil, strings.Repeat("/", 65535), 0), 0x81},
+		{"UNSUBSCRIBE mid == 0", v5unsub(0xa2, 0, nil, "test/topic"), 0x81},
+		{"UNSUBSCRIBE command flags != 0x02", v5unsub(0xa0, 1, nil, "test/topic"), 0x81},
+		{"UNSUBSCRIBE incorrect property", v5unsub(0xa2, 1, sessionExpiry, "test/topic"), 0x81},
+		{"UNSUBSCRIBE truncated, no mid", []byte{0xa2, 0}, 0x81},
+		{"UNSUBSCRIBE truncated, no properties", []byte{0xa2, 2, 0, 1}, 0x81},
+		{"UNSUBSCRIBE truncated, no topic", []byte{0xa2, 4, 0, 1, 0, 0}, 0x81},
+		{"UNSUBSCRIBE truncated, empty topic", []byte{0xa2, 5, 0, 1, 0, 0, 0}, 0x81},
+		{"UNSUBSCRIBE bad topic", v5unsub(0xa2, 1, nil, "#/test/topic"), 0x81},
+		{"PUBLISH mid == 0", v5pub(1, 0, nil, "test/topic"), 0x82},
+		{"PUBLISH qos > 2", v5pub(3, 1, nil, "test/topic"), 0x81},
+		{"PUBLISH incorrect property", v5pub(1, 1, sessionExpiry, "test/topic"), 0x82},
+		{"PUBLISH truncated, remaining length only", []byte{0x30, 0}, 0x81},
+		{"PUBLISH truncated, empty topic", []byte{0x30, 2, 0, 0}, 0x81},
+		{"PUBLISH truncated, topic, no properties", []byte{0x30, 3, 0, 1, 'a'}, 0x81},
+		{"PUBLISH truncated, topic, no mid", []byte{0x32, 3, 0, 1, 'a'}, 0x81},
+		{"PUBLISH truncated, topic, mid, no properties", []byte{0x32, 5, 0, 1, 'a', 0, 1}, 0x81},
+		{"PUBLISH bad topic", v5pub(1, 1, nil, "#/test/topic"), 0x81},
+		{"PUBLISH invalid UTF-8", v5pub(1, 1, nil, "invalid/utf\xf08"), 0x81},
+		{"PUBLISH control character", v5pub(0, 0, nil, "a\x01b"), 0x81},
+		{"PUBLISH 65535 slashes", v5pub(1, 1, nil, strings.Repeat("/", 65535)), 0x81},
+		{"PUBLISH DUP with QoS 0", append([]byte{0x38}, v5pub(0, 0, nil, "a")[1:]...), 0x81},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sendRefused(t, b.Addr(), 5, tc.raw)
+			require.Len(t, got, 1, "packets before the close: %v", got)
+			require.Equal(t, rawmqtt.DISCONNECT, got[0].Type)
+			require.Equal(t, []byte{tc.code}, got[0].Body, "DISCONNECT reason, no properties")
+		})
+	}
+	waitFor(t, func() bool { return len(sessions(b)) == 0 })
+}
+
+// TestTopicLevelLimit: a topic or filter may have 200 '/' as in
+// mosquitto (02-subpub-qos0-long-topic.py); one with more ends an MQTT
+// 3.1.1 connection without a SUBACK or PUBACK. A SUBSCRIBE to 65,535
+// slashes kept mochi busy for some 14 seconds: it is refused before it
+// reaches the topic tree, and the broker answers other clients meanwhile.
+func TestTopicLevelLimit(t *testing.T) {
+	b, _ := startWireBroker(t)
+	c := dialWire(t, b.Addr(), 4, "levels")
+	for _, topic := range []string{strings.Repeat("/", 200), strings.Repeat("abc/", 199) + "d"} {
+		_, _, err := c.Subscribe(1, topic, 0)
+		require.NoError(t, err, "%d levels", strings.Count(topic, "/")+1)
+		require.NoError(t, c.Send(rawmqtt.Publish(rawmqtt.PublishOptions{Topic: []byte(topic), Payload: []byte("m")})))
+		p, err := c.Read(5 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, topic, p.Topic)
+	}
+	other := dialWire(t, b.Addr(), 4, "other")
+	for _, topic := range []string{strings.Repeat("/", 201), strings.Repeat("abc/", 201) + "d", strings.Repeat("/", 65535)} {
+		got := sendRefused(t, b.Addr(), 4, rawmqtt.Subscribe(4, 1, topic, 0))
+		require.Empty(t, got, "SUBSCRIBE to %d levels", strings.Count(topic, "/")+1)
+		got = sendRefused(t, b.Addr(), 4, rawmqtt.Publish(rawmqtt.PublishOptions{Topic: []byte(topic), QoS: 1, PacketID: 1}))
+		require.Empty(t, got, "PUBLISH to %d levels", strings.Count(topic, "/")+1)
+		require.NoError(t, other.Send(rawmqtt.Pingreq()))
+		p, err := other.Read(5 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, rawmqtt.PINGRESP, p.Type)
+	}
+	require.Equal(t, int64(2), atomic.LoadInt64(&b.srv.Info.Subscriptions), "only the two valid subscriptions")
+}
+
+// TestWillTopicLevelLimit: a CONNECT whose will topic has more than 200
+// levels is closed without CONNACK, as by mosquitto.
+func TestWillTopicLevelLimit(t *testing.T) {
+	b, _ := startWireBroker(t)
+	for _, v := range []byte{4, 5} {
+		c, err := rawmqtt.Dial(b.Addr(), v)
+		require.NoError(t, err)
+		require.NoError(t, c.Send(rawmqtt.Connect(rawmqtt.ConnectOptions{Version: v, ClientID: "deepwill", Clean: true,
+			WillTopic: strings.Repeat("/", 201), WillPayload: []byte("x")})))
+		got, err := c.WaitClosed(10 * time.Second)
+		require.NoError(t, err)
+		require.Empty(t, got, "MQTT %d: no CONNACK", v)
+		_ = c.Close()
+	}
+	c := dialWire(t, b.Addr(), 4, "shallow") // a will on "will/shallow" is fine
+	require.NoError(t, c.Send(rawmqtt.Pingreq()))
+	p, err := c.Read(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PINGRESP, p.Type)
 }
