@@ -349,3 +349,42 @@ func TestWillTopicLevelLimit(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.PINGRESP, p.Type)
 }
+
+// TestReceiveMaximumDisconnectIsRead: a client that sends more QoS 2
+// PUBLISHes than the broker's Receive Maximum, and keeps sending, reads
+// the DISCONNECT 0x93 the broker sends before it closes the connection:
+// the broker shuts its side down and drains what the client still sends
+// before closing (lingerConn), so that no TCP reset destroys the
+// DISCONNECT in the client's receive buffer (the client saw a broken
+// pipe).
+func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
+	b, _ := startWireBroker(t)
+	c := dialRaw(t, b.Addr(), 5)
+	c.send(c.connectPacket("greedy", "", ""))
+	ack := c.recv()
+	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
+	max := int(ack.Properties.ReceiveMaximum)
+	if max == 0 {
+		max = 65535
+	}
+	var burst bytes.Buffer
+	for i := 1; i <= max+200; i++ {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, PacketID: uint16(i),
+			TopicName: "greedy/t", Payload: bytes.Repeat([]byte("x"), 512), ProtocolVersion: 5}
+		require.NoError(t, pk.PublishEncode(&burst))
+	}
+	go func() { _, _ = c.conn.Write(burst.Bytes()) }() // the broker stops reading part of the way
+	var reasons []byte
+	for {
+		pk, _, err := c.recvRaw(10 * time.Second)
+		if err != nil {
+			require.NotContains(t, err.Error(), "reset", "the broker reset the connection")
+			require.NotContains(t, err.Error(), "timeout")
+			break
+		}
+		if pk.FixedHeader.Type == packets.Disconnect {
+			reasons = append(reasons, pk.ReasonCode)
+		}
+	}
+	require.Equal(t, []byte{packets.ErrReceiveMaximum.Code}, reasons)
+}
