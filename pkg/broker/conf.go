@@ -80,6 +80,9 @@ type ConfListener struct {
 	CertFile              string // certfile: TLS on when set with KeyFile
 	KeyFile               string // keyfile
 	RequireCertificate    bool   // require_certificate
+	TLSVersion            string // tls_version, "" for TLS 1.2 and later
+	Ciphers               string // ciphers, "" for the defaults
+	CRLFile               string // crlfile
 	UseIdentityAsUsername bool   // use_identity_as_username
 	UseSubjectAsUsername  bool   // use_subject_as_username
 	UseUsernameAsClientID bool   // use_username_as_clientid
@@ -175,7 +178,8 @@ func (c *Conf) Config() Config {
 			bl.Security = &ls
 		}
 		if l.TLS() {
-			bl.TLS = &TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate}
+			bl.TLS = &TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate,
+				MinVersion: l.TLSVersion, Ciphers: l.Ciphers, CRLFile: l.CRLFile}
 		}
 		cfg.Listeners = append(cfg.Listeners, bl)
 	}
@@ -356,6 +360,22 @@ func (p *confParser) directive(text string, level int) error {
 	case "keyfile":
 		l := p.listenerOpt()
 		err = p.stringListener(key, value, &l.KeyFile)
+	case "tls_version":
+		l := p.listenerOpt()
+		if _, ok := tlsVersions[value]; !ok && value != "" {
+			return p.errorf("Invalid tls_version value (%s), must be tlsv1.3, tlsv1.2 or tlsv1.1", value)
+		}
+		err = p.stringListener(key, value, &l.TLSVersion)
+	case "ciphers":
+		l := p.listenerOpt()
+		if err = p.stringListener(key, value, &l.Ciphers); err == nil {
+			if _, cerr := CipherSuites(value); cerr != nil {
+				return p.errorf("%v", cerr)
+			}
+		}
+	case "crlfile":
+		l := p.listenerOpt()
+		err = p.stringListener(key, value, &l.CRLFile)
 	case "require_certificate":
 		l := p.listenerOpt()
 		l.RequireCertificate, err = p.boolValue(key, value)
@@ -641,8 +661,8 @@ var mosquittoDirectives = map[string]struct{}{
 	"bridge_cafile": {}, "bridge_capath": {}, "bridge_certfile": {}, "bridge_identity": {}, "bridge_insecure": {},
 	"bridge_keyfile": {}, "bridge_max_packet_size": {}, "bridge_outgoing_retain": {}, "bridge_protocol_version": {},
 	"bridge_psk": {}, "bridge_require_ocsp": {}, "bridge_tls_version": {}, "capath": {}, "check_retain_source": {},
-	"ciphers": {}, "ciphers_tls1.3": {}, "cleansession": {}, "clientid": {}, "clientid_prefixes": {}, "connection": {},
-	"connection_messages": {}, "crlfile": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
+	"ciphers_tls1.3": {}, "cleansession": {}, "clientid": {}, "clientid_prefixes": {}, "connection": {},
+	"connection_messages": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
 	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
 	"local_password": {}, "local_username": {}, "log_facility": {},
 	"max_inflight_bytes": {}, "max_keepalive": {}, "max_qos": {}, "max_queued_bytes": {},
@@ -651,7 +671,7 @@ var mosquittoDirectives = map[string]struct{}{
 	"plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},
 	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
 	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},
-	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "tls_version": {}, "topic": {}, "try_private": {},
+	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "topic": {}, "try_private": {},
 	"upgrade_outgoing_qos": {}, "user": {},
 	"username": {}, "websockets_headers_size": {}, "websockets_log_level": {},
 }

@@ -4,10 +4,14 @@ package broker
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -384,5 +388,73 @@ func TestConfLogDestTopic(t *testing.T) {
 				return
 			}
 		}
+	})
+}
+
+// tls_version, ciphers and crlfile on a TLS listener.
+func TestConfTLSOptions(t *testing.T) {
+	ca, err := testcert.NewCA("options CA")
+	require.NoError(t, err)
+	srv, err := ca.Server("localhost", "127.0.0.1")
+	require.NoError(t, err)
+	good, err := ca.Client("good")
+	require.NoError(t, err)
+	revoked, err := ca.Client("revoked")
+	require.NoError(t, err)
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)}},
+	}, ca.Cert, ca.Key)
+	require.NoError(t, err)
+	files := map[string]string{
+		"ca.pem": string(ca.PEM), "server.pem": string(srv.CertPEM), "server.key": string(srv.KeyPEM),
+		"crl.pem": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})),
+	}
+	conf := `listener {{P1}} 127.0.0.1
+allow_anonymous true
+certfile {{DIR}}/server.pem
+keyfile {{DIR}}/server.key
+tls_version tlsv1.3
+listener {{P2}} 127.0.0.1
+allow_anonymous true
+certfile {{DIR}}/server.pem
+keyfile {{DIR}}/server.key
+ciphers ECDHE-ECDSA-AES128-GCM-SHA256
+listener {{P3}} 127.0.0.1
+allow_anonymous true
+certfile {{DIR}}/server.pem
+keyfile {{DIR}}/server.key
+cafile {{DIR}}/ca.pem
+require_certificate true
+crlfile {{DIR}}/crl.pem
+`
+	sameConf(t, conf, files, func(t *testing.T, kind string, ports []string) {
+		// connects reports whether an MQTT CONNECT succeeds over TLS with cfg
+		// (TLS 1.3 reports a refused client certificate on the first read).
+		connects := func(port string, cfg *tls.Config) bool {
+			cfg.RootCAs, cfg.ServerName = ca.Pool(), "localhost"
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+port, cfg)
+			if err != nil {
+				return false
+			}
+			c := newRawClient(t, conn, 4)
+			c.send(c.connectPacket("tlsopt", "", ""))
+			pk, _, err := c.recvRaw(5 * time.Second)
+			return err == nil && pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0
+		}
+		require.True(t, connects(ports[0], &tls.Config{}), "%s: TLS 1.3", kind)
+		require.False(t, connects(ports[0], &tls.Config{MaxVersion: tls.VersionTLS12}), "%s: TLS 1.2 under tls_version tlsv1.3", kind)
+
+		tls12 := func(suite uint16) *tls.Config {
+			return &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}}
+		}
+		require.True(t, connects(ports[1], tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)), "%s: the cipher given", kind)
+		require.False(t, connects(ports[1], tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)), "%s: another cipher", kind)
+
+		withCert := func(p *testcert.Pair) *tls.Config {
+			return &tls.Config{Certificates: []tls.Certificate{p.TLSCertificate()}}
+		}
+		require.True(t, connects(ports[2], withCert(good)), "%s: a certificate the CRL does not revoke", kind)
+		require.False(t, connects(ports[2], withCert(revoked)), "%s: a revoked certificate", kind)
 	})
 }

@@ -205,8 +205,8 @@ tls_version tlsv1.2
 `)
 	require.Equal(t, []string{
 		"m.conf:8: auth_opt_backend is not supported by mqtt broker, ignored",
-		"m.conf:9: tls_version is not supported by mqtt broker, ignored",
 	}, c.Warnings)
+	require.Equal(t, "tlsv1.2", c.Listeners[0].TLSVersion, "a listener option before any listener: the default listener")
 	require.Equal(t, "/run/mosquitto/mosquitto.pid", c.PIDFile)
 	require.Equal(t, []LogDest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
 	require.True(t, c.Persistence)
@@ -238,6 +238,8 @@ func TestParseConfErrors(t *testing.T) {
 		{"port zero", "port 0\n", 1, `Invalid port value (0)`},
 		{"bad protocol", "listener 1\nprotocol http\n", 2, `Invalid protocol value (http)`},
 		{"bad log_type", "log_type verbose\n", 1, `Invalid log_type value (verbose)`},
+		{"bad tls_version", "listener 1\ntls_version tlsv1.0\n", 2, `Invalid tls_version value (tlsv1.0), must be tlsv1.3, tlsv1.2 or tlsv1.1`},
+		{"cipher classes", "listener 1\nciphers HIGH:!aNULL\n", 2, `ciphers: HIGH, !aNULL: not a TLS 1.2 cipher suite name mqtt broker knows (give names such as ECDHE-RSA-AES128-GCM-SHA256; OpenSSL classes like HIGH or !aNULL are not understood)`},
 		{"bad log_dest", "log_dest journal\n", 1, `Invalid log_dest value (journal)`},
 		{"log_dest file without path", "log_dest file\n", 1, `Empty "log_dest file" value in configuration`},
 		{"max_packet_size too small", "max_packet_size 10\n", 1, `Invalid max_packet_size value (10), must be between 20 and 268435460`},

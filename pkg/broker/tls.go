@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -28,6 +29,70 @@ type TLSFiles struct {
 	KeyFile            string // server private key
 	CAFile             string // CAs that sign client certificates, "" for none
 	RequireCertificate bool   // refuse clients without a valid certificate
+	// MinVersion is tls_version: "tlsv1.3", "tlsv1.2" or "tlsv1.1", the
+	// oldest version accepted; "" means TLS 1.2.
+	MinVersion string
+	// Ciphers is ciphers: a colon-separated list of cipher suite names
+	// (OpenSSL's, e.g. ECDHE-RSA-AES128-GCM-SHA256, or IANA's) for TLS 1.2
+	// and older; "" means Go's defaults.
+	Ciphers string
+	// CRLFile is crlfile: a PEM certificate revocation list; client
+	// certificates it revokes are refused.
+	CRLFile string
+}
+
+// tlsVersions are the values of mosquitto's tls_version.
+var tlsVersions = map[string]uint16{"tlsv1.3": tls.VersionTLS13, "tlsv1.2": tls.VersionTLS12, "tlsv1.1": tls.VersionTLS11}
+
+// CipherSuites turns a ciphers list into Go cipher suite IDs. Each entry
+// must name a suite Go implements, in OpenSSL's or IANA's spelling;
+// OpenSSL's classes and operators (HIGH, !aNULL, +, @STRENGTH) are not
+// understood.
+func CipherSuites(list string) ([]uint16, error) {
+	byName := map[string]uint16{}
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13 {
+			continue // TLS 1.3 suites are not configurable (mosquitto: ciphers_tls1.3)
+		}
+		byName[cs.Name] = cs.ID
+		byName[opensslName(cs.Name)] = cs.ID
+	}
+	var ids, unknown = []uint16{}, []string{}
+	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ':' || r == ',' || r == ' ' }) {
+		if id, ok := byName[name]; ok {
+			ids = append(ids, id)
+		} else {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("ciphers: %s: not a TLS 1.2 cipher suite name mqtt broker knows (give names such as ECDHE-RSA-AES128-GCM-SHA256; OpenSSL classes like HIGH or !aNULL are not understood)", strings.Join(unknown, ", "))
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("ciphers: empty list")
+	}
+	return ids, nil
+}
+
+// opensslName is OpenSSL's name of an IANA cipher suite name, e.g.
+// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 → ECDHE-RSA-AES128-GCM-SHA256.
+func opensslName(iana string) string {
+	n := strings.TrimPrefix(iana, "TLS_")
+	n = strings.Replace(n, "_WITH_", "_", 1)
+	n = strings.NewReplacer("AES_128", "AES128", "AES_256", "AES256", "3DES_EDE_CBC", "DES-CBC3", "CHACHA20_POLY1305", "CHACHA20-POLY1305").Replace(n)
+	n = strings.ReplaceAll(n, "_", "-")
+	if strings.HasPrefix(n, "RSA-") {
+		n = strings.TrimPrefix(n, "RSA-") // OpenSSL: AES128-GCM-SHA256
+	}
+	if strings.HasSuffix(n, "-CBC-SHA") {
+		n = strings.TrimSuffix(n, "-CBC-SHA") + "-SHA"
+	}
+	if strings.HasSuffix(n, "-CBC-SHA256") {
+		n = strings.TrimSuffix(n, "-CBC-SHA256") + "-SHA256"
+	}
+	n = strings.Replace(n, "ECDHE-ECDSA-CHACHA20-POLY1305-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305", 1)
+	n = strings.Replace(n, "ECDHE-RSA-CHACHA20-POLY1305-SHA256", "ECDHE-RSA-CHACHA20-POLY1305", 1)
+	return n
 }
 
 // ServerTLSConfig builds the tls.Config of a listener: TLS 1.2 or newer, the
@@ -52,6 +117,30 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: src.get,
+	}
+	if f.MinVersion != "" {
+		v, ok := tlsVersions[f.MinVersion]
+		if !ok {
+			return nil, nil, fmt.Errorf("tls_version %s: must be tlsv1.3, tlsv1.2 or tlsv1.1", f.MinVersion)
+		}
+		cfg.MinVersion = v
+	}
+	if f.Ciphers != "" {
+		ids, err := CipherSuites(f.Ciphers)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.CipherSuites = ids
+	}
+	if f.CRLFile != "" {
+		if f.CAFile == "" {
+			return nil, nil, errors.New("tls: crlfile needs a cafile: it revokes client certificates")
+		}
+		crl, err := loadCRL(f.CRLFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.VerifyPeerCertificate = crl.verify
 	}
 	if f.CAFile != "" {
 		pool, err := loadCertPool(f.CAFile)
@@ -155,6 +244,72 @@ func completeChain(cert *tls.Certificate, caPEM []byte) {
 // get is the listener's tls.Config.GetCertificate.
 func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cur.Load(), nil
+}
+
+// revocations is a loaded crlfile.
+type revocations struct {
+	lists []*x509.RevocationList
+}
+
+// loadCRL reads the PEM (or DER) revocation lists in path.
+func loadCRL(path string) (*revocations, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read crlfile: %w", err)
+	}
+	r := &revocations{}
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		rl, err := x509.ParseRevocationList(data)
+		if err != nil {
+			return nil, fmt.Errorf("crlfile %s: %w", path, err)
+		}
+		r.lists = append(r.lists, rl)
+		return r, nil
+	}
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "X509 CRL" {
+			continue
+		}
+		rl, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("crlfile %s: %w", path, err)
+		}
+		r.lists = append(r.lists, rl)
+	}
+	if len(r.lists) == 0 {
+		return nil, fmt.Errorf("crlfile %s: no PEM X509 CRL found", path)
+	}
+	return r, nil
+}
+
+// verify refuses a client whose verified certificate chain holds a
+// certificate revoked by a list its issuer signed
+// (tls.Config.VerifyPeerCertificate).
+func (r *revocations) verify(_ [][]byte, chains [][]*x509.Certificate) error {
+	for _, chain := range chains {
+		for i, cert := range chain {
+			if i+1 >= len(chain) {
+				break
+			}
+			issuer := chain[i+1]
+			for _, rl := range r.lists {
+				if !bytes.Equal(rl.RawIssuer, cert.RawIssuer) || rl.CheckSignatureFrom(issuer) != nil {
+					continue
+				}
+				for _, e := range rl.RevokedCertificateEntries {
+					if e.SerialNumber != nil && e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+						return fmt.Errorf("certificate %q (serial %s) is revoked", cert.Subject.CommonName, cert.SerialNumber)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func loadCertPool(path string) (*x509.CertPool, error) {

@@ -242,3 +242,12 @@ func TestReloadTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, reloaded)
 }
+
+func TestCipherSuites(t *testing.T) {
+	ids, err := CipherSuites("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:AES256-GCM-SHA384:ECDHE-RSA-AES256-SHA:TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+	require.NoError(t, err)
+	require.Equal(t, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, ids)
+	_, err = CipherSuites("HIGH:!aNULL")
+	require.EqualError(t, err, "ciphers: HIGH, !aNULL: not a TLS 1.2 cipher suite name mqtt broker knows (give names such as ECDHE-RSA-AES128-GCM-SHA256; OpenSSL classes like HIGH or !aNULL are not understood)")
+}
