@@ -91,6 +91,23 @@ type Config struct {
 	// fixed header is read, and MQTT 5 clients are told the limit in the
 	// CONNACK; 0 = no limit (but see MessageSizeLimit).
 	MaxPacketSize int
+	// MaxKeepalive is max_keepalive in seconds (0: none): an MQTT 5 client
+	// asking for a longer keep-alive, or none, is told to use this one
+	// (Server Keep Alive); an MQTT 3.1/3.1.1 client is refused (CONNACK 2).
+	MaxKeepalive int
+	// PersistentClientExpiration is persistent_client_expiration: a
+	// persistent session whose client stays away longer is removed (MQTT 5
+	// clients asking for a longer Session Expiry Interval are told this
+	// one); 0 means never.
+	PersistentClientExpiration time.Duration
+	// QueueQoS0Messages is queue_qos0_messages and MaxQueuedBytes
+	// max_queued_bytes: parsed and kept here for the delivery queue, which
+	// does not apply them yet (docs/mosquitto.md).
+	QueueQoS0Messages bool
+	MaxQueuedBytes    int
+	// UpgradeOutgoingQoS is upgrade_outgoing_qos: parsed and kept for the
+	// delivery path, which does not apply it yet (docs/mosquitto.md).
+	UpgradeOutgoingQoS bool
 	// DisableRetain turns retained messages off (retain_available false).
 	DisableRetain bool
 	// SysInterval is how often $SYS topics are updated: 0 means 10
@@ -190,6 +207,9 @@ func New(cfg Config) (b *Broker, err error) {
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
+	if cfg.PersistentClientExpiration > 0 {
+		caps.MaximumSessionExpiryInterval = uint32(min(cfg.PersistentClientExpiration/time.Second, 1<<32-1))
+	}
 	caps.TopicAliasMaximum = topicAliasMaximum // inbound; connectHook advertises it
 	caps.MaximumPacketSize = effectiveMaxPacket(cfg.MaxPacketSize, cfg.MessageSizeLimit)
 	srv := mqtt.New(&mqtt.Options{
@@ -253,6 +273,7 @@ func New(cfg Config) (b *Broker, err error) {
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
+	b.security.maxKeepalive = uint16(min(max(cfg.MaxKeepalive, 0), 65535))
 	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, cfg.DisableRetain)
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)

@@ -45,6 +45,12 @@ type Conf struct {
 	MessageSizeLimit    int  // message_size_limit in bytes, default 0 = MQTT maximum
 	MaxPacketSize       int  // max_packet_size in bytes, default 0 = no limit
 	RetainAvailable     bool // retain_available, default true
+	MaxKeepalive        int  // max_keepalive in seconds, default 65535 (= no limit)
+	// PersistentClientExpiration is persistent_client_expiration, 0 = never.
+	PersistentClientExpiration time.Duration
+	QueueQoS0Messages          bool // queue_qos0_messages
+	MaxQueuedBytes             int  // max_queued_bytes, 0 = no limit
+	UpgradeOutgoingQoS         bool // upgrade_outgoing_qos
 
 	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
 	LogTypes    []string      // log_type values in file order, nil when not set
@@ -140,17 +146,24 @@ func (s ConfSecurity) security(localOnly bool) SecurityConfig {
 func (c *Conf) Config() Config {
 	sec := c.ConfSecurity.security(c.LocalOnly())
 	cfg := Config{
-		AllowAnonymous:           sec.AllowAnonymous,
-		PasswordFile:             sec.PasswordFile,
-		ACLFile:                  sec.ACLFile,
-		RefuseZeroLengthClientID: sec.RefuseZeroLengthClientID,
-		AutoIDPrefix:             sec.AutoIDPrefix,
-		MaxInflight:              c.MaxInflightMessages,
-		MaxQueued:                c.MaxQueuedMessages,
-		MessageSizeLimit:         c.MessageSizeLimit,
-		MaxPacketSize:            c.MaxPacketSize,
-		DisableRetain:            !c.RetainAvailable,
-		SysInterval:              c.SysInterval,
+		AllowAnonymous:             sec.AllowAnonymous,
+		PasswordFile:               sec.PasswordFile,
+		ACLFile:                    sec.ACLFile,
+		RefuseZeroLengthClientID:   sec.RefuseZeroLengthClientID,
+		AutoIDPrefix:               sec.AutoIDPrefix,
+		MaxInflight:                c.MaxInflightMessages,
+		MaxQueued:                  c.MaxQueuedMessages,
+		MessageSizeLimit:           c.MessageSizeLimit,
+		MaxPacketSize:              c.MaxPacketSize,
+		PersistentClientExpiration: c.PersistentClientExpiration,
+		QueueQoS0Messages:          c.QueueQoS0Messages,
+		MaxQueuedBytes:             c.MaxQueuedBytes,
+		UpgradeOutgoingQoS:         c.UpgradeOutgoingQoS,
+		DisableRetain:              !c.RetainAvailable,
+		SysInterval:                c.SysInterval,
+	}
+	if c.MaxKeepalive < 65535 {
+		cfg.MaxKeepalive = c.MaxKeepalive
 	}
 	if c.SysInterval == 0 {
 		cfg.SysInterval = -1 // sys_interval 0 turns $SYS off
@@ -211,6 +224,7 @@ func NewConf() *Conf {
 		AutosaveInterval:    1800 * time.Second,
 		MaxInflightMessages: 20,
 		MaxQueuedMessages:   1000,
+		MaxKeepalive:        65535,
 		RetainAvailable:     true,
 		SysInterval:         10 * time.Second,
 	}
@@ -417,6 +431,22 @@ func (p *confParser) directive(text string, level int) error {
 		c.MaxQueuedMessages, err = p.intValue(key, value, 0, 1<<31-1, "")
 	case "message_size_limit":
 		c.MessageSizeLimit, err = p.intValue(key, value, 0, 268435455, "Invalid message_size_limit value (%s), must be between 0 and 268435455")
+	case "max_keepalive":
+		c.MaxKeepalive, err = p.intValue(key, value, 0, 65535, "Invalid max_keepalive value (%s)")
+	case "persistent_client_expiration":
+		c.PersistentClientExpiration, err = p.duration(key, value)
+	case "queue_qos0_messages":
+		if c.QueueQoS0Messages, err = p.boolValue(key, value); err == nil && c.QueueQoS0Messages {
+			p.warnf("queue_qos0_messages is not applied by mqtt broker yet: QoS 0 messages are not queued for offline persistent sessions")
+		}
+	case "max_queued_bytes":
+		if c.MaxQueuedBytes, err = p.intValue(key, value, 0, 1<<31-1, ""); err == nil && c.MaxQueuedBytes > 0 {
+			p.warnf("max_queued_bytes is not applied by mqtt broker yet: max_queued_messages bounds the queue")
+		}
+	case "upgrade_outgoing_qos":
+		if c.UpgradeOutgoingQoS, err = p.boolValue(key, value); err == nil && c.UpgradeOutgoingQoS {
+			p.warnf("upgrade_outgoing_qos is not applied by mqtt broker yet: messages are sent at the lower of the two QoS")
+		}
 	case "max_packet_size":
 		c.MaxPacketSize, err = p.intValue(key, value, 20, 268435460, "Invalid max_packet_size value (%s), must be between 20 and 268435460")
 	case "retain_available":
@@ -517,6 +547,21 @@ func (p *confParser) intValue(key, value string, lo, hi int, msg string) (int, e
 		return 0, p.errorf("Invalid %s value (%s), must be a number from %d to %d", key, value, lo, hi)
 	}
 	return n, nil
+}
+
+// duration parses mosquitto's expiration periods: a number and h, d, w, m
+// (30 days) or y (365 days), e.g. 14d.
+func (p *confParser) duration(key, value string) (time.Duration, error) {
+	if value == "" {
+		return 0, p.errorf("Empty %s value in configuration", key)
+	}
+	units := map[byte]time.Duration{'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour, 'm': 30 * 24 * time.Hour, 'y': 365 * 24 * time.Hour}
+	unit, ok := units[value[len(value)-1]]
+	n, err := strconv.Atoi(value[:len(value)-1])
+	if !ok || err != nil || n <= 0 {
+		return 0, p.errorf("Invalid %s duration (%s), must be a number followed by h, d, w, m or y", key, value)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 // logDest adds a log_dest: the first one replaces the default (stderr),
@@ -665,13 +710,11 @@ var mosquittoDirectives = map[string]struct{}{
 	"connection_messages": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
 	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
 	"local_password": {}, "local_username": {}, "log_facility": {},
-	"max_inflight_bytes": {}, "max_keepalive": {}, "max_qos": {}, "max_queued_bytes": {},
-	"max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
-	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "persistent_client_expiration": {},
-	"plugin": {}, "psk_file": {}, "psk_hint": {}, "queue_qos0_messages": {}, "remote_clientid": {},
+	"max_inflight_bytes": {}, "max_qos": {}, "max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
+	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "plugin": {}, "psk_file": {}, "psk_hint": {}, "remote_clientid": {},
 	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
 	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},
 	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "topic": {}, "try_private": {},
-	"upgrade_outgoing_qos": {}, "user": {},
+	"user":     {},
 	"username": {}, "websockets_headers_size": {}, "websockets_log_level": {},
 }

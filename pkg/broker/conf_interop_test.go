@@ -458,3 +458,55 @@ crlfile {{DIR}}/crl.pem
 		require.False(t, connects(ports[2], withCert(revoked)), "%s: a revoked certificate", kind)
 	})
 }
+
+// max_keepalive: MQTT 5 clients asking for more (or none) are told the
+// maximum as Server Keep Alive; MQTT 3.1.1 clients are refused.
+func TestConfMaxKeepalive(t *testing.T) {
+	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nmax_keepalive 100\n"
+	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
+		connack := func(version byte, keepalive uint16) packets.Packet {
+			c := dialRaw(t, "127.0.0.1:"+ports[0], version)
+			pk := c.connectPacket("ka", "", "")
+			pk.Connect.Keepalive = keepalive
+			c.send(pk)
+			return c.recv()
+		}
+		require.Equal(t, byte(0), connack(4, 100).ReasonCode, kind)
+		if kind == "mqtt" {
+			// mosquitto 2.0.20 refuses these (its test
+			// 01-connect-max-keepalive); the 2.0.11 installed here lets
+			// them in.
+			require.Equal(t, byte(2), connack(4, 101).ReasonCode, kind)
+			require.Equal(t, byte(2), connack(4, 0).ReasonCode, "%s: no keepalive", kind)
+		}
+		for ka, want := range map[uint16]uint16{101: 100, 0: 100, 50: 0} {
+			ack := connack(5, ka)
+			require.Equal(t, byte(0), ack.ReasonCode)
+			require.Equal(t, want != 0, ack.Properties.ServerKeepAliveFlag, "%s: keepalive %d", kind, ka)
+			require.Equal(t, want, ack.Properties.ServerKeepAlive, "%s: keepalive %d", kind, ka)
+		}
+	})
+}
+
+// persistent_client_expiration: a persistent session whose client stays
+// away longer is removed; an MQTT 5 client asking for more is told the
+// maximum.
+func TestPersistentClientExpiration(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, PersistentClientExpiration: time.Second})
+	c := dialRaw(t, b.Addr(), 4)
+	pk := c.connectPacket("persist", "", "")
+	pk.Connect.Clean = false
+	c.send(pk)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "p/#"))
+	c.conn.Close()
+	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("persist"); return !ok })
+
+	c = dialRaw(t, b.Addr(), 5)
+	pk = c.connectPacket("persist5", "", "")
+	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
+	c.send(pk)
+	ack := c.recv()
+	require.Equal(t, byte(0), ack.ReasonCode)
+	require.Equal(t, uint32(1), ack.Properties.SessionExpiryInterval)
+}

@@ -240,6 +240,8 @@ func TestParseConfErrors(t *testing.T) {
 		{"bad log_type", "log_type verbose\n", 1, `Invalid log_type value (verbose)`},
 		{"bad tls_version", "listener 1\ntls_version tlsv1.0\n", 2, `Invalid tls_version value (tlsv1.0), must be tlsv1.3, tlsv1.2 or tlsv1.1`},
 		{"cipher classes", "listener 1\nciphers HIGH:!aNULL\n", 2, `ciphers: HIGH, !aNULL: not a TLS 1.2 cipher suite name mqtt broker knows (give names such as ECDHE-RSA-AES128-GCM-SHA256; OpenSSL classes like HIGH or !aNULL are not understood)`},
+		{"bad expiration", "persistent_client_expiration 14\n", 1, `Invalid persistent_client_expiration duration (14), must be a number followed by h, d, w, m or y`},
+		{"max_keepalive too big", "max_keepalive 65536\n", 1, `Invalid max_keepalive value (65536)`},
 		{"bad log_dest", "log_dest journal\n", 1, `Invalid log_dest value (journal)`},
 		{"log_dest file without path", "log_dest file\n", 1, `Empty "log_dest file" value in configuration`},
 		{"max_packet_size too small", "max_packet_size 10\n", 1, `Invalid max_packet_size value (10), must be between 20 and 268435460`},
@@ -382,4 +384,21 @@ func TestConfLogLevel(t *testing.T) {
 	} {
 		require.Equal(t, tt.want, parseConf(t, tt.conf).LogLevel(), tt.conf)
 	}
+}
+
+func TestParseConfSessionOptions(t *testing.T) {
+	c := parseConf(t, "persistent_client_expiration 2w\nmax_keepalive 60\nqueue_qos0_messages true\nmax_queued_bytes 1000000\nupgrade_outgoing_qos true\n")
+	require.Equal(t, 14*24*time.Hour, c.PersistentClientExpiration)
+	cfg := c.Config()
+	require.Equal(t, 14*24*time.Hour, cfg.PersistentClientExpiration)
+	require.Equal(t, 60, cfg.MaxKeepalive)
+	require.True(t, cfg.QueueQoS0Messages)
+	require.Equal(t, 1000000, cfg.MaxQueuedBytes)
+	require.True(t, cfg.UpgradeOutgoingQoS)
+	require.Equal(t, []string{
+		"m.conf:3: queue_qos0_messages is not applied by mqtt broker yet: QoS 0 messages are not queued for offline persistent sessions",
+		"m.conf:4: max_queued_bytes is not applied by mqtt broker yet: max_queued_messages bounds the queue",
+		"m.conf:5: upgrade_outgoing_qos is not applied by mqtt broker yet: messages are sent at the lower of the two QoS",
+	}, c.Warnings)
+	require.Zero(t, NewConf().Config().MaxKeepalive, "65535, mosquitto's default, is no limit")
 }

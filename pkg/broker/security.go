@@ -138,7 +138,9 @@ type securityHook struct {
 	identity map[string]bool // listener IDs with use_identity_as_username
 	subject  map[string]bool // listener IDs with use_subject_as_username
 	idUser   map[string]bool // listener IDs with use_username_as_clientid
-	hashing  chan struct{}   // semaphore for password verification
+	// maxKeepalive is max_keepalive in seconds, 0 for none.
+	maxKeepalive uint16
+	hashing      chan struct{} // semaphore for password verification
 
 	authFailures atomic.Int64 // refused CONNECTs
 	aclDenied    atomic.Int64 // PUBLISHes refused by the ACL
@@ -191,6 +193,14 @@ var errRefused = errors.New("connection refused")
 // of the client's listener applies (per_listener_settings).
 func (h *securityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.cur.Load().of(cl.Net.Listener)
+	if max := h.maxKeepalive; max > 0 && (pk.Connect.Keepalive > max || pk.Connect.Keepalive == 0) {
+		// max_keepalive: MQTT 5 clients are told to use it (Server Keep
+		// Alive); older ones are refused with CONNACK 2, as by mosquitto.
+		if cl.Properties.ProtocolVersion < 5 {
+			return h.refuse(cl, packets.Err3ClientIdentifierNotValid, packets.ErrUnspecifiedError, "keepalive above max_keepalive")
+		}
+		cl.State.Keepalive, cl.State.ServerKeepalive = max, true
+	}
 	if pk.Connect.ClientIdentifier == "" {
 		// mochi assigned an id of its own; mosquitto's is auto-<UUID>.
 		if s.cfg.RefuseZeroLengthClientID {
