@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/fatih/color"
 	"github.com/urfave/cli/v2"
 
 	"github.com/mqttkit/mqttkit/pkg/broker"
@@ -49,9 +51,11 @@ func newDemoCmd(d *Deps, runF func(context.Context, *Deps, *DemoOptions) error) 
 mqtt demo --interval 500ms --model sine
 mqtt demo --count 5 --seed 42`,
 		Description: `Starts a broker on a free 127.0.0.1 port, subscribes to sensor/# and
-publishes the course's simulated temperature sensor to sensor/temp; every
-message that arrives is printed as "topic payload" (in colour on a
-terminal). Other clients can join on the printed port. Ctrl-C stops
+publishes the course's simulated temperature sensor to sensor/temp. As in
+the course's two terminals, each reading's "Sent:" line (dimmed on a
+terminal) is followed by the message as it arrives, "topic payload" (in
+colour on a terminal); a fleet (--sensors N) shows the arrivals only.
+Other clients can join on the printed port. Ctrl-C stops
 everything cleanly; --count and --duration stop it by themselves.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "interval", Value: "2s", Destination: &o.Interval, Usage: "time between two readings of a sensor (e.g. 2s, 500ms, or seconds)"},
@@ -146,7 +150,30 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 		return demoEnd(ctx, fmt.Errorf("subscribe to %s: %w", demoTopicFilter, err))
 	}
 
+	// The sensor's "Sent:" lines and the subscriber's lines share stdout,
+	// as the course's two terminals side by side: the sensor's dimmed on a
+	// terminal, so what arrived stands out.
+	out := &lockedWriter{w: d.IO.Out}
 	s := *o.sensor
+	// A reading's line is printed after its "Sent:" line: at QoS 1 the
+	// subscriber may get the message before the sensor has its PUBACK.
+	// One sensor only: a fleet prints no "Sent:" lines (simulate-sensor
+	// shows a status line for those).
+	sent := make(chan struct{}, 1<<16)
+	single := s.Sensors == 1
+	dim := color.New(color.Faint)
+	dim.EnableColor()
+	colour := d.IO.ColorEnabled()
+	s.sentLine = func(line string) {
+		if colour {
+			line = dim.Sprint(line)
+		}
+		fmt.Fprintln(out, line)
+		select {
+		case sent <- struct{}{}:
+		default:
+		}
+	}
 	sensorCfg := base
 	sensorCfg.ClientID = demoSensorID
 	s.cfg = &sensorCfg
@@ -175,7 +202,7 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 		wg.Wait()
 	}()
 
-	printer := newDemoPrinter(d)
+	printer := newDemoPrinter(d, out)
 	want := uint64(s.Count) * uint64(s.Sensors) // 0: no limit
 	var got uint64
 	var drain <-chan time.Time // armed once the sensor sent everything
@@ -186,6 +213,16 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 	for {
 		select {
 		case m := <-msgs:
+			if single {
+				// Its "Sent:" line first; a reading that arrived although
+				// the sensor's publish failed (no "Sent:" line) is not held
+				// up for long.
+				select {
+				case <-sent:
+				case <-time.After(2 * time.Second):
+				case <-ctx.Done():
+				}
+			}
 			if err := printer(m); err != nil {
 				return err
 			}
@@ -220,10 +257,10 @@ func demoEnd(ctx context.Context, err error) error {
 
 // newDemoPrinter returns the function that prints a received message as
 // `mqtt sub -v` does, "topic payload", in colour on a terminal.
-func newDemoPrinter(d *Deps) func(m *client.Message) error {
+func newDemoPrinter(d *Deps, out io.Writer) func(m *client.Message) error {
 	p, _ := format.NewPrinter(format.Options{Verbose: true, Palette: format.NewPalette(d.IO.ColorEnabled())})
 	return func(m *client.Message) error {
-		_, err := p.Print(d.IO.Out, &format.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, MID: m.MID, Time: m.Time})
+		_, err := p.Print(out, &format.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, MID: m.MID, Time: m.Time})
 		return err
 	}
 }

@@ -43,7 +43,7 @@ func TestRunDemoCount(t *testing.T) {
 	require.Equal(t, 0, code, errOut.String())
 	var want strings.Builder
 	for _, v := range wantValues(t, 42, 1, 4) {
-		want.WriteString("sensor/temp Temperature: " + v + "\n")
+		want.WriteString("Sent: " + v + "\nsensor/temp Temperature: " + v + "\n")
 	}
 	require.Equal(t, want.String(), out.String())
 	require.Regexp(t, `^Demo broker listening on 127\.0\.0\.1:\d+\.\n`+
@@ -71,7 +71,7 @@ func TestRunDemoStopsCleanly(t *testing.T) {
 		code := Run(context.Background(), d, []string{"mqtt", "demo", "--duration", "100ms", "--interval", "10ms"})
 		require.Equal(t, 0, code, errOut.String())
 		for _, l := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
-			require.Regexp(t, `^(sensor/temp Temperature: \d\d\.\d\d?°C)?$`, l)
+			require.Regexp(t, `^(sensor/temp Temperature: \d\d\.\d\d?°C|Sent: \d\d\.\d\d?°C)?$`, l)
 		}
 	})
 	t.Run("interrupt", func(t *testing.T) {
@@ -79,7 +79,8 @@ func TestRunDemoStopsCleanly(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- Run(ctx, d, []string{"mqtt", "demo", "--interval", "5ms", "--seed", "42"}) }()
-		first := "sensor/temp Temperature: " + wantValues(t, 42, 1, 1)[0] + "\n"
+		v := wantValues(t, 42, 1, 1)[0]
+		first := "Sent: " + v + "\nsensor/temp Temperature: " + v + "\n"
 		waitFor(t, func() bool { return strings.HasPrefix(out.String(), first) })
 		cancel()
 		select {
@@ -116,12 +117,13 @@ func TestRunDemoColour(t *testing.T) {
 			}
 			code := Run(context.Background(), d, []string{"mqtt", "demo", "--count", "1", "--interval", "10ms", "--seed", "42"})
 			require.Equal(t, 0, code, errOut.String())
-			plain := "sensor/temp Temperature: " + wantValues(t, 42, 1, 1)[0] + "\n"
+			v := wantValues(t, 42, 1, 1)[0]
+			plain := "Sent: " + v + "\nsensor/temp Temperature: " + v + "\n"
 			if !tc.colour {
 				require.Equal(t, plain, out.String())
 				return
 			}
-			require.Contains(t, out.String(), "\x1b[")
+			require.Contains(t, out.String(), "\x1b[2mSent: "+v+"\x1b[22m\n", "the sensor's line is dimmed")
 			require.Equal(t, plain, stripANSI(out.String()))
 		})
 	}

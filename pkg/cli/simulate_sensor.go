@@ -47,7 +47,8 @@ type SensorOptions struct {
 	clock       sensor.Clock  // schedules readings and status lines
 	retryDelay  time.Duration // between reconnect attempts; 0 means 1 s
 	statusEvery time.Duration // between status lines; 0 means 5 s
-	silent      bool          // neither Sent nor status lines: mqtt demo prints what arrives instead
+	silent      bool          // no status lines, and "Sent:" lines only through sentLine: mqtt demo
+	sentLine    func(string)  // when set, receives each "Sent:" line instead of stdout (mqtt demo)
 }
 
 const (
@@ -313,7 +314,7 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 		})
 	}
 	status := o.statusMode() && !o.silent
-	sentLines := !o.statusMode() && !o.silent
+	sentLines := !o.statusMode() && (!o.silent || o.sentLine != nil)
 	every := o.statusEvery
 	if every <= 0 {
 		every = defaultStatusEvery
@@ -334,7 +335,9 @@ func runSimulateSensor(ctx context.Context, d *Deps, o *SensorOptions) error {
 	sink := func(ctx context.Context, m sensor.Message) error {
 		err := publish(ctx, m)
 		if err == nil {
-			if sentLines {
+			if sentLines && o.sentLine != nil {
+				o.sentLine(m.Reading.SentLine())
+			} else if sentLines {
 				fmt.Fprintln(d.IO.Out, m.Reading.SentLine())
 			}
 			return nil
