@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -38,6 +39,10 @@ import (
 //     session, is refused with 2 (mochi accepts the first and answers the
 //     second with 0x80, a code 3.1.1 does not have). securityHook assigns
 //     ids to the others (auto_id_prefix, allow_zero_length_clientid).
+//   - A client that takes over its own session from an older connection
+//     does not publish that connection's will unless the old session ends
+//     or the new one starts clean; the old connection's DISCONNECT 0x8E
+//     Session taken over carries no reason string.
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
@@ -109,7 +114,7 @@ func (h *connectHook) ID() string { return "mqttkit-connect" }
 // Provides implements mqtt.Hook.
 func (h *connectHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect:
+	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -206,6 +211,28 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+// OnSessionEstablish decides, before mochi takes over an existing
+// connection of the same client id, whether that connection's will is
+// published: as mosquitto, only when its session ends with it (MQTT 5
+// Session Expiry 0, MQTT 3.1.1 clean session) or the new connection
+// starts clean. mochi publishes it in every case: a client that
+// reconnects after a network change, before the broker noticed the old
+// connection was gone, announced its own death.
+func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	old, ok := h.server.Clients.Get(cl.ID)
+	if !ok || old == cl || pk.Connect.Clean {
+		return
+	}
+	if old.Properties.ProtocolVersion >= 5 {
+		if old.Properties.Props.SessionExpiryInterval == 0 {
+			return
+		}
+	} else if old.Properties.Clean {
+		return
+	}
+	atomic.StoreUint32(&old.Properties.Will.Flag, 0) // sendLWT checks it first
+}
+
 // OnSessionEstablished starts treating a bridge as one; from here on
 // OnDisconnect is sure to run.
 func (h *connectHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
@@ -234,6 +261,10 @@ func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // OnPacketEncode sets the CONNACK's flags and properties as mosquitto
 // does; connackOrder puts the properties in mosquitto's order on the wire.
 func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Disconnect && pk.ReasonCode == packets.ErrSessionTakenOver.Code {
+		pk.Properties.ReasonString = "" // mosquitto sends 0x8E alone; mochi adds "session takeover"
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Connack {
 		return pk
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,4 +318,69 @@ func TestConnectAssignedClientID(t *testing.T) {
 	c = dialRaw(t, b.Addr(), 4)
 	c.sendHex("10 0e 0006 4d5149736470 03 02 003c 0000")
 	require.Equal(t, "20020002", c.recvBytes())
+}
+
+func TestConnectTakeoverWill(t *testing.T) {
+	// mosquitto publishes the old connection's will on a takeover only
+	// when the old session ends or the new connection starts clean.
+	for _, tc := range []struct {
+		name             string
+		v                byte
+		oldClean, nClean bool
+		will             bool
+	}{
+		{"3.1.1 both persistent", 4, false, false, false},
+		{"3.1.1 old clean", 4, true, false, true},
+		{"3.1.1 new clean", 4, false, true, true},
+		{"5 both persistent", 5, false, false, false},
+		{"5 old expires", 5, true, false, true},
+		{"5 new clean start", 5, false, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true})
+			sub := dialRaw(t, b.Addr(), tc.v)
+			sub.mustConnect("helper", "", "")
+			require.Equal(t, []byte{0}, sub.subscribe(1, 0, "will/test"))
+
+			connect := func(clean bool, will bool) *rawClient {
+				c := dialRaw(t, b.Addr(), tc.v)
+				pk := c.connectPacket("taken", "", "")
+				pk.Connect.Clean = clean
+				if tc.v == 5 && !clean {
+					pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
+				}
+				if tc.v == 5 && tc.oldClean && will {
+					pk.Connect.Clean = false // expiry 0, not clean start: the session ends with the connection
+				}
+				if will {
+					pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, "will/test", []byte("LWT")
+				}
+				c.send(pk)
+				require.Equal(t, byte(0), c.recv().ReasonCode)
+				return c
+			}
+			old := connect(tc.oldClean, true)
+			nw := connect(tc.nClean, false)
+			if tc.v == 5 {
+				d := old.recv()
+				require.Equal(t, packets.Disconnect, d.FixedHeader.Type)
+				require.Equal(t, byte(0x8e), d.ReasonCode)
+				require.Empty(t, d.Properties.ReasonString, "mosquitto sends 0x8E without a reason string")
+			}
+			// The old connection is gone, its will published or not, once
+			// mochi counts it out (after its will and OnDisconnect).
+			waitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) == 2 })
+			nw.publish(0, 0, "will/test", "ready", false)
+			got := []string{string(sub.recv().Payload)}
+			if got[0] == "LWT" {
+				got = append(got, string(sub.recv().Payload))
+			}
+			got = append(got, payloads(sub.collect())...)
+			if tc.will {
+				require.Equal(t, []string{"LWT", "ready"}, got)
+			} else {
+				require.Equal(t, []string{"ready"}, got)
+			}
+		})
+	}
 }
