@@ -159,6 +159,7 @@ type Broker struct {
 	fixes     *fixesHook
 	limits    *limitsHook
 	guard     *retainGuard
+	parent    *parentRetain
 	router    *router
 	sys       *sysPublisher
 	bound     []*bound
@@ -279,9 +280,10 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.guard = newRetainGuard(!cfg.DisableRetain)
+	b.parent = newParentRetain(srv)
 	// connect before security: mosquitto checks the CONNECT before it
 	// authenticates.
-	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.guard, new(durableAcks)} {
+	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.guard, b.parent, new(durableAcks)} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}
@@ -297,6 +299,9 @@ func New(cfg Config) (b *Broker, err error) {
 		b.fixes.store = store
 		delivery.persist = func(cl *mqtt.Client, pk packets.Packet) { store.Hook.OnQosPublish(cl, pk, 0, 0) }
 		delivery.unpersist = store.Hook.OnQosComplete
+		b.parent.unpersist = func(cl *mqtt.Client, filter string) {
+			store.Hook.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
+		}
 	}
 	// After the storage hook, which numbers queued messages first (durable.go).
 	if err := srv.AddHook(delivery, nil); err != nil {
@@ -305,6 +310,7 @@ func New(cfg Config) (b *Broker, err error) {
 	// Last: it routes QoS 0 messages in OnPublish, after every check.
 	b.router = newRouter(srv, b.security.OnACLCheck)
 	b.router.dropped = b.fixes.qos0Dropped
+	b.parent.changed = b.router.invalidate
 	if err := srv.AddHook(b.router, nil); err != nil {
 		return nil, err
 	}
