@@ -43,6 +43,8 @@ import (
 //     does not publish that connection's will unless the old session ends
 //     or the new one starts clean; the old connection's DISCONNECT 0x8E
 //     Session taken over carries no reason string.
+//   - A delayed will (MQTT 5 Will Delay Interval) is sent without the
+//     Message Expiry Interval of 1 s that mochi's scheduling left on it.
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
@@ -261,6 +263,13 @@ func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // OnPacketEncode sets the CONNACK's flags and properties as mosquitto
 // does; connackOrder puts the properties in mosquitto's order on the wire.
 func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish && pk.Connect.WillProperties.WillDelayInterval > 0 {
+		// A delayed will: mochi schedules it with the packet's expiry
+		// time, which WritePacket then turns into a Message Expiry
+		// Interval of 1 s the will never had.
+		pk.Properties.MessageExpiryInterval = 0
+		return pk
+	}
 	if pk.FixedHeader.Type == packets.Disconnect && pk.ReasonCode == packets.ErrSessionTakenOver.Code {
 		pk.Properties.ReasonString = "" // mosquitto sends 0x8E alone; mochi adds "session takeover"
 		return pk

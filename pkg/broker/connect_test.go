@@ -384,3 +384,25 @@ func TestConnectTakeoverWill(t *testing.T) {
 		})
 	}
 }
+
+// A delayed will carries no Message Expiry Interval (mochi's scheduling
+// left one of 1 s on it; mosquitto's 07-will-delay.py).
+func TestConnectDelayedWillNoExpiry(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	w := dialRaw(t, b.Addr(), 5)
+	w.mustConnect("will-watch", "", "")
+	require.Equal(t, []byte{0}, w.subscribe(1, 0, "wills/#"))
+	c := dialRaw(t, b.Addr(), 5)
+	conn := c.connectPacket("delayed", "", "")
+	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
+	conn.Connect.WillProperties.WillDelayInterval = 1
+	conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 60, true
+	c.send(conn)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.conn.Close()
+	pk, body, err := w.recvRaw(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "wills/delayed", pk.TopicName)
+	// topic (2+13), property length 0, payload "gone"
+	require.Equal(t, "000d77696c6c732f64656c61796564"+"00"+"676f6e65", hex.EncodeToString(body))
+}
