@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,7 +169,7 @@ func newWSListener(ln net.Listener, timeout time.Duration, log *slog.Logger) *ws
 	w.srv = &http.Server{
 		Handler:           http.HandlerFunc(w.upgrade),
 		ReadHeaderTimeout: timeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          stdlog.New(httpErrorLog{log}, "", 0),
 	}
 	go func() {
 		err := w.srv.Serve(ln)
@@ -263,4 +265,25 @@ func tlsState(c net.Conn) (tls.ConnectionState, bool) {
 		}
 	}
 	return tls.ConnectionState{}, false
+}
+
+// httpErrorLog takes the WebSocket listener's HTTP server log: failed TLS
+// handshakes of wss clients at the default level, as for mqtts
+// (logConnError), the rest at debug.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (h httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	// net/http: "http: TLS handshake error from ADDR: ERR"
+	if rest, ok := strings.CutPrefix(msg, "http: TLS handshake error from "); ok {
+		remote, reason, _ := strings.Cut(rest, ": ")
+		if strings.HasSuffix(reason, "EOF") {
+			h.log.Debug("TLS handshake: client hung up", "remote", remote)
+		} else {
+			h.log.Warn("TLS handshake failed, disconnecting", "remote", remote, "reason", reason)
+		}
+		return len(p), nil
+	}
+	h.log.Debug(msg)
+	return len(p), nil
 }

@@ -141,7 +141,7 @@ func (l *connListener) serveConn(establish listeners.EstablishFn, c net.Conn) {
 		l.mu.Unlock()
 	}()
 	if err := establish(l.id, mc); err != nil {
-		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "error", err)
+		logConnError(l.log, c.RemoteAddr().String(), err)
 	}
 }
 

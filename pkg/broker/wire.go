@@ -4,14 +4,17 @@ package broker
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -370,5 +373,35 @@ func recoverConn(srv *mqtt.Server, log *slog.Logger, stats *wireStats, conn net.
 			srv.Clients.Delete(cl.ID)
 		}
 		return
+	}
+}
+
+// logConnError logs why a connection ended, at the default level when it
+// ended before its session began for a reason mosquitto logs by default
+// too: a bad initial packet ("Client <unknown> disconnected due to
+// protocol error."), a failed TLS handshake (OpenSSL's error), no CONNECT
+// within the connect timeout ("has exceeded timeout"). A client that
+// hangs up before sending anything, a connection refused with a CONNACK
+// (logged by the hooks), a malformed packet (logged by wireConn) and every
+// end after the session began (logged as "client disconnected") are
+// debug lines.
+func logConnError(log *slog.Logger, remote string, err error) {
+	// mochi wraps everything that ends a connection before its CONNECT is
+	// read so (server.go attachClient).
+	pre := strings.HasPrefix(err.Error(), "read connection: ")
+	var (
+		rh tls.RecordHeaderError
+		ae tls.AlertError
+	)
+	switch {
+	case !pre, errors.Is(err, errMalformed), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		log.Debug("connection ended", "remote", remote, "error", err)
+	case errors.As(err, &rh), errors.As(err, &ae), strings.Contains(err.Error(), "tls: "):
+		log.Warn("TLS handshake failed, disconnecting", "remote", remote, "reason", strings.TrimPrefix(err.Error(), "read connection: "))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		log.Info("client sent no CONNECT in time, disconnecting", "remote", remote)
+	default:
+		log.Warn("bad initial packet, disconnecting", "remote", remote, "reason", strings.TrimPrefix(err.Error(), "read connection: "))
 	}
 }

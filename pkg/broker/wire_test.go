@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,4 +386,65 @@ func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
 		}
 	}
 	require.Equal(t, []byte{packets.ErrReceiveMaximum.Code}, reasons)
+}
+
+// TestBadStartsAreLogged: what ends a connection before its session is
+// logged at the default level, as mosquitto logs it by default: a first
+// packet that is not a CONNECT, a TLS handshake that fails, no CONNECT
+// within the connect timeout. A client that connects and hangs up at once
+// (a port probe) is not.
+func TestBadStartsAreLogged(t *testing.T) {
+	s, err := WriteSelfSigned(t.TempDir())
+	require.NoError(t, err)
+	logs := new(syncBuffer)
+	b, err := New(Config{
+		Listeners: []Listener{{Address: "127.0.0.1:0"},
+			{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
+			{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}}},
+		AllowAnonymous: true, SysInterval: -1, ConnectTimeout: 200 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(logs, nil)), // Info: the default level
+	})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	plain, secure, wss := b.Listeners()[0].Addr, b.Listeners()[1].Addr, b.Listeners()[2].Addr
+
+	closedAfter := func(addr string, send []byte) {
+		t.Helper()
+		c, err := rawmqtt.Dial(addr, 4)
+		require.NoError(t, err)
+		defer c.Close()
+		if send != nil {
+			require.NoError(t, c.Send(send))
+		}
+		_, err = c.WaitClosed(10 * time.Second)
+		require.NoError(t, err)
+	}
+	probe, err := net.Dial("tcp", plain)
+	require.NoError(t, err)
+	require.NoError(t, probe.Close())
+	closedAfter(plain, rawmqtt.Publish(rawmqtt.PublishOptions{Topic: []byte("a"), Payload: []byte("x")}))
+	closedAfter(secure, rawmqtt.Connect(rawmqtt.ConnectOptions{ClientID: "plain-on-tls", Clean: true}))
+	closedAfter(wss, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	closedAfter(plain, nil)
+
+	want := []string{
+		`level=WARN msg="bad initial packet, disconnecting"`,
+		`level=WARN msg="TLS handshake failed, disconnecting" remote=` + secure[:strings.LastIndex(secure, ":")],
+		`level=WARN msg="TLS handshake failed, disconnecting" remote=127.0.0.1:`,
+		`level=INFO msg="client sent no CONNECT in time, disconnecting"`,
+	}
+	waitFor(t, func() bool {
+		for _, w := range want {
+			if !strings.Contains(logs.String(), w) {
+				return false
+			}
+		}
+		return true
+	})
+	out := logs.String()
+	require.Equal(t, 1, strings.Count(out, want[0]), out)
+	require.Equal(t, 2, strings.Count(out, `msg="TLS handshake failed`), "mqtts and wss:\n%s", out)
+	require.Equal(t, 1, strings.Count(out, want[3]), out)
+	require.Equal(t, 4, strings.Count(out, "\n"), "one line each, nothing for the probe:\n%s", out)
 }
