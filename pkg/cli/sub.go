@@ -251,6 +251,12 @@ func (o *SubOptions) complete(c *cli.Context, d *Deps) error {
 		}
 		cfg.ConnectProps.ReceiveMaximum = &rm
 	}
+	// A persistent session keeps what is not acknowledged for the next
+	// run: acknowledge a QoS 1/2 message only once it went through the
+	// pipeline and its output was written, so that a run ended by -C,
+	// --retained-only, -W or a signal loses none of the messages the
+	// broker had already sent it (mosquitto_sub does not lose them either).
+	cfg.ManualAck = o.QoS > 0 && (!cfg.CleanStart || (cfg.SessionExpiry != nil && *cfg.SessionExpiry > 0))
 	if o.rand == nil {
 		o.rand = func() int { return rand.IntN(10000) }
 	}
@@ -314,9 +320,12 @@ type subRun struct {
 	// the connection result); they are cleared once it is.
 	toRemove []string
 	count    int
-	fm       format.Message
-	fp       format.Properties
-	out      []byte // rendered messages not yet written
+	// unacked are the messages of the batch being written, acknowledged
+	// once the write succeeded (Config.ManualAck).
+	unacked []*client.Message
+	fm      format.Message
+	fp      format.Properties
+	out     []byte // rendered messages not yet written
 }
 
 // runSub connects, subscribes and prints messages until -C, -E,
@@ -523,7 +532,15 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 					break batch
 				}
 			}
-			if ferr := r.flush(); err == nil {
+			ferr := r.flush()
+			if ferr == nil {
+				for _, m := range r.unacked {
+					m.Ack()
+				}
+			}
+			clear(r.unacked)
+			r.unacked = r.unacked[:0]
+			if err == nil {
 				err = ferr
 			}
 			if end != endNone || err != nil {
@@ -539,8 +556,9 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 func (r *subRun) handle(ctx context.Context, dv delivery) (subEnd, error) {
 	o, m := r.o, dv.m
 	if o.RetainedOnly && !m.Retain {
-		return endDone, nil
+		return endDone, nil // not taken: it stays with the broker
 	}
+	r.unacked = append(r.unacked, m)
 	if m.Retain && o.NoRetain {
 		return endNone, nil
 	}

@@ -729,3 +729,34 @@ func (c *subscribedClient) SubscribeProps(ctx context.Context, subs []client.Sub
 	c.once.Do(func() { close(c.subscribed) })
 	return codes, err
 }
+
+// TestRunSubAcknowledgesOnlyWhatItPrinted: a persistent session with many
+// queued QoS 1 messages; a first run stops after -C of them. Messages
+// the broker had already sent but the run did not print must not be
+// acknowledged, or they are lost: a second run must print all the
+// others. (Handlers released when the run ended used to return, and the
+// client then acknowledged their messages.)
+func TestRunSubAcknowledgesOnlyWhatItPrinted(t *testing.T) {
+	const total, first = 300, 25
+	for _, v := range []string{"5", "311"} {
+		t.Run("v"+v, func(t *testing.T) {
+			b := testbroker.Start(t)
+			common := []string{"sub", "-h", b.Host, "-p", b.PortString(), "-t", "red/#", "-c", "-i", "red", "-q", "1", "-V", v}
+			code, _, errOut := run(t, append(common, "-E")...)
+			require.Equal(t, 0, code, errOut)
+			var want []string
+			for i := range total {
+				p := fmt.Sprintf("q%d", i)
+				want = append(want, p)
+				require.NoError(t, b.Publish("red/x", []byte(p), false, 1))
+			}
+			code, out, errOut := run(t, append(common, "-C", strconv.Itoa(first))...)
+			require.Equal(t, 0, code, errOut)
+			require.Equal(t, strings.Join(want[:first], "\n")+"\n", out)
+
+			code, out, errOut = run(t, append(common, "-C", strconv.Itoa(total-first), "-W", "30")...)
+			require.Equal(t, 0, code, "messages were lost: %s\ngot:\n%s", errOut, out)
+			require.Equal(t, strings.Join(want[first:], "\n")+"\n", out)
+		})
+	}
+}

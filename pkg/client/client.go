@@ -89,6 +89,13 @@ type Config struct {
 
 	Will *Message
 
+	// ManualAck leaves the acknowledgement (PUBACK, PUBREC) of received
+	// QoS 1 and 2 messages to Message.Ack: a message the program has not
+	// finished with stays unacknowledged, and a persistent session gets
+	// it again on the next connection. Without it a message is
+	// acknowledged when the handler returns.
+	ManualAck bool
+
 	// ConnectProps are extra MQTT 5 CONNECT properties.
 	ConnectProps *ConnectProperties
 
@@ -140,6 +147,19 @@ type Message struct {
 	MID     uint16      // packet identifier (0 at QoS 0)
 	Props   *Properties // MQTT 5 only
 	Time    time.Time   // when it was received
+
+	ack func() // set on received QoS 1/2 messages with Config.ManualAck
+}
+
+// Ack acknowledges a received message when the connection was made with
+// Config.ManualAck (a no-op otherwise, at QoS 0, and for a message whose
+// connection is gone). Acknowledgements go out in the order the messages
+// arrived [MQTT-4.6.0-2]: acknowledge messages in the order received.
+// Disconnect sends the acknowledgements made before it first.
+func (m *Message) Ack() {
+	if m.ack != nil {
+		m.ack()
+	}
 }
 
 // Subscription is one topic filter with its options.

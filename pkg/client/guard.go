@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // frameGuard applies the packet size limits of the publishing pipeline
@@ -29,10 +31,58 @@ type frameGuard struct {
 	bad     error   // sticky: the packet that broke the limits
 	readErr error   // the first read error (bad included)
 	dead    chan struct{}
+
+	// bye is set once DISCONNECT is being sent: Close then lingers (see
+	// Close). closed is closed when the connection is closed.
+	bye       atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{}
+}
+
+// lingerTimeout bounds how long Close waits for the broker to close the
+// connection after a DISCONNECT.
+const lingerTimeout = time.Second
+
+// Close closes the connection. After a DISCONNECT (bye) it first shuts
+// down the sending side and waits (at most lingerTimeout) until the
+// broker has closed its side, which it does on DISCONNECT: closing a
+// socket with unread data in it (messages the broker kept sending) makes
+// the kernel send a reset, and the broker then drops what it had not read
+// yet, the last acknowledgements and the DISCONNECT among them (the
+// broker logged "closed its connection" and sent the acknowledged
+// messages of a persistent session again).
+func (g *frameGuard) Close() error {
+	g.closeOnce.Do(func() {
+		if g.bye.Load() {
+			if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+			t := time.NewTimer(lingerTimeout)
+			select {
+			case <-g.dead: // the library's reader saw the end
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		g.closeErr = g.Conn.Close()
+		close(g.closed)
+	})
+	return g.closeErr
+}
+
+// waitClosed waits (at most d) until Close has closed the connection.
+func (g *frameGuard) waitClosed(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-g.closed:
+	case <-t.C:
+	}
 }
 
 func newFrameGuard(c net.Conn, limit int) *frameGuard {
-	return &frameGuard{Conn: c, limit: limit, dead: make(chan struct{})}
+	return &frameGuard{Conn: c, limit: limit, dead: make(chan struct{}), closed: make(chan struct{})}
 }
 
 // Read reads from the connection and checks the packet headers in what

@@ -66,9 +66,17 @@ func dialV3(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 		vc.fail(guard.why(err))
 		vc.close()
 	})
+	o.SetAutoAckDisabled(cfg.ManualAck)
 	if h != nil {
 		o.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
-			h(&Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained(), MID: m.MessageID(), Time: time.Now()})
+			msg := &Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained(), MID: m.MessageID(), Time: time.Now()}
+			if cfg.ManualAck && m.Qos() > 0 {
+				// paho.mqtt.golang queues the acknowledgement for its
+				// writer in the order Ack is called, ahead of a later
+				// DISCONNECT.
+				msg.ack = m.Ack
+			}
+			h(msg)
 		})
 	}
 	vc.c = mqtt3.NewClient(o)
@@ -189,7 +197,12 @@ func (vc *v3Client) Disconnect(ctx context.Context) error {
 	vc.mu.Lock()
 	vc.bye = true
 	vc.mu.Unlock()
+	vc.guard.bye.Store(true)
 	vc.c.Disconnect(250)
+	// paho.mqtt.golang returns after at most 250 ms, possibly while the
+	// connection still lingers (frameGuard.Close): let it finish, or the
+	// process may exit first and reset the connection.
+	vc.guard.waitClosed(lingerTimeout + 250*time.Millisecond)
 	vc.close()
 	return nil
 }

@@ -7,10 +7,13 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
+	"github.com/eclipse/paho.golang/paho/session/state"
 )
 
 // v5Client implements Client with paho.golang (MQTT 5).
@@ -24,7 +27,30 @@ type v5Client struct {
 	mu  sync.Mutex
 	err error
 	bye bool
+
+	// With Config.ManualAck: acks counts the acknowledgements paho has
+	// written, marked those Message.Ack asked for (paho sends them in
+	// batches, in order, from a timer).
+	acks   *ackCounter
+	marked atomic.Int64
 }
+
+// ackCounter counts the acknowledgements paho.golang sends through the
+// session, so that Disconnect can wait until those asked for are out.
+type ackCounter struct {
+	session.SessionManager
+	sent atomic.Int64
+}
+
+func (s *ackCounter) Ack(pb *packets.Publish) error {
+	err := s.SessionManager.Ack(pb)
+	s.sent.Add(1)
+	return err
+}
+
+// manualAckInterval is how often paho.golang sends the acknowledgements
+// made with Message.Ack (its default is 50 ms).
+const manualAckInterval = 10 * time.Millisecond
 
 func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
@@ -50,10 +76,28 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 			vc.fail(&DisconnectError{Code: d.ReasonCode, Reason: reason})
 		},
 	}
+	var sess *state.State
+	if cfg.ManualAck {
+		// paho.golang does not close a session it did not create.
+		sess = state.NewInMemory()
+		vc.acks = &ackCounter{SessionManager: sess}
+		pc.Session = vc.acks
+		pc.EnableManualAcknowledgment = true
+		pc.SendAcksInterval = manualAckInterval
+	}
 	if h != nil {
 		pc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
-				h(fromPaho(pr.Packet))
+				m := fromPaho(pr.Packet)
+				if cfg.ManualAck && pr.Packet.QoS > 0 {
+					p := pr.Packet
+					m.ack = func() {
+						if vc.c.Ack(p) == nil {
+							vc.marked.Add(1)
+						}
+					}
+				}
+				h(m)
 				return true, nil
 			},
 		}
@@ -104,6 +148,9 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	ca, err := vc.c.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
+		if sess != nil {
+			_ = sess.Close()
+		}
 		if gerr := guard.err(); gerr != nil {
 			return nil, gerr
 		}
@@ -131,6 +178,9 @@ func dialV5(ctx context.Context, cfg *Config, h Handler) (Client, error) {
 	}
 	go func() {
 		<-vc.c.Done()
+		if sess != nil {
+			_ = sess.Close()
+		}
 		// paho closes the connection first and reports why (OnClientError,
 		// OnServerDisconnect) from another goroutine afterwards: give the
 		// reason a moment to arrive so Err names it.
@@ -283,6 +333,8 @@ func (vc *v5Client) DisconnectProps(ctx context.Context, props *DisconnectProper
 	vc.mu.Lock()
 	vc.bye = true
 	vc.mu.Unlock()
+	vc.waitAcks(ctx)
+	vc.guard.bye.Store(true)
 	d := &paho.Disconnect{ReasonCode: 0}
 	if props != nil {
 		d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: props.SessionExpiry,
@@ -295,6 +347,31 @@ func (vc *v5Client) DisconnectProps(ctx context.Context, props *DisconnectProper
 	case <-time.After(2 * time.Second):
 	}
 	return err
+}
+
+// waitAcks waits (at most 1 s) until the acknowledgements asked for with
+// Message.Ack were written: paho.golang sends them from a timer, and a
+// DISCONNECT sent first would leave the last printed messages
+// unacknowledged (sent again to a persistent session).
+func (vc *v5Client) waitAcks(ctx context.Context) {
+	if vc.acks == nil {
+		return
+	}
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for vc.acks.sent.Load() < vc.marked.Load() {
+		select {
+		case <-tick.C:
+		case <-vc.c.Done():
+			return
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		}
+	}
 }
 
 func toPahoUser(u []UserProperty) paho.UserProperties {
