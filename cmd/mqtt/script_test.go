@@ -71,6 +71,7 @@ func TestScript(t *testing.T) {
 			"testcert":   cmdTestCert,
 			"blackhole":  cmdBlackhole,
 			"rawsend":    cmdRawSend,
+			"closedpipe": cmdClosedPipe,
 		},
 	})
 }
@@ -351,4 +352,38 @@ func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	})
 	ts.Setenv(args[0], strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+}
+
+// closedpipe PROG [ARGS...]: run PROG with its stdout a pipe that nobody
+// reads (closed at once), as in "mqtt sub ... | head -1" after head
+// exited, and wait for it. It must exit 0 with nothing on stderr (with
+// !, it must not); a process killed by SIGPIPE fails.
+func cmdClosedPipe(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: closedpipe PROG [ARGS...]")
+	}
+	path := args[0]
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		if p := filepath.Join(dir, args[0]); fileExists(p) {
+			path = p
+			break
+		}
+	}
+	r, w, err := os.Pipe()
+	ts.Check(err)
+	r.Close()
+	defer w.Close()
+	cmd := exec.Command(path, args[1:]...)
+	cmd.Dir = ts.Getenv("WORK")
+	cmd.Env = os.Environ()
+	for _, k := range []string{"PATH", "HOME", "XDG_CONFIG_HOME", "MQTT_HOST", "MQTT_PORT", "NO_COLOR"} {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	err = cmd.Run()
+	ok := err == nil && stderr.Len() == 0
+	if ok == neg {
+		ts.Fatalf("%s with a closed stdout: %v; stderr: %q", args[0], err, stderr.String())
+	}
 }

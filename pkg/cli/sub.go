@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -333,6 +335,10 @@ type subRun struct {
 // every second (like libmosquitto), resubscribing each time, with one line
 // on stderr per outage; only the first connection attempt is not retried.
 func runSub(ctx context.Context, d *Deps, o *SubOptions) error {
+	// A write to a closed pipe then fails with EPIPE instead of killing
+	// the process with SIGPIPE (exit 141, no DISCONNECT, so the broker
+	// published the will): see flush.
+	signal.Ignore(syscall.SIGPIPE)
 	r := &subRun{d: d, o: o, msgs: make(chan delivery, handoff(o)), stop: make(chan struct{}), results: make(chan connResult, 1)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -540,6 +546,11 @@ func (r *subRun) loop(ctx context.Context, timeout <-chan time.Time) (subEnd, er
 			}
 			clear(r.unacked)
 			r.unacked = r.unacked[:0]
+			if errors.Is(ferr, errReaderGone) && err == nil {
+				// "mqtt sub ... | head -1": the reader is gone. As
+				// mosquitto_sub: DISCONNECT (so no will) and exit 0.
+				return endDone, nil
+			}
 			if err == nil {
 				err = ferr
 			}
@@ -649,10 +660,17 @@ func (r *subRun) flush() error {
 		r.out = r.out[:0]
 	}
 	if err != nil {
+		if errors.Is(err, syscall.EPIPE) {
+			return errReaderGone
+		}
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
 }
+
+// errReaderGone is a write to stdout that failed because nothing reads
+// it any more (a closed pipe).
+var errReaderGone = errors.New("stdout closed")
 
 // unwrapAll lists the errors joined in err.
 func unwrapAll(err error) []error {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -759,4 +760,34 @@ func TestRunSubAcknowledgesOnlyWhatItPrinted(t *testing.T) {
 			require.Equal(t, strings.Join(want[first:], "\n")+"\n", out)
 		})
 	}
+}
+
+// brokenPipe is stdout after its reader went away (mqtt sub | head -1).
+type brokenPipe struct{}
+
+func (brokenPipe) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.EPIPE}
+}
+
+// TestRunSubReaderGone: when stdout's reader is gone, sub sends
+// DISCONNECT (the will is not published) and exits 0, as mosquitto_sub
+// does; it used to report "write output: broken pipe" (and the real
+// process was killed by SIGPIPE, exit 141, without DISCONNECT).
+func TestRunSubReaderGone(t *testing.T) {
+	b := testbroker.Start(t)
+	require.NoError(t, b.Record("will/#"))
+	require.NoError(t, b.Publish("data/x", []byte("one"), true, 0))
+	io, _, _, errOut := iostreams.Test()
+	io.Out = brokenPipe{}
+	d := newDeps(io)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := Run(ctx, d, []string{"mqtt", "sub", "-h", b.Host, "-p", b.PortString(), "-t", "data/#",
+		"--will-topic", "will/sub", "--will-payload", "gone"})
+	require.Equal(t, 0, code, errOut.String())
+	require.Empty(t, errOut.String())
+	require.NoError(t, b.Publish("will/marker", []byte("after"), false, 0))
+	msgs, err := b.WaitMessages(1, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "will/marker", msgs[0].Topic, "the will was published: no DISCONNECT")
 }
