@@ -21,8 +21,13 @@ const (
 	ExitFailure = 1
 	// ExitTimeout means `sub -W` timed out (mosquitto_sub's 27).
 	ExitTimeout = 27
-	// ExitInterrupted means a finite command (pub, passwd) was interrupted before it finished.
-	ExitInterrupted = 130
+	// ExitInterrupted means a finite command (pub, passwd) was interrupted
+	// before it finished. It was 130 (128 + SIGINT) until 2026-12, which is
+	// also the MQTT 5 reason code 130 (Protocol Error) a broker may refuse a
+	// connection with: 128-162 now always mean a refused connection. 255 is
+	// what mosquitto_sub exits with when interrupted before the broker
+	// accepted the connection.
+	ExitInterrupted = 255
 )
 
 // ExitError attaches a process exit status to an error.

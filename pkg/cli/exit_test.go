@@ -67,3 +67,17 @@ func TestExitCodesDoc(t *testing.T) {
 		require.True(t, seen[name], "docs/exit-codes.md does not list %s", name)
 	}
 }
+
+// TestExitCodesDoNotCollide: a refused connection exits with its CONNACK
+// code (1-5 for MQTT 3.x, 128-162 for MQTT 5), so no exit code of our own
+// may fall into those ranges: 130 for "interrupted" was also MQTT 5's
+// Protocol Error.
+func TestExitCodesDoNotCollide(t *testing.T) {
+	for name, code := range map[string]int{"ExitTimeout": ExitTimeout, "ExitInterrupted": ExitInterrupted} {
+		require.False(t, code >= 1 && code <= 5, "%s = %d is an MQTT 3.x CONNACK code", name, code)
+		require.False(t, code >= 128 && code <= 162, "%s = %d is an MQTT 5 reason code", name, code)
+		require.LessOrEqual(t, code, 255, name)
+	}
+	require.Equal(t, ExitInterrupted, exitCode(context.Canceled))
+	require.NotEqual(t, exitCode(context.Canceled), exitCode(&client.ConnectError{Version: client.V5, Code: 130}))
+}

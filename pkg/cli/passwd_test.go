@@ -265,7 +265,7 @@ func TestRunPasswdTerminal(t *testing.T) {
 		require.Equal(t, "Error: Unable to open file "+p+" for writing. No such file or directory.", r.msg())
 	})
 	// The prompts below must not be reached: a regression fails with
-	// status 130 after a short wait instead of hanging.
+	// status ExitInterrupted after a short wait instead of hanging.
 	noPrompt := func(t *testing.T) context.Context {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		t.Cleanup(cancel)
