@@ -4,12 +4,14 @@ package cli
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -171,8 +173,20 @@ func connFlags(o *ConnOptions) []cli.Flag {
 		integer("will-qos", nil, &o.WillQoS, catWill, "QoS of the will message", "0"),
 		boolean("will-retain", nil, &o.WillRetain, catWill, "retain the will message"),
 
-		boolean("debug", []string{"d"}, &o.Debug, "", "print debug messages, including the effective connection settings, on stderr"),
+		boolean("debug", []string{"d"}, &o.Debug, "", "print every MQTT packet sent and received, in mosquitto's words, and the effective connection settings, on stderr"),
 		boolean("quiet", nil, &o.Quiet, "", "do not print runtime errors"),
+	}
+}
+
+// traceTo returns a client.Config.Trace that writes mosquitto's -d packet
+// lines to w (stderr: stdout carries messages only), one whole line per
+// write.
+func traceTo(w io.Writer) func(string) {
+	var mu sync.Mutex
+	return func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = io.WriteString(w, line+"\n")
 	}
 }
 
@@ -191,6 +205,9 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 	}
 	o.eff = effective{}
 	cfg := &client.Config{Host: "localhost", KeepAlive: defaultKeepAlive, CleanStart: true, Log: d.Log, Transport: client.TCP}
+	if o.Debug {
+		cfg.Trace = traceTo(d.IO.ErrOut)
+	}
 	version := "5"
 	versionFixed := false // the user chose the version: no fallback to 3.1.1
 	timeout := defaultTimeout

@@ -96,6 +96,11 @@ type Config struct {
 	// acknowledged when the handler returns.
 	ManualAck bool
 
+	// Trace, when set, is called with one line per MQTT packet sent or
+	// received, in libmosquitto's -d wording ("Client (null) sending
+	// CONNECT"). It may be called from several goroutines.
+	Trace func(line string)
+
 	// ConnectProps are extra MQTT 5 CONNECT properties.
 	ConnectProps *ConnectProperties
 

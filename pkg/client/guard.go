@@ -55,9 +55,7 @@ const lingerTimeout = time.Second
 func (g *frameGuard) Close() error {
 	g.closeOnce.Do(func() {
 		if g.bye.Load() {
-			if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
-				_ = cw.CloseWrite()
-			}
+			_ = closeWrite(g.Conn)
 			t := time.NewTimer(lingerTimeout)
 			select {
 			case <-g.dead: // the library's reader saw the end

@@ -52,6 +52,9 @@ func dialConn(ctx context.Context, cfg *Config) (*sniffConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Trace != nil {
+		conn = newTraceConn(conn, cfg)
+	}
 	return &sniffConn{Conn: conn}, nil
 }
 
@@ -246,6 +249,9 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 
 // NetConn returns the wrapped connection.
 func (c *sniffConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite shuts down the sending side when the connection can.
+func (c *sniffConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 // head returns the first bytes read so far.
 func (c *sniffConn) head() []byte {

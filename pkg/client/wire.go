@@ -23,17 +23,21 @@ import (
 
 // MQTT control packet types (high nibble of the first byte).
 const (
-	pktConnect    = 1
-	pktConnack    = 2
-	pktPublish    = 3
-	pktPuback     = 4
-	pktPubrec     = 5
-	pktPubrel     = 6
-	pktPubcomp    = 7
-	pktPingreq    = 12
-	pktPingresp   = 13
-	pktDisconnect = 14
-	pktAuth       = 15
+	pktConnect     = 1
+	pktConnack     = 2
+	pktPublish     = 3
+	pktPuback      = 4
+	pktPubrec      = 5
+	pktPubrel      = 6
+	pktPubcomp     = 7
+	pktSubscribe   = 8
+	pktSuback      = 9
+	pktUnsubscribe = 10
+	pktUnsuback    = 11
+	pktPingreq     = 12
+	pktPingresp    = 13
+	pktDisconnect  = 14
+	pktAuth        = 15
 )
 
 // MQTT 5 property identifiers used here [MQTT-2.2.2.2].
@@ -671,7 +675,6 @@ func handshakeOnce(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *
 		// alert: explained by connackErr.
 		return nil, nil, nil, connackErr(ctx, cfg, conn, err)
 	}
-	log.Debug("sending CONNECT")
 	if _, err := conn.Write(encodeConnect(cfg)); err != nil {
 		return fail(err)
 	}
@@ -687,7 +690,6 @@ func handshakeOnce(ctx context.Context, cfg *Config) (net.Conn, *packetReader, *
 	if first>>4 != pktConnack || len(body) < 2 {
 		return fail(fmt.Errorf("%w: expected CONNACK", ErrProtocol))
 	}
-	log.Debug("received CONNACK", "code", body[1])
 	s := &Session{Version: v, SessionPresent: body[0]&1 == 1, ReceiveMaximum: 65535, MaximumQoS: 2,
 		RetainAvailable: true, KeepAlive: cfg.KeepAlive}
 	if v != V5 {
