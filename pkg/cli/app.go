@@ -205,6 +205,17 @@ func appAction(c *cli.Context) error {
 		return cli.ShowAppHelp(c)
 	}
 	name := c.Args().First()
+	if name == "help" && c.Args().Len() <= 2 {
+		// "mqtt help" and "mqtt help pub", as in git and go.
+		topic := c.Args().Get(1)
+		switch {
+		case topic == "":
+			return cli.ShowAppHelp(c)
+		case c.App.Command(topic) != nil:
+			return cli.ShowCommandHelp(c, topic)
+		}
+		name = topic
+	}
 	msg := fmt.Sprintf("unknown command %q", name)
 	var names []string
 	for _, cmd := range c.App.VisibleCommands() {

@@ -113,6 +113,9 @@ func TestCommandLineErrors(t *testing.T) {
 	}{
 		{name: "-h at the top level is help", args: []string{"-h"}, out: "mqtt - MQTT broker"},
 		{name: "no command is help", args: nil, out: "COMMANDS:"},
+		{name: "mqtt help", args: []string{"help"}, out: "COMMANDS:"},
+		{name: "mqtt help pub", args: []string{"help", "pub"}, out: "mqtt pub - publish messages"},
+		{name: "mqtt help publish", args: []string{"help", "publish"}, code: ExitFailure, err: `unknown command "publish" (did you mean "pub"?)`},
 		{name: "publish", args: []string{"publish", "-t", "a", "-m", "b"}, code: ExitFailure,
 			err: "Error: unknown command \"publish\" (did you mean \"pub\"?)\nUse 'mqtt --help' to see usage.\n"},
 		{name: "subscribe", args: []string{"subscribe"}, code: ExitFailure, err: `unknown command "subscribe" (did you mean "sub"?)`},
