@@ -29,8 +29,13 @@ type DemoOptions struct {
 	Seed     uint64
 	Model    string
 	Sensors  int
+	UI       bool   // --ui: serve the dashboard too
+	Open     bool   // --open: and open it (implies --ui)
+	HTTP     string // --http: where the dashboard listens (implies --ui)
 
 	sensor *SensorOptions
+	// adjustUI lets tests change the dashboard's options (its opener).
+	adjustUI func(*UIOptions)
 	// deliverTimeout bounds the wait for the last readings after the
 	// sensor sent them all (--count); 0 means 10 s.
 	deliverTimeout time.Duration
@@ -40,6 +45,7 @@ const (
 	demoTopicFilter = "sensor/#"
 	demoSubID       = "mqtt-demo-subscriber"
 	demoSensorID    = "mqtt-demo-sensor"
+	demoUIID        = "mqtt-demo-ui"
 )
 
 func newDemoCmd(d *Deps, runF func(context.Context, *Deps, *DemoOptions) error) *cli.Command {
@@ -49,14 +55,17 @@ func newDemoCmd(d *Deps, runF func(context.Context, *Deps, *DemoOptions) error) 
 		Usage: "run a broker, a simulated sensor and a subscriber, and show the messages",
 		UsageText: `mqtt demo
 mqtt demo --interval 500ms --model sine
-mqtt demo --count 5 --seed 42`,
+mqtt demo --count 5 --seed 42
+mqtt demo --ui --open --sensors 3`,
 		Description: `Starts a broker on a free 127.0.0.1 port, subscribes to sensor/# and
 publishes the course's simulated temperature sensor to sensor/temp. As in
 the course's two terminals, each reading's "Sent:" line (dimmed on a
 terminal) is followed by the message as it arrives, "topic payload" (in
 colour on a terminal); a fleet (--sensors N) shows the arrivals only.
 Other clients can join on the printed port. Ctrl-C stops
-everything cleanly; --count and --duration stop it by themselves.`,
+everything cleanly; --count and --duration stop it by themselves.
+--ui also serves the live dashboard of mqtt ui (docs/ui.md) on the demo
+broker and prints its address; --open opens it in the browser.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "interval", Value: "2s", Destination: &o.Interval, Usage: "time between two readings of a sensor (e.g. 2s, 500ms, or seconds)"},
 			&cli.IntFlag{Name: "count", Destination: &o.Count, DefaultText: "no limit", Usage: "stop once this many readings per sensor arrived"},
@@ -64,6 +73,9 @@ everything cleanly; --count and --duration stop it by themselves.`,
 			&cli.Uint64Flag{Name: "seed", Destination: &o.Seed, DefaultText: "random", Usage: "seed: the same seed gives the same readings"},
 			&cli.StringFlag{Name: "model", Value: "uniform", Destination: &o.Model, Usage: "uniform, walk or sine"},
 			&cli.IntFlag{Name: "sensors", Value: 1, Destination: &o.Sensors, Usage: "number of simulated sensors, each on sensor/N/temp when more than one"},
+			&cli.BoolFlag{Name: "ui", Destination: &o.UI, Usage: "also serve the live dashboard (mqtt ui) and print its address"},
+			&cli.BoolFlag{Name: "open", Destination: &o.Open, Usage: "open the dashboard in the default browser (implies --ui)"},
+			&cli.StringFlag{Name: "http", Destination: &o.HTTP, DefaultText: "127.0.0.1 on a free port", Usage: "address the dashboard listens on, HOST:PORT or PORT (implies --ui)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := o.complete(c, d); err != nil {
@@ -85,6 +97,19 @@ func (o *DemoOptions) complete(c *cli.Context, d *Deps) error {
 	}
 	if o.Duration < 0 {
 		return usageErrorf("--duration must not be negative, not %v", o.Duration)
+	}
+	if c.IsSet("http") || o.Open {
+		o.UI = true
+	}
+	if o.UI {
+		if o.HTTP == "" {
+			o.HTTP = "127.0.0.1:0"
+		}
+		addr, err := httpAddr(o.HTTP)
+		if err != nil {
+			return err
+		}
+		o.HTTP = addr
 	}
 	s := &SensorOptions{
 		QoS:         1,
@@ -187,6 +212,14 @@ func runDemo(ctx context.Context, d *Deps, o *DemoOptions) error {
 		"Press Ctrl-C to stop.\n",
 		b.Addr(), who, s.interval, demoTopicFilter, host, port, demoTopicFilter)
 
+	if o.UI {
+		stopUI, err := startDemoUI(ctx, d, o, base)
+		if err != nil {
+			return demoEnd(ctx, err)
+		}
+		defer stopUI()
+	}
+
 	// --duration counts from here, once broker and subscriber are ready.
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
@@ -262,5 +295,48 @@ func newDemoPrinter(d *Deps, out io.Writer) func(m *client.Message) error {
 	return func(m *client.Message) error {
 		_, err := p.Print(out, &format.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, MID: m.MID, Time: m.Time})
 		return err
+	}
+}
+
+// startDemoUI runs `mqtt ui` on the demo broker, subscribed to everything,
+// and returns once it is connected (so that it shows the first reading)
+// with the function that stops it. Its address goes to stderr with the
+// demo's other explanations: stdout carries the messages.
+func startDemoUI(ctx context.Context, d *Deps, o *DemoOptions, base client.Config) (stop func(), err error) {
+	cfg := base
+	cfg.ClientID = demoUIID
+	u := &UIOptions{
+		Topics: stringList{"#"},
+		HTTP:   o.HTTP,
+		Open:   o.Open,
+		cfg:    &cfg,
+		subs:   uiSubscriptions([]string{"#"}, 1),
+		urlOut: d.IO.ErrOut,
+	}
+	connected := make(chan struct{})
+	var once sync.Once
+	u.onConnect = func() { once.Do(func() { close(connected) }) }
+	if o.adjustUI != nil {
+		o.adjustUI(u)
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runUI(uctx, d, u) }()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	select {
+	case <-connected:
+		return stop, nil
+	case err := <-done:
+		cancel()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, err
+	case <-ctx.Done():
+		stop()
+		return nil, ctx.Err()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 	"go.uber.org/goleak"
 )
 
@@ -143,4 +144,56 @@ func stripANSI(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+func TestRunDemoUI(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	d, out, errOut, _ := sensorDeps(t)
+	var opened []string
+	cmd := newDemoCmd(d, func(ctx context.Context, d *Deps, o *DemoOptions) error {
+		require.True(t, o.UI, "--open implies --ui")
+		o.adjustUI = func(u *UIOptions) {
+			u.open = func(url string) error {
+				opened = append(opened, url)
+				return nil
+			}
+		}
+		return runDemo(ctx, d, o)
+	})
+	app := newApp(d)
+	app.Commands = []*cli.Command{cmd}
+	err := app.Run([]string{"mqtt", "demo", "--open", "--count", "3", "--interval", "10ms", "--seed", "42"})
+	require.NoError(t, err, errOut.String())
+	var want strings.Builder
+	for _, v := range wantValues(t, 42, 1, 3) {
+		want.WriteString("sensor/temp Temperature: " + v + "\n")
+	}
+	require.Equal(t, want.String(), out.String(), "stdout carries the messages only")
+	require.Regexp(t, `\nDashboard: http://127\.0\.0\.1:\d+/\n`, errOut.String())
+	require.Len(t, opened, 1)
+	require.Contains(t, errOut.String(), "Dashboard: "+opened[0]+"\n")
+}
+
+func TestDemoUIFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ui   bool
+		http string
+	}{
+		{nil, false, ""},
+		{[]string{"--ui"}, true, "127.0.0.1:0"},
+		{[]string{"--http", "8081"}, true, "127.0.0.1:8081"},
+	} {
+		d, _, _, _ := sensorDeps(t)
+		var got *DemoOptions
+		cmd := newDemoCmd(d, func(_ context.Context, _ *Deps, o *DemoOptions) error { got = o; return nil })
+		app := newApp(d)
+		app.Commands = []*cli.Command{cmd}
+		require.NoError(t, app.Run(append([]string{"mqtt", "demo"}, tc.args...)))
+		require.Equal(t, tc.ui, got.UI, tc.args)
+		require.Equal(t, tc.http, got.HTTP, tc.args)
+	}
+	d, _, errOut, _ := sensorDeps(t)
+	require.Equal(t, ExitFailure, Run(context.Background(), d, []string{"mqtt", "demo", "--http", "x"}))
+	require.Contains(t, errOut.String(), `--http "x": want HOST:PORT, :PORT or PORT`)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -40,8 +41,11 @@ type UIOptions struct {
 	// retryDelay is the wait between connection attempts (1 s);
 	// refusedDelay the wait after the broker refused the connection.
 	retryDelay, refusedDelay time.Duration
-	// banner, if set, is printed on stderr before the URL.
-	banner string
+	// urlOut is where the "Dashboard: URL" line goes (nil: stdout);
+	// mqtt demo --ui sends it to stderr, since its stdout carries messages.
+	urlOut io.Writer
+	// onConnect, if set, is called after each successful connection.
+	onConnect func()
 }
 
 func newUICmd(d *Deps, runF func(context.Context, *Deps, *UIOptions) error) *cli.Command {
@@ -186,10 +190,11 @@ func runUI(ctx context.Context, d *Deps, o *UIOptions) error {
 	}()
 
 	url := dashboardURL(ln.Addr().(*net.TCPAddr), lhost)
-	if o.banner != "" {
-		fmt.Fprintln(d.IO.ErrOut, o.banner)
+	urlOut := o.urlOut
+	if urlOut == nil {
+		urlOut = d.IO.Out
 	}
-	fmt.Fprintf(d.IO.Out, "Dashboard: %s\n", url)
+	fmt.Fprintf(urlOut, "Dashboard: %s\n", url)
 	if !loopback {
 		fmt.Fprintf(d.IO.ErrOut, "Warning: the dashboard listens on %s, not on loopback only: anyone who can reach it can read every message it shows and publish to %s.\n", ln.Addr(), describe(o.cfg))
 	}
@@ -374,6 +379,9 @@ func (r *uiRun) loop(ctx context.Context, serveErr <-chan error) error {
 			}
 			lastErr = ""
 			r.hub.SetState(ui.State{Status: ui.StatusConnected, Detail: fmt.Sprintf("%s, subscribed to %s", protoName(r.o.cfg), strings.Join(o.Topics, " ")), Broker: broker})
+			if o.onConnect != nil {
+				o.onConnect()
+			}
 		case <-lost:
 			why := "connection closed"
 			if err := r.cl.Err(); err != nil {

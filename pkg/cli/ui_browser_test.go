@@ -182,6 +182,9 @@ func TestUIBrowser(t *testing.T) {
 		payload := waitJS[string](t, tab, "the detail", `!document.getElementById("detail").hidden && document.getElementById("detail-payload").textContent`)
 		require.Equal(t, "{\n  \"temperature\": 21.5,\n  \"humidity\": 40\n}", payload)
 		require.Contains(t, evalJS[string](t, tab, `document.getElementById("detail-chart").querySelector("figcaption").textContent`), "temperature", "the JSON field charted")
+		require.Equal(t, "#home/kitchen", evalJS[string](t, tab, `location.hash`), "the address names the selected topic")
+		deep := newTab(t, browser, r.url+"#sensor/temp")
+		waitJS[bool](t, deep, "the topic named in the address", `!document.getElementById("detail").hidden && document.getElementById("detail-topic").textContent === "sensor/temp"`)
 
 		// The log: pause holds lines back, the filter hides lines.
 		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.ID("log-pause"))))

@@ -72,7 +72,16 @@
     st.pending = [];
     st.logQueue = (s.log || []).slice(-st.limits.log);
     setState(s.state);
+    selectFromHash();
     schedule();
+  }
+
+  // The address can name a topic to show: http://.../#sensor/temp.
+  function selectFromHash() {
+    let name = "";
+    try { name = decodeURIComponent(location.hash.slice(1)); } catch (e) { return; }
+    if (!name) return;
+    for (const t of st.topics.values()) if (t.name === name) { select(t.id); return; }
   }
 
   function update(u) {
@@ -102,7 +111,10 @@
     if (!cur) {
       cur = t;
       cur.points = t.points || [];
-      cur.samples = [[Date.now(), t.count]];
+      // Until the page has watched for a while, the rate is the
+      // average since the topic's first message.
+      const local = (ms) => ms - st.offset;
+      cur.samples = t.count > 1 && t.last > t.first ? [[local(t.first), 1], [local(t.last), t.count]] : [[Date.now(), t.count]];
       st.topics.set(t.id, cur);
       insertNode(cur);
     } else {
@@ -218,6 +230,7 @@
     const pv = row.querySelector(".preview");
     pv.textContent = t.kind === "binary" ? "binary, " + size(t.size) : t.kind === "empty" ? "(empty)" : oneLine(t.payload);
     pv.title = t.kind;
+    renderTimes(t, Date.now());
   }
 
   function oneLine(s) {
@@ -255,14 +268,20 @@
     for (const t of st.topics.values()) {
       t.samples.push([now, t.count]);
       while (t.samples.length > 2 && t.samples[1][0] <= now - RATE_WINDOW) t.samples.shift();
-      const [t0, c0] = t.samples[0];
-      const span = (now - t0) / 1000;
-      t.rate = span >= 1 ? (t.count - c0) / span : null;
-      const row = t.node.row;
-      row.querySelector(".rate").textContent = t.rate === null ? "" : rateText(t.rate);
-      row.querySelector(".age").textContent = ageText(now + st.offset - t.last);
+      renderTimes(t, now);
     }
     if (st.selected) renderDetail();
+  }
+
+  // renderTimes shows a topic's rate (messages per second over the last
+  // RATE_WINDOW) and the age of its last message.
+  function renderTimes(t, now) {
+    const [t0, c0] = t.samples[0];
+    const span = (now - t0) / 1000;
+    t.rate = span >= 1 ? (t.count - c0) / span : null;
+    const row = t.node.row;
+    row.querySelector(".rate").textContent = t.rate === null ? "" : rateText(t.rate);
+    row.querySelector(".age").textContent = ageText(now + st.offset - t.last);
   }
 
   function rateText(r) {
@@ -289,7 +308,10 @@
     if (old) old.node.li.classList.remove("selected");
     st.selected = id;
     const t = st.topics.get(id);
-    if (t) t.node.li.classList.add("selected");
+    if (t) {
+      t.node.li.classList.add("selected");
+      history.replaceState(null, "", "#" + encodeURIComponent(t.name).replace(/%2F/g, "/"));
+    }
     $("pub-topic").value = $("pub-topic").value || (t ? t.name : "");
     renderDetail();
   }
@@ -532,6 +554,7 @@
         res.textContent = "not published: " + err.message;
       }
     });
+    window.addEventListener("hashchange", selectFromHash);
     setInterval(tick, 1000);
     connect();
   }
