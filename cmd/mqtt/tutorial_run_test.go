@@ -36,11 +36,11 @@ import (
 // a user that is not root, unshare -rn), where those ports are free and
 // nothing else listens. What the test adds, and why:
 //   - Long-running commands (mqtt broker, mqtt sub without -C/-W/-E/
-//     --retained-only, mqtt simulate-sensor without --count) run in the
+//     --retained-only, mqtt ui, mqtt simulate-sensor without --count) run in the
 //     background, as in the tutorial's other terminals. Ctrl-C (SIGINT)
 //     stops them where the reader would: a new broker replaces the old one
 //     (and the clients of the old one are stopped with it), a new
-//     subscriber replaces the old one, a sensor is stopped before the next
+//     subscriber (or mqtt ui) replaces the old one, a sensor is stopped before the next
 //     command. Everything still running is stopped at the end.
 //   - The test waits where the reader would: until a broker accepts
 //     connections, and until a background subscriber has subscribed (it
@@ -356,7 +356,7 @@ func (r *tutorialRun) run(s tutorialStep) {
 		}
 		r.waitListening(s, "127.0.0.1:9100")
 		return
-	case len(f) >= 2 && f[0] == "mqtt" && f[1] == "sub" && !has(f, "-C", "--count", "-W", "--timeout", "-E", "--retained-only"):
+	case len(f) >= 2 && f[0] == "mqtt" && (f[1] == "sub" && !has(f, "-C", "--count", "-W", "--timeout", "-E", "--retained-only") || f[1] == "ui"):
 		for _, cl := range r.clients {
 			cl.interrupt(t)
 		}

@@ -166,9 +166,9 @@ func TestRunDemoUI(t *testing.T) {
 	require.NoError(t, err, errOut.String())
 	var want strings.Builder
 	for _, v := range wantValues(t, 42, 1, 3) {
-		want.WriteString("sensor/temp Temperature: " + v + "\n")
+		want.WriteString("Sent: " + v + "\nsensor/temp Temperature: " + v + "\n")
 	}
-	require.Equal(t, want.String(), out.String(), "stdout carries the messages only")
+	require.Equal(t, want.String(), out.String(), "stdout carries the readings and messages only")
 	require.Regexp(t, `\nDashboard: http://127\.0\.0\.1:\d+/\n`, errOut.String())
 	require.Len(t, opened, 1)
 	require.Contains(t, errOut.String(), "Dashboard: "+opened[0]+"\n")
