@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -39,6 +40,9 @@ import (
 //     session, is refused with 2 (mochi accepts the first and answers the
 //     second with 0x80, a code 3.1.1 does not have). securityHook assigns
 //     ids to the others (auto_id_prefix, allow_zero_length_clientid).
+//   - A connection that takes over the client id of one whose session
+//     ends with it (MQTT 5 Session Expiry 0) gets a new session (session
+//     present 0), not the old one's subscriptions.
 //   - A client that takes over its own session from an older connection
 //     does not publish that connection's will unless the old session ends
 //     or the new one starts clean; the old connection's DISCONNECT 0x8E
@@ -71,6 +75,10 @@ type connectHook struct {
 	// OnDisconnect.
 	bridges sync.Map
 }
+
+// takeoverWait bounds how long a connection that takes over a client id
+// waits for the old connection's session to be removed.
+const takeoverWait = 2 * time.Second
 
 // topicAliasMaximum is the Topic Alias Maximum the broker accepts from
 // clients and advertises, as mosquitto's max_topic_alias default.
@@ -223,6 +231,20 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.server.Clients.Get(cl.ID)
 	if !ok || old == cl || pk.Connect.Clean {
+		return
+	}
+	if old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0 && !old.Closed() {
+		// The old session ends with its connection (Session Expiry 0):
+		// there is none to resume. mochi would hand it over (session
+		// present, its subscriptions) unless the new connection starts
+		// clean. End it first, as mosquitto does, and let mochi remove
+		// it (its will is published) before it looks for a session.
+		_ = h.server.DisconnectClient(old, packets.ErrSessionTakenOver)
+		for deadline := time.Now().Add(takeoverWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if c, ok := h.server.Clients.Get(cl.ID); !ok || c != old {
+				break
+			}
+		}
 		return
 	}
 	if old.Properties.ProtocolVersion >= 5 {

@@ -406,3 +406,35 @@ func TestConnectDelayedWillNoExpiry(t *testing.T) {
 	// topic (2+13), property length 0, payload "gone"
 	require.Equal(t, "000d77696c6c732f64656c61796564"+"00"+"676f6e65", hex.EncodeToString(body))
 }
+
+// A connection that takes over a client id whose session ends with its
+// connection (MQTT 5 Session Expiry 0) starts a new session, as mosquitto
+// (05-session-expiry-v5.py, 07-will-takeover.py); mochi handed the old
+// one over.
+func TestConnectTakeoverOfEndingSession(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	old := dialRaw(t, b.Addr(), 5)
+	pk := old.connectPacket("ending", "", "")
+	pk.Connect.Clean = false // Session Expiry 0 (absent): ends with the connection
+	old.send(pk)
+	require.Equal(t, byte(0), old.recv().ReasonCode)
+	require.Equal(t, []byte{0}, old.subscribe(1, 0, "ending/x"))
+
+	nw := dialRaw(t, b.Addr(), 5)
+	pk = nw.connectPacket("ending", "", "")
+	pk.Connect.Clean = false
+	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
+	nw.send(pk)
+	ack := nw.recv()
+	require.Equal(t, byte(0), ack.ReasonCode)
+	require.False(t, ack.SessionPresent, "the old session ended with its connection")
+	d := old.recv()
+	require.Equal(t, packets.Disconnect, d.FixedHeader.Type)
+	require.Equal(t, byte(0x8e), d.ReasonCode)
+
+	p := dialRaw(t, b.Addr(), 5)
+	p.mustConnect("pub", "", "")
+	p.publish(0, 0, "ending/x", "x", false)
+	p.ping()
+	require.Empty(t, nw.collect(), "the old session's subscription came along")
+}
