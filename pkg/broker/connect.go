@@ -357,6 +357,18 @@ func connackOrder(p []byte) []byte {
 	return out
 }
 
+// compactDisconnect returns a write that is exactly an MQTT 5 DISCONNECT
+// with a reason code and no properties (mochi: e0 02 RC 00) as mosquitto
+// writes it, without the property length (e0 01 RC), which MQTT 5 allows
+// (3.14.2.2.1: absent means 0); any other write is returned as it is. mochi writes
+// each packet whole, so a 4-byte write is one packet.
+func compactDisconnect(p []byte) []byte {
+	if len(p) == 4 && p[0] == 0xe0 && p[1] == 2 && p[3] == 0 {
+		return []byte{0xe0, 1, p[2]}
+	}
+	return p
+}
+
 // connackRank is a CONNACK property's place in mosquitto's order
 // (handle_connect.c, then send_connack.c); others follow in mochi's order.
 func connackRank(id byte) int {

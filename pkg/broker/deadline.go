@@ -115,7 +115,8 @@ func (l *connectSizeListener) Accept() (net.Conn, error) {
 // guardConn checks the fixed header of the first packet as it passes
 // through and fails the read if it announces an oversized CONNECT. The
 // first packet written, the CONNACK, gets its properties in mosquitto's
-// order (connackOrder, connect.go).
+// order (connackOrder, connect.go); a DISCONNECT without properties is
+// written without its property length (compactDisconnect).
 type guardConn struct {
 	net.Conn
 	max  int
@@ -130,6 +131,12 @@ type guardConn struct {
 // packet with one Write until its session is established).
 func (c *guardConn) Write(p []byte) (int, error) {
 	if c.wrote.Load() || !c.wrote.CompareAndSwap(false, true) {
+		if q := compactDisconnect(p); len(q) != len(p) {
+			if _, err := c.Conn.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
 		return c.Conn.Write(p)
 	}
 	if _, err := c.Conn.Write(connackOrder(p)); err != nil {
