@@ -39,7 +39,7 @@ type UIOptions struct {
 	// serves (tests).
 	ready func(url string, h *ui.Hub)
 	// retryDelay is the wait between connection attempts (1 s);
-	// refusedDelay the wait after the broker refused the connection.
+	// refusedDelay the wait after the broker refused the connection (30 s).
 	retryDelay, refusedDelay time.Duration
 	// urlOut is where the "Dashboard: URL" line goes (nil: stdout);
 	// mqtt demo --ui sends it to stderr, since its stdout carries messages.

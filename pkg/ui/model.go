@@ -145,9 +145,9 @@ func (m *Model) topicKey(t string) string {
 	return t[:m.lim.TopicName] + "\x00" + strconv.FormatUint(h.Sum64(), 16)
 }
 
-// Analysis is what Analyze found in a message: done outside the Hub's
+// analysis is what analyze found in a payload: done outside the Hub's
 // lock, since it is the expensive part.
-type Analysis struct {
+type analysis struct {
 	Rendered Rendered
 	Preview  string
 	Num      float64
@@ -155,10 +155,10 @@ type Analysis struct {
 	NumOK    bool
 }
 
-// Analyze renders a payload and looks for its number, preferring the
+// analyze renders a payload and looks for its number, preferring the
 // JSON field the topic charted so far.
-func (m *Model) analyze(payload []byte, prefer string) Analysis {
-	a := Analysis{Rendered: Render(payload, m.lim.Payload), Preview: Preview(payload, m.lim.Preview)}
+func (m *Model) analyze(payload []byte, prefer string) analysis {
+	a := analysis{Rendered: Render(payload, m.lim.Payload), Preview: Preview(payload, m.lim.Preview)}
 	a.Num, a.Field, a.NumOK = Number(payload, prefer)
 	return a
 }
@@ -170,7 +170,7 @@ func (m *Model) Add(msg *client.Message, now time.Time) {
 
 // add records msg; a, when not nil, is its analysis done beforehand
 // (with the field the topic preferred then).
-func (m *Model) add(msg *client.Message, now time.Time, a *Analysis) {
+func (m *Model) add(msg *client.Message, now time.Time, a *analysis) {
 	ms := now.UnixMilli()
 	m.changed = true
 	m.caps.Messages++
@@ -214,7 +214,7 @@ func (m *Model) add(msg *client.Message, now time.Time, a *Analysis) {
 	m.addLog(line)
 }
 
-func (m *Model) update(t *Topic, msg *client.Message, ms int64, a *Analysis) {
+func (m *Model) update(t *Topic, msg *client.Message, ms int64, a *analysis) {
 	t.Count++
 	t.Last = ms
 	t.Size = len(msg.Payload)

@@ -76,7 +76,7 @@
     schedule();
   }
 
-  // The address can name a topic to show: http://.../#sensor/temp.
+  // The address can name a topic to show: /#sensor/temp.
   function selectFromHash() {
     let name = "";
     try { name = decodeURIComponent(location.hash.slice(1)); } catch (e) { return; }
