@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ import (
 //     reserved); mochi sets it.
 //   - A will with a zero-length payload is valid [MQTT-3.1.3-10]; mochi
 //     refuses the client with 0x82. A will topic that is empty, holds a
-//     wildcard or is not UTF-8 is a protocol error: the connection is
+//     wildcard, is not UTF-8 or starts with $CONTROL/ is a protocol error: the connection is
 //     closed without CONNACK (mochi accepts it). A will larger than
 //     message_size_limit is refused (v5 0x95, v3 5 Not authorised).
 //   - A password flag with a zero-length password is a password that does
@@ -162,7 +163,9 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 	}
 	if pk.Connect.WillFlag {
 		t := pk.Connect.WillTopic
-		if t == "" || !utf8.ValidString(t) || !validTopicName(t) {
+		// mosquitto 2.0.20 also refuses wills to $CONTROL/, its plugins'
+		// command topics.
+		if t == "" || !utf8.ValidString(t) || !validTopicName(t) || strings.HasPrefix(t, "$CONTROL/") {
 			h.log.Info("connection refused: invalid will topic", "remote", cl.Net.Remote, "client", pk.Connect.ClientIdentifier)
 			return pk, errBadWill
 		}

@@ -202,6 +202,8 @@ func TestConnectWillTopicInvalid(t *testing.T) {
 		{"5 empty", "10 14 0004 4d515454 05 06 003c 00 0001 61 00 0000 0001 78"},
 		// will topic "a/#"
 		{"3.1.1 wildcard", "10 15 0004 4d515454 04 06 003c 0001 61 0003 612f23 0001 78"},
+		// will topic "$CONTROL/x" (mosquitto 2.0.20's 07-will-control.py)
+		{"3.1.1 $CONTROL", "10 1c 0004 4d515454 04 06 003c 0001 61 000a 24434f4e54524f4c2f78 0001 78"},
 		// will topic 0xff (not UTF-8)
 		{"3.1.1 not utf-8", "10 13 0004 4d515454 04 06 003c 0001 61 0001 ff 0001 78"},
 	} {
