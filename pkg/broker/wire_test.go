@@ -448,3 +448,20 @@ func TestBadStartsAreLogged(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, want[3]), out)
 	require.Equal(t, 4, strings.Count(out, "\n"), "one line each, nothing for the probe:\n%s", out)
 }
+
+// TestBadInitialPacketBodyNotRead: a first packet that is not a CONNECT is
+// refused from its fixed header; the body it announces (here 243 MB, of
+// which the client sends a little) is neither awaited nor buffered
+// (mosquitto's 01-bad-initial-packets.py sends 100 MB after each).
+func TestBadInitialPacketBodyNotRead(t *testing.T) {
+	b, _ := startWireBroker(t)
+	for typ := byte(2); typ <= 15; typ++ {
+		c, err := rawmqtt.Dial(b.Addr(), 4)
+		require.NoError(t, err)
+		require.NoError(t, c.Send(append([]byte{typ << 4, 0x80, 0x80, 0x80, 't'}, bytes.Repeat([]byte{1}, 4096)...)))
+		got, err := c.WaitClosed(5 * time.Second) // within the 10 s CONNECT deadline
+		require.NoError(t, err, "packet type %d", typ)
+		require.Empty(t, got)
+		_ = c.Close()
+	}
+}
