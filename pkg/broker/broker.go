@@ -269,7 +269,8 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 
-	b.fixes = newFixesHook(srv, log)
+	order := newOrderBook()
+	b.fixes = newFixesHook(srv, log, order)
 	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
@@ -288,9 +289,7 @@ func New(cfg Config) (b *Broker, err error) {
 			return nil, err
 		}
 	}
-	order := newOrderBook()
 	delivery := newDeliveryHook(srv, order)
-	b.fixes.renumber = order.renumber
 	if cfg.PersistenceDir != "" {
 		store, err := addPersistence(srv, cfg.PersistenceDir, order)
 		if err != nil {

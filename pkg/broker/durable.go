@@ -243,13 +243,15 @@ func (h *deliveryHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		// Messages queued on old during the takeover get IDs from old's
 		// counter, just past the IDs in its queue (or far from them); start
 		// cl's IDs 1024 past the highest one in use so that both can be
-		// kept (move renumbers a late message if they still meet).
+		// kept (move renumbers a late message if they still meet). A
+		// session with an empty queue starts again from 1, as mosquitto's
+		// do: a late message that meets an ID of cl is renumbered.
 		top := 0
 		for _, p := range old.State.Inflight.GetAll(false) {
 			top = max(top, int(p.PacketID))
 		}
 		target := uint32((top+1024-1)%65535 + 1)
-		for range 65535 {
+		for i := 0; top > 0 && i < 65535; i++ {
 			id, err := cl.NextPacketID()
 			if err != nil || id == target {
 				break
@@ -530,6 +532,9 @@ func (h *deliveryHook) awaitEchoes(cl *mqtt.Client) {
 // packet ID, when the payload is the same: mochi copies it for each
 // delivery, and the session and the outbound queue share the copy.
 func (h *deliveryHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
+		h.order.markSent(cl.ID, pk.PacketID)
+	}
 	if h.echoing.Load() == 0 || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup || len(pk.Payload) == 0 {
 		return
 	}
@@ -618,7 +623,10 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		r.next++
 		r.mu.Unlock()
 		// What WritePacket did to pk before calling the hooks.
-		out.FixedHeader.Dup = true // [MQTT-3.3.1-1]
+		// DUP only if it was sent before: a message queued while the
+		// client was offline (or held back for flow control) goes out
+		// for the first time [MQTT-3.3.1-1].
+		out.FixedHeader.Dup = h.order.wasSent(cl.ID, e.PacketID)
 		out.ProtocolVersion = pk.ProtocolVersion
 		out.Mods = pk.Mods
 		if out.Expiry > 0 {
@@ -746,16 +754,27 @@ func (h *deliveryHook) takeQueue(cl *mqtt.Client, r *resendBurst) {
 
 // orderBook numbers the QoS 1 and 2 messages queued for each client in the
 // order the broker queued them, so that a resumed session gets them in
-// that order. With persistence the numbers are stored with the messages
-// (boltStore) and read back at start.
+// that order, and notes which of them have been sent (written to the
+// client's connection) at least once: only those go out with DUP when
+// they are sent again [MQTT-3.3.1-1]. It is the one numbering of a
+// client's queue: the flow-control repair (fixesHook.sendQueued) and the
+// resend of a resumed session (deliveryHook) both order by it. With
+// persistence the numbers are stored with the messages (boltStore) and
+// read back at start.
 type orderBook struct {
 	mu   sync.Mutex
 	last uint64
-	seq  map[string]map[uint16]uint64 // client ID -> packet ID -> number
+	seq  map[string]map[uint16]queued // client ID -> packet ID -> entry
+}
+
+// queued is a message's place in its client's queue.
+type queued struct {
+	n    uint64
+	sent bool // written to the client at least once
 }
 
 func newOrderBook() *orderBook {
-	return &orderBook{seq: map[string]map[uint16]uint64{}}
+	return &orderBook{seq: map[string]map[uint16]queued{}}
 }
 
 // assign returns the number of a queued message, numbering it if new.
@@ -764,38 +783,67 @@ func (o *orderBook) assign(client string, id uint16) uint64 {
 	defer o.mu.Unlock()
 	m := o.seq[client]
 	if m == nil {
-		m = map[uint16]uint64{}
+		m = map[uint16]queued{}
 		o.seq[client] = m
 	}
-	if n, ok := m[id]; ok {
-		return n
+	if e, ok := m[id]; ok {
+		return e.n
 	}
 	o.last++
-	m[id] = o.last
+	m[id] = queued{n: o.last}
 	return o.last
 }
 
-// restore records a number read back from the store.
+// restore records a number read back from the store. Whether the message
+// was sent before the restart is not stored: it counts as sent, so that a
+// message that may have reached the client comes with DUP.
 func (o *orderBook) restore(client string, id uint16, n uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.seq[client]
 	if m == nil {
-		m = map[uint16]uint64{}
+		m = map[uint16]queued{}
 		o.seq[client] = m
 	}
-	m[id] = n
+	m[id] = queued{n: n, sent: true}
 	o.last = max(o.last, n)
 }
 
-// renumber moves a queued message's number to its new packet ID.
+// number returns the number of a queued message, if it has one.
+func (o *orderBook) number(client string, id uint16) (uint64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.seq[client][id]
+	return e.n, ok
+}
+
+// markSent notes that a queued message was written to its client.
+func (o *orderBook) markSent(client string, id uint16) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e, ok := o.seq[client][id]; ok && !e.sent {
+		e.sent = true
+		o.seq[client][id] = e
+	}
+}
+
+// wasSent reports whether a queued message was written to its client
+// before; a message the book does not know counts as sent.
+func (o *orderBook) wasSent(client string, id uint16) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.seq[client][id]
+	return !ok || e.sent
+}
+
+// renumber moves a queued message's entry to its new packet ID.
 func (o *orderBook) renumber(client string, from, to uint16) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if m := o.seq[client]; m != nil {
-		if n, ok := m[from]; ok {
+		if e, ok := m[from]; ok {
 			delete(m, from)
-			m[to] = n
+			m[to] = e
 		}
 	}
 }
@@ -824,8 +872,8 @@ func (o *orderBook) sort(client string, q []packets.Packet) {
 	m := o.seq[client]
 	key := make(map[uint16]uint64, len(q))
 	for _, p := range q {
-		if n, ok := m[p.PacketID]; ok {
-			key[p.PacketID] = n
+		if e, ok := m[p.PacketID]; ok {
+			key[p.PacketID] = e.n
 		}
 	}
 	o.mu.Unlock()

@@ -27,7 +27,10 @@ import (
 //     every inbound flow (PUBLISH, PUBREL, SUBSCRIBE, UNSUBSCRIBE) to an
 //     identifier the server allocates, and renames the acknowledgements
 //     (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK) back on the way out: the
-//     client sees its own identifiers, mochi never sees a collision.
+//     client sees its own identifiers, mochi never sees a collision. The
+//     inbound identifiers do not come from the counter of the broker's
+//     deliveries (see inboundID), so that those are numbered 1, 2, 3 ...
+//     as mosquitto numbers them.
 //   - PUBACK reason code (mochi issue 474): mochi acknowledges QoS 1 with
 //     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
 //     the PUBLISH's user properties into its acknowledgements; strict
@@ -50,9 +53,12 @@ type fixesHook struct {
 	server *mqtt.Server
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	ids   map[string]*idMap     // client ID -> inbound packet ID renaming
-	order map[string]*sendOrder // client ID -> order of outbound QoS 1/2 messages
+	mu  sync.Mutex
+	ids map[string]*idMap // client ID -> inbound packet ID renaming
+	// order is the broker's one numbering of each client's queue
+	// (orderBook, durable.go): sendQueued sends the oldest queued message
+	// by it, and tells it when a message moves to another packet ID.
+	order *orderBook
 
 	// store is told when a queued message moves to another packet ID
 	// (nil without persistence).
@@ -60,9 +66,6 @@ type fixesHook struct {
 		OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
 		OnQosComplete(cl *mqtt.Client, pk packets.Packet)
 	}
-	// renumber tells the broker's queue order (orderBook, durable.go)
-	// that a queued message moved to another packet ID.
-	renumber func(client string, from, to uint16)
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -75,60 +78,43 @@ type idMap struct {
 	internal map[uint16]uint16 // client's ID -> ID used inside mochi
 	client   map[uint16]uint16 // ID used inside mochi -> client's ID
 	acks     map[uint16]uint16 // SUBSCRIBE/UNSUBSCRIBE: ID inside mochi -> client's ID
+	lastOut  atomic.Uint32     // the packet ID of the latest delivery queued for the client
+	sendMu   sync.Mutex        // serialises sendQueued
 }
 
-// sendOrder numbers a client's outbound QoS 1/2 messages in publish order.
-type sendOrder struct {
-	mu   sync.Mutex
-	next uint64
-	seq  map[uint16]uint64 // packet ID -> sequence number
-}
-
-func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
-	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, order: map[string]*sendOrder{}}
-}
-
-func (h *fixesHook) orderOf(clientID string) *sendOrder {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	o := h.order[clientID]
-	if o == nil {
-		o = &sendOrder{seq: map[uint16]uint64{}}
-		h.order[clientID] = o
+// inboundID picks the identifier under which mochi sees an inbound flow
+// of cl (m.mu held): one that no delivery to cl (its session) and no other
+// inbound flow uses, half the ID space away from the identifiers of the
+// broker's deliveries, which mochi's counter hands out upwards from the
+// last one (lastOut). Taking them from that counter, as before, made a
+// subscriber's first delivery 2 or 3 when mosquitto's is 1.
+func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
+	start := uint16(m.lastOut.Load()) + 1<<15
+	for i := range uint16(65535) {
+		id := start - i
+		if id == 0 {
+			continue
+		}
+		_, in := m.client[id]
+		_, sub := m.acks[id]
+		if _, out := cl.State.Inflight.Get(id); !in && !sub && !out {
+			return id, true
+		}
 	}
-	return o
+	return 0, false
 }
 
-// OnQosPublish numbers outbound messages as they enter the session.
+func newFixesHook(server *mqtt.Server, log *slog.Logger, order *orderBook) *fixesHook {
+	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, order: order}
+}
+
+// OnQosPublish numbers a message as it enters the client's queue (the
+// first hook to see it does; see orderBook.assign) and notes its packet
+// ID as the latest delivery to the client (see inboundID).
 func (h *fixesHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if pk.FixedHeader.Type != packets.Publish {
-		return
-	}
-	o := h.orderOf(cl.ID)
-	o.mu.Lock()
-	if _, ok := o.seq[pk.PacketID]; !ok {
-		o.seq[pk.PacketID] = o.next
-		o.next++
-	}
-	o.mu.Unlock()
-}
-
-// OnQosComplete forgets an acknowledged message.
-func (h *fixesHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	h.forgetSeq(cl.ID, pk.PacketID)
-}
-
-// OnQosDropped forgets a dropped message.
-func (h *fixesHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.forgetSeq(cl.ID, pk.PacketID) }
-
-func (h *fixesHook) forgetSeq(clientID string, id uint16) {
-	h.mu.Lock()
-	o := h.order[clientID]
-	h.mu.Unlock()
-	if o != nil {
-		o.mu.Lock()
-		delete(o.seq, id)
-		o.mu.Unlock()
+	if pk.FixedHeader.Type == packets.Publish {
+		h.order.assign(cl.ID, pk.PacketID)
+		h.idsOf(cl.ID, true).lastOut.Store(uint32(pk.PacketID))
 	}
 }
 
@@ -138,16 +124,16 @@ func (h *fixesHook) forgetSeq(clientID string, id uint16) {
 // message, moved to a fresh packet ID and kept in the session as sent;
 // pk, if it is not that one, is moved to a fresh ID too and stays queued.
 func (h *fixesHook) sendQueued(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	o := h.orderOf(cl.ID)
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	m := h.idsOf(cl.ID, true)
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
 	queued := cl.State.Inflight.GetAll(true)
 	if len(queued) == 0 {
 		return pk
 	}
 	rank := func(p packets.Packet) uint64 {
-		if s, ok := o.seq[p.PacketID]; ok {
-			return s
+		if n, ok := h.order.number(cl.ID, p.PacketID); ok {
+			return n
 		}
 		return 1<<63 + uint64(p.Created) // unknown: after the known ones
 	}
@@ -167,13 +153,7 @@ func (h *fixesHook) sendQueued(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		moved.Expiry = expiry
 		cl.State.Inflight.Set(moved)
 		cl.State.Inflight.Delete(p.PacketID)
-		if s, ok := o.seq[p.PacketID]; ok {
-			o.seq[moved.PacketID] = s
-			delete(o.seq, p.PacketID)
-		}
-		if h.renumber != nil {
-			h.renumber(cl.ID, p.PacketID, moved.PacketID)
-		}
+		h.order.renumber(cl.ID, p.PacketID, moved.PacketID)
 		if h.store != nil {
 			h.store.OnQosComplete(cl, p)
 			h.store.OnQosPublish(cl, moved, moved.Created, 0)
@@ -202,7 +182,7 @@ func (h *fixesHook) ID() string { return "mqttkit-fixes" }
 func (h *fixesHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired,
-		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped:
+		mqtt.OnQosPublish:
 		return true
 	}
 	return false
@@ -245,11 +225,10 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 			pk.PacketID = id // a retransmission of a flow in progress
 			return pk, nil
 		}
-		next, err := cl.NextPacketID()
-		if err != nil {
+		id, ok := m.inboundID(cl)
+		if !ok {
 			return pk, nil // all identifiers in use: mochi will refuse it
 		}
-		id := uint16(next)
 		m.internal[pk.PacketID] = id
 		m.client[id] = pk.PacketID
 		pk.PacketID = id
@@ -258,15 +237,15 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		// "failure") whose identifier the broker uses for a delivery, as
 		// happens when a resumed session re-subscribes while its stored
 		// messages are being re-sent. Give it one the broker does not use.
-		next, err := cl.NextPacketID()
-		if err != nil {
-			return pk, nil
-		}
 		m := h.idsOf(cl.ID, true)
 		m.mu.Lock()
-		m.acks[uint16(next)] = pk.PacketID
-		m.mu.Unlock()
-		pk.PacketID = uint16(next)
+		defer m.mu.Unlock()
+		id, ok := m.inboundID(cl)
+		if !ok {
+			return pk, nil
+		}
+		m.acks[id] = pk.PacketID
+		pk.PacketID = id
 	case pk.FixedHeader.Type == packets.Pubrel:
 		if m := h.idsOf(cl.ID, false); m != nil {
 			m.mu.Lock()
@@ -339,7 +318,6 @@ func (h *fixesHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
 func (h *fixesHook) forget(clientID string) {
 	h.mu.Lock()
 	delete(h.ids, clientID)
-	delete(h.order, clientID)
 	h.mu.Unlock()
 }
 
