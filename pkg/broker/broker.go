@@ -161,6 +161,8 @@ type Broker struct {
 	guard     *retainGuard
 	parent    *parentRetain
 	router    *router
+	flow      *flowHook
+	store     *boltStore // nil without persistence
 	sys       *sysPublisher
 	bound     []*bound
 	started   time.Time
@@ -200,11 +202,10 @@ func New(cfg Config) (b *Broker, err error) {
 	// pending acknowledgements at once), so the cap is decades away and
 	// fixesHook strips the property it implies (see noExpiry).
 	caps.MaximumMessageExpiryInterval = noExpiryCap
-	if cfg.MaxInflight > 0 && cfg.MaxQueued > 0 {
-		caps.MaximumInflight = uint16(min(cfg.MaxInflight+cfg.MaxQueued, 65535))
-	} else {
-		caps.MaximumInflight = 65535
-	}
+	// mochi's own per-client limit, which drops every message past it
+	// (also for a client that reads), is out of the way: flowHook bounds
+	// the sessions and decides the drops.
+	caps.MaximumInflight = 65535
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
@@ -220,6 +221,12 @@ func New(cfg Config) (b *Broker, err error) {
 		// mochi's own $SYS publisher uses other names and formats than
 		// mosquitto's; sysPublisher replaces it.
 		SysTopicResendInterval: int64((365 * 24 * time.Hour).Seconds()),
+		// mochi's own write buffer holds small packets back while more
+		// are queued for the client, until the queue is empty: with the
+		// write loop waiting for the in-flight window (flowHook) the
+		// client never got what was in it. 1 byte: every packet goes
+		// straight to the connection, whose asyncConn buffers anyway.
+		ClientNetWriteBufferSize: 1,
 	})
 	b = &Broker{srv: srv, log: log}
 	defer func() {
@@ -282,9 +289,22 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	b.guard = newRetainGuard(!cfg.DisableRetain)
 	b.parent = newParentRetain(srv)
-	// connect before security: mosquitto checks the CONNECT before it
-	// authenticates.
-	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.guard, b.parent, new(durableAcks)} {
+	b.router = newRouter(srv, b.security.OnACLCheck)
+	b.router.dropped = b.fixes.qos0Dropped
+	b.parent.changed = b.router.invalidate
+	var bound int // QoS 1/2 messages held per client (0: no bound)
+	if cfg.MaxInflight > 0 && cfg.MaxQueued > 0 {
+		bound = min(cfg.MaxInflight+cfg.MaxQueued, 65535)
+	}
+	b.flow = newFlowHook(srv, log, order, cfg.MaxInflight, bound, cfg.SlowConsumerTimeout)
+	b.flow.targets = func(topic string) []target { return b.router.lookup(topic).targets }
+	// The order of the hooks is the order mochi calls them in. connect
+	// before security: mosquitto checks the CONNECT before it
+	// authenticates. Each of OnPublish's must see the message after those
+	// before it: the ACL and size checks, then flow control (it waits,
+	// holding nothing), then the locks and holds of retainGuard and
+	// durableAcks.
+	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.flow, b.guard, b.parent, new(durableAcks)} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}
@@ -295,23 +315,26 @@ func New(cfg Config) (b *Broker, err error) {
 		if err != nil {
 			return nil, err
 		}
-		b.fixes.store = store
+		b.store = store
 		delivery.persist = func(cl *mqtt.Client, pk packets.Packet) { store.Hook.OnQosPublish(cl, pk, 0, 0) }
 		delivery.unpersist = store.Hook.OnQosComplete
 		b.parent.unpersist = func(cl *mqtt.Client, filter string) {
 			store.Hook.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
 		}
 	}
-	// After the storage hook, which numbers queued messages first (durable.go).
-	if err := srv.AddHook(delivery, nil); err != nil {
-		return nil, err
+	b.flow.forget = func(cl *mqtt.Client, pk packets.Packet) {
+		order.forget(cl.ID, pk.PacketID)
+		if delivery.unpersist != nil {
+			delivery.unpersist(cl, pk)
+		}
 	}
-	// Last: it routes QoS 0 messages in OnPublish, after every check.
-	b.router = newRouter(srv, b.security.OnACLCheck)
-	b.router.dropped = b.fixes.qos0Dropped
-	b.parent.changed = b.router.invalidate
-	if err := srv.AddHook(b.router, nil); err != nil {
-		return nil, err
+	// After the storage hook: deliveryHook moves what the store wrote,
+	// flowDrops drops what both have seen, and the router routes QoS 0
+	// messages in OnPublish after every check.
+	for _, h := range []mqtt.Hook{delivery, &flowDrops{flow: b.flow}, b.router} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, err
+		}
 	}
 	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
 	for _, bd := range b.bound {

@@ -4,6 +4,8 @@ package broker
 
 import (
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,4 +115,151 @@ func TestDeliveryDupOnlyWhenSentBefore(t *testing.T) {
 			require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, first.PacketID)))
 		})
 	}
+}
+
+// qos1Burst publishes n QoS 1 messages "m0" ... from a raw MQTT 3.1.1
+// client without waiting for acknowledgements (as mosquitto_pub -l does,
+// pipelined), and reads the PUBACKs; the channel gets the number of
+// PUBACKs once all n came, or the error.
+func qos1Burst(t *testing.T, addr, topic string, n int) <-chan error {
+	t.Helper()
+	p, err := rawmqtt.Dial(addr, 4)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	_, err = p.Connect(rawmqtt.ConnectOptions{ClientID: "burst-pub", Clean: true, KeepAlive: 60})
+	require.NoError(t, err)
+	done := make(chan error, 2)
+	go func() {
+		for i := range n {
+			if err := p.Send(rawmqtt.Publish(rawmqtt.PublishOptions{Topic: []byte(topic),
+				Payload: fmt.Appendf(nil, "m%d", i), QoS: 1, PacketID: uint16(i%65535 + 1)})); err != nil {
+				done <- fmt.Errorf("publish %d: %w", i, err)
+				return
+			}
+		}
+	}()
+	go func() {
+		for acked := 0; acked < n; {
+			q, err := p.Read(30 * time.Second)
+			if err != nil {
+				done <- fmt.Errorf("after %d PUBACKs: %w", acked, err)
+				return
+			}
+			if q.Type == rawmqtt.PUBACK {
+				acked++
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// A 20,000-message QoS 1 burst to a subscriber that reads and
+// acknowledges arrives complete and in order with mosquitto's default
+// limits (20 in flight, 1,000 queued): the publisher waits for room
+// instead of the broker dropping what does not fit (mochi dropped a third
+// of it, one log line per message).
+func TestDeliveryQoS1BurstComplete(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
+			logs := &logBuffer{}
+			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 20, MaxQueued: 1000,
+				Log: slog.New(slog.NewTextHandler(logs, nil))})
+			s, err := rawmqtt.Dial(b.Addr(), v)
+			require.NoError(t, err)
+			defer s.Close()
+			_, err = s.Connect(rawmqtt.ConnectOptions{ClientID: "burst-sub", Clean: true, KeepAlive: 60})
+			require.NoError(t, err)
+			_, _, err = s.Subscribe(1, "burst", 1)
+			require.NoError(t, err)
+
+			const n = 20000
+			pub := qos1Burst(t, b.Addr(), "burst", n)
+			maxOpen, open := 0, map[uint16]bool{}
+			for i := range n {
+				p, err := s.Read(30 * time.Second)
+				require.NoError(t, err, "after %d messages", i)
+				require.Equal(t, rawmqtt.PUBLISH, p.Type)
+				require.Equal(t, fmt.Sprintf("m%d", i), string(p.Payload), "message %d", i)
+				open[p.PacketID] = true
+				maxOpen = max(maxOpen, len(open))
+				// Acknowledge in batches of 10: the broker must send the
+				// next ones as room comes, never more than its window.
+				if len(open) >= 10 || i == n-1 {
+					for id := range open {
+						require.NoError(t, s.Send(rawmqtt.Ack(rawmqtt.PUBACK, id)))
+						delete(open, id)
+					}
+				}
+			}
+			require.NoError(t, <-pub)
+			require.LessOrEqual(t, maxOpen, 20, "max_inflight_messages is a window")
+			require.NotContains(t, logs.String(), "quota", "nothing dropped")
+			require.Zero(t, b.flow.dropped.Load())
+		})
+	}
+}
+
+// A session whose client is offline holds max_inflight_messages +
+// max_queued_messages messages; past that they are dropped, with one log
+// line for the episode and a counter, and the client gets the ones kept,
+// in order, when it comes back.
+func TestDeliveryOfflineSessionBound(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	o := rawmqtt.ConnectOptions{ClientID: "offline", KeepAlive: 60}
+	c, err := rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	_, err = c.Connect(o)
+	require.NoError(t, err)
+	_, _, err = c.Subscribe(1, "held", 1)
+	require.NoError(t, err)
+	require.NoError(t, c.Send(rawmqtt.Disconnect()))
+	c.Close()
+	waitOffline(t, b.srv, "offline")
+
+	for i := range 25 {
+		require.NoError(t, b.Publish("held", fmt.Appendf(nil, "m%d", i), false, 1))
+	}
+	require.Equal(t, int64(15), b.flow.dropped.Load())
+	require.Equal(t, 1, strings.Count(logs.String(), "dropping messages for offline client"), logs.String())
+	require.Contains(t, logs.String(), "max_queued_messages")
+
+	c, err = rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Connect(o)
+	require.NoError(t, err)
+	for i := range 10 {
+		p := readPublish(t, c)
+		require.Equal(t, fmt.Sprintf("m%d", i), string(p.Payload))
+		require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, p.PacketID)))
+	}
+	require.NoError(t, c.Send(rawmqtt.Pingreq()))
+	p, err := c.Read(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PINGRESP, p.Type, "no more messages: %s", p)
+}
+
+// A subscriber that acknowledges nothing holds its publishers up for the
+// slow-consumer timeout at most: then it is disconnected (one log line,
+// counted) and its publishers go on.
+func TestDeliveryNoAcksCut(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
+		SlowConsumerTimeout: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	s, err := rawmqtt.Dial(b.Addr(), 4)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Connect(rawmqtt.ConnectOptions{ClientID: "no-acks", KeepAlive: 60})
+	require.NoError(t, err)
+	_, _, err = s.Subscribe(1, "stuck", 1)
+	require.NoError(t, err)
+
+	require.NoError(t, <-qos1Burst(t, b.Addr(), "stuck", 100))
+	_, err = s.WaitClosed(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), b.flow.cut.Load())
+	require.Equal(t, 1, strings.Count(logs.String(), "no acknowledgement while its queue is full"), logs.String())
 }

@@ -312,6 +312,8 @@ func (h *deliveryHook) late(old *mqtt.Client, pk packets.Packet) {
 		if cl.IsTakenOver() {
 			h.late(cl, p)
 		} else if !cl.Closed() {
+			// From the publisher's goroutine: not held for the window.
+			h.order.markSent(cl.ID, p.PacketID)
 			_ = cl.WritePacket(p)
 		}
 	}
@@ -376,7 +378,9 @@ func (h *deliveryHook) move(cl, old *mqtt.Client, p packets.Packet) (packets.Pac
 // markSent records that message p, which the resend burst is sending, is
 // in flight: a message mochi held back for flow control (Expiry -1, not in
 // the outbound queue) would otherwise stay queued and be sent again, under
-// a new packet ID, after the next acknowledgement (fixesHook.sendQueued).
+// a new packet ID, after the next acknowledgement (only sessions restored
+// from an older store hold such messages now: flowHook turns mochi's flow
+// control off).
 // It reports whether p was held back. mochi's resend sends the whole
 // queue, whatever the client's Receive Maximum.
 func markSent(cl *mqtt.Client, p packets.Packet) bool {
@@ -428,6 +432,9 @@ func (h *deliveryHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		if markSent(cl, p) {
 			p.Expiry = 0
 		}
+		// Part of the resend: sent now, whatever the window (flowHook;
+		// the client's acknowledgements are read only after this).
+		h.order.markSent(cl.ID, p.PacketID)
 		_ = cl.WritePacket(p)
 	}
 	h.endResend(cl)
@@ -756,15 +763,21 @@ func (h *deliveryHook) takeQueue(cl *mqtt.Client, r *resendBurst) {
 // order the broker queued them, so that a resumed session gets them in
 // that order, and notes which of them have been sent (written to the
 // client's connection) at least once: only those go out with DUP when
-// they are sent again [MQTT-3.3.1-1]. It is the one numbering of a
-// client's queue: the flow-control repair (fixesHook.sendQueued) and the
-// resend of a resumed session (deliveryHook) both order by it. With
+// they are sent again [MQTT-3.3.1-1], and how many are in flight (sent,
+// not acknowledged: flowHook's window). It is the one numbering of a
+// client's queue. With
 // persistence the numbers are stored with the messages (boltStore) and
 // read back at start.
 type orderBook struct {
-	mu   sync.Mutex
-	last uint64
-	seq  map[string]map[uint16]queued // client ID -> packet ID -> entry
+	mu      sync.Mutex
+	last    uint64
+	clients map[string]*clientOrder
+}
+
+// clientOrder is the order of one client's queue.
+type clientOrder struct {
+	byID map[uint16]queued
+	sent int // entries sent: in flight
 }
 
 // queued is a message's place in its client's queue.
@@ -774,23 +787,29 @@ type queued struct {
 }
 
 func newOrderBook() *orderBook {
-	return &orderBook{seq: map[string]map[uint16]queued{}}
+	return &orderBook{clients: map[string]*clientOrder{}}
+}
+
+// of returns client's order, made if new (o.mu held).
+func (o *orderBook) of(client string) *clientOrder {
+	c := o.clients[client]
+	if c == nil {
+		c = &clientOrder{byID: map[uint16]queued{}}
+		o.clients[client] = c
+	}
+	return c
 }
 
 // assign returns the number of a queued message, numbering it if new.
 func (o *orderBook) assign(client string, id uint16) uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := o.seq[client]
-	if m == nil {
-		m = map[uint16]queued{}
-		o.seq[client] = m
-	}
-	if e, ok := m[id]; ok {
+	c := o.of(client)
+	if e, ok := c.byID[id]; ok {
 		return e.n
 	}
 	o.last++
-	m[id] = queued{n: o.last}
+	c.byID[id] = queued{n: o.last}
 	return o.last
 }
 
@@ -800,12 +819,11 @@ func (o *orderBook) assign(client string, id uint16) uint64 {
 func (o *orderBook) restore(client string, id uint16, n uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := o.seq[client]
-	if m == nil {
-		m = map[uint16]queued{}
-		o.seq[client] = m
+	c := o.of(client)
+	if e, ok := c.byID[id]; !ok || !e.sent {
+		c.sent++
 	}
-	m[id] = queued{n: n, sent: true}
+	c.byID[id] = queued{n: n, sent: true}
 	o.last = max(o.last, n)
 }
 
@@ -813,17 +831,23 @@ func (o *orderBook) restore(client string, id uint16, n uint64) {
 func (o *orderBook) number(client string, id uint16) (uint64, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	e, ok := o.seq[client][id]
-	return e.n, ok
+	if c := o.clients[client]; c != nil {
+		e, ok := c.byID[id]
+		return e.n, ok
+	}
+	return 0, false
 }
 
 // markSent notes that a queued message was written to its client.
 func (o *orderBook) markSent(client string, id uint16) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if e, ok := o.seq[client][id]; ok && !e.sent {
-		e.sent = true
-		o.seq[client][id] = e
+	if c := o.clients[client]; c != nil {
+		if e, ok := c.byID[id]; ok && !e.sent {
+			e.sent = true
+			c.byID[id] = e
+			c.sent++
+		}
 	}
 }
 
@@ -832,18 +856,33 @@ func (o *orderBook) markSent(client string, id uint16) {
 func (o *orderBook) wasSent(client string, id uint16) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	e, ok := o.seq[client][id]
-	return !ok || e.sent
+	if c := o.clients[client]; c != nil {
+		if e, ok := c.byID[id]; ok {
+			return e.sent
+		}
+	}
+	return true
+}
+
+// inFlight returns how many of the client's queued messages were sent
+// and are not acknowledged yet.
+func (o *orderBook) inFlight(client string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.clients[client]; c != nil {
+		return c.sent
+	}
+	return 0
 }
 
 // renumber moves a queued message's entry to its new packet ID.
 func (o *orderBook) renumber(client string, from, to uint16) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if m := o.seq[client]; m != nil {
-		if e, ok := m[from]; ok {
-			delete(m, from)
-			m[to] = e
+	if c := o.clients[client]; c != nil {
+		if e, ok := c.byID[from]; ok {
+			delete(c.byID, from)
+			c.byID[to] = e
 		}
 	}
 }
@@ -851,17 +890,22 @@ func (o *orderBook) renumber(client string, from, to uint16) {
 func (o *orderBook) forget(client string, id uint16) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if m := o.seq[client]; m != nil {
-		delete(m, id)
-		if len(m) == 0 {
-			delete(o.seq, client)
+	if c := o.clients[client]; c != nil {
+		if e, ok := c.byID[id]; ok {
+			delete(c.byID, id)
+			if e.sent {
+				c.sent--
+			}
+		}
+		if len(c.byID) == 0 {
+			delete(o.clients, client)
 		}
 	}
 }
 
 func (o *orderBook) forgetClient(client string) {
 	o.mu.Lock()
-	delete(o.seq, client)
+	delete(o.clients, client)
 	o.mu.Unlock()
 }
 
@@ -869,7 +913,10 @@ func (o *orderBook) forgetClient(client string) {
 // code that bypasses the hooks) go last, by creation time.
 func (o *orderBook) sort(client string, q []packets.Packet) {
 	o.mu.Lock()
-	m := o.seq[client]
+	var m map[uint16]queued
+	if c := o.clients[client]; c != nil {
+		m = c.byID
+	}
 	key := make(map[uint16]uint64, len(q))
 	for _, p := range q {
 		if e, ok := m[p.PacketID]; ok {

@@ -140,9 +140,33 @@ func TestOrderBook(t *testing.T) {
 	require.Equal(t, uint64(102), o.assign("a", 7), "a reused packet ID is a new message")
 	o.forgetClient("a")
 	o.mu.Lock()
-	_, ok := o.seq["a"]
+	_, ok := o.clients["a"]
 	o.mu.Unlock()
 	require.False(t, ok)
+}
+
+// Which queued messages were sent, and how many are in flight, through
+// renumbering and acknowledgements; restored messages count as sent.
+func TestOrderBookSent(t *testing.T) {
+	o := newOrderBook()
+	for _, id := range []uint16{5, 6, 7} {
+		o.assign("a", id)
+	}
+	require.Zero(t, o.inFlight("a"))
+	o.markSent("a", 6)
+	o.markSent("a", 6)
+	require.Equal(t, 1, o.inFlight("a"), "sent twice is one in flight")
+	require.True(t, o.wasSent("a", 6))
+	require.False(t, o.wasSent("a", 5))
+	o.renumber("a", 6, 60)
+	require.True(t, o.wasSent("a", 60))
+	o.forget("a", 60)
+	o.forget("a", 5)
+	require.Zero(t, o.inFlight("a"))
+	o.restore("b", 1, 1)
+	require.Equal(t, 1, o.inFlight("b"))
+	require.True(t, o.wasSent("b", 1))
+	require.True(t, o.wasSent("b", 2), "unknown: counts as sent")
 }
 
 // Bytes written during a hold wait for release even when a flush of
@@ -451,7 +475,7 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 			c.Close()
 			waitOffline(t, b.srv, id)
 		}
-		stored, err := b.fixes.store.(*boltStore).StoredInflightMessages()
+		stored, err := b.store.StoredInflightMessages()
 		require.NoError(t, err)
 		for _, m := range stored {
 			require.NotEqual(t, id, m.Client, "a discarded message is still in the store: %d bytes", len(m.Payload))

@@ -35,13 +35,6 @@ import (
 //     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
 //     the PUBLISH's user properties into its acknowledgements; strict
 //     clients reject both. Success acknowledgements carry 0x00.
-//   - Receive Maximum (flow control): when a client has as many QoS 1/2
-//     messages unacknowledged as its Receive Maximum allows, mochi queues
-//     the next ones in the session; when it sends a queued one it deletes
-//     it from the session (so it is never re-sent and its PUBACK does not
-//     return the quota: the client eventually stalls) and picks queued
-//     messages in random order. The hook sends the oldest queued message
-//     instead and keeps it in the session under a fresh identifier.
 //   - Slow consumers: when a client's outbound queue is full mochi drops
 //     the message without a word, QoS 1 and 2 included. The hook puts a
 //     dropped QoS 1/2 message back into the client's session and
@@ -56,16 +49,8 @@ type fixesHook struct {
 	mu  sync.Mutex
 	ids map[string]*idMap // client ID -> inbound packet ID renaming
 	// order is the broker's one numbering of each client's queue
-	// (orderBook, durable.go): sendQueued sends the oldest queued message
-	// by it, and tells it when a message moves to another packet ID.
+	// (orderBook, durable.go).
 	order *orderBook
-
-	// store is told when a queued message moves to another packet ID
-	// (nil without persistence).
-	store interface {
-		OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
-		OnQosComplete(cl *mqtt.Client, pk packets.Packet)
-	}
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -79,19 +64,22 @@ type idMap struct {
 	client   map[uint16]uint16 // ID used inside mochi -> client's ID
 	acks     map[uint16]uint16 // SUBSCRIBE/UNSUBSCRIBE: ID inside mochi -> client's ID
 	lastOut  atomic.Uint32     // the packet ID of the latest delivery queued for the client
-	sendMu   sync.Mutex        // serialises sendQueued
+	nextIn   uint16            // where inboundID looks next, downwards (0: not started)
 }
 
 // inboundID picks the identifier under which mochi sees an inbound flow
 // of cl (m.mu held): one that no delivery to cl (its session) and no other
-// inbound flow uses, half the ID space away from the identifiers of the
-// broker's deliveries, which mochi's counter hands out upwards from the
-// last one (lastOut). Taking them from that counter, as before, made a
+// inbound flow uses, counting down from half the ID space away from the
+// identifiers of the broker's deliveries, which mochi's counter hands out
+// upwards (from lastOut when the first inbound flow came). Taking them from that counter, as before, made a
 // subscriber's first delivery 2 or 3 when mosquitto's is 1.
 func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
-	start := uint16(m.lastOut.Load()) + 1<<15
-	for i := range uint16(65535) {
-		id := start - i
+	if m.nextIn == 0 {
+		m.nextIn = uint16(m.lastOut.Load()) + 1<<15
+	}
+	for range 65535 {
+		id := m.nextIn
+		m.nextIn--
 		if id == 0 {
 			continue
 		}
@@ -116,63 +104,6 @@ func (h *fixesHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 		h.order.assign(cl.ID, pk.PacketID)
 		h.idsOf(cl.ID, true).lastOut.Store(uint32(pk.PacketID))
 	}
-}
-
-// sendQueued is called when mochi is about to send pk, a message it had
-// queued for flow control (Expiry -1), after which it would delete pk from
-// the session. It returns the packet to send instead: the oldest queued
-// message, moved to a fresh packet ID and kept in the session as sent;
-// pk, if it is not that one, is moved to a fresh ID too and stays queued.
-func (h *fixesHook) sendQueued(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	m := h.idsOf(cl.ID, true)
-	m.sendMu.Lock()
-	defer m.sendMu.Unlock()
-	queued := cl.State.Inflight.GetAll(true)
-	if len(queued) == 0 {
-		return pk
-	}
-	rank := func(p packets.Packet) uint64 {
-		if n, ok := h.order.number(cl.ID, p.PacketID); ok {
-			return n
-		}
-		return 1<<63 + uint64(p.Created) // unknown: after the known ones
-	}
-	oldest := queued[0]
-	for _, q := range queued[1:] {
-		if rank(q) < rank(oldest) {
-			oldest = q
-		}
-	}
-	move := func(p packets.Packet, expiry int64) (packets.Packet, bool) {
-		id, err := cl.NextPacketID()
-		if err != nil {
-			return p, false
-		}
-		moved := p
-		moved.PacketID = uint16(id)
-		moved.Expiry = expiry
-		cl.State.Inflight.Set(moved)
-		cl.State.Inflight.Delete(p.PacketID)
-		h.order.renumber(cl.ID, p.PacketID, moved.PacketID)
-		if h.store != nil {
-			h.store.OnQosComplete(cl, p)
-			h.store.OnQosPublish(cl, moved, moved.Created, 0)
-		}
-		return moved, true
-	}
-	sent, ok := move(oldest, 0)
-	if !ok {
-		return pk
-	}
-	// What WritePacket set on pk for this connection.
-	sent.ProtocolVersion, sent.Mods = pk.ProtocolVersion, pk.Mods
-	if oldest.PacketID != pk.PacketID {
-		// mochi deletes pk's ID after the write: keep pk under another.
-		if _, ok := move(pk, -1); !ok {
-			return pk
-		}
-	}
-	return sent
 }
 
 // ID implements mqtt.Hook.
@@ -263,12 +194,6 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		// A DUP one is mochi resending a resumed session's queue, which
-		// sends every queued message and keeps them all (deliveryHook
-		// marks those it held back as sent, see markSent).
-		if pk.Expiry < 0 && pk.FixedHeader.Qos > 0 && !pk.FixedHeader.Dup {
-			pk = h.sendQueued(cl, pk)
-		}
 		return noExpiry(pk)
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 	case packets.Suback, packets.Unsuback:

@@ -80,7 +80,7 @@ func (b *Broker) metrics() []metric {
 		{"mqtt_messages_dropped_total", "", "", float64(b.limits.oversize.Load()), `{reason="message_size_limit"}`},
 		{"mqtt_messages_dropped_total", "", "", float64(b.security.aclDenied.Load()), `{reason="acl_denied"}`},
 		{"mqtt_messages_requeued_total", "QoS 1/2 messages put back into a slow client's session.", "counter", float64(b.fixes.requeued.Load()), ""},
-		{"mqtt_slow_clients_disconnected_total", "Clients disconnected because their outbound queue stayed full.", "counter", float64(b.fixes.slowClients.Load() + b.slowCut.Load()), ""},
+		{"mqtt_slow_clients_disconnected_total", "Clients disconnected because their outbound queue stayed full.", "counter", float64(b.fixes.slowClients.Load() + b.slowCut.Load() + b.flow.cut.Load()), ""},
 		{"mqtt_publisher_waits_total", "Times a QoS 0 publisher waited for room in a slow subscriber's queue.", "counter", float64(b.waits.Load()), ""},
 		{"mqtt_auth_failures_total", "CONNECTs refused for bad credentials or anonymous access.", "counter", float64(b.security.authFailures.Load()), ""},
 		{"mqtt_malformed_packets_total", "Connections ended because the client sent a malformed packet.", "counter", float64(b.wire.malformed.Load()), ""},

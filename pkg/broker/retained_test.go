@@ -54,7 +54,7 @@ func TestRetainedParentLevel(t *testing.T) {
 				filters = append(filters, f)
 			}
 			require.ElementsMatch(t, []string{filter, "other"}, filters)
-			stored, err := b.fixes.store.(*boltStore).StoredSubscriptions()
+			stored, err := b.store.StoredSubscriptions()
 			require.NoError(t, err)
 			filters = filters[:0]
 			for _, s := range stored {
