@@ -69,7 +69,7 @@ type flowHook struct {
 	// bound); publishers wait for a connected client holding wait
 	// messages (bound, at most maxWait).
 	window, bound, wait int
-	stall         time.Duration
+	stall               time.Duration
 	// targets returns the subscribers of a topic (router.lookup).
 	targets func(topic string) []target
 	// forget is told about a dropped message (its number in the queue
