@@ -258,7 +258,9 @@ func (t *tracer) received(first byte, body []byte, rl int) {
 	case pktPingresp:
 		t.line("received PINGRESP")
 	case pktDisconnect:
-		t.line("received DISCONNECT (%d)", reasonAt(body, 0))
+		// libmosquitto's line has no "Client <id>" in front (2.0:
+		// "Received DISCONNECT (%d)", handle__disconnect).
+		t.print(fmt.Sprintf("Received DISCONNECT (%d)", reasonAt(body, 0)))
 	case pktAuth:
 		t.line("received AUTH")
 	}

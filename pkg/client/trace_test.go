@@ -61,6 +61,7 @@ func TestTraceLines(t *testing.T) {
 		received = appendPacket(received, pktPubcomp<<4, []byte{0, 2})
 		received = appendPacket(received, pktSuback<<4, suback)
 		received = appendPublish(received, v5, "in/x", 7, 1, true, false, nil, []byte("hello"))
+		received = appendPacket(received, pktDisconnect<<4, []byte{0x8e})
 
 		id := "(null)"
 		if v5 {
@@ -81,6 +82,7 @@ func TestTraceLines(t *testing.T) {
 			"Client " + id + " received SUBACK",
 			"Subscribed (mid: 3): 1, 135",
 			"Client " + id + " received PUBLISH (d0, q1, r1, m7, 'in/x', ... (5 bytes))",
+			"Received DISCONNECT (142)", // libmosquitto names no client here
 		}
 		for _, n := range []int{1, 3, 1000, 1 << 20} {
 			require.Equal(t, want, traceStream(&Config{Version: v}, sent, received, n), "%s in pieces of %d bytes", v, n)
