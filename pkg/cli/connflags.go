@@ -180,10 +180,16 @@ func connFlags(o *ConnOptions) []cli.Flag {
 
 // traceTo returns a client.Config.Trace that writes mosquitto's -d packet
 // lines to w (stderr: stdout carries messages only), one whole line per
-// write.
-func traceTo(w io.Writer) func(string) {
+// write. With quiet (--quiet) the "Subscribed (mid: 1): 0, 135" line is
+// left out, as mosquitto_sub -d --quiet leaves it out: it is the
+// subscriber's own line, not one of the library's packet lines, which
+// --quiet keeps.
+func traceTo(w io.Writer, quiet bool) func(string) {
 	var mu sync.Mutex
 	return func(line string) {
+		if quiet && strings.HasPrefix(line, "Subscribed (") {
+			return
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		_, _ = io.WriteString(w, line+"\n")
@@ -206,7 +212,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 	o.eff = effective{}
 	cfg := &client.Config{Host: "localhost", KeepAlive: defaultKeepAlive, CleanStart: true, Log: d.Log, Transport: client.TCP}
 	if o.Debug {
-		cfg.Trace = traceTo(d.IO.ErrOut)
+		cfg.Trace = traceTo(d.IO.ErrOut, o.Quiet)
 	}
 	version := "5"
 	versionFixed := false // the user chose the version: no fallback to 3.1.1

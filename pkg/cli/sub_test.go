@@ -791,3 +791,20 @@ func TestRunSubReaderGone(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "will/marker", msgs[0].Topic, "the will was published: no DISCONNECT")
 }
+
+// TestRunSubDebugQuiet: mosquitto_sub -d --quiet prints the library's
+// packet lines but not its own "Subscribed (mid: 1): 0" line (checked
+// against mosquitto_sub 2.0.11); without --quiet both.
+func TestRunSubDebugQuiet(t *testing.T) {
+	b := testbroker.Start(t)
+	common := []string{"sub", "-h", b.Host, "-p", b.PortString(), "-t", "a", "-E", "-d"}
+	code, _, errOut := run(t, common...)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^Client \S+ received SUBACK$`, errOut)
+	require.Regexp(t, `(?m)^Subscribed \(mid: 1\): 0$`, errOut)
+
+	code, _, errOut = run(t, append(common, "--quiet")...)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^Client \S+ received SUBACK$`, errOut, "--quiet keeps the packet lines")
+	require.NotContains(t, errOut, "Subscribed (")
+}
