@@ -5,12 +5,16 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 )
 
@@ -262,4 +266,32 @@ func TestDeliveryNoAcksCut(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), b.flow.cut.Load())
 	require.Equal(t, 1, strings.Count(logs.String(), "no acknowledgement while its queue is full"), logs.String())
+}
+
+// The burst of issue 16 with real clients: `seq -f 'm%g' 20000 |
+// mosquitto_pub -q 1 -l` to a python paho QoS 1 subscriber, with
+// mosquitto's default limits, arrives complete and in order (mochi
+// delivered 11,614 to 20,000 of them).
+func TestInteropQoS1BurstPaho(t *testing.T) {
+	py := pythonWithPaho(t)
+	pub := interop.Require(t, "mosquitto_pub")
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 20, MaxQueued: 1000})
+	_, port, _ := strings.Cut(b.Addr(), "127.0.0.1:")
+	script, err := filepath.Abs(filepath.Join("testdata", "paho", "burst_subscriber.py"))
+	require.NoError(t, err)
+	const n = 20000
+	wait := background(t, py, script, "--port", port, "--topic", "burst", "--count", strconv.Itoa(n))
+	waitFor(t, func() bool { return b.HasSubscriber("burst") })
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, "m%d\n", i+1)
+	}
+	cmd := exec.Command(pub, "-p", port, "-q", "1", "-l", "-t", "burst")
+	cmd.Stdin = strings.NewReader(lines.String())
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	code, stdout, stderr := wait()
+	require.Equal(t, 0, code, stdout+stderr)
+	require.Equal(t, fmt.Sprintf("received %d in order\n", n), stdout)
+	require.Zero(t, b.flow.dropped.Load())
 }
