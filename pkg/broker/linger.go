@@ -68,6 +68,11 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 func (c *lingerConn) Close() error {
 	c.once.Do(func() {
 		c.shut.Store(true)
+		if lc, ok := c.Conn.(*limitConn); ok {
+			// The max_connections slot is free now, as before lingering:
+			// a client that reconnects at once must not find it taken.
+			lc.once.Do(lc.release)
+		}
 		if err := c.half.CloseWrite(); err != nil {
 			c.close()
 			return

@@ -465,3 +465,24 @@ func TestBadInitialPacketBodyNotRead(t *testing.T) {
 		_ = c.Close()
 	}
 }
+
+// TestLingerFreesConnectionSlot: the max_connections slot of a connection
+// the broker closed is free as soon as the client sees the close, although
+// the socket lingers (the client has not closed its side): a client that
+// reconnects at once is accepted (mosquitto's 01-connect-max-connections.py).
+func TestLingerFreesConnectionSlot(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 1}}, AllowAnonymous: true, SysInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	for i := range 3 {
+		c, err := rawmqtt.Dial(b.Addr(), 5)
+		require.NoError(t, err)
+		defer c.Close() // kept open: the broker's side lingers
+		_, err = c.Connect(rawmqtt.ConnectOptions{ClientID: "slot", Clean: true})
+		require.NoError(t, err, "round %d: refused at max_connections", i)
+		require.NoError(t, c.Send([]byte{0x82, 0})) // malformed: the broker closes
+		_, err = c.WaitClosed(10 * time.Second)
+		require.NoError(t, err)
+	}
+}
