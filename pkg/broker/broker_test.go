@@ -87,7 +87,7 @@ func TestBrokerAuthAndACL(t *testing.T) {
 
 	c = dialRaw(t, b.Addr(), 5)
 	c.mustConnect("alice", "alice", "secret")
-	require.Equal(t, []byte{0, 0x87}, c.subscribe(1, 0, "a/#", "b/#"))
+	require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "a/#", "b/#"), "granted, as by mosquitto")
 	c.publish(2, 1, "b/x", "denied", false)
 	require.Equal(t, byte(0x87), c.recv().ReasonCode)
 	c.publish(3, 1, "a/x", "ok", false)

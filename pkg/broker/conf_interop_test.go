@@ -510,3 +510,23 @@ func TestPersistentClientExpiration(t *testing.T) {
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.Equal(t, uint32(1), ack.Properties.SessionExpiryInterval)
 }
+
+// An ACL file without rules denies everything, but, as every ACL, never
+// refuses a SUBSCRIBE: the subscription is granted and nothing is
+// delivered.
+func TestConfEmptyACLFile(t *testing.T) {
+	for _, perListener := range []string{"false", "true"} {
+		t.Run("per_listener_settings "+perListener, func(t *testing.T) {
+			conf := "per_listener_settings " + perListener + "\nlistener {{P1}} 127.0.0.1\nallow_anonymous true\nacl_file {{DIR}}/acl\n"
+			sameConf(t, conf, map[string]string{"acl": "#comment\n\n"}, func(t *testing.T, kind string, ports []string) {
+				for _, v := range []byte{4, 5} {
+					c := dialRaw(t, "127.0.0.1:"+ports[0], v)
+					c.mustConnect("acl-check", "", "")
+					require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "test/topic", "#"), "%s v%d", kind, v)
+					c.publish(0, 0, "test/topic", "message", false)
+					require.Empty(t, c.ping(), "%s v%d: nothing delivered", kind, v)
+				}
+			})
+		})
+	}
+}

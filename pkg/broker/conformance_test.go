@@ -255,11 +255,13 @@ func TestConformanceRefusedSubscriptions(t *testing.T) {
 		v    byte
 		want []byte
 	}{
-		// granted QoS 1; not authorised; $share with No Local. An invalid
-		// filter (a/#/b) ends the connection as in mosquitto, with
-		// DISCONNECT 0x81 in MQTT 5 (TestMosquittoMalformedV5).
-		{5, []byte{1, 0x87, 0x82}},
-		{4, []byte{1, 0x80}},
+		// granted QoS 1; granted although the ACL lets nothing under it
+		// be read (as in mosquitto: deliveries are checked); $share with
+		// No Local. An invalid filter (a/#/b) ends the connection as in
+		// mosquitto, with DISCONNECT 0x81 in MQTT 5
+		// (TestMosquittoMalformedV5).
+		{5, []byte{1, 1, 0x82}},
+		{4, []byte{1, 1}},
 	} {
 		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
 			c := dialRaw(t, b.Addr(), tc.v)

@@ -201,12 +201,13 @@ func TestRequestProblemInformation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []byte{0, 99, 0x92}, body)
 
-	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 5, Filters: packets.Subscriptions{{Filter: "nope/#"}}}
+	// A refused subscription ($share with No Local is a protocol error).
+	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 5, Filters: packets.Subscriptions{{Filter: "$share/g/x", NoLocal: true}}}
 	sub.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
 	c.send(sub)
 	_, body, err = c.recvRaw(5e9)
 	require.NoError(t, err)
-	require.Equal(t, []byte{0, 5, 0, 0x87}, body)
+	require.Equal(t, []byte{0, 5, 0, 0x82}, body)
 }
 
 // TestFixSlowConsumer: a subscriber that stops reading fills its outbound

@@ -13,6 +13,8 @@ import (
 	"os/user"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -140,7 +142,10 @@ type securityHook struct {
 	idUser   map[string]bool // listener IDs with use_username_as_clientid
 	// maxKeepalive is max_keepalive in seconds, 0 for none.
 	maxKeepalive uint16
-	hashing      chan struct{} // semaphore for password verification
+	// subscribing holds, per client, the exact filters of the SUBSCRIBE
+	// being processed (*mqtt.Client → *pendingFilters), see OnSubscribe.
+	subscribing sync.Map
+	hashing     chan struct{} // semaphore for password verification
 
 	authFailures atomic.Int64 // refused CONNECTs
 	aclDenied    atomic.Int64 // PUBLISHes refused by the ACL
@@ -167,7 +172,8 @@ func (h *securityHook) ID() string { return "mqttkit-security" }
 // Provides implements mqtt.Hook.
 func (h *securityHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill,
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -319,13 +325,82 @@ func (h *securityHook) identityOf(cl *mqtt.Client) (string, bool) {
 	return string(cl.Properties.Username), len(cl.Properties.Username) == 0
 }
 
+// OnSubscribe notes the filters without wildcards of a SUBSCRIBE: mochi
+// asks OnACLCheck about each filter once, before subscribing it, and such
+// a filter reads like a topic. A filter that a subscription the client has,
+// or an earlier filter of the packet (mochi subscribes them in order),
+// already matches is not noted: a delivery of that topic to the client
+// could then come first, and must be checked. So the note is always used
+// by the filter's own check, which removes it.
+func (h *securityHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	exact := map[string]bool{}
+	for i, sub := range pk.Filters {
+		f := sub.Filter
+		if strings.ContainsAny(f, "+#") || strings.HasPrefix(f, "$share/") {
+			continue
+		}
+		covered := false
+		for _, earlier := range pk.Filters[:i] {
+			covered = covered || matchFilter(earlier.Filter, f)
+		}
+		for existing := range cl.State.Subscriptions.GetAll() {
+			covered = covered || matchFilter(existing, f)
+		}
+		if !covered {
+			exact[f] = true
+		}
+	}
+	if len(exact) > 0 {
+		h.subscribing.Store(cl, &pendingFilters{exact: exact})
+	}
+	return pk
+}
+
+// pendingFilters are the noted filters of a SUBSCRIBE being processed.
+type pendingFilters struct {
+	mu    sync.Mutex
+	exact map[string]bool
+}
+
+// OnSubscribed ends what OnSubscribe started.
+func (h *securityHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	h.subscribing.Delete(cl)
+}
+
+// OnDisconnect forgets a SUBSCRIBE that mochi did not finish.
+func (h *securityHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.subscribing.Delete(cl)
+}
+
+// subscribeCheck reports whether a read check is mochi asking about a
+// SUBSCRIBE filter rather than a delivery: a filter with wildcards or a
+// shared subscription is never a topic, and an exact filter is one the
+// first time it is asked about while OnSubscribe's note stands.
+func (h *securityHook) subscribeCheck(cl *mqtt.Client, topic string) bool {
+	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {
+		return true
+	}
+	v, ok := h.subscribing.Load(cl)
+	if !ok {
+		return false
+	}
+	p := v.(*pendingFilters)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exact[topic] {
+		delete(p.exact, topic)
+		return true
+	}
+	return false
+}
+
 // OnACLCheck implements mqtt.Hook. mochi asks for write on PUBLISH before
-// resolving topic aliases, so write checks happen in OnPublish instead;
-// read checks cover SUBSCRIBE filters (refused with 0x87 only when no topic
-// under the filter could ever be readable) and every delivery, including
-// retained messages and wills.
+// resolving topic aliases, so write checks happen in OnPublish instead.
+// Like mosquitto, the ACL file never refuses a SUBSCRIBE: every filter is
+// granted and each delivery is checked, retained messages and wills
+// included.
 func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || cl.Net.Inline {
+	if write || cl.Net.Inline || h.subscribeCheck(cl, topic) {
 		return true
 	}
 	s := h.cur.Load().of(cl.Net.Listener)
