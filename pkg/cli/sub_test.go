@@ -6,10 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +19,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/urfave/cli/v2"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
@@ -628,14 +632,17 @@ func TestRunSubRandomFilterPercent(t *testing.T) {
 
 // TestRunSubAllDenied: when the broker refuses every filter, mqtt sub says
 // so and exits 1 (nothing could ever arrive); one granted filter is enough.
+// The broker is a bare mochi server whose ACL refuses secret/... filters,
+// as a broker with a refusing ACL plugin does (mqtt broker, like
+// mosquitto, grants every subscription and checks each delivery).
 func TestRunSubAllDenied(t *testing.T) {
-	acl := filepath.Join(t.TempDir(), "acl")
-	require.NoError(t, os.WriteFile(acl, []byte("topic read allowed/#\n"), 0o600))
-	bb, err := broker.New(broker.Config{Listeners: []broker.Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, ACLFile: acl, Inline: true})
-	require.NoError(t, err)
-	require.NoError(t, bb.Start())
-	t.Cleanup(func() { _ = bb.Close() })
-	port := strconv.Itoa(bb.Port())
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, srv.AddHook(new(denySecret), nil))
+	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	require.NoError(t, srv.AddListener(tcp))
+	require.NoError(t, srv.Serve())
+	t.Cleanup(func() { _ = srv.Close() })
+	_, port, _ := net.SplitHostPort(tcp.Address())
 
 	p := startSubAt(t, "127.0.0.1", port, false, nil, "-t", "secret/#")
 	require.Equal(t, ExitFailure, p.wait(t))
@@ -643,6 +650,18 @@ func TestRunSubAllDenied(t *testing.T) {
 
 	p = startSubAt(t, "127.0.0.1", port, false, nil, "-t", "secret/#", "-t", "allowed/x", "-E")
 	require.Equal(t, 0, p.wait(t), p.errOut.String())
+}
+
+// denySecret lets every client in and refuses reading secret/...
+type denySecret struct{ mqtt.HookBase }
+
+func (*denySecret) ID() string { return "deny-secret" }
+func (*denySecret) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+func (*denySecret) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+func (*denySecret) OnACLCheck(_ *mqtt.Client, topic string, write bool) bool {
+	return write || !strings.HasPrefix(topic, "secret/")
 }
 
 // TestRunSubPropertiesOnTheWire plays a minimal MQTT 5 broker and checks
