@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
@@ -21,6 +22,20 @@ func testDeps(t *testing.T) (*Deps, *iostreams.IOStreams) {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
 	return newDeps(io), io
+}
+
+// parseCmd runs the flag handling of the command that newCmd makes, alone
+// in the app as `mqtt NAME ARGS...` (-D arguments joined as Run joins
+// them), and returns the options its run function got instead of running.
+func parseCmd[O any](t testing.TB, d *Deps, newCmd func(*Deps, func(context.Context, *Deps, *O) error) *cli.Command, args ...string) (*O, error) {
+	t.Helper()
+	var got *O
+	cmd := newCmd(d, func(_ context.Context, _ *Deps, o *O) error { got = o; return nil })
+	app := newApp(d)
+	app.Commands = []*cli.Command{cmd}
+	cmd.OnUsageError = onUsageError(cmd.Name)
+	err := app.Run(joinPropertyArgs(app.Commands, append([]string{"mqtt", cmd.Name}, args...)))
+	return got, err
 }
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {

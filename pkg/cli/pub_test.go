@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/urfave/cli/v2"
 
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 	"github.com/mqttkit/mqttkit/pkg/client"
@@ -27,13 +26,7 @@ import (
 func parsePub(t *testing.T, args ...string) (*PubOptions, error) {
 	t.Helper()
 	d, _ := testDeps(t)
-	var got *PubOptions
-	app := newApp(d)
-	cmd := newPubCmd(d, func(_ context.Context, _ *Deps, o *PubOptions) error { got = o; return nil })
-	cmd.OnUsageError = onUsageError("pub")
-	app.Commands = []*cli.Command{cmd}
-	err := app.Run(joinPropertyArgs(app.Commands, append([]string{"mqtt", "pub"}, args...)))
-	return got, err
+	return parseCmd(t, d, newPubCmd, args...)
 }
 
 func u16(v uint16) *uint16 { return &v }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/urfave/cli/v2"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
@@ -66,13 +65,7 @@ func sensorDeps(t testing.TB) (d *Deps, out, errOut *syncBuffer, dials *int) {
 // parseSensor runs the command's flag handling and returns the options.
 func parseSensor(t testing.TB, d *Deps, args ...string) (*SensorOptions, error) {
 	t.Helper()
-	var got *SensorOptions
-	cmd := newSimulateSensorCmd(d, func(_ context.Context, _ *Deps, o *SensorOptions) error { got = o; return nil })
-	app := newApp(d)
-	app.Commands = []*cli.Command{cmd}
-	cmd.OnUsageError = onUsageError(cmd.Name)
-	err := app.Run(append([]string{"mqtt", "simulate-sensor"}, args...))
-	return got, err
+	return parseCmd(t, d, newSimulateSensorCmd, args...)
 }
 
 func TestNewSimulateSensorCmd(t *testing.T) {

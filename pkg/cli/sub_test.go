@@ -36,14 +36,7 @@ import (
 // returns the options.
 func parseSub(t *testing.T, d *Deps, args ...string) (*SubOptions, error) {
 	t.Helper()
-	var got *SubOptions
-	cmd := newSubCmd(d, func(_ context.Context, _ *Deps, o *SubOptions) error { got = o; return nil })
-	app := newApp(d)
-	app.Commands = []*cli.Command{cmd}
-	cmd.OnUsageError = onUsageError(cmd.Name)
-	argv := append([]string{"mqtt", "sub"}, args...)
-	err := app.Run(joinPropertyArgs(app.Commands, argv))
-	return got, err
+	return parseCmd(t, d, newSubCmd, args...)
 }
 
 func TestNewSubCmd(t *testing.T) {

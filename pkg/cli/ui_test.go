@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/urfave/cli/v2"
 
 	"github.com/mqttkit/mqttkit/internal/testbroker"
 	"github.com/mqttkit/mqttkit/pkg/client"
@@ -22,13 +21,7 @@ import (
 
 func parseUI(t *testing.T, d *Deps, args ...string) (*UIOptions, error) {
 	t.Helper()
-	var got *UIOptions
-	cmd := newUICmd(d, func(_ context.Context, _ *Deps, o *UIOptions) error { got = o; return nil })
-	app := newApp(d)
-	app.Commands = []*cli.Command{cmd}
-	cmd.OnUsageError = onUsageError(cmd.Name)
-	err := app.Run(append([]string{"mqtt", "ui"}, args...))
-	return got, err
+	return parseCmd(t, d, newUICmd, args...)
 }
 
 func TestNewUICmd(t *testing.T) {
