@@ -811,13 +811,24 @@ func TestRunSubReaderGone(t *testing.T) {
 // against mosquitto_sub 2.0.11); without --quiet both.
 func TestRunSubDebugQuiet(t *testing.T) {
 	b := testbroker.Start(t)
-	common := []string{"sub", "-h", b.Host, "-p", b.PortString(), "-t", "a", "-E", "-d"}
-	code, _, errOut := run(t, common...)
+	common := []string{"mqtt", "sub", "-h", b.Host, "-p", b.PortString(), "-t", "a", "-E", "-d"}
+	// -d writes from the log and from the connection's goroutines: stderr
+	// must take concurrent writes, as os.Stderr does.
+	run := func(args ...string) (int, string) {
+		io, _, _, _ := iostreams.Test()
+		errOut := &syncBuffer{}
+		io.ErrOut = errOut
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		code := Run(ctx, newDeps(io), args)
+		return code, errOut.String()
+	}
+	code, errOut := run(common...)
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `(?m)^Client \S+ received SUBACK$`, errOut)
 	require.Regexp(t, `(?m)^Subscribed \(mid: 1\): 0$`, errOut)
 
-	code, _, errOut = run(t, append(common, "--quiet")...)
+	code, errOut = run(append(common, "--quiet")...)
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `(?m)^Client \S+ received SUBACK$`, errOut, "--quiet keeps the packet lines")
 	require.NotContains(t, errOut, "Subscribed (")
