@@ -310,6 +310,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 	delivery := newDeliveryHook(srv, order)
+	delivery.mayRead = b.security.OnACLCheck
 	if cfg.PersistenceDir != "" {
 		store, err := addPersistence(srv, cfg.PersistenceDir, order)
 		if err != nil {

@@ -5,6 +5,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
@@ -294,4 +296,51 @@ func TestInteropQoS1BurstPaho(t *testing.T) {
 	require.Equal(t, 0, code, stdout+stderr)
 	require.Equal(t, fmt.Sprintf("received %d in order\n", n), stdout)
 	require.Zero(t, b.flow.dropped.Load())
+}
+
+// A resumed session's queued messages are checked against the ACL again
+// when they are resent: a message queued while the client could read its
+// topic is not delivered once a reloaded ACL (SIGHUP) took the right away,
+// as with mosquitto. Before the reload the same session gets it.
+func TestDeliveryQueuedACLRecheck(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite acl/#\n")
+	cfg := Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1}
+	b := start(t, cfg)
+	o := rawmqtt.ConnectOptions{ClientID: "acl-queued", KeepAlive: 60}
+	connect := func() *rawmqtt.Conn {
+		c, err := rawmqtt.Dial(b.Addr(), 4)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = c.Connect(o)
+		require.NoError(t, err)
+		return c
+	}
+	c := connect()
+	_, _, err := c.Subscribe(1, "acl/#", 1)
+	require.NoError(t, err)
+	offline := func() {
+		require.NoError(t, c.Send(rawmqtt.Disconnect()))
+		c.Close()
+		waitOffline(t, b.srv, o.ClientID)
+	}
+	offline()
+	p := dialRaw(t, b.Addr(), 4)
+	p.mustConnect("acl-pub", "", "")
+	p.publish(1, 1, "acl/x", "before", false)
+	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	c = connect()
+	got := readPublish(t, c)
+	require.Equal(t, "before", string(got.Payload))
+	require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, got.PacketID)))
+	offline()
+
+	p.publish(2, 1, "acl/x", "revoked", false)
+	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	require.NoError(t, os.WriteFile(acl, []byte("topic write acl/#\n"), 0o600))
+	require.NoError(t, b.Reload(cfg.Security()))
+	c = connect()
+	require.NoError(t, c.Send(rawmqtt.Pingreq()))
+	q, err := c.Read(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PINGRESP, q.Type, "got %s", q)
 }

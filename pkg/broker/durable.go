@@ -66,6 +66,8 @@ type deliveryHook struct {
 	// persist stores a session's in-flight packet, unpersist deletes it
 	// (nil without persistence).
 	persist, unpersist func(cl *mqtt.Client, pk packets.Packet)
+	// mayRead is the ACL read check (securityHook.OnACLCheck; nil: none).
+	mayRead func(cl *mqtt.Client, topic string, write bool) bool
 
 	mu        sync.Mutex
 	resend    map[*mqtt.Client]*resendBurst
@@ -666,6 +668,7 @@ func (h *deliveryHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 func (h *deliveryHook) startResend(cl *mqtt.Client, r *resendBurst, present bool) {
 	if present {
 		h.dropOversized(cl)
+		h.dropUnreadable(cl)
 	}
 	r.mu.Lock()
 	old := r.old
@@ -741,6 +744,32 @@ func (h *deliveryHook) dropOversized(cl *mqtt.Client) {
 			if h.unpersist != nil {
 				h.unpersist(cl, p)
 			}
+		}
+	}
+}
+
+// dropUnreadable discards the queued messages of a resumed session that
+// the client may no longer read (an ACL reloaded on SIGHUP took the right
+// away while they were queued), as mosquitto does: mochi checks the ACL
+// when it queues a message and resends the queue without a check. It
+// runs before mochi lists the queue to resend. A PUBREL (the client has
+// the message already) is kept.
+func (h *deliveryHook) dropUnreadable(cl *mqtt.Client) {
+	if h.mayRead == nil {
+		return
+	}
+	for _, p := range cl.State.Inflight.GetAll(false) {
+		if p.FixedHeader.Type != packets.Publish || h.mayRead(cl, p.TopicName, false) {
+			continue
+		}
+		if cl.State.Inflight.Delete(p.PacketID) {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+			h.order.forget(cl.ID, p.PacketID)
+			if h.unpersist != nil {
+				h.unpersist(cl, p)
+			}
+			h.srv.Log.Debug("queued message not delivered: the client may no longer read its topic",
+				"client", cl.ID, "topic", p.TopicName)
 		}
 	}
 }
