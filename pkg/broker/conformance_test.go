@@ -296,7 +296,12 @@ func TestConformanceReceiveMaximum(t *testing.T) {
 	var got []string
 	pending := first
 	for len(got) < n {
-		require.NotEmpty(t, pending, "messages lost after %v", got)
+		if len(pending) == 0 {
+			// The next one goes out once the write loop sees the
+			// acknowledgement (flowHook), maybe after the PINGRESP; recv
+			// fails if it never comes (lost).
+			pending = append(pending, c.recv())
+		}
 		pk := pending[0]
 		pending = pending[1:]
 		got = append(got, string(pk.Payload))
