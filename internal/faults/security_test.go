@@ -35,17 +35,50 @@ func TestSecurityReloadSurvivesRestart(t *testing.T) {
 	writeFile(t, conf, fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\n", port, pw, acl))
 	b := startConfBroker(t, conf)
 
+	// allowed says whether user, subscribed to filter, receives a message
+	// that the owner of its first level publishes below it: the ACL grants
+	// every SUBSCRIBE, as mosquitto's does, and checks each delivery.
 	allowed := func(user, pass, filter string) error {
-		c, err := rawmqtt.Dial(b.Addr(), 5)
+		sub, err := rawmqtt.Dial(b.Addr(), 5)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		if _, err := c.Connect(rawmqtt.ConnectOptions{Version: 5, ClientID: user, Clean: true, Username: user, Password: pass}); err != nil {
+		defer sub.Close()
+		if _, err := sub.Connect(rawmqtt.ConnectOptions{Version: 5, ClientID: user + "-sub", Clean: true, Username: user, Password: pass}); err != nil {
 			return err
 		}
-		_, _, err = c.Subscribe(1, filter, 1)
-		return err
+		if _, _, err := sub.Subscribe(1, filter, 1); err != nil {
+			return err
+		}
+		owner, _, _ := strings.Cut(filter, "/")
+		topic := owner + "/x"
+		pub, err := rawmqtt.Dial(b.Addr(), 5)
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		if _, err := pub.Connect(rawmqtt.ConnectOptions{Version: 5, ClientID: owner + "-pub", Clean: true, Username: owner, Password: owner + "-pw"}); err != nil {
+			return fmt.Errorf("publisher %s: %w", owner, err)
+		}
+		if err := pub.Send(rawmqtt.Publish(rawmqtt.PublishOptions{Version: 5, Topic: []byte(topic), Payload: []byte("m"), QoS: 1, PacketID: 1})); err != nil {
+			return err
+		}
+		if ack, err := pub.Read(10 * time.Second); err != nil || ack.Type != rawmqtt.PUBACK || ack.Reason >= 0x80 {
+			return fmt.Errorf("publisher %s on %s: %v %v", owner, topic, ack, err)
+		}
+		wait := 10 * time.Second
+		if user != owner {
+			wait = 2 * time.Second // the negative cases: nothing may come
+		}
+		for {
+			p, err := sub.Read(wait)
+			if err != nil {
+				return fmt.Errorf("%s did not receive %s: %w", user, topic, err)
+			}
+			if p.Type == rawmqtt.PUBLISH && p.Topic == topic {
+				return nil
+			}
+		}
 	}
 	must := func(user, pass, filter string) {
 		t.Helper()
