@@ -145,6 +145,16 @@ func skipProps(b []byte) []byte {
 	return b[used+n:]
 }
 
+// idAndPayload splits the body of a SUBSCRIBE, UNSUBSCRIBE or SUBACK
+// into its packet identifier and what follows the MQTT 5 properties.
+func (t *tracer) idAndPayload(body []byte) (int, []byte) {
+	rest := body[min(2, len(body)):]
+	if t.v5 {
+		rest = skipProps(rest)
+	}
+	return pid(body), rest
+}
+
 // publish describes a PUBLISH as libmosquitto does.
 func (t *tracer) publish(first byte, body []byte, rl int) string {
 	qos := first >> 1 & 3
@@ -182,10 +192,7 @@ func (t *tracer) sending(first byte, body []byte, rl int) {
 	case pktPubcomp:
 		t.line("sending PUBCOMP (m%d)", pid(body))
 	case pktSubscribe:
-		mid, rest := pid(body), body[min(2, len(body)):]
-		if t.v5 {
-			rest = skipProps(rest)
-		}
+		mid, rest := t.idAndPayload(body)
 		for len(rest) > 0 {
 			f, r, err := takeString(rest)
 			if err != nil || len(r) < 1 {
@@ -195,10 +202,7 @@ func (t *tracer) sending(first byte, body []byte, rl int) {
 			rest = r[1:]
 		}
 	case pktUnsubscribe:
-		mid, rest := pid(body), body[min(2, len(body)):]
-		if t.v5 {
-			rest = skipProps(rest)
-		}
+		mid, rest := t.idAndPayload(body)
 		for len(rest) > 0 {
 			f, r, err := takeString(rest)
 			if err != nil {
@@ -243,10 +247,7 @@ func (t *tracer) received(first byte, body []byte, rl int) {
 		t.line("received PUBCOMP (Mid: %d, RC:%d)", pid(body), reasonOf(body))
 	case pktSuback:
 		t.line("received SUBACK")
-		mid, rest := pid(body), body[min(2, len(body)):]
-		if t.v5 {
-			rest = skipProps(rest)
-		}
+		mid, rest := t.idAndPayload(body)
 		codes := make([]string, len(rest))
 		for i, c := range rest {
 			codes[i] = strconv.Itoa(int(c))
