@@ -141,15 +141,6 @@ func httpAddr(s string) (string, error) {
 	return s, nil
 }
 
-// isLoopback reports whether a listen host reaches this machine only.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // runUI serves the dashboard and feeds it from one MQTT connection until
 // ctx ends. Connection failures never end it: the page shows them and the
 // connection is retried.
@@ -161,7 +152,7 @@ func runUI(ctx context.Context, d *Deps, o *UIOptions) error {
 		o.refusedDelay = 30 * time.Second
 	}
 	lhost, _, _ := net.SplitHostPort(o.HTTP)
-	loopback := isLoopback(lhost)
+	loopback := ui.IsLoopback(lhost)
 	ln, err := net.Listen("tcp", o.HTTP)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)

@@ -66,7 +66,12 @@ func loopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return IsLoopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+}
+
+// IsLoopback reports whether a host name or address (no port, no
+// brackets) reaches this machine only: "localhost" or a loopback IP.
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
