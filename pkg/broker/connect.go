@@ -333,8 +333,8 @@ func connackOrder(p []byte) []byte {
 		return p
 	}
 	// 20 len flags rc proplen props...; a v3 CONNACK has len 2.
-	plen, n := uvarint(p[4:])
-	if n == 0 || 4+n+plen != len(p) {
+	plen, n, ok := varint(p[4:])
+	if !ok || 4+n+plen != len(p) {
 		return p
 	}
 	props := p[4+n:]
@@ -399,30 +399,34 @@ func connackRank(id byte) int {
 }
 
 // propertySize is the encoded size of the property at the start of b
-// (identifier included), or 0 when it is unknown or truncated.
+// (identifier included), or 0 when it is unknown or truncated; the types
+// are validate.go's propTypes.
 func propertySize(b []byte) int {
+	if int(b[0]) >= len(propTypes) {
+		return 0
+	}
 	u16 := func(off int) int {
 		if len(b) < off+2 {
 			return -1
 		}
 		return int(b[off])<<8 | int(b[off+1])
 	}
-	switch b[0] {
-	case 0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2a: // byte
+	switch propTypes[b[0]] {
+	case propByte:
 		return 2
-	case 0x13, 0x21, 0x22, 0x23: // two-byte integer
+	case propU16:
 		return 3
-	case 0x02, 0x11, 0x18, 0x27: // four-byte integer
+	case propU32:
 		return 5
-	case 0x0b: // variable byte integer
-		if _, n := uvarint(b[1:]); n > 0 {
+	case propVarint:
+		if _, n, ok := varint(b[1:]); ok {
 			return 1 + n
 		}
-	case 0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1a, 0x1c, 0x1f: // string, binary
+	case propString, propBinary:
 		if l := u16(1); l >= 0 {
 			return 3 + l
 		}
-	case 0x26: // string pair
+	case propPair:
 		k := u16(1)
 		if k < 0 {
 			return 0
@@ -432,18 +436,4 @@ func propertySize(b []byte) int {
 		}
 	}
 	return 0
-}
-
-// uvarint decodes an MQTT variable byte integer; n is 0 when b does not
-// hold a complete one.
-func uvarint(b []byte) (v, n int) {
-	mult := 1
-	for i := 0; i < len(b) && i < 4; i++ {
-		v += int(b[i]&0x7f) * mult
-		if b[i]&0x80 == 0 {
-			return v, i + 1
-		}
-		mult *= 128
-	}
-	return 0, 0
 }
