@@ -904,18 +904,6 @@ func (o *orderBook) inFlight(client string) int {
 	return 0
 }
 
-// renumber moves a queued message's entry to its new packet ID.
-func (o *orderBook) renumber(client string, from, to uint16) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if c := o.clients[client]; c != nil {
-		if e, ok := c.byID[from]; ok {
-			delete(c.byID, from)
-			c.byID[to] = e
-		}
-	}
-}
-
 func (o *orderBook) forget(client string, id uint16) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
