@@ -165,7 +165,7 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		t := pk.Connect.WillTopic
 		// mosquitto 2.0.20 also refuses wills to $CONTROL/, its plugins'
 		// command topics.
-		if t == "" || !utf8.ValidString(t) || !validTopicName(t) || strings.HasPrefix(t, "$CONTROL/") {
+		if t == "" || !utf8.ValidString(t) || strings.ContainsAny(t, "+#") || strings.HasPrefix(t, "$CONTROL/") {
 			h.log.Info("connection refused: invalid will topic", "remote", cl.Net.Remote, "client", pk.Connect.ClientIdentifier)
 			return pk, errBadWill
 		}
@@ -183,16 +183,6 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		h.remember(cl, f)
 	}
 	return pk, nil
-}
-
-// validTopicName reports whether t may be published to: no wildcards.
-func validTopicName(t string) bool {
-	for i := 0; i < len(t); i++ {
-		if t[i] == '+' || t[i] == '#' {
-			return false
-		}
-	}
-	return true
 }
 
 // OnConnect applies mosquitto's checks that follow the CONNECT's
