@@ -289,6 +289,13 @@ func (f fanout) WithGroup(name string) slog.Handler {
 	return n
 }
 
+// strftimeLayouts are the Go layouts of the conversions strftime knows.
+var strftimeLayouts = map[byte]string{
+	'Y': "2006", 'm': "01", 'd': "02", 'H': "15", 'M': "04", 'S': "05", 'y': "06",
+	'b': "Jan", 'h': "Jan", 'B': "January", 'a': "Mon", 'A': "Monday", 'e': "_2", 'j': "002",
+	'z': "-0700", 'Z': "MST", 'p': "PM", 'I': "03", 'T': "15:04:05", 'F': "2006-01-02", 'D': "01/02/06",
+}
+
 // strftime formats t with the C strftime conversions mosquitto users put
 // in log_timestamp_format (%Y %m %d %H %M %S %y %b %B %a %A %e %j %z %Z %p
 // %I %T %F %D %s %%); any other conversion is copied as written.
@@ -301,11 +308,7 @@ func strftime(format string, t time.Time) string {
 			continue
 		}
 		i++
-		layout := map[byte]string{
-			'Y': "2006", 'm': "01", 'd': "02", 'H': "15", 'M': "04", 'S': "05", 'y': "06",
-			'b': "Jan", 'h': "Jan", 'B': "January", 'a': "Mon", 'A': "Monday", 'e': "_2", 'j': "002",
-			'z': "-0700", 'Z': "MST", 'p': "PM", 'I': "03", 'T': "15:04:05", 'F': "2006-01-02", 'D': "01/02/06",
-		}[format[i]]
+		layout := strftimeLayouts[format[i]]
 		switch {
 		case layout != "":
 			b.WriteString(t.Format(layout))
