@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqttkit/mqttkit/pkg/format"
 )
 
 // LogDest is one mosquitto log_dest: "stderr", "stdout", "file" (with
@@ -84,7 +86,7 @@ func OpenLogging(s LogSetup, stdout, stderr io.Writer, level slog.Leveler) (*Log
 				return slog.Attr{}
 			}
 			if s.TimestampFormat != "" {
-				return slog.String(slog.TimeKey, strftime(s.TimestampFormat, a.Value.Time()))
+				return slog.String(slog.TimeKey, format.Strftime(s.TimestampFormat, a.Value.Time()))
 			}
 			return a
 		}}
@@ -103,7 +105,7 @@ func (s LogSetup) stamp(t time.Time) string {
 	case s.NoTimestamp:
 		return ""
 	case s.TimestampFormat != "":
-		return strftime(s.TimestampFormat, t) + ": "
+		return format.Strftime(s.TimestampFormat, t) + ": "
 	}
 	return strconv.FormatInt(t.Unix(), 10) + ": "
 }
@@ -287,39 +289,4 @@ func (f fanout) WithGroup(name string) slog.Handler {
 		n[i] = h.WithGroup(name)
 	}
 	return n
-}
-
-// strftimeLayouts are the Go layouts of the conversions strftime knows.
-var strftimeLayouts = map[byte]string{
-	'Y': "2006", 'm': "01", 'd': "02", 'H': "15", 'M': "04", 'S': "05", 'y': "06",
-	'b': "Jan", 'h': "Jan", 'B': "January", 'a': "Mon", 'A': "Monday", 'e': "_2", 'j': "002",
-	'z': "-0700", 'Z': "MST", 'p': "PM", 'I': "03", 'T': "15:04:05", 'F': "2006-01-02", 'D': "01/02/06",
-}
-
-// strftime formats t with the C strftime conversions mosquitto users put
-// in log_timestamp_format (%Y %m %d %H %M %S %y %b %B %a %A %e %j %z %Z %p
-// %I %T %F %D %s %%); any other conversion is copied as written.
-func strftime(format string, t time.Time) string {
-	var b strings.Builder
-	for i := 0; i < len(format); i++ {
-		c := format[i]
-		if c != '%' || i+1 == len(format) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		layout := strftimeLayouts[format[i]]
-		switch {
-		case layout != "":
-			b.WriteString(t.Format(layout))
-		case format[i] == 's':
-			b.WriteString(strconv.FormatInt(t.Unix(), 10))
-		case format[i] == '%':
-			b.WriteByte('%')
-		default:
-			b.WriteByte('%')
-			b.WriteByte(format[i])
-		}
-	}
-	return b.String()
 }

@@ -9,24 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
-
-func TestStrftime(t *testing.T) {
-	tm := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	for format, want := range map[string]string{
-		"%Y-%m-%dT%H:%M:%S":  "2026-03-04T05:06:07",
-		"%F %T":              "2026-03-04 05:06:07",
-		"%s":                 "1772600767",
-		"%d %b %y, 100%% %q": "04 Mar 26, 100% %q",
-		"%j %a %I%p %z":      "063 Wed 05AM +0000",
-		"trailing %":         "trailing %",
-	} {
-		require.Equal(t, want, strftime(format, tm), format)
-	}
-}
 
 func TestLoggingDestinations(t *testing.T) {
 	dir := t.TempDir()

@@ -181,6 +181,23 @@ func appendStrftime(dst []byte, t time.Time, c byte) []byte {
 	return append(dst, '%', c)
 }
 
+// Strftime formats t with a whole C strftime format string, as glibc does
+// in the C locale: every conversion appendStrftime knows, "%%", unknown
+// conversions copied as written, and a lone trailing "%" kept. mosquitto's
+// log_timestamp_format is such a string.
+func Strftime(format string, t time.Time) string {
+	dst := make([]byte, 0, len(format)+16)
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' || i+1 == len(format) {
+			dst = append(dst, format[i])
+			continue
+		}
+		i++
+		dst = appendStrftime(dst, t, format[i])
+	}
+	return string(dst)
+}
+
 // appendOffset appends a UTC offset as +hhmm (or +hh:mm with colon).
 func appendOffset(dst []byte, off int, colon bool) []byte {
 	sign := byte('+')

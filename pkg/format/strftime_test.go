@@ -52,3 +52,22 @@ func TestStrftimeGlibcVectors(t *testing.T) {
 	require.NoError(t, sc.Err())
 	require.Greater(t, n, 3000)
 }
+
+// TestStrftimeFormatString checks whole format strings as mosquitto's
+// log_timestamp_format uses them.
+func TestStrftimeFormatString(t *testing.T) {
+	tm := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for format, want := range map[string]string{
+		"%Y-%m-%dT%H:%M:%S":  "2026-03-04T05:06:07",
+		"%F %T":              "2026-03-04 05:06:07",
+		"%s":                 "1772600767",
+		"%d %b %y, 100%% %q": "04 Mar 26, 100% %q",
+		"%j %a %I%p %z":      "063 Wed 05AM +0000",
+		"trailing %":         "trailing %",
+		"":                   "",
+	} {
+		if got := Strftime(format, tm); got != want {
+			t.Errorf("Strftime(%q) = %q, want %q", format, got, want)
+		}
+	}
+}
