@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,12 +16,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // TestTutorialAsWritten runs docs/tutorial.md from top to bottom: every
@@ -193,7 +193,7 @@ type tutorialRun struct {
 	home string
 	ran  int
 
-	out  lockedBuffer
+	out  testutil.Buffer
 	mark int // output before mark was matched by an earlier text block
 
 	broker  *bgProc
@@ -203,23 +203,6 @@ type tutorialRun struct {
 	skipText   string // why the next text block is not checked
 	lastFailed string // a foreground command that failed, until a text block follows
 	lastBlock  int
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // bgProc is a command running in the background, as in another terminal.

@@ -11,21 +11,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // client runs an mqtt client command (pub, sub) as a child process.
 type client struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *testutil.Buffer
+	stderr *testutil.Buffer
 	done   chan struct{}
 	err    error
 }
 
 func startClient(t *testing.T, args ...string) *client {
 	t.Helper()
-	c := &client{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	c := &client{stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(mqttBin, args...)
 	c.cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr

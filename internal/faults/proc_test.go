@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // mqttBin is the mqtt binary built once for the package's tests.
@@ -45,24 +47,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a child's output and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // brokerProc is `mqtt broker` running as a child process that the test
 // can kill and restart on the same port with the same arguments.
 type brokerProc struct {
@@ -73,7 +57,7 @@ type brokerProc struct {
 	port   int
 	cmd    *exec.Cmd
 	done   chan struct{}
-	log    *lockedBuffer // stderr of every run, marked at each start
+	log    *testutil.Buffer // stderr of every run, marked at each start
 	runs   int
 	mu     sync.Mutex
 	alive  bool
@@ -83,13 +67,13 @@ type brokerProc struct {
 // waits until it accepts connections. The broker is killed when the test ends.
 func startBroker(t *testing.T, args ...string) *brokerProc {
 	t.Helper()
-	return startBrokerProc(t, &brokerProc{t: t, args: args, dir: t.TempDir(), log: &lockedBuffer{}})
+	return startBrokerProc(t, &brokerProc{t: t, args: args, dir: t.TempDir(), log: &testutil.Buffer{}})
 }
 
 // startConfBroker runs `mqtt broker -c CONF` whose listener sets the port.
 func startConfBroker(t *testing.T, conf string) *brokerProc {
 	t.Helper()
-	return startBrokerProc(t, &brokerProc{t: t, args: []string{"-c", conf}, noPort: true, dir: t.TempDir(), log: &lockedBuffer{}})
+	return startBrokerProc(t, &brokerProc{t: t, args: []string{"-c", conf}, noPort: true, dir: t.TempDir(), log: &testutil.Buffer{}})
 }
 
 func startBrokerProc(t *testing.T, b *brokerProc) *brokerProc {

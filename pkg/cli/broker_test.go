@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/passwd"
@@ -130,13 +131,13 @@ func TestNewBrokerCmdErrors(t *testing.T) {
 
 // startBroker runs `mqtt broker ARGS` in the background with a reload
 // channel and returns its address, stderr and the reload channel.
-func startBroker(t *testing.T, args ...string) (addr string, stderr *syncBuffer, hup chan os.Signal) {
+func startBroker(t *testing.T, args ...string) (addr string, stderr *testutil.Buffer, hup chan os.Signal) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	o, err := parseBroker(t, append(args, "--ready-file", ready)...)
 	require.NoError(t, err)
 	d, io := testDeps(t)
-	stderr = &syncBuffer{}
+	stderr = &testutil.Buffer{}
 	io.ErrOut = stderr
 	d = newDeps(io)
 	hup = make(chan os.Signal, 1)
@@ -258,7 +259,7 @@ func TestReloadSignals(t *testing.T) {
 	}
 }
 
-func waitForText(t *testing.T, b *syncBuffer, text string) {
+func waitForText(t *testing.T, b *testutil.Buffer, text string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(b.String(), text) {

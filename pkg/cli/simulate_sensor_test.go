@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,35 +19,18 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
 	"github.com/mqttkit/mqttkit/pkg/sensor"
 	"github.com/mqttkit/mqttkit/pkg/sensor/sensortest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // sensorDeps returns Deps on synchronised buffers whose Dial counts calls.
-func sensorDeps(t testing.TB) (d *Deps, out, errOut *syncBuffer, dials *int) {
+func sensorDeps(t testing.TB) (d *Deps, out, errOut *testutil.Buffer, dials *int) {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
-	out, errOut = &syncBuffer{}, &syncBuffer{}
+	out, errOut = &testutil.Buffer{}, &testutil.Buffer{}
 	io.Out, io.ErrOut = out, errOut
 	d = newDeps(io)
 	var mu sync.Mutex

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // These tests run `mqtt sub` (in-process) and the real mosquitto_sub side
@@ -88,7 +89,7 @@ func waitBrokerLog(t *testing.T, m *interop.Mosquitto, substr string) {
 // mosquittoSub starts mosquitto_sub in the background.
 type mosqSub struct {
 	cmd         *exec.Cmd
-	out, errOut syncBuffer
+	out, errOut testutil.Buffer
 	done        chan struct{}
 	err         error
 }
@@ -317,7 +318,7 @@ type restartableMosquitto struct {
 	t    *testing.T
 	port int
 	conf string
-	log  *syncBuffer
+	log  *testutil.Buffer
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 }
@@ -356,7 +357,7 @@ func (r *restartableMosquitto) stop() {
 func TestSubInteropReconnect(t *testing.T) {
 	interop.Require(t, "mosquitto")
 	dir := t.TempDir()
-	r := &restartableMosquitto{t: t, port: interop.FreePort(t), conf: filepath.Join(dir, "m.conf"), log: &syncBuffer{}}
+	r := &restartableMosquitto{t: t, port: interop.FreePort(t), conf: filepath.Join(dir, "m.conf"), log: &testutil.Buffer{}}
 	require.NoError(t, os.WriteFile(r.conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type all\nlog_dest stderr\n", r.port)), 0o600))
 	r.start()
 	t.Cleanup(r.stop)
@@ -376,7 +377,7 @@ func TestSubInteropReconnect(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 
 	r.stop()
-	r.log = &syncBuffer{}
+	r.log = &testutil.Buffer{}
 	r.start()
 	require.Eventually(t, func() bool { return subacks("rc-ours") == 1 && subacks("rc-theirs") == 1 }, 15*time.Second, 10*time.Millisecond,
 		"both resubscribe after the restart; log:\n%s", r.log.String())

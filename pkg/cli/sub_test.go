@@ -26,6 +26,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/format"
@@ -198,8 +199,8 @@ func TestMatchFilter(t *testing.T) {
 type subProc struct {
 	done   chan struct{}
 	code   int
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *testutil.Buffer
+	errOut *testutil.Buffer
 	cancel context.CancelFunc
 }
 
@@ -218,7 +219,7 @@ var parseMu sync.Mutex
 func startSubAt(t *testing.T, host, port string, tty bool, tweak func(*SubOptions), args ...string) *subProc {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
-	p := &subProc{done: make(chan struct{}), out: &syncBuffer{}, errOut: &syncBuffer{}}
+	p := &subProc{done: make(chan struct{}), out: &testutil.Buffer{}, errOut: &testutil.Buffer{}}
 	io.Out, io.ErrOut, io.OutTTY = p.out, p.errOut, tty
 	d := newDeps(io)
 	var unlock sync.Once
@@ -563,7 +564,7 @@ func TestRunSubRefusedReconnectIsFatal(t *testing.T) {
 	b := testbroker.Start(t)
 	refused := &client.ConnectError{Version: client.V5, Code: 135}
 	io, _, _, _ := iostreams.Test()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testutil.Buffer{}, &testutil.Buffer{}
 	io.Out, io.ErrOut = out, errOut
 	d := newDeps(io)
 	firstCh := make(chan *subscribedClient, 1)
@@ -816,7 +817,7 @@ func TestRunSubDebugQuiet(t *testing.T) {
 	// must take concurrent writes, as os.Stderr does.
 	run := func(args ...string) (int, string) {
 		io, _, _, _ := iostreams.Test()
-		errOut := &syncBuffer{}
+		errOut := &testutil.Buffer{}
 		io.ErrOut = errOut
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
 	"github.com/mqttkit/mqttkit/pkg/ui"
@@ -132,7 +133,7 @@ func chartOf(topic string) string {
 func runCommand(t *testing.T, env map[string]string, args ...string) {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
-	io.Out, io.ErrOut = &syncBuffer{}, &syncBuffer{}
+	io.Out, io.ErrOut = &testutil.Buffer{}, &testutil.Buffer{}
 	io.Getenv = func(k string) string { return env[k] }
 	d := newDeps(io)
 	ctx, cancel := context.WithCancel(context.Background())

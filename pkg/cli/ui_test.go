@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/testbroker"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/iostreams"
 	"github.com/mqttkit/mqttkit/pkg/ui"
@@ -88,8 +89,8 @@ type uiRunning struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when runUI returned
 	err    error         // what it returned
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *testutil.Buffer
+	errOut *testutil.Buffer
 }
 
 // startUI runs `mqtt ui` with args against the broker in the environment
@@ -97,7 +98,7 @@ type uiRunning struct {
 func startUI(t *testing.T, env map[string]string, adjust func(o *UIOptions, d *Deps), args ...string) *uiRunning {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testutil.Buffer{}, &testutil.Buffer{}
 	io.Out, io.ErrOut = out, errOut
 	io.Getenv = func(k string) string { return env[k] }
 	d := newDeps(io)
