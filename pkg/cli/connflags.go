@@ -220,8 +220,9 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 	tlsOn, tlsFrom := false, ""
 	var topt tlsOptions
 	passSet := false
-	portZero := false    // -p 0: mosquitto's unix socket at -h
-	profilePort := false // the port is the profile's plain port (no -p, MQTT_PORT or -L)
+	portZero := false       // -p 0: mosquitto's unix socket at -h
+	profilePort := false    // the port is the profile's plain port (no -p, MQTT_PORT or -L)
+	anyProfilePort := false // the port is the profile's (plain or TLS), not overridden
 
 	// Profile.
 	p, err := o.profile(getenv)
@@ -243,6 +244,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		if p.Port != 0 {
 			cfg.Port = p.Port
 			profilePort = p.TLS == nil
+			anyProfilePort = p.Transport == "" || p.Transport == "tcp"
 		}
 		if p.Transport != "" {
 			cfg.Transport, _ = p.transport()
@@ -287,7 +289,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 			return nil, usageErrorf("Invalid port given in MQTT_PORT: %s", v)
 		}
 		cfg.Port = n
-		profilePort = false
+		profilePort, anyProfilePort = false, false
 	}
 	if v := getenv("MQTT_USERNAME"); v != "" {
 		cfg.Username = v
@@ -308,7 +310,7 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		o.URLTopic = u.Topic
 		cfg.Host, cfg.Port, cfg.Transport = u.Host, u.Port, u.Transport
-		profilePort = false
+		profilePort, anyProfilePort = false, false
 		if u.TLS {
 			tlsOn, tlsFrom = true, "-L "+u.Scheme+"://"
 			topt.UseOSCerts = true
@@ -329,9 +331,11 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 		}
 		cfg.Port = o.Port
 		portZero = o.Port == 0
-		profilePort = false
+		profilePort, anyProfilePort = false, false
 	}
-	if o.set("ws") {
+	wsOnMQTTPort := false // --ws on a profile whose port is for MQTT over TCP
+	if o.set("ws") && o.WebSocket {
+		wsOnMQTTPort = anyProfilePort && cfg.Transport == client.TCP
 		cfg.Transport = client.WebSocket
 	}
 	if o.set("ws-path") {
@@ -431,6 +435,18 @@ func (o *ConnOptions) clientConfig(d *Deps) (*client.Config, error) {
 			return nil, usageErrorf("--no-tls cannot be used with --cafile, --capath, --cert or --tls-use-os-certs")
 		}
 		tlsOn = false
+	}
+	if wsOnMQTTPort {
+		// "--profile hivemq --ws": the profile's port is an MQTT port;
+		// a preset's WebSocket sibling knows the right one.
+		port, path := p.webSocketPort(tlsOn)
+		if port == 0 {
+			return nil, usageErrorf("--ws: profile %q gives the MQTT port %d, not a WebSocket port: give the broker's WebSocket port with -p", p.name, cfg.Port)
+		}
+		cfg.Port, profilePort = port, false
+		if !o.set("ws-path") && path != "" {
+			cfg.WSPath = path
+		}
 	}
 	if tlsOn && profilePort {
 		// A flag turned TLS on for a plain profile ("--profile hivemq

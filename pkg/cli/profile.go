@@ -94,6 +94,29 @@ var builtinProfiles = map[string]*Profile{
 	"adafruit-ws": {Description: "Adafruit IO over WebSockets with TLS", Host: "io.adafruit.com", Port: 443, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
 }
 
+// webSocketPort is the WebSocket port (and path) of the endpoint a
+// built-in MQTT preset ("hivemq", "hivemq-tls") also serves, from its
+// "-ws" sibling: the plain one, or the TLS one when tls. 0 when the
+// profile is the user's or the preset has no such endpoint.
+func (p *Profile) webSocketPort(tls bool) (port int, path string) {
+	if p.file != "" || builtinProfiles[p.name] == nil {
+		return 0, ""
+	}
+	ws := builtinProfiles[strings.TrimSuffix(p.name, "-tls")+"-ws"]
+	switch {
+	case ws == nil:
+		return 0, ""
+	case ws.TLS != nil: // a TLS-only WebSocket endpoint (adafruit-ws)
+		if tls {
+			return ws.Port, ws.WSPath
+		}
+		return 0, ""
+	case tls:
+		return ws.TLSPort, ws.WSPath
+	}
+	return ws.Port, ws.WSPath
+}
+
 // builtinNames lists the presets, sorted.
 func builtinNames() []string {
 	names := make([]string, 0, len(builtinProfiles))

@@ -293,6 +293,16 @@ func TestPresets(t *testing.T) {
 		{name: "hivemq", args: []string{"--tls-use-os-certs", "-p", "1883"}, host: "broker.hivemq.com", port: 1883, transport: client.TCP, tls: true},
 		{name: "hivemq", args: []string{"--tls-use-os-certs"}, env: map[string]string{"MQTT_PORT": "1884"}, host: "broker.hivemq.com", port: 1884, transport: client.TCP, tls: true},
 		{name: "hivemq-tls", args: []string{"--tls-use-os-certs"}, host: "broker.hivemq.com", port: 8883, transport: client.TCP, tls: true},
+		// --ws on an MQTT preset takes the WebSocket port of its -ws
+		// sibling (it used 1883 or 8883 over WebSockets).
+		{name: "hivemq", args: []string{"--ws"}, host: "broker.hivemq.com", port: 8000, transport: client.WebSocket, wsPath: "/mqtt"},
+		{name: "hivemq", args: []string{"--ws", "--tls-use-os-certs"}, host: "broker.hivemq.com", port: 8884, transport: client.WebSocket, wsPath: "/mqtt", tls: true},
+		{name: "hivemq-tls", args: []string{"--ws"}, host: "broker.hivemq.com", port: 8884, transport: client.WebSocket, wsPath: "/mqtt", tls: true},
+		{name: "emqx", args: []string{"--ws", "--ws-path", "/x"}, host: "broker.emqx.io", port: 8083, transport: client.WebSocket, wsPath: "/x"},
+		{name: "adafruit", args: []string{"--ws"}, env: map[string]string{"ADAFRUIT_IO_USERNAME": "ada", "ADAFRUIT_IO_KEY": "k"},
+			host: "io.adafruit.com", port: 443, transport: client.WebSocket, wsPath: "/mqtt", tls: true, user: "ada", pass: "k"},
+		{name: "hivemq", args: []string{"--ws", "-p", "9001"}, host: "broker.hivemq.com", port: 9001, transport: client.WebSocket},
+		{name: "mosquitto", args: []string{"--ws"}, wantErr: `--ws: profile "mosquitto" gives the MQTT port 1883, not a WebSocket port: give the broker's WebSocket port with -p`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{}
