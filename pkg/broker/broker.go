@@ -3,7 +3,7 @@
 // Package broker runs an MQTT broker built on mochi-mqtt with mosquitto's
 // behaviour: local-only listeners unless configured otherwise, mosquitto
 // password and ACL files, TLS and WebSocket listeners, a persistent store,
-// and workarounds for mochi's message-losing defects (see fixes.go).
+// and its own delivery engine (engine.go, docs/design/broker.md).
 package broker
 
 import (
@@ -158,10 +158,7 @@ type Broker struct {
 	security  *securityHook
 	fixes     *fixesHook
 	limits    *limitsHook
-	guard     *retainGuard
-	parent    *parentRetain
-	router    *router
-	flow      *flowHook
+	engine    *engine
 	store     *boltStore // nil without persistence
 	sys       *sysPublisher
 	bound     []*bound
@@ -169,7 +166,7 @@ type Broker struct {
 
 	injected atomic.Int64 // PUBLISHes injected by the broker itself ($SYS, Publish)
 	slowCut  atomic.Int64 // clients cut because their queue stayed full (asyncConn)
-	waits    atomic.Int64 // times a QoS 0 publisher waited for a subscriber's queue
+	waits    atomic.Int64 // times a publisher waited for a subscriber's connection (asyncConn)
 	wire     wireStats    // malformed packets and recovered panics (wire.go)
 
 	metricsStop func()
@@ -203,9 +200,13 @@ func New(cfg Config) (b *Broker, err error) {
 	// fixesHook strips the property it implies (see noExpiry).
 	caps.MaximumMessageExpiryInterval = noExpiryCap
 	// mochi's own per-client limit, which drops every message past it
-	// (also for a client that reads), is out of the way: flowHook bounds
-	// the sessions and decides the drops.
+	// (also for a client that reads), is out of the way: the engine
+	// bounds the sessions and decides the drops.
 	caps.MaximumInflight = 65535
+	// mochi's outbound channel, allocated per connection at accept, is
+	// used only for delayed wills: the engine writes every other delivery
+	// itself.
+	caps.MaximumClientWritesPending = 16
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
@@ -222,10 +223,9 @@ func New(cfg Config) (b *Broker, err error) {
 		// mosquitto's; sysPublisher replaces it.
 		SysTopicResendInterval: int64((365 * 24 * time.Hour).Seconds()),
 		// mochi's own write buffer holds small packets back while more
-		// are queued for the client, until the queue is empty: with the
-		// write loop waiting for the in-flight window (flowHook) the
-		// client never got what was in it. 1 byte: every packet goes
-		// straight to the connection, whose asyncConn buffers anyway.
+		// are queued in its outbound channel, until the channel is empty.
+		// 1 byte: every packet goes straight to the connection, whose
+		// asyncConn buffers anyway.
 		ClientNetWriteBufferSize: 1,
 	})
 	b = &Broker{srv: srv, log: log}
@@ -276,8 +276,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 
-	order := newOrderBook()
-	b.fixes = newFixesHook(srv, log, order)
+	b.fixes = newFixesHook(srv, log)
 	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
@@ -287,55 +286,26 @@ func New(cfg Config) (b *Broker, err error) {
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
-	b.guard = newRetainGuard(!cfg.DisableRetain)
-	b.parent = newParentRetain(srv)
-	b.router = newRouter(srv, b.security.OnACLCheck)
-	b.router.dropped = b.fixes.qos0Dropped
-	b.parent.changed = b.router.invalidate
-	var bound int // QoS 1/2 messages held per client (0: no bound)
-	if cfg.MaxInflight > 0 && cfg.MaxQueued > 0 {
-		bound = min(cfg.MaxInflight+cfg.MaxQueued, 65535)
-	}
-	b.flow = newFlowHook(srv, log, order, cfg.MaxInflight, bound, cfg.SlowConsumerTimeout)
-	b.flow.targets = func(topic string) []target { return b.router.lookup(topic).targets }
-	// The order of the hooks is the order mochi calls them in. connect
-	// before security: mosquitto checks the CONNECT before it
-	// authenticates. Each of OnPublish's must see the message after those
-	// before it: the ACL and size checks, then flow control (it waits,
-	// holding nothing), then the locks and holds of retainGuard and
-	// durableAcks.
-	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.flow, b.guard, b.parent, new(durableAcks)} {
+	b.engine = newEngine(srv, log, cfg)
+	b.engine.mayRead = b.security.OnACLCheck
+	b.fixes.noSubscribers = b.engine.noSubscribers
+	// The hooks in the order mochi calls them. fixes first: it renames
+	// inbound packet IDs before anyone sees them. connect before security:
+	// mosquitto checks the CONNECT before it authenticates. The engine
+	// last: its OnPublish routes the message that passed every check
+	// (security's ACL, limits' sizes), and the store after it.
+	for _, h := range []mqtt.Hook{b.fixes, b.connect, b.security, b.limits, b.engine} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, err
 		}
 	}
-	delivery := newDeliveryHook(srv, order)
-	delivery.mayRead = b.security.OnACLCheck
 	if cfg.PersistenceDir != "" {
-		store, err := addPersistence(srv, cfg.PersistenceDir, order)
+		store, err := addPersistence(srv, cfg.PersistenceDir, b.engine)
 		if err != nil {
 			return nil, err
 		}
 		b.store = store
-		delivery.persist = func(cl *mqtt.Client, pk packets.Packet) { store.Hook.OnQosPublish(cl, pk, 0, 0) }
-		delivery.unpersist = store.Hook.OnQosComplete
-		b.parent.unpersist = func(cl *mqtt.Client, filter string) {
-			store.Hook.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
-		}
-	}
-	b.flow.forget = func(cl *mqtt.Client, pk packets.Packet) {
-		order.forget(cl.ID, pk.PacketID)
-		if delivery.unpersist != nil {
-			delivery.unpersist(cl, pk)
-		}
-	}
-	// After the storage hook: deliveryHook moves what the store wrote,
-	// flowDrops drops what both have seen, and the router routes QoS 0
-	// messages in OnPublish after every check.
-	for _, h := range []mqtt.Hook{delivery, &flowDrops{flow: b.flow}, b.router} {
-		if err := srv.AddHook(h, nil); err != nil {
-			return nil, err
-		}
+		b.engine.store = store
 	}
 	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
 	for _, bd := range b.bound {
@@ -443,15 +413,11 @@ func (b *Broker) Close() error {
 	return b.closeErr
 }
 
-// Publish publishes a message from inside the broker. An inline handler
-// must not publish a retained message from within its callback. It never
-// waits for a subscriber: a QoS 0 message is not delivered to one whose
-// queue is full (counted in mqtt_messages_dropped_total
-// {reason="qos0_queue_full"}, see router).
+// Publish publishes a message from inside the broker. It never waits for
+// a subscriber: a QoS 0 message is not delivered to one whose connection
+// is full (counted in mqtt_messages_dropped_total
+// {reason="qos0_queue_full"}, see engine).
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	if retain {
-		defer b.guard.lockInline()()
-	}
 	b.injected.Add(1) // mochi counts them as received
 	return b.srv.Publish(topic, payload, retain, qos)
 }

@@ -201,7 +201,7 @@ func TestDeliveryQoS1BurstComplete(t *testing.T) {
 			require.NoError(t, <-pub)
 			require.LessOrEqual(t, maxOpen, 20, "max_inflight_messages is a window")
 			require.NotContains(t, logs.String(), "quota", "nothing dropped")
-			require.Zero(t, b.flow.dropped.Load())
+			require.Zero(t, b.engine.dropped.Load())
 		})
 	}
 }
@@ -228,7 +228,7 @@ func TestDeliveryOfflineSessionBound(t *testing.T) {
 	for i := range 25 {
 		require.NoError(t, b.Publish("held", fmt.Appendf(nil, "m%d", i), false, 1))
 	}
-	require.Equal(t, int64(15), b.flow.dropped.Load())
+	require.Equal(t, int64(15), b.engine.dropped.Load())
 	require.Equal(t, 1, strings.Count(logs.String(), "dropping messages for offline client"), logs.String())
 	require.Contains(t, logs.String(), "max_queued_messages")
 
@@ -266,7 +266,7 @@ func TestDeliveryNoAcksCut(t *testing.T) {
 	require.NoError(t, <-qos1Burst(t, b.Addr(), "stuck", 100))
 	_, err = s.WaitClosed(10 * time.Second)
 	require.NoError(t, err)
-	require.Equal(t, int64(1), b.flow.cut.Load())
+	require.Equal(t, int64(1), b.engine.cut.Load())
 	require.Equal(t, 1, strings.Count(logs.String(), "no acknowledgement while its queue is full"), logs.String())
 }
 
@@ -295,7 +295,7 @@ func TestInteropQoS1BurstPaho(t *testing.T) {
 	code, stdout, stderr := wait()
 	require.Equal(t, 0, code, stdout+stderr)
 	require.Equal(t, fmt.Sprintf("received %d in order\n", n), stdout)
-	require.Zero(t, b.flow.dropped.Load())
+	require.Zero(t, b.engine.dropped.Load())
 }
 
 // A resumed session's queued messages are checked against the ACL again

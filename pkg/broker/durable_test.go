@@ -126,47 +126,6 @@ func TestResumedSessionNewMessagesAfterQueue(t *testing.T) {
 	}
 }
 
-func TestOrderBook(t *testing.T) {
-	o := newOrderBook()
-	require.Equal(t, uint64(1), o.assign("a", 7))
-	require.Equal(t, uint64(2), o.assign("a", 3))
-	require.Equal(t, uint64(1), o.assign("a", 7), "a resend keeps its number")
-	o.restore("b", 1, 100)
-	require.Equal(t, uint64(101), o.assign("b", 2), "numbers continue after restored ones")
-	q := []packets.Packet{{PacketID: 9, Created: 1}, {PacketID: 3}, {PacketID: 7}}
-	o.sort("a", q)
-	require.Equal(t, []uint16{7, 3, 9}, []uint16{q[0].PacketID, q[1].PacketID, q[2].PacketID}, "numbered first, in order; unnumbered last")
-	o.forget("a", 7)
-	require.Equal(t, uint64(102), o.assign("a", 7), "a reused packet ID is a new message")
-	o.forgetClient("a")
-	o.mu.Lock()
-	_, ok := o.clients["a"]
-	o.mu.Unlock()
-	require.False(t, ok)
-}
-
-// Which queued messages were sent, and how many are in flight, through
-// acknowledgements; restored messages count as sent.
-func TestOrderBookSent(t *testing.T) {
-	o := newOrderBook()
-	for _, id := range []uint16{5, 6, 7} {
-		o.assign("a", id)
-	}
-	require.Zero(t, o.inFlight("a"))
-	o.markSent("a", 6)
-	o.markSent("a", 6)
-	require.Equal(t, 1, o.inFlight("a"), "sent twice is one in flight")
-	require.True(t, o.wasSent("a", 6))
-	require.False(t, o.wasSent("a", 5))
-	o.forget("a", 6)
-	o.forget("a", 5)
-	require.Zero(t, o.inFlight("a"))
-	o.restore("b", 1, 1)
-	require.Equal(t, 1, o.inFlight("b"))
-	require.True(t, o.wasSent("b", 1))
-	require.True(t, o.wasSent("b", 2), "unknown: counts as sent")
-}
-
 // Bytes written during a hold wait for release even when a flush of
 // earlier bytes is running (a busy publisher's acknowledgement must not
 // ride along with the bytes before it).
@@ -197,23 +156,30 @@ func TestAsyncConnHoldWhileFlushing(t *testing.T) {
 }
 
 // holdConnack holds a resumed session's CONNACK until at least n messages
-// are in the session, as when mochi's connection goroutine is slow to
-// resend the queue while a publisher floods the session: mochi then
-// resends those messages along with the queue.
+// are queued in the session, as when the connection goroutine is slow
+// while a publisher floods the session.
 type holdConnack struct {
 	mqtt.HookBase
 	client string
 	n      int
+	e      *engine
 }
 
 func (h *holdConnack) ID() string { return "test-hold-connack" }
+
+func (h *holdConnack) queued(id string) int {
+	s := h.e.sessionOf(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) + len(s.flight)
+}
 
 func (h *holdConnack) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
 
 func (h *holdConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Connack && pk.SessionPresent && cl.ID == h.client {
 		deadline := time.Now().Add(10 * time.Second)
-		for cl.State.Inflight.Len() < h.n && time.Now().Before(deadline) {
+		for h.queued(cl.ID) < h.n && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -226,13 +192,14 @@ func (h *holdConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 // each message exactly once. The messages published before mochi lists
 // the queue are resent with it and are in the connection's outbound queue
 // too: the client must not be able to release their packet IDs before the
-// second copy is sent (deliveryHook.awaitEchoes).
+// second copy is sent (the old deliveryHook.awaitEchoes; the engine sends
+// each message once, from the session's queue).
 func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	const queued, live = 200, 2000
-	require.NoError(t, b.srv.AddHook(&holdConnack{client: "exact", n: queued + live/2}, nil))
+	require.NoError(t, b.srv.AddHook(&holdConnack{client: "exact", n: queued + live/2, e: b.engine}, nil))
 	require.NoError(t, b.Start())
 	o := rawmqtt.ConnectOptions{ClientID: "exact", KeepAlive: 30}
 	c, err := rawmqtt.Dial(b.Addr(), 4)
@@ -483,11 +450,9 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 }
 
 // lostBeforeConnack, once armed, acts while mochi takes a session over
-// for a new connection (OnQosDropped on the old one, between the copy of
-// its queue and the new connection's CONNACK): it publishes a message,
-// which mochi queues on the old connection as for a publisher that looked
-// the session up just before, and then ends the new connection, as a
-// third connection taking the session over at once would.
+// for a new connection (OnSessionEstablish, before its CONNACK): it
+// publishes a message and then ends the new connection, as a third
+// connection taking the session over at once would.
 type lostBeforeConnack struct {
 	mqtt.HookBase
 	b      *Broker
@@ -498,31 +463,24 @@ type lostBeforeConnack struct {
 
 func (h *lostBeforeConnack) ID() string { return "test-lost-before-connack" }
 
-func (h *lostBeforeConnack) Provides(b byte) bool {
-	return b == mqtt.OnSessionEstablish || b == mqtt.OnQosDropped
-}
+func (h *lostBeforeConnack) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
 
 func (h *lostBeforeConnack) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	h.mu.Lock()
 	h.newest = cl
-	h.mu.Unlock()
-}
-
-func (h *lostBeforeConnack) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
-	h.mu.Lock()
-	armed, newest := h.armed, h.newest
+	armed := h.armed
 	h.armed = false
 	h.mu.Unlock()
-	if armed && cl.IsTakenOver() {
+	if armed {
 		_ = h.b.Publish("orphan", []byte("late"), false, 1)
-		newest.Stop(nil)
+		cl.Stop(nil)
 	}
 }
 
 // A message that reaches the old connection while a persistent session is
 // taken over is not lost when the new connection ends before its CONNACK:
-// the next connection gets it (deliveryHook.orphan). It was kept for a
-// CONNACK that never came.
+// the next connection gets it (the old deliveryHook kept it for a CONNACK
+// that never came; the engine's session outlives connections).
 func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
 	require.NoError(t, err)

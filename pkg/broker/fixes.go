@@ -36,11 +36,11 @@ import (
 //     the PUBLISH's user properties into its acknowledgements; strict
 //     clients reject both. Success acknowledgements carry 0x00.
 //   - Slow consumers: when a client's outbound queue is full mochi drops
-//     the message without a word, QoS 1 and 2 included. The hook puts a
-//     dropped QoS 1/2 message back into the client's session and
-//     disconnects the client with a log line: a persistent session gets
-//     the message on reconnect, a clean one at least knows it lost its
-//     connection. QoS 0 drops (allowed, "at most once") are counted.
+//     the message without a word, QoS 1 and 2 included. Only a delayed
+//     will still goes through that queue (everything else is the
+//     engine's, engine.go). The hook puts a dropped QoS 1/2 message back
+//     into the client's session and disconnects the client with a log
+//     line. QoS 0 drops (allowed, "at most once") are counted.
 type fixesHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -48,9 +48,9 @@ type fixesHook struct {
 
 	mu  sync.Mutex
 	ids map[string]*idMap // client ID -> inbound packet ID renaming
-	// order is the broker's one numbering of each client's queue
-	// (orderBook, durable.go).
-	order *orderBook
+	// noSubscribers reports (once) that the PUBLISH with this inbound
+	// packet ID reached no subscriber (engine.OnPublish).
+	noSubscribers func(cl *mqtt.Client, id uint16) bool
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -63,26 +63,20 @@ type idMap struct {
 	internal map[uint16]uint16 // client's ID -> ID used inside mochi
 	client   map[uint16]uint16 // ID used inside mochi -> client's ID
 	acks     map[uint16]uint16 // SUBSCRIBE/UNSUBSCRIBE: ID inside mochi -> client's ID
-	lastOut  atomic.Uint32     // the packet ID of the latest delivery queued for the client
 	nextIn   uint16            // where inboundID looks next, downwards (0: not started)
 }
 
 // inboundID picks the identifier under which mochi sees an inbound flow
-// of cl (m.mu held): one that no delivery to cl (its session) and no other
-// inbound flow uses, counting down from half the ID space away from the
-// identifiers of the broker's deliveries, which mochi's counter hands out
-// upwards (from lastOut when the first inbound flow came). Taking them from that counter, as before, made a
-// subscriber's first delivery 2 or 3 when mosquitto's is 1.
+// of cl (m.mu held): one that no other inbound flow uses, counting down
+// from the top of the ID space. The broker's own deliveries use the lower
+// half (maxOutID, engine.go), numbered 1, 2, 3 ... as mosquitto's.
 func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
-	if m.nextIn == 0 {
-		m.nextIn = uint16(m.lastOut.Load()) + 1<<15
-	}
-	for range 65535 {
+	for range 65535 - maxOutID {
+		if m.nextIn <= maxOutID {
+			m.nextIn = 65535
+		}
 		id := m.nextIn
 		m.nextIn--
-		if id == 0 {
-			continue
-		}
 		_, in := m.client[id]
 		_, sub := m.acks[id]
 		if _, out := cl.State.Inflight.Get(id); !in && !sub && !out {
@@ -92,18 +86,8 @@ func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
 	return 0, false
 }
 
-func newFixesHook(server *mqtt.Server, log *slog.Logger, order *orderBook) *fixesHook {
-	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, order: order}
-}
-
-// OnQosPublish numbers a message as it enters the client's queue (the
-// first hook to see it does; see orderBook.assign) and notes its packet
-// ID as the latest delivery to the client (see inboundID).
-func (h *fixesHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if pk.FixedHeader.Type == packets.Publish {
-		h.order.assign(cl.ID, pk.PacketID)
-		h.idsOf(cl.ID, true).lastOut.Store(uint32(pk.PacketID))
-	}
+func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
+	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, noSubscribers: func(*mqtt.Client, uint16) bool { return false }}
 }
 
 // ID implements mqtt.Hook.
@@ -112,8 +96,7 @@ func (h *fixesHook) ID() string { return "mqttkit-fixes" }
 // Provides implements mqtt.Hook.
 func (h *fixesHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired,
-		mqtt.OnQosPublish:
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -210,9 +193,11 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 		return pk
 	}
 	pk.Properties.User = nil // mochi copies the PUBLISH's user properties
-	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code &&
-		pk.ReasonCode != packets.CodeNoMatchingSubscribers.Code {
+	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 		pk.ReasonCode = packets.CodeSuccess.Code
+		if h.noSubscribers(cl, pk.PacketID) {
+			pk.ReasonCode = packets.CodeNoMatchingSubscribers.Code // as mosquitto
+		}
 	}
 	if m := h.idsOf(cl.ID, false); m != nil {
 		m.mu.Lock()
@@ -280,9 +265,8 @@ func (h *fixesHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// qos0Dropped counts a QoS 0 message not delivered to cl because its
-// queue is full (mochi's queue here, the broker's in router.deliver), with
-// a debug log line.
+// qos0Dropped counts a QoS 0 message not delivered to cl because mochi's
+// outbound queue for it is full, with a debug log line.
 func (h *fixesHook) qos0Dropped(cl *mqtt.Client, topic string) {
 	h.droppedQoS0.Add(1)
 	h.log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", topic)
@@ -303,131 +287,6 @@ func deliveryQoS(cl *mqtt.Client, pk packets.Packet) byte {
 		}
 	}
 	return min(qos, pk.FixedHeader.Qos)
-}
-
-// retainGuard serialises retained publishes with subscriptions. mochi
-// v2.7.9 reads a node's retainPath in scanMessages without the lock
-// RetainMessage writes it under, a data race (torn strings) whenever a
-// retained PUBLISH meets a SUBSCRIBE; and a retained PUBLISH that lands
-// between a subscription's registration and its scan of the retained
-// messages reaches the new subscriber twice, live and as retained. The
-// hook holds a write lock for a retained PUBLISH from the last OnPublish
-// to OnPublished (stored and routed; a will: OnWill to OnWillSent), and a
-// read lock for a SUBSCRIBE from OnSubscribe to OnPacketProcessed. Writes
-// to clients never block (asyncConn), so neither lock waits on a network.
-// Inline publishes (the broker's own) take the lock in Broker.Publish. It
-// must be the last hook with OnPublish.
-type retainGuard struct {
-	mqtt.HookBase
-	mu      sync.RWMutex
-	enabled bool     // retain available
-	held    sync.Map // *mqtt.Client -> *clientLocks
-}
-
-// clientLocks records which retain locks a client's goroutine holds.
-type clientLocks struct {
-	write atomic.Bool
-	read  atomic.Bool
-}
-
-func newRetainGuard(retainAvailable bool) *retainGuard {
-	return &retainGuard{enabled: retainAvailable}
-}
-
-// ID implements mqtt.Hook.
-func (g *retainGuard) ID() string { return "mqttkit-retain-guard" }
-
-// Provides implements mqtt.Hook.
-func (g *retainGuard) Provides(b byte) bool {
-	switch b {
-	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnWill, mqtt.OnWillSent, mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
-		return g.enabled
-	}
-	return false
-}
-
-func (g *retainGuard) locks(cl *mqtt.Client) *clientLocks {
-	v, _ := g.held.LoadOrStore(cl, new(clientLocks))
-	return v.(*clientLocks)
-}
-
-// OnPublish takes the write lock for a retained message about to be
-// stored and routed.
-func (g *retainGuard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Retain && !cl.Net.Inline && !pk.Ignore {
-		g.mu.Lock()
-		g.locks(cl).write.Store(true)
-	}
-	return pk, nil
-}
-
-// OnPublished releases the write lock once the message is routed.
-func (g *retainGuard) OnPublished(cl *mqtt.Client, _ packets.Packet) { g.unlockWrite(cl) }
-
-// OnWill takes the write lock for a retained will sent at once.
-func (g *retainGuard) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if will.Retain && will.TopicName != "" && will.WillDelayInterval == 0 && !cl.Net.Inline {
-		g.mu.Lock()
-		g.locks(cl).write.Store(true)
-	}
-	return will, nil
-}
-
-// OnWillSent releases the write lock of a will.
-func (g *retainGuard) OnWillSent(cl *mqtt.Client, _ packets.Packet) { g.unlockWrite(cl) }
-
-func (g *retainGuard) unlockWrite(cl *mqtt.Client) {
-	if l, ok := g.held.Load(cl); ok && l.(*clientLocks).write.CompareAndSwap(true, false) {
-		g.mu.Unlock()
-	}
-}
-
-// OnSubscribe takes the read lock for the registration of the
-// subscriptions and the scan of the retained messages that follows.
-func (g *retainGuard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if !cl.Net.Inline {
-		g.mu.RLock()
-		g.locks(cl).read.Store(true)
-	}
-	return pk
-}
-
-// OnPacketProcessed releases the read lock after the SUBSCRIBE, and a
-// write lock left by a PUBLISH that failed before it was routed.
-func (g *retainGuard) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
-	l, ok := g.held.Load(cl)
-	if !ok {
-		return
-	}
-	locks := l.(*clientLocks)
-	if locks.read.CompareAndSwap(true, false) {
-		g.mu.RUnlock()
-	}
-	if pk.FixedHeader.Type == packets.Publish && locks.write.CompareAndSwap(true, false) {
-		g.mu.Unlock()
-	}
-}
-
-// OnDisconnect forgets the client; a lock still marked held is released.
-func (g *retainGuard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if l, ok := g.held.LoadAndDelete(cl); ok {
-		locks := l.(*clientLocks)
-		if locks.read.CompareAndSwap(true, false) {
-			g.mu.RUnlock()
-		}
-		if locks.write.CompareAndSwap(true, false) {
-			g.mu.Unlock()
-		}
-	}
-}
-
-// lockInline serialises an inline (broker-side) retained publish.
-func (g *retainGuard) lockInline() func() {
-	if !g.enabled {
-		return func() {}
-	}
-	g.mu.Lock()
-	return g.mu.Unlock
 }
 
 // noExpiryCap is the broker's maximum message expiry (68 years): in effect

@@ -44,7 +44,7 @@ func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Serv
 		caps(c)
 	}
 	srv := mqtt.New(&mqtt.Options{Logger: log, InlineClient: true, Capabilities: c})
-	require.NoError(t, srv.AddHook(newFixesHook(srv, log, newOrderBook()), nil))
+	require.NoError(t, srv.AddHook(newFixesHook(srv, log), nil))
 	require.NoError(t, srv.AddHook(new(allowAll), nil))
 	addr := serveOn(t, srv, "t", Listener{Address: "127.0.0.1:0"})
 	require.NoError(t, srv.Serve())

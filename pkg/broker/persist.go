@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -21,124 +20,128 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// boltStore is mochi's bolt storage hook with two repairs for restoring
-// in-flight messages (mochi v2.7.9):
+// boltStore is mochi's bolt storage hook (sessions, subscriptions,
+// retained messages) plus the engine's queues (queueStore).
 //
-//   - the hook does not save a message's packet ID (only in the key), so
-//     every restored message of a client had ID 0: they overwrote each
-//     other in the session and the resend failed with "missing packet id",
-//     disconnecting the client. The ID is read back from the key.
-//   - acknowledgement states of the client's own QoS 2 flows (PUBREC) are
-//     not restored: their messages were delivered when they arrived, and
-//     the client's PUBREL is answered whether or not the state exists. The
-//     broker's own PUBRELs awaiting PUBCOMP are.
+// The engine stores each message queued for a persistent session under a
+// key of its own: the client ID and the message's number in the engine's
+// one numbering (a record mochi's loader does not recognise, so it leaves
+// it to the engine), the number and the packet ID of a sent QoS 2
+// message in the Sent field (number<<16 | packet ID), so that after a
+// restart the message goes out again in order, with DUP and the same
+// packet ID. A QoS 2 delivery the client acknowledged with PUBREC is
+// replaced by its PUBREL, under mochi's own key, which mochi loads and
+// resends.
+//
+// Repairs of mochi v2.7.9's hook:
+//   - it does not save a message's packet ID (only in the key): every
+//     restored PUBREL of a client had ID 0. The ID is read back from the
+//     key.
+//   - mochi tells it about every acknowledgement (a write per PUBACK) and
+//     about the client's own QoS 2 flows; only the PUBRELs of the
+//     broker's QoS 2 deliveries are kept.
 //   - when a persistent session is resumed by a new connection, mochi
-//     moves its queue to the new connection and "drops" it from the old
-//     one, which deleted it from the store: killed after a reconnect, the
-//     broker had lost every message still queued. A taken-over session's
-//     messages stay in the store.
-//
-// It also stores each queued message's place in its client's queue
-// (orderBook, durable.go) in the Sent field, which mochi writes but never
-// reads back, so that a restored queue is resent in order.
+//     "drops" the old connection's in-flight set, which deleted it from
+//     the store: a taken-over session's records stay.
 type boltStore struct {
 	*bolt.Hook
-	order *orderBook
+	engine *engine
 }
 
-// OnQosPublish stores a queued message with its place in the queue.
-func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
-	if pk.FixedHeader.Type == packets.Publish {
-		sent = int64(h.order.assign(cl.ID, pk.PacketID))
+// queueClient is the stand-in client whose ID keys a queued message.
+func queueClient(client string, seq uint64) *mqtt.Client {
+	return &mqtt.Client{ID: client + "\x00" + strconv.FormatUint(seq, 10)}
+}
+
+// put stores a queued message (again, once a QoS 2 one has its packet
+// ID).
+func (h *boltStore) put(client string, m *message) {
+	pk := m.pk
+	pk.PacketID = 0
+	h.Hook.OnQosPublish(queueClient(client, m.seq), pk, int64(m.seq<<16|uint64(m.pk.PacketID)), 0)
+}
+
+// del deletes a queued message.
+func (h *boltStore) del(client string, m *message) {
+	h.Hook.OnQosComplete(queueClient(client, m.seq), packets.Packet{})
+}
+
+// released replaces a QoS 2 message by its PUBREL.
+func (h *boltStore) released(cl *mqtt.Client, m *message) {
+	h.Hook.OnQosPublish(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1},
+		PacketID: m.pk.PacketID, Created: time.Now().Unix()}, 0, 0)
+	h.del(cl.ID, m)
+}
+
+// OnQosPublish keeps nothing mochi reports: the engine stores what it
+// queues and the PUBRELs (released).
+func (h *boltStore) OnQosPublish(*mqtt.Client, packets.Packet, int64, int) {}
+
+// OnQosComplete deletes a PUBREL once the client's PUBCOMP came.
+func (h *boltStore) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Pubcomp {
+		h.Hook.OnQosComplete(cl, pk)
 	}
-	h.Hook.OnQosPublish(cl, pk, sent, resends)
 }
 
-// OnQosDropped deletes a dropped message from the store, unless its
-// session was taken over by a new connection.
+// OnQosDropped deletes a PUBREL mochi gave up, unless its session was
+// taken over by a new connection.
 func (h *boltStore) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if cl.IsTakenOver() {
-		return
+	if !cl.IsTakenOver() {
+		h.Hook.OnQosDropped(cl, pk)
 	}
-	h.Hook.OnQosDropped(cl, pk)
 }
 
-// StoredInflightMessages implements mqtt.Hook.
+// StoredInflightMessages gives the queued messages to the engine and
+// mochi the PUBRELs, with their packet IDs.
 func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	msgs, err := h.Hook.StoredInflightMessages()
 	if err != nil {
 		return nil, err
 	}
+	queues := map[string][]*message{}
 	out := msgs[:0]
 	for _, m := range msgs {
-		// Messages queued for the client, and QoS 2 deliveries it has
-		// acknowledged with PUBREC, whose PUBREL must be sent again
-		// [MQTT-4.3.3-5]: without it the client keeps the packet ID as
-		// "received" and takes the next message with that ID for a
-		// duplicate.
-		if m.FixedHeader.Type != packets.Publish && m.FixedHeader.Type != packets.Pubrel {
+		if client, _, ok := strings.Cut(m.Client, "\x00"); ok {
+			pk := m.ToPacket()
+			pk.PacketID = uint16(m.Sent)
+			queues[client] = append(queues[client], restored(pk, uint64(m.Sent)>>16, true))
 			continue
 		}
 		i := strings.LastIndexByte(m.ID, ':')
 		id, err := strconv.ParseUint(m.ID[i+1:], 10, 16)
 		if i < 0 || err != nil || id == 0 {
-			continue // not a message this broker wrote
+			continue // not a record this broker wrote
 		}
-		m.PacketID = uint16(id)
-		if m.Sent > 0 {
-			h.order.restore(m.Client, m.PacketID, uint64(m.Sent))
+		switch m.FixedHeader.Type {
+		case packets.Pubrel:
+			// A QoS 2 delivery the client has acknowledged with PUBREC:
+			// the PUBREL must be sent again [MQTT-4.3.3-5].
+			m.PacketID = uint16(id)
+			out = append(out, m)
+		case packets.Publish:
+			// Written by an older version of the broker, keyed by packet
+			// ID, numbered in Sent: moved to the engine's records.
+			pk := m.ToPacket()
+			pk.PacketID = uint16(id)
+			h.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, pk)
+			queues[m.Client] = append(queues[m.Client], restored(pk, uint64(m.Sent), false))
 		}
-		out = append(out, m)
+	}
+	for client, q := range queues {
+		h.engine.restore(client, q)
 	}
 	return out, nil
 }
 
-// durableAcks makes an acknowledgement mean "routed and stored", as in
-// mosquitto: mochi sends the PUBACK or PUBREC of a QoS 1/2 PUBLISH before
-// it routes the message, and routing is when the message is queued for
-// each subscriber and written to the store for each offline persistent
-// session, so a crash right after the publisher's acknowledgement could
-// lose it, and a publisher could see its acknowledgement before a
-// subscriber in the same process saw the message. The hook holds the
-// publisher's outgoing bytes from OnPublish to OnPublished (routing done).
-type durableAcks struct {
-	mqtt.HookBase
-	held sync.Map // *mqtt.Client -> *asyncConn
-}
-
-// ID implements mqtt.Hook.
-func (h *durableAcks) ID() string { return "mqttkit-durable-acks" }
-
-// Provides implements mqtt.Hook.
-func (h *durableAcks) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnPublished || b == mqtt.OnPacketProcessed || b == mqtt.OnDisconnect
-}
-
-// OnPublish holds the acknowledgement of a QoS 1/2 PUBLISH.
-func (h *durableAcks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
-		return pk, nil
+// restored makes a message read back from the store.
+func restored(pk packets.Packet, seq uint64, stored bool) *message {
+	pk.FixedHeader.Dup = false
+	pk.Properties.PayloadFormatFlag = pk.Properties.PayloadFormat != 0
+	if pk.Properties.MessageExpiryInterval > 0 && pk.Created > 0 {
+		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
 	}
-	if ac := asyncConnOf(cl.Net.Conn); ac != nil {
-		ac.hold()
-		h.held.Store(cl, ac)
-	}
-	return pk, nil
-}
-
-// OnPublished releases it once the message is routed and stored.
-func (h *durableAcks) OnPublished(cl *mqtt.Client, _ packets.Packet) { h.release(cl) }
-
-// OnPacketProcessed releases a hold left by a PUBLISH that failed.
-func (h *durableAcks) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.release(cl) }
-
-// OnDisconnect releases a hold of a client that went away.
-func (h *durableAcks) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.release(cl) }
-
-func (h *durableAcks) release(cl *mqtt.Client) {
-	if v, ok := h.held.LoadAndDelete(cl); ok {
-		v.(*asyncConn).release()
-	}
+	return &message{seq: seq, pk: pk, size: len(pk.Payload), stored: stored}
 }
 
 // asyncConnOf finds the asyncConn under a client's connection wrappers.
@@ -161,8 +164,8 @@ func asyncConnOf(c net.Conn) *asyncConn {
 }
 
 // addPersistence opens DIR/mqtt.db with the bolt storage hook.
-func addPersistence(srv *mqtt.Server, dir string, order *orderBook) (*boltStore, error) {
-	store := &boltStore{Hook: new(bolt.Hook), order: order}
+func addPersistence(srv *mqtt.Server, dir string, e *engine) (*boltStore, error) {
+	store := &boltStore{Hook: new(bolt.Hook), engine: e}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return store, fmt.Errorf("persistence: %w", err)
 	}

@@ -83,7 +83,7 @@ func TestSysNeverWaitsForStuckSubscriber(t *testing.T) {
 	done := publishFlood(t, b.Addr(), "bp/x", 2048, 16<<10)
 	waitFor(t, func() bool { return b.waits.Load() > 0 })
 	// $SYS updates go on and, without room, are dropped for it.
-	waitFor(t, func() bool { return b.fixes.droppedQoS0.Load() > 0 })
+	waitFor(t, func() bool { return b.engine.droppedQoS0.Load() > 0 })
 	require.Positive(t, b.dropped(), "$SYS publish/messages/dropped counts them")
 	cl, ok := b.srv.Clients.Get("stuck")
 	require.True(t, ok)
@@ -98,14 +98,14 @@ func TestSysNeverWaitsForStuckSubscriber(t *testing.T) {
 // TestQoS0ExpiresWhileWaiting: a QoS 0 message whose MQTT 5 message expiry
 // passes while its publisher waits for room in a subscriber's queue is not
 // sent [MQTT-3.3.2-5]; one that has time left is sent with what is left
-// [MQTT-3.3.2-6]. The router's clock is replaced: no real waiting.
+// [MQTT-3.3.2-6]. The engine's clock is replaced: no real waiting.
 func TestQoS0ExpiresWhileWaiting(t *testing.T) {
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true,
 		SlowConsumerTimeout: time.Hour, SysInterval: -1})
 	require.NoError(t, err)
 	clk := &fakeClock{}
 	clk.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	b.router.now = clk.now
+	b.engine.now = clk.now
 	require.NoError(t, b.Start())
 	t.Cleanup(func() { _ = b.Close() })
 

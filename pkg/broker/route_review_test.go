@@ -18,8 +18,8 @@ import (
 )
 
 // gateEstablished holds OnSessionEstablished of one client ID until
-// released: the hooks before the router (the durable resend burst, the
-// connect log) run there, after mochi sent the CONNACK.
+// released: the hooks before the engine (the connect log) run there,
+// after mochi sent the CONNACK.
 type gateEstablished struct {
 	mqtt.HookBase
 	id      string
@@ -44,16 +44,18 @@ func (g *gateEstablished) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet
 
 // TestRouterResumedSessionAfterConnack: a persistent session that
 // reconnects gets the QoS 0 messages published after its CONNACK, also
-// while the hooks before the router are still in OnSessionEstablished.
-// The router's cached route named the old, closed connection until its own
-// OnSessionEstablished and dropped them; mochi routes to the connection
-// the client ID has when the message is published.
+// while the hooks before the engine are still in OnSessionEstablished.
+// (The router before the engine cached a route that named the old, closed
+// connection until its own OnSessionEstablished and dropped them; the
+// engine queues them in the session, which outlives connections.)
 func TestRouterResumedSessionAfterConnack(t *testing.T) {
 	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler), InlineClient: true})
 	gate := &gateEstablished{id: "s", armed: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
 	require.NoError(t, srv.AddHook(new(allowAll), nil))
 	require.NoError(t, srv.AddHook(gate, nil))
-	require.NoError(t, srv.AddHook(newRouter(srv, func(*mqtt.Client, string, bool) bool { return true }), nil))
+	e := newEngine(srv, slog.New(slog.DiscardHandler), Config{})
+	e.mayRead = func(*mqtt.Client, string, bool) bool { return true }
+	require.NoError(t, srv.AddHook(e, nil))
 	addr := serveOn(t, srv, "t", Listener{Address: "127.0.0.1:0"})
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() { close(gate.release); srv.Close() })

@@ -76,7 +76,7 @@ func (p *sysPublisher) publish(topic, value string) {
 		return
 	}
 	p.last[topic] = value
-	unlock := p.b.guard.lockInline()
+	unlock := p.b.engine.lockRetain()
 	p.b.srv.Topics.RetainMessage(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
 		TopicName:   topic,
