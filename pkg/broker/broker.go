@@ -76,10 +76,12 @@ type Config struct {
 	// subscriptions and undelivered QoS 1/2 messages in DIR/mqtt.db.
 	PersistenceDir string
 
-	// MaxInflight and MaxQueued are mosquitto's max_inflight_messages and
-	// max_queued_messages: together they bound the unacknowledged QoS 1/2
-	// messages held per client (beyond that new ones are dropped with a
-	// log line). 0 means unlimited.
+	// MaxInflight is mosquitto's max_inflight_messages: the in-flight
+	// window of QoS 1/2 messages sent and not acknowledged, per client.
+	// MaxQueued (max_queued_messages) bounds what waits behind it: the
+	// publishers of a connected client wait, an offline session holds
+	// MaxInflight+MaxQueued messages and drops the next ones with a log
+	// line. 0 means unlimited.
 	MaxInflight, MaxQueued int
 	// MessageSizeLimit drops PUBLISH payloads larger than this many bytes
 	// (MQTT 5 QoS 1/2 get reason 0x95 Packet too large); a packet too long
@@ -100,13 +102,14 @@ type Config struct {
 	// clients asking for a longer Session Expiry Interval are told this
 	// one); 0 means never.
 	PersistentClientExpiration time.Duration
-	// QueueQoS0Messages is queue_qos0_messages and MaxQueuedBytes
-	// max_queued_bytes: parsed and kept here for the delivery queue, which
-	// does not apply them yet (docs/mosquitto.md).
+	// QueueQoS0Messages is queue_qos0_messages: QoS 0 messages are queued
+	// for offline persistent sessions too. MaxQueuedBytes is
+	// max_queued_bytes: the payload bytes queued per client, bounded like
+	// MaxQueued (0: no bound).
 	QueueQoS0Messages bool
 	MaxQueuedBytes    int
-	// UpgradeOutgoingQoS is upgrade_outgoing_qos: parsed and kept for the
-	// delivery path, which does not apply it yet (docs/mosquitto.md).
+	// UpgradeOutgoingQoS is upgrade_outgoing_qos: messages go out at the
+	// subscription's QoS rather than the lower of the two.
 	UpgradeOutgoingQoS bool
 	// DisableRetain turns retained messages off (retain_available false).
 	DisableRetain bool
@@ -288,7 +291,6 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	b.engine = newEngine(srv, log, cfg)
 	b.engine.mayRead = b.security.OnACLCheck
-	b.fixes.noSubscribers = b.engine.noSubscribers
 	// The hooks in the order mochi calls them. fixes first: it renames
 	// inbound packet IDs before anyone sees them. connect before security:
 	// mosquitto checks the CONNECT before it authenticates. The engine

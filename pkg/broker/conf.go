@@ -436,17 +436,11 @@ func (p *confParser) directive(text string, level int) error {
 	case "persistent_client_expiration":
 		c.PersistentClientExpiration, err = p.duration(key, value)
 	case "queue_qos0_messages":
-		if c.QueueQoS0Messages, err = p.boolValue(key, value); err == nil && c.QueueQoS0Messages {
-			p.warnf("queue_qos0_messages is not applied by mqtt broker yet: QoS 0 messages are not queued for offline persistent sessions")
-		}
+		c.QueueQoS0Messages, err = p.boolValue(key, value)
 	case "max_queued_bytes":
-		if c.MaxQueuedBytes, err = p.intValue(key, value, 0, 1<<31-1, ""); err == nil && c.MaxQueuedBytes > 0 {
-			p.warnf("max_queued_bytes is not applied by mqtt broker yet: max_queued_messages bounds the queue")
-		}
+		c.MaxQueuedBytes, err = p.intValue(key, value, 0, 1<<31-1, "")
 	case "upgrade_outgoing_qos":
-		if c.UpgradeOutgoingQoS, err = p.boolValue(key, value); err == nil && c.UpgradeOutgoingQoS {
-			p.warnf("upgrade_outgoing_qos is not applied by mqtt broker yet: messages are sent at the lower of the two QoS")
-		}
+		c.UpgradeOutgoingQoS, err = p.boolValue(key, value)
 	case "max_packet_size":
 		c.MaxPacketSize, err = p.intValue(key, value, 20, 268435460, "Invalid max_packet_size value (%s), must be between 20 and 268435460")
 	case "retain_available":

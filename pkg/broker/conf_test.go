@@ -395,10 +395,6 @@ func TestParseConfSessionOptions(t *testing.T) {
 	require.True(t, cfg.QueueQoS0Messages)
 	require.Equal(t, 1000000, cfg.MaxQueuedBytes)
 	require.True(t, cfg.UpgradeOutgoingQoS)
-	require.Equal(t, []string{
-		"m.conf:3: queue_qos0_messages is not applied by mqtt broker yet: QoS 0 messages are not queued for offline persistent sessions",
-		"m.conf:4: max_queued_bytes is not applied by mqtt broker yet: max_queued_messages bounds the queue",
-		"m.conf:5: upgrade_outgoing_qos is not applied by mqtt broker yet: messages are sent at the lower of the two QoS",
-	}, c.Warnings)
+	require.Empty(t, c.Warnings, "applied by the delivery engine")
 	require.Zero(t, NewConf().Config().MaxKeepalive, "65535, mosquitto's default, is no limit")
 }

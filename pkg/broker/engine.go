@@ -350,16 +350,12 @@ func (e *engine) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.Ignore {
 		return pk, nil
 	}
-	n := e.publish(cl, pk)
-	if n == 0 && pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion >= 5 && !cl.Net.Inline {
-		e.unrouted.Store(unrouted{cl, pk.PacketID}, true)
-	}
+	e.publish(cl, pk)
 	return pk, packets.CodeSuccessIgnore
 }
 
-// publish retains and routes a message; it returns the number of
-// subscribers it was for.
-func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) int {
+// publish retains and routes a message.
+func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) {
 	arrived := e.now()
 	if pk.Created == 0 {
 		pk.Created = time.Now().Unix()
@@ -387,13 +383,11 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) int {
 		e.retainMessage(cl, pk)
 		rt = e.lookup(pk.TopicName) // as of now: no SUBSCRIBE in between
 	}
-	n := len(rt.inline)
 	for i := range rt.targets {
 		t := &rt.targets[i]
 		if t.sub.NoLocal && pk.Origin == t.id { // [MQTT-3.8.3-3]
 			continue
 		}
-		n++
 		t.s.add(e, e.outgoing(pk, t.sub, t.ids, false, arrived), own)
 	}
 	if pk.FixedHeader.Retain && e.retainOn {
@@ -404,7 +398,6 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) int {
 			in.Handler(e.self, in.Subscription, pk)
 		}
 	}
-	return n
 }
 
 // retainMessage stores a retained message (mochi skips it for a message
@@ -964,12 +957,6 @@ func (e *engine) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if p, ok := e.subs.LoadAndDelete(cl); ok && p != nil {
 		e.retain.RUnlock() // a SUBSCRIBE cut short
 	}
-	e.unrouted.Range(func(k, _ any) bool {
-		if k.(unrouted).cl == cl {
-			e.unrouted.Delete(k)
-		}
-		return true
-	})
 	s := e.lookupSession(cl.ID)
 	if s == nil {
 		return
@@ -1064,18 +1051,4 @@ func (e *engine) restore(client string, msgs []*message) {
 func (e *engine) lockRetain() func() {
 	e.retain.Lock()
 	return e.retain.Unlock
-}
-
-// noSubscribers reports, once, that the PUBLISH of cl with (inbound)
-// packet ID id reached no subscriber: its PUBACK or PUBREC then carries
-// 0x10 No matching subscribers, as mosquitto's (fixesHook).
-func (e *engine) noSubscribers(cl *mqtt.Client, id uint16) bool {
-	_, ok := e.unrouted.LoadAndDelete(unrouted{cl, id})
-	return ok
-}
-
-// unrouted is a PUBLISH that reached no subscriber.
-type unrouted struct {
-	cl *mqtt.Client
-	id uint16
 }

@@ -48,9 +48,6 @@ type fixesHook struct {
 
 	mu  sync.Mutex
 	ids map[string]*idMap // client ID -> inbound packet ID renaming
-	// noSubscribers reports (once) that the PUBLISH with this inbound
-	// packet ID reached no subscriber (engine.OnPublish).
-	noSubscribers func(cl *mqtt.Client, id uint16) bool
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -87,7 +84,7 @@ func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
 }
 
 func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
-	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}, noSubscribers: func(*mqtt.Client, uint16) bool { return false }}
+	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}}
 }
 
 // ID implements mqtt.Hook.
@@ -194,10 +191,10 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 	}
 	pk.Properties.User = nil // mochi copies the PUBLISH's user properties
 	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		// mochi's encoder writes a reason code below 0x80 only with
+		// properties, which strict clients refuse here: 0x10 No matching
+		// subscribers cannot be sent (docs/mosquitto.md).
 		pk.ReasonCode = packets.CodeSuccess.Code
-		if h.noSubscribers(cl, pk.PacketID) {
-			pk.ReasonCode = packets.CodeNoMatchingSubscribers.Code // as mosquitto
-		}
 	}
 	if m := h.idsOf(cl.ID, false); m != nil {
 		m.mu.Lock()

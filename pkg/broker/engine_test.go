@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// connectPersistent connects id with a persistent session (MQTT 3.1.1
+// clean session 0, MQTT 5 session expiry 600 s).
+func connectPersistent(t *testing.T, addr string, version byte, id string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, addr, version)
+	pk := c.connectPacket(id, "", "")
+	pk.Connect.Clean = false
+	if version == 5 {
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
+	}
+	c.send(pk)
+	ack := c.recv()
+	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
+	require.Equal(t, byte(0), ack.ReasonCode)
+	return c
+}
+
+// goOffline disconnects c and waits until its session is offline.
+func goOffline(t *testing.T, b *Broker, c *rawClient, id string) {
+	t.Helper()
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.conn.Close()
+	waitOffline(t, b.srv, id)
+}
+
+// A filter whose "+" level is followed by "#" matches a topic that ends
+// where the "#" begins ("#" also stands for the parent level
+// [MQTT-4.7.1-2]): mochi's index misses "foo/+/#" for "foo/bar" and "+/#"
+// for "foo", and the message was lost without a word.
+func TestEnginePlusHashParentLevel(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1, 1}, sub.subscribe(1, 1, "foo/+/#", "+/#"))
+	other := dialRaw(t, b.Addr(), 4)
+	other.mustConnect("other", "", "")
+	require.Equal(t, []byte{0}, other.subscribe(1, 0, "foo/+/+"))
+	pub := dialRaw(t, b.Addr(), 4)
+	pub.mustConnect("pub", "", "")
+	for _, topic := range []string{"foo/bar", "foo", "foo/bar/baz"} {
+		pub.publish(0, 0, topic, topic, false)
+	}
+	require.Empty(t, pub.ping())
+	got := sub.ping()
+	require.Equal(t, []string{"foo/bar", "foo", "foo/bar/baz"}, payloads(got))
+	require.Equal(t, []string{"foo/bar/baz"}, payloads(other.ping()), "foo/+/+ matches only the three-level topic")
+}
+
+// max_queued_bytes bounds the payload bytes queued for an offline
+// session: past it messages are dropped, with one log line naming the
+// setting, and the client gets the ones kept.
+func TestEngineMaxQueuedBytes(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxQueuedBytes: 100,
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	c := connectPersistent(t, b.Addr(), 4, "bytes")
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "b"))
+	goOffline(t, b, c, "bytes")
+	for i := range 10 {
+		require.NoError(t, b.Publish("b", fmt.Appendf(nil, "%02d%s", i, strings.Repeat("x", 28)), false, 1))
+	}
+	require.Equal(t, int64(7), b.engine.dropped.Load(), "30-byte messages: 3 fit in 100 bytes")
+	require.Equal(t, 1, strings.Count(logs.String(), "dropping messages for offline client"), logs.String())
+	require.Contains(t, logs.String(), "max_queued_bytes")
+
+	c = connectPersistent(t, b.Addr(), 4, "bytes")
+	var got []string
+	for range 3 {
+		pk := c.recv()
+		require.Equal(t, packets.Publish, pk.FixedHeader.Type)
+		got = append(got, string(pk.Payload[:2]))
+		c.ack(pk)
+	}
+	require.Equal(t, []string{"00", "01", "02"}, got)
+	require.Empty(t, c.ping())
+}
+
+// queue_qos0_messages: a QoS 0 message is queued for an offline
+// persistent session (mosquitto's option); without it, it is not.
+func TestEngineQueueQoS0Messages(t *testing.T) {
+	for _, queue := range []bool{false, true} {
+		t.Run(fmt.Sprint(queue), func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, QueueQoS0Messages: queue})
+			c := connectPersistent(t, b.Addr(), 4, "q0")
+			require.Equal(t, []byte{0}, c.subscribe(1, 0, "q"))
+			goOffline(t, b, c, "q0")
+			require.NoError(t, b.Publish("q", []byte("offline"), false, 0))
+			c = connectPersistent(t, b.Addr(), 4, "q0")
+			got := payloads(c.ping())
+			if queue {
+				require.Equal(t, []string{"offline"}, got)
+			} else {
+				require.Empty(t, got)
+			}
+		})
+	}
+}
+
+// upgrade_outgoing_qos: a message goes out at the subscription's QoS,
+// not the lower of the two.
+func TestEngineUpgradeOutgoingQoS(t *testing.T) {
+	for _, upgrade := range []bool{false, true} {
+		t.Run(fmt.Sprint(upgrade), func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, UpgradeOutgoingQoS: upgrade})
+			sub := dialRaw(t, b.Addr(), 4)
+			sub.mustConnect("sub", "", "")
+			require.Equal(t, []byte{2}, sub.subscribe(1, 2, "u"))
+			pub := dialRaw(t, b.Addr(), 4)
+			pub.mustConnect("pub", "", "")
+			pub.publish(0, 0, "u", "m", false)
+			require.Empty(t, pub.ping())
+			pk := sub.recv()
+			require.Equal(t, "m", string(pk.Payload))
+			if upgrade {
+				require.Equal(t, byte(2), pk.FixedHeader.Qos)
+				require.NotZero(t, pk.PacketID)
+			} else {
+				require.Equal(t, byte(0), pk.FixedHeader.Qos)
+			}
+		})
+	}
+}
+
+// The ACL read check applies as a message is sent, also to one waiting in
+// a connected client's queue (the in-flight window was full): once a
+// reloaded ACL (SIGHUP) takes the right away, it is not delivered.
+func TestEngineACLRecheckConnectedQueue(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite w/#\n")
+	cfg := Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1, MaxInflight: 1}
+	b := start(t, cfg)
+	sub := dialRaw(t, b.Addr(), 4)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "w/#"))
+	pub := dialRaw(t, b.Addr(), 4)
+	pub.mustConnect("pub", "", "")
+	for i := range 3 {
+		pub.publish(uint16(i+1), 1, "w/x", fmt.Sprint(i), false)
+	}
+	for range 3 {
+		require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+	}
+	first := sub.recv()
+	require.Equal(t, "0", string(first.Payload))
+	require.Empty(t, sub.ping(), "window of 1: the others wait in the queue")
+
+	require.NoError(t, os.WriteFile(acl, []byte("topic write w/#\n"), 0o600))
+	require.NoError(t, b.Reload(cfg.Security()))
+	sub.ack(first)
+	require.Empty(t, sub.ping(), "queued messages the client may no longer read are not sent")
+}
