@@ -44,6 +44,9 @@ type Listener struct {
 	UseUsernameAsClientID bool
 	// MaxConnections refuses connections beyond this many; 0 = unlimited.
 	MaxConnections int
+	// MaximumQoS, when set, is the highest QoS clients of this listener
+	// may use (maximum_qos; nil: 2). See connectHook.maxQoS.
+	MaximumQoS *byte
 	// Security, when set, replaces the Config's AllowAnonymous,
 	// PasswordFile, ACLFile and client id options for connections on this
 	// listener (mosquitto's per_listener_settings true).
@@ -250,6 +253,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 	identity, subject, idUser := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	maxQoS := map[string]byte{}
 	br := b // b is nil when an error is returned
 	defer func() {
 		if err != nil {
@@ -271,6 +275,9 @@ func New(cfg Config) (b *Broker, err error) {
 		identity[id] = l.UseIdentityAsUsername
 		subject[id] = l.UseSubjectAsUsername
 		idUser[id] = l.UseUsernameAsClientID
+		if l.MaximumQoS != nil && *l.MaximumQoS < 2 {
+			maxQoS[id] = *l.MaximumQoS
+		}
 		b.listeners = append(b.listeners, bd.info)
 		// In local-only mode with an OS-chosen port, use the same port for ::1.
 		if cfg.LocalOnly() && i == 0 && len(ls) > 1 {
@@ -281,11 +288,12 @@ func New(cfg Config) (b *Broker, err error) {
 
 	b.fixes = newFixesHook(srv, log)
 	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
+	b.connect.maxQoS = maxQoS
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
 	b.security.maxKeepalive = uint16(min(max(cfg.MaxKeepalive, 0), 65535))
-	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, cfg.DisableRetain)
+	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, uint32(max(cfg.MaxPacketSize, 0)), cfg.DisableRetain)
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}

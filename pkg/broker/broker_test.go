@@ -224,7 +224,10 @@ func TestBrokerMessageSizeLimit(t *testing.T) {
 // TestMessageSizeLimitRefusedFromHeader: with message_size_limit, a
 // packet announcing more than any PUBLISH within the limit can hold is
 // refused from its fixed header: the broker neither waits for nor
-// allocates the body. MQTT 5 clients learn the maximum from the CONNACK.
+// allocates the body. As mosquitto, the MQTT 5 CONNACK does not advertise
+// it as a Maximum Packet Size (02-subpub-qos0-oversize-payload.py,
+// 07-will-oversize-payload.py compare the CONNACK); an MQTT 5 client that
+// sends such a packet gets DISCONNECT 0x95.
 func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
 	logs := &logBuffer{}
 	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1000, Log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -232,7 +235,7 @@ func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
 	c5.send(c5.connectPacket("v5", "", ""))
 	ack := c5.recv()
 	require.Equal(t, byte(0), ack.ReasonCode)
-	require.Equal(t, uint32(1000+maxPublishOverhead), ack.Properties.MaximumPacketSize)
+	require.Zero(t, ack.Properties.MaximumPacketSize)
 
 	c := dialRaw(t, b.Addr(), 4)
 	c.mustConnect("huge", "", "")
@@ -261,6 +264,11 @@ func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
 	// Other clients are not affected.
 	c5.publish(0, 0, "x", "still here", false)
 	require.Empty(t, c5.ping())
+	// An MQTT 5 client is told why.
+	_, err = c5.conn.Write(hdr.Bytes())
+	require.NoError(t, err)
+	require.Equal(t, "e00195", c5.recvBytes())
+	c5.expectClosed()
 }
 
 func TestBrokerPersistence(t *testing.T) {

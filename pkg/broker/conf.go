@@ -93,6 +93,7 @@ type ConfListener struct {
 	UseSubjectAsUsername  bool   // use_subject_as_username
 	UseUsernameAsClientID bool   // use_username_as_clientid
 	MaxConnections        int    // max_connections, -1 = unlimited
+	MaximumQoS            int    // maximum_qos, 0-2 (2: no limit)
 	// Security is the listener's own allow_anonymous, password_file, ...
 	// with per_listener_settings true; unused otherwise.
 	Security ConfSecurity
@@ -180,6 +181,10 @@ func (c *Conf) Config() Config {
 		if l.MaxConnections > 0 {
 			bl.MaxConnections = l.MaxConnections
 		}
+		if l.MaximumQoS < 2 {
+			q := byte(l.MaximumQoS)
+			bl.MaximumQoS = &q
+		}
 		switch {
 		case l.Socket != "":
 			bl.Protocol = "unix"
@@ -249,7 +254,7 @@ func LoadConf(path string) (*Conf, error) {
 // tokens, and numbers must be numbers (mosquitto reads "abc" as 0).
 func ParseConf(name string, r io.Reader) (*Conf, error) {
 	p := &confParser{c: NewConf(), seen: map[string]bool{}}
-	p.def = &ConfListener{MaxConnections: -1}
+	p.def = &ConfListener{MaxConnections: -1, MaximumQoS: 2}
 	if err := p.parse(name, r, 0); err != nil {
 		return nil, err
 	}
@@ -417,6 +422,9 @@ func (p *confParser) directive(text string, level int) error {
 	case "max_connections":
 		l := p.listenerOpt()
 		l.MaxConnections, err = p.intValue(key, value, -1, 1<<31-1, "")
+	case "maximum_qos":
+		l := p.listenerOpt()
+		l.MaximumQoS, err = p.intValue(key, value, 0, 2, "")
 	case "persistence":
 		c.Persistence, err = p.boolValue(key, value)
 	case "persistence_location":
@@ -500,7 +508,7 @@ func (p *confParser) listener(value string) error {
 	if err != nil || port < 0 || port > 65535 {
 		return p.errorf("Invalid port value (%s)", fields[0])
 	}
-	l := ConfListener{Port: port, MaxConnections: -1, File: p.file, Line: p.line}
+	l := ConfListener{Port: port, MaxConnections: -1, MaximumQoS: 2, File: p.file, Line: p.line}
 	if len(fields) == 2 {
 		l.Bind = fields[1]
 	}

@@ -50,6 +50,12 @@ import (
 //     Session taken over carries no reason string.
 //   - A delayed will (MQTT 5 Will Delay Interval) is sent without the
 //     Message Expiry Interval of 1 s that mochi's scheduling left on it.
+//   - maximum_qos (per listener, maxQoS): the MQTT 5 CONNACK advertises
+//     Maximum QoS; a will of a higher QoS is refused (MQTT 5: CONNACK
+//     0x9B with Maximum QoS; 3.1.1: closed without CONNACK); a PUBLISH of
+//     a higher QoS ends the connection (MQTT 5: DISCONNECT 0x9B QoS not
+//     supported); a subscription is granted at most that QoS. mochi has
+//     one server-wide maximum and quietly downgrades such a PUBLISH.
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
@@ -65,6 +71,9 @@ type connectHook struct {
 	// sizeLimit is message_size_limit: a larger will payload is refused;
 	// 0 = no limit.
 	sizeLimit int
+	// maxQoS is maximum_qos by listener ID, for the listeners that have
+	// one below 2; set before the broker starts.
+	maxQoS map[string]byte
 
 	// facts holds what OnPacketRead learnt from a CONNECT that mochi
 	// changes or loses before OnConnect, until the session is established
@@ -146,6 +155,18 @@ var willPlaceholder = []byte{0}
 // connection, without CONNACK, on an invalid will topic.
 func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Connect {
+		if limit, ok := h.maxQoS[cl.Net.Listener]; ok {
+			switch pk.FixedHeader.Type {
+			case packets.Publish:
+				if pk.FixedHeader.Qos > limit {
+					return pk, h.qosRefused(cl, pk.FixedHeader.Qos, limit)
+				}
+			case packets.Subscribe:
+				for i := range pk.Filters {
+					pk.Filters[i].Qos = min(pk.Filters[i].Qos, limit)
+				}
+			}
+		}
 		if pk.FixedHeader.Type == packets.Subscribe {
 			if _, ok := h.bridges.Load(cl); ok {
 				for i := range pk.Filters {
@@ -185,6 +206,25 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 	return pk, nil
 }
 
+// errQoSNotSupported ends a connection that used a QoS above the
+// listener's maximum_qos.
+var errQoSNotSupported = fmt.Errorf("QoS above maximum_qos: %w", packets.ErrRejectPacket)
+
+// qosRefused ends the connection of a client that sent a PUBLISH above
+// its listener's maximum_qos, as mosquitto does: MQTT 5 clients get
+// DISCONNECT 0x9B QoS not supported; the message is not published.
+func (h *connectHook) qosRefused(cl *mqtt.Client, qos, limit byte) error {
+	h.log.Info("client sent a PUBLISH above maximum_qos, disconnecting", "client", cl.ID, "remote", cl.Net.Remote,
+		"qos", qos, "maximum_qos", limit)
+	if cl.Properties.ProtocolVersion >= 5 {
+		// One write of the whole packet, without properties, as mosquitto
+		// sends it.
+		_, _ = cl.Net.Conn.Write([]byte{packets.Disconnect << 4, 1, packets.ErrQosNotSupported.Code})
+	}
+	cl.Stop(packets.ErrQosNotSupported)
+	return errQoSNotSupported
+}
+
 // OnConnect applies mosquitto's checks that follow the CONNECT's
 // validation and precede authentication (the hook is added before
 // securityHook), and assigns client identifiers.
@@ -194,6 +234,14 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.Properties.Will.Payload = []byte{}
 	}
 	v5 := cl.Properties.ProtocolVersion >= 5
+	if limit, ok := h.maxQoS[cl.Net.Listener]; ok && pk.Connect.WillFlag && pk.Connect.WillQos > limit {
+		h.log.Info("connection refused: will QoS above maximum_qos", "client", cl.ID, "remote", cl.Net.Remote,
+			"qos", pk.Connect.WillQos, "maximum_qos", limit)
+		if !v5 {
+			return errQoSNotSupported // mosquitto closes without CONNACK
+		}
+		return h.refuse(cl, packets.ErrQosNotSupported, packets.ErrQosNotSupported)
+	}
 	if pk.Connect.WillFlag && h.sizeLimit > 0 && len(cl.Properties.Will.Payload) > h.sizeLimit {
 		h.log.Info("connection refused: will payload larger than message_size_limit", "client", cl.ID,
 			"remote", cl.Net.Remote, "bytes", len(cl.Properties.Will.Payload), "limit", h.sizeLimit)
@@ -304,12 +352,19 @@ func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 		}
 		return pk
 	}
+	limit, limited := h.maxQoS[cl.Net.Listener]
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		pk.Properties = packets.Properties{}
+		if limited && pk.ReasonCode == packets.ErrQosNotSupported.Code {
+			pk.Properties.MaximumQos, pk.Properties.MaximumQosFlag = limit, true // as mosquitto
+		}
 		return pk
 	}
 	pk.Properties.TopicAliasMaximum = topicAliasMaximum
 	pk.Properties.ReceiveMaximum = h.receiveMax // 0: not sent
+	if limited {
+		pk.Properties.MaximumQos, pk.Properties.MaximumQosFlag = limit, true
+	}
 	return pk
 }
 

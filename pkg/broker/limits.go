@@ -20,9 +20,10 @@ const maxPublishOverhead = 5 + 2 + 65535 + 2 + 64<<10
 // message_size_limit (0: none): the largest PUBLISH whose payload fits the
 // limit. mochi refuses a longer packet from its fixed header, before it
 // allocates and reads the body (up to 256 MiB a client could announce),
-// and disconnects the client; a PUBLISH that fits but whose payload is
-// over the limit is read and dropped as mosquitto does, the connection
-// stays. MQTT 5 clients are told the maximum in the CONNACK.
+// and disconnects the client (MQTT 5: DISCONNECT 0x95); a PUBLISH that
+// fits but whose payload is over the limit is read and dropped as
+// mosquitto does, the connection stays. As mosquitto, the CONNACK does
+// not advertise it: only max_packet_size is advertised.
 func maxPacketSize(sizeLimit int) uint32 {
 	if sizeLimit <= 0 {
 		return 0
@@ -46,14 +47,17 @@ type limitsHook struct {
 	mqtt.HookBase
 	log       *slog.Logger
 	sizeLimit int
-	maxPacket uint32 // Maximum Packet Size (effectiveMaxPacket)
+	maxPacket uint32 // Maximum Packet Size enforced (effectiveMaxPacket)
+	advertise uint32 // Maximum Packet Size advertised (max_packet_size)
 	noRetain  bool   // retain_available false
 
 	oversize atomic.Int64 // messages dropped for message_size_limit
 }
 
-func newLimitsHook(log *slog.Logger, sizeLimit int, maxPacket uint32, noRetain bool) *limitsHook {
-	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacket, noRetain: noRetain}
+// newLimitsHook enforces maxPacket (effectiveMaxPacket) and advertises
+// advertise (max_packet_size; 0: none) to MQTT 5 clients.
+func newLimitsHook(log *slog.Logger, sizeLimit int, maxPacket, advertise uint32, noRetain bool) *limitsHook {
+	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacket, advertise: advertise, noRetain: noRetain}
 }
 
 // ID implements mqtt.Hook.
@@ -65,18 +69,18 @@ func (h *limitsHook) Provides(b byte) bool {
 	case mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
 	case mqtt.OnPacketEncode:
-		return h.maxPacket > 0 || h.noRetain
+		return h.advertise > 0 || h.noRetain
 	}
 	return false
 }
 
-// OnPacketEncode tells MQTT 5 clients the Maximum Packet Size and that
-// retained messages are not available in the CONNACK (mochi enforces the
-// size and ignores retain flags without saying so) [MQTT-3.2.2-15]
-// [MQTT-3.2.2-13].
+// OnPacketEncode tells MQTT 5 clients the Maximum Packet Size of
+// max_packet_size and that retained messages are not available in the
+// CONNACK (mochi enforces the size and ignores retain flags without
+// saying so) [MQTT-3.2.2-15] [MQTT-3.2.2-13].
 func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code && cl.Properties.ProtocolVersion >= 5 {
-		pk.Properties.MaximumPacketSize = h.maxPacket
+		pk.Properties.MaximumPacketSize = h.advertise
 		if h.noRetain {
 			pk.Properties.RetainAvailable, pk.Properties.RetainAvailableFlag = 0, true
 		}

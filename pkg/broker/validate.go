@@ -23,8 +23,9 @@ const maxTopicLevels = 200
 
 // MQTT 5 reason codes the checks send.
 const (
-	rcMalformed     byte = 0x81
-	rcProtocolError byte = 0x82
+	rcMalformed         byte = 0x81
+	rcProtocolError     byte = 0x82
+	rcTopicAliasInvalid byte = 0x94
 )
 
 // packetError says why a packet is refused and which MQTT 5 reason code
@@ -160,6 +161,7 @@ type props struct {
 	seen          map[byte]bool
 	payloadFormat int // -1: absent
 	subID         int // -1: absent
+	topicAlias    int // -1: absent
 }
 
 // readProps reads an MQTT 5 property list and checks it as mosquitto's
@@ -167,7 +169,7 @@ type props struct {
 // malformed (0x81); a property the packet type may not carry, or one
 // given twice (other than user properties), is a protocol error (0x82).
 func readProps(r *reader, allowed ...byte) (props, *packetError) {
-	p := props{payloadFormat: -1, subID: -1}
+	p := props{payloadFormat: -1, subID: -1, topicAlias: -1}
 	n, ok := r.varint()
 	if !ok || r.left() < n {
 		return p, malformedf("properties longer than the packet")
@@ -242,14 +244,23 @@ func readProps(r *reader, allowed ...byte) (props, *packetError) {
 			p.payloadFormat = v
 		case 0x0b:
 			p.subID = v
+		case 0x23:
+			p.topicAlias = v
 		}
 	}
 	return p, nil
 }
 
+// topicAliases records which inbound topic aliases (1..topicAliasMaximum)
+// an MQTT 5 client has set on its connection: bit n is alias n.
+type topicAliases uint32
+
 // checkPublish checks a client PUBLISH after its fixed header (mochi
 // refuses QoS 3 and DUP with QoS 0 there, both malformed for mosquitto).
-func checkPublish(flags byte, body []byte, version byte) *packetError {
+// aliases is the connection's topic alias state: a PUBLISH that sets an
+// alias records it; one that uses an alias never set is a protocol error,
+// as in mosquitto (mochi would publish it to the empty topic).
+func checkPublish(flags byte, body []byte, version byte, aliases *topicAliases) *packetError {
 	r := &reader{b: body}
 	topic, ok := r.bytes()
 	if !ok {
@@ -277,6 +288,17 @@ func checkPublish(flags byte, body []byte, version byte) *packetError {
 		}
 		if p.payloadFormat > 1 {
 			return protocolf("payload format indicator %d", p.payloadFormat)
+		}
+		if a := p.topicAlias; a >= 0 {
+			if a == 0 || a > topicAliasMaximum {
+				return &packetError{code: rcTopicAliasInvalid, why: fmt.Sprintf("topic alias %d (maximum %d)", a, topicAliasMaximum)}
+			}
+			switch {
+			case len(topic) > 0:
+				*aliases |= 1 << a
+			case *aliases&(1<<a) == 0:
+				return protocolf("topic alias %d used before it was set", a)
+			}
 		}
 	}
 	if !validWireTopic(topic) {

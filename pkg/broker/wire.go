@@ -73,8 +73,9 @@ type wireConn struct {
 	g  *wireGuard
 	br *bufio.Reader
 
-	version byte   // protocol version from the CONNECT; 0 before it
-	client  string // client id from the CONNECT, for log lines
+	version byte         // protocol version from the CONNECT; 0 before it
+	aliases topicAliases // inbound topic aliases set (validate.go)
+	client  string       // client id from the CONNECT, for log lines
 	hdr     [5]byte
 	out     []byte // checked bytes of the current packet's fixed header not handed out yet
 	body    []byte // checked bytes of the current packet's body not handed out yet
@@ -172,6 +173,13 @@ func (c *wireConn) next() error {
 	if perr := c.check(fh, body); perr != nil {
 		return c.refuse(fh.Type, perr.code, perr.why)
 	}
+	if fh.Type == packets.Disconnect && c.version >= 5 && remaining == 1 {
+		// e0 01 RC: mochi reads the reason code only with a property
+		// length, and took 0x04 Disconnect with Will Message for a
+		// normal disconnect. Hand it the same packet with an empty one.
+		body = append(body, 0)
+		c.buf, c.hdr[1] = body, 2
+	}
 	c.body = body
 	return nil
 }
@@ -215,7 +223,7 @@ func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 	var perr *packetError
 	switch fh.Type {
 	case packets.Publish:
-		perr = checkPublish(c.hdr[0]&0x0f, body, c.version)
+		perr = checkPublish(c.hdr[0]&0x0f, body, c.version, &c.aliases)
 	case packets.Subscribe:
 		perr = checkSubscribe(body, c.version)
 	case packets.Unsubscribe:

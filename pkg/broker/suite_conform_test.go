@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/stretchr/testify/require"
+)
+
+// Packet handling that mosquitto's own broker tests (test/broker, issue
+// 15) check byte for byte, one test per behaviour.
+
+// TestDisconnectWithWillShortForm: an MQTT 5 DISCONNECT with reason 0x04
+// and no property length (e0 01 04, as mosquitto's clients send it)
+// publishes the will (07-will-disconnect-with-will.py); mochi read the
+// reason code only with a property length.
+func TestDisconnectWithWillShortForm(t *testing.T) {
+	for _, tc := range []struct {
+		name, disconnect string
+		will             bool
+	}{
+		{"e0 01 04", "e0 01 04", true},
+		{"e0 02 04 00", "e0 02 04 00", true},
+		{"e0 01 00", "e0 01 00", false},
+		{"e0 00", "e0 00", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := start(t, Config{AllowAnonymous: true})
+			sub := dialRaw(t, b.Addr(), 5)
+			sub.mustConnect("will-sub", "", "")
+			require.Equal(t, []byte{0}, sub.subscribe(1, 0, "will/test"))
+
+			w := dialRaw(t, b.Addr(), 5)
+			conn := w.connectPacket("will-helper", "", "")
+			conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "will/test", []byte("gone")
+			w.send(conn)
+			require.Equal(t, byte(0), w.recv().ReasonCode)
+			w.sendHex(tc.disconnect)
+			w.expectClosed()
+
+			got := sub.collect()
+			if tc.will {
+				if len(got) == 0 {
+					got = []packets.Packet{sub.recv()}
+				}
+				require.Equal(t, []string{"gone"}, payloads(got))
+			} else {
+				require.Empty(t, got)
+			}
+		})
+	}
+}
+
+// TestTopicAliasNeverSet: an MQTT 5 PUBLISH that uses a topic alias the
+// client never set is a protocol error (DISCONNECT 0x82, as mosquitto:
+// 02-subpub-qos0-topic-alias-unknown.py); mochi published it to the empty
+// topic. An alias above the advertised Topic Alias Maximum is 0x94. An
+// alias set on one connection is not known on the next.
+func TestTopicAliasNeverSet(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	// 30 len | 0000 topic "" | props 03: 23 0003 | "message"
+	unknown := "30 0d 0000 03 230003 6d657373616765"
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("alias", "", "")
+	c.sendHex(unknown)
+	require.Equal(t, "e00182", c.recvBytes())
+	c.expectClosed()
+
+	c = dialRaw(t, b.Addr(), 5)
+	c.mustConnect("alias", "", "")
+	// Alias 3 set with topic "a", then used alone: fine.
+	c.sendHex("30 0a 0001 61 03 230003 6d7367")
+	c.sendHex("30 09 0000 03 230003 6d7367")
+	require.Empty(t, c.ping())
+	// Alias 11 > Topic Alias Maximum 10.
+	c.sendHex("30 0a 0001 61 03 23000b 6d7367")
+	require.Equal(t, "e00194", c.recvBytes())
+	c.expectClosed()
+
+	c = dialRaw(t, b.Addr(), 5)
+	c.mustConnect("alias", "", "")
+	c.sendHex("30 09 0000 03 230003 6d7367")
+	require.Equal(t, "e00182", c.recvBytes())
+	c.expectClosed()
+}
+
+// TestMaximumQoS: maximum_qos limits one listener, as in mosquitto
+// (13-malformed-publish-v5.py; the rest checked against mosquitto 2.0.11):
+// the MQTT 5 CONNACK advertises Maximum QoS after Receive Maximum, a
+// subscription is granted at most that QoS, a PUBLISH above it ends the
+// connection (MQTT 5: DISCONNECT 0x9B; 3.1.1: closed) and a will above it
+// is refused (MQTT 5: CONNACK 0x9B with Maximum QoS; 3.1.1: closed
+// without CONNACK). Another listener is not limited.
+func TestMaximumQoS(t *testing.T) {
+	one := byte(1)
+	b := start(t, Config{AllowAnonymous: true, MaxInflight: 20, Listeners: []Listener{
+		{Address: "127.0.0.1:0", MaximumQoS: &one}, {Address: "127.0.0.1:0"}}})
+	limited, free := b.Listeners()[0].Addr, b.Listeners()[1].Addr
+
+	c := dialRaw(t, limited, 5)
+	c.sendHex(connectV5Hex)
+	require.Equal(t, hexOf("20 0b 00 00 08 22 000a 21 0014 24 01"), c.recvBytes())
+	require.Equal(t, []byte{1}, c.subscribe(1, 2, "a/b"))
+	c.publish(1, 1, "a/b", "ok", false)
+	for range 2 { // the PUBACK and the delivery, in either order
+		pk := c.recv()
+		if pk.FixedHeader.Type == packets.Publish {
+			require.Equal(t, byte(1), pk.FixedHeader.Qos)
+			c.ack(pk)
+		}
+	}
+	c.publish(2, 2, "a/b", "too high", false)
+	require.Equal(t, "e0019b", c.recvBytes())
+	c.expectClosed()
+
+	c = dialRaw(t, limited, 4)
+	c.mustConnect("v4", "", "")
+	require.Equal(t, []byte{1}, c.subscribe(1, 2, "a/b"))
+	c.publish(2, 2, "a/b", "too high", false)
+	require.Empty(t, c.expectClosed())
+
+	for _, v := range []byte{4, 5} {
+		w := dialRaw(t, limited, v)
+		conn := w.connectPacket("will", "", "")
+		conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload, conn.Connect.WillQos = true, "w", []byte("x"), 2
+		w.send(conn)
+		if v == 5 {
+			require.Equal(t, "2005009b022401", w.recvBytes())
+		}
+		require.Empty(t, w.expectClosed())
+	}
+
+	c = dialRaw(t, free, 5)
+	c.sendHex(connectV5Hex)
+	require.Equal(t, hexOf("20 09 00 00 06 22 000a 21 0014"), c.recvBytes())
+	require.Equal(t, []byte{2}, c.subscribe(1, 2, "a/b"))
+}
+
+func TestConfMaximumQoS(t *testing.T) {
+	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmaximum_qos 0\nlistener 1885\nmaximum_qos 2\n"))
+	require.NoError(t, err)
+	ls := c.Config().Listeners
+	require.Len(t, ls, 3)
+	require.Nil(t, ls[0].MaximumQoS)
+	require.NotNil(t, ls[1].MaximumQoS)
+	require.Equal(t, byte(0), *ls[1].MaximumQoS)
+	require.Nil(t, ls[2].MaximumQoS)
+	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmaximum_qos 3\n"))
+	require.ErrorContains(t, err, "m.conf:2: Invalid maximum_qos value (3)")
+}
