@@ -197,6 +197,7 @@ func New(cfg Config) (b *Broker, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = newBoundedLogger(log) // limits.go
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi's default caps every message at one day: retained messages

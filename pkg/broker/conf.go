@@ -93,7 +93,7 @@ type ConfListener struct {
 	UseSubjectAsUsername  bool   // use_subject_as_username
 	UseUsernameAsClientID bool   // use_username_as_clientid
 	MaxConnections        int    // max_connections, -1 = unlimited
-	MaximumQoS            int    // maximum_qos, 0-2 (2: no limit)
+	MaximumQoS            *int   // maximum_qos, 0-2; nil: not set (2)
 	// Security is the listener's own allow_anonymous, password_file, ...
 	// with per_listener_settings true; unused otherwise.
 	Security ConfSecurity
@@ -181,8 +181,8 @@ func (c *Conf) Config() Config {
 		if l.MaxConnections > 0 {
 			bl.MaxConnections = l.MaxConnections
 		}
-		if l.MaximumQoS < 2 {
-			q := byte(l.MaximumQoS)
+		if l.MaximumQoS != nil && *l.MaximumQoS < 2 {
+			q := byte(*l.MaximumQoS)
 			bl.MaximumQoS = &q
 		}
 		switch {
@@ -254,7 +254,7 @@ func LoadConf(path string) (*Conf, error) {
 // tokens, and numbers must be numbers (mosquitto reads "abc" as 0).
 func ParseConf(name string, r io.Reader) (*Conf, error) {
 	p := &confParser{c: NewConf(), seen: map[string]bool{}}
-	p.def = &ConfListener{MaxConnections: -1, MaximumQoS: 2}
+	p.def = &ConfListener{MaxConnections: -1}
 	if err := p.parse(name, r, 0); err != nil {
 		return nil, err
 	}
@@ -424,7 +424,10 @@ func (p *confParser) directive(text string, level int) error {
 		l.MaxConnections, err = p.intValue(key, value, -1, 1<<31-1, "")
 	case "maximum_qos":
 		l := p.listenerOpt()
-		l.MaximumQoS, err = p.intValue(key, value, 0, 2, "")
+		var n int
+		if n, err = p.intValue(key, value, 0, 2, ""); err == nil {
+			l.MaximumQoS = &n
+		}
 	case "persistence":
 		c.Persistence, err = p.boolValue(key, value)
 	case "persistence_location":
@@ -508,7 +511,7 @@ func (p *confParser) listener(value string) error {
 	if err != nil || port < 0 || port > 65535 {
 		return p.errorf("Invalid port value (%s)", fields[0])
 	}
-	l := ConfListener{Port: port, MaxConnections: -1, MaximumQoS: 2, File: p.file, Line: p.line}
+	l := ConfListener{Port: port, MaxConnections: -1, File: p.file, Line: p.line}
 	if len(fields) == 2 {
 		l.Bind = fields[1]
 	}

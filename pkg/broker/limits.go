@@ -3,9 +3,12 @@
 package broker
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -146,8 +149,9 @@ func (h *limitsHook) retainRefused(cl *mqtt.Client) error {
 }
 
 // refusePublish answers a refused PUBLISH like mosquitto and returns the
-// error for mochi: MQTT 5 QoS 1/2 get PUBACK/PUBREC with code; MQTT 3.1.1
-// QoS 1/2 are acknowledged normally and dropped; QoS 0 is dropped.
+// error for mochi: MQTT 5 QoS 1/2 get PUBACK/PUBREC with code and, as
+// from mosquitto, no reason string; MQTT 3.1.1 QoS 1/2 are acknowledged
+// normally and dropped; QoS 0 is dropped.
 func refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code) error {
 	switch {
 	case pk.FixedHeader.Qos == 0:
@@ -163,10 +167,114 @@ func refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code) error 
 		FixedHeader: packets.FixedHeader{Type: ackType},
 		PacketID:    pk.PacketID,
 		ReasonCode:  code.Code,
-		Properties:  packets.Properties{ReasonString: code.Reason},
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		return err
 	}
 	return packets.ErrRejectPacket
+}
+
+// maxLogValue bounds the bytes of one string value in a log line.
+const maxLogValue = 256
+
+// boundedLog is a log handler that shortens long string and error values
+// (a client id can be 65,535 bytes, a topic too) to maxLogValue bytes and
+// says how long they were, as mosquitto bounds its log lines. Each
+// connection logs its client id a few times: unbounded, one client could
+// write megabytes of log, and a broker whose stderr is a pipe nobody
+// empties fast enough stalled on the write (mosquitto's
+// 01-connect-575314.py, which reads the broker's -v output only at the
+// end).
+type boundedLog struct{ h slog.Handler }
+
+// newBoundedLogger wraps log's handler in a boundedLog.
+func newBoundedLogger(log *slog.Logger) *slog.Logger {
+	if _, ok := log.Handler().(boundedLog); ok {
+		return log
+	}
+	return slog.New(boundedLog{h: log.Handler()})
+}
+
+func (b boundedLog) Enabled(ctx context.Context, l slog.Level) bool { return b.h.Enabled(ctx, l) }
+
+func (b boundedLog) WithAttrs(as []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = boundAttr(a)
+	}
+	return boundedLog{h: b.h.WithAttrs(out)}
+}
+
+func (b boundedLog) WithGroup(name string) slog.Handler { return boundedLog{h: b.h.WithGroup(name)} }
+
+func (b boundedLog) Handle(ctx context.Context, r slog.Record) error {
+	long := false
+	r.Attrs(func(a slog.Attr) bool {
+		long = tooLong(a)
+		return !long
+	})
+	if !long && len(r.Message) <= maxLogValue {
+		return b.h.Handle(ctx, r)
+	}
+	out := slog.NewRecord(r.Time, r.Level, boundString(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(boundAttr(a))
+		return true
+	})
+	return b.h.Handle(ctx, out)
+}
+
+// tooLong reports whether boundAttr would change a.
+func tooLong(a slog.Attr) bool {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		return len(a.Value.String()) > maxLogValue
+	case slog.KindAny:
+		err, ok := a.Value.Any().(error)
+		return ok && len(err.Error()) > maxLogValue
+	case slog.KindGroup:
+		for _, g := range a.Value.Group() {
+			if tooLong(g) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// boundAttr returns a with a long string or error value shortened.
+func boundAttr(a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); len(s) > maxLogValue {
+			return slog.String(a.Key, boundString(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			if s := err.Error(); len(s) > maxLogValue {
+				return slog.String(a.Key, boundString(s))
+			}
+		}
+	case slog.KindGroup:
+		as := a.Value.Group()
+		out := make([]slog.Attr, len(as))
+		for i, g := range as {
+			out[i] = boundAttr(g)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
+	}
+	return a
+}
+
+// boundString shortens s to maxLogValue bytes (on a rune boundary) and
+// appends its length.
+func boundString(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	cut := maxLogValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
 }

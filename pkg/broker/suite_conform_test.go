@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -150,4 +151,41 @@ func TestConfMaximumQoS(t *testing.T) {
 	require.Nil(t, ls[2].MaximumQoS)
 	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmaximum_qos 3\n"))
 	require.ErrorContains(t, err, "m.conf:2: Invalid maximum_qos value (3)")
+}
+
+// TestLogValuesBounded: a 65,000-byte client id appears in the log
+// shortened, with its length; mosquitto's 01-connect-575314.py stalled
+// the broker on its stderr pipe with three such lines.
+func TestLogValuesBounded(t *testing.T) {
+	logs := &logBuffer{}
+	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	id := strings.Repeat("a", 65000)
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect(id, "", "")
+	c.sendHex("e0 00")
+	c.expectClosed()
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "client disconnected") })
+	require.Contains(t, logs.String(), `client="`+strings.Repeat("a", maxLogValue)+`…(65000 bytes)"`)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		require.Less(t, len(line), 4*maxLogValue, "line %.200s", line)
+	}
+
+	require.Equal(t, strings.Repeat("é", maxLogValue/2)+"…(514 bytes)", boundString(strings.Repeat("é", 257)))
+	require.Equal(t, "short", boundString("short"))
+}
+
+// TestRefusedPublishAckHasNoReasonString: a PUBLISH refused for its size
+// or by the ACL gets PUBACK/PUBREC with the reason code alone, as from
+// mosquitto (02-subpub-qos1-oversize-payload.py compares the bytes).
+func TestRefusedPublishAckHasNoReasonString(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite a/#\n")
+	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1, ACLFile: acl})
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("refused", "", "")
+	c.publish(2, 1, "a/b", "AB", false)
+	require.Equal(t, "4003000295", c.recvBytes())
+	c.publish(3, 2, "a/b", "AB", false)
+	require.Equal(t, "5003000395", c.recvBytes())
+	c.publish(4, 1, "secret", "A", false)
+	require.Equal(t, "4003000487", c.recvBytes())
 }
