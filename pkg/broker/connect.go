@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -56,6 +57,11 @@ import (
 //     a higher QoS ends the connection (MQTT 5: DISCONNECT 0x9B QoS not
 //     supported); a subscription is granted at most that QoS. mochi has
 //     one server-wide maximum and quietly downgrades such a PUBLISH.
+//   - An MQTT 5 QoS 1 PUBLISH that no subscription matches is
+//     acknowledged with PUBACK 0x10 No matching subscribers, as mosquitto
+//     does (QoS 2: PUBREC 0x00); mochi's encoder writes a PUBACK reason
+//     code below 0x80 only with properties, so the PUBACK is encoded with
+//     a reason string that compactWrite takes off again on the wire.
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
@@ -84,6 +90,11 @@ type connectHook struct {
 	// bridges are the connected bridges, from OnSessionEstablished to
 	// OnDisconnect.
 	bridges sync.Map
+	// noSubs holds a client while mochi processes its MQTT 5 QoS 1
+	// PUBLISH that matched no subscription (OnPublish to
+	// OnPacketProcessed): the PUBACK mochi writes meanwhile, on the same
+	// goroutine, is the one for it.
+	noSubs sync.Map
 }
 
 // takeoverWait bounds how long a connection that takes over a client id
@@ -134,7 +145,8 @@ func (h *connectHook) ID() string { return "mqttkit-connect" }
 // Provides implements mqtt.Hook.
 func (h *connectHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect:
+	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect,
+		mqtt.OnPublish, mqtt.OnPacketProcessed:
 		return true
 	}
 	return false
@@ -321,7 +333,34 @@ func (h *connectHook) refuse(cl *mqtt.Client, v5, v3 packets.Code) error {
 // OnDisconnect forgets a bridge connection.
 func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.bridges.Delete(cl)
+	h.noSubs.Delete(cl)
 }
+
+// OnPublish notes an MQTT 5 QoS 1 PUBLISH that no subscription matches,
+// for its PUBACK (OnPacketEncode). Subscriptions count whether or not
+// the ACL lets their clients read the topic, as in mosquitto.
+func (h *connectHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos != 1 || cl.Properties.ProtocolVersion < 5 || cl.Net.Inline || pk.Ignore {
+		return pk, nil
+	}
+	subs := h.server.Topics.Subscribers(pk.TopicName)
+	if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
+		h.noSubs.Store(cl, struct{}{})
+	}
+	return pk, nil
+}
+
+// OnPacketProcessed forgets the note of OnPublish once mochi is done
+// with the PUBLISH (it was refused without a PUBACK, say).
+func (h *connectHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion >= 5 {
+		h.noSubs.Delete(cl)
+	}
+}
+
+// noSubscribersReason is the reason string on a PUBACK 0x10 as mochi
+// encodes it; compactWrite removes it.
+const noSubscribersReason = "No matching subscribers"
 
 // OnPacketEncode sets the CONNACK's flags and properties as mosquitto
 // does; connackOrder puts the properties in mosquitto's order on the wire.
@@ -331,6 +370,13 @@ func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 		// time, which WritePacket then turns into a Message Expiry
 		// Interval of 1 s the will never had.
 		pk.Properties.MessageExpiryInterval = 0
+		return pk
+	}
+	if pk.FixedHeader.Type == packets.Puback && cl.Properties.ProtocolVersion >= 5 {
+		if _, ok := h.noSubs.LoadAndDelete(cl); ok && pk.ReasonCode == packets.CodeSuccess.Code {
+			pk.ReasonCode = packets.CodeNoMatchingSubscribers.Code
+			pk.Properties = packets.Properties{ReasonString: noSubscribersReason}
+		}
 		return pk
 	}
 	if pk.FixedHeader.Type == packets.Disconnect && pk.ReasonCode == packets.ErrSessionTakenOver.Code {
@@ -415,6 +461,24 @@ func compactDisconnect(p []byte) []byte {
 		return []byte{0xe0, 1, p[2]}
 	}
 	return p
+}
+
+// noSubscribersAck is how mochi encodes PUBACK 0x10 with
+// noSubscribersReason after the packet identifier.
+var noSubscribersAck = append([]byte{packets.CodeNoMatchingSubscribers.Code, byte(3 + len(noSubscribersReason)), 0x1f, 0,
+	byte(len(noSubscribersReason))}, noSubscribersReason...)
+
+// compactWrite returns a write as mosquitto writes the packet: a
+// DISCONNECT without properties without its property length
+// (compactDisconnect), and a PUBACK 0x10 No matching subscribers
+// (connectHook.OnPacketEncode) without its reason string (40 03 ID 10);
+// any other write is returned as it is. mochi writes each packet whole,
+// with one Write.
+func compactWrite(p []byte) []byte {
+	if len(p) == 4+len(noSubscribersAck) && p[0] == packets.Puback<<4 && int(p[1]) == len(p)-2 && bytes.Equal(p[4:], noSubscribersAck) {
+		return []byte{p[0], 3, p[2], p[3], packets.CodeNoMatchingSubscribers.Code}
+	}
+	return compactDisconnect(p)
 }
 
 // connackRank is a CONNACK property's place in mosquitto's order

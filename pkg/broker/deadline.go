@@ -116,7 +116,8 @@ func (l *connectSizeListener) Accept() (net.Conn, error) {
 // through and fails the read if it announces an oversized CONNECT. The
 // first packet written, the CONNACK, gets its properties in mosquitto's
 // order (connackOrder, connect.go); a DISCONNECT without properties is
-// written without its property length (compactDisconnect).
+// written without its property length, a PUBACK 0x10 without its reason
+// string (compactWrite).
 type guardConn struct {
 	net.Conn
 	max  int
@@ -131,7 +132,7 @@ type guardConn struct {
 // packet with one Write until its session is established).
 func (c *guardConn) Write(p []byte) (int, error) {
 	if c.wrote.Load() || !c.wrote.CompareAndSwap(false, true) {
-		if q := compactDisconnect(p); len(q) != len(p) {
+		if q := compactWrite(p); len(q) != len(p) {
 			if _, err := c.Conn.Write(q); err != nil {
 				return 0, err
 			}

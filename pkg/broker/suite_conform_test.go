@@ -189,3 +189,56 @@ func TestRefusedPublishAckHasNoReasonString(t *testing.T) {
 	c.publish(4, 1, "secret", "A", false)
 	require.Equal(t, "4003000487", c.recvBytes())
 }
+
+// TestPubackNoMatchingSubscribers: an MQTT 5 QoS 1 PUBLISH that no
+// subscription matches gets PUBACK 0x10, written as mosquitto writes it
+// (40 03 ID 10; 03-publish-qos1-no-subscribers-v5.py, 04-retain-qos1-qos0.py);
+// the message is still retained. With a subscriber, or at QoS 2, or with
+// MQTT 3.1.1, the acknowledgement is plain.
+func TestPubackNoMatchingSubscribers(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("nosubs", "", "")
+	c.publish(1, 1, "no/subs", "x", false)
+	require.Equal(t, "4003000110", c.recvBytes())
+	c.publish(2, 1, "no/subs", "kept", true)
+	require.Equal(t, "4003000210", c.recvBytes())
+	c.publish(3, 2, "no/subs", "x", false)
+	require.Equal(t, "50020003", c.recvBytes())
+
+	s := dialRaw(t, b.Addr(), 5)
+	s.mustConnect("sub", "", "")
+	s.send(subscribePacket(1, packets.Subscription{Filter: "no/subs", Qos: 1}))
+	for range 2 { // the SUBACK and the retained message, in either order
+		got := s.recv()
+		if got.FixedHeader.Type == packets.Suback {
+			continue
+		}
+		require.Equal(t, "kept", string(got.Payload))
+		require.True(t, got.FixedHeader.Retain)
+		s.ack(got)
+	}
+
+	c.publish(4, 1, "no/subs", "y", false)
+	require.Equal(t, "40020004", c.recvBytes())
+	s.ack(s.recv())
+	require.Equal(t, []byte{1}, s.subscribe(2, 1, "$share/g/shared"))
+	c.publish(5, 1, "shared", "z", false)
+	require.Equal(t, "40020005", c.recvBytes())
+	require.Equal(t, "z", string(s.recv().Payload))
+
+	v4 := dialRaw(t, b.Addr(), 4)
+	v4.mustConnect("v4", "", "")
+	v4.publish(6, 1, "none", "x", false)
+	require.Equal(t, "40020006", v4.recvBytes())
+}
+
+func TestCompactWrite(t *testing.T) {
+	ack := append([]byte{0x40, byte(2 + len(noSubscribersAck)), 0x12, 0x34}, noSubscribersAck...)
+	require.Equal(t, []byte{0x40, 3, 0x12, 0x34, 0x10}, compactWrite(ack))
+	other := append([]byte{}, ack...)
+	other[len(other)-1] ^= 1
+	require.Equal(t, other, compactWrite(other))
+	require.Equal(t, []byte{0xe0, 1, 0x8e}, compactWrite([]byte{0xe0, 2, 0x8e, 0}))
+	require.Equal(t, []byte{0x40, 2, 0, 1}, compactWrite([]byte{0x40, 2, 0, 1}))
+}
