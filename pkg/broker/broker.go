@@ -47,6 +47,9 @@ type Listener struct {
 	// MaximumQoS, when set, is the highest QoS clients of this listener
 	// may use (maximum_qos; nil: 2). See connectHook.maxQoS.
 	MaximumQoS *byte
+	// MountPoint prefixes the topics of this listener's clients
+	// (mount_point, see mount.go).
+	MountPoint string
 	// Security, when set, replaces the Config's AllowAnonymous,
 	// PasswordFile, ACLFile and client id options for connections on this
 	// listener (mosquitto's per_listener_settings true).
@@ -254,7 +257,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 	identity, subject, idUser := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	maxQoS := map[string]byte{}
+	maxQoS, mounts := map[string]byte{}, map[string]string{}
 	br := b // b is nil when an error is returned
 	defer func() {
 		if err != nil {
@@ -279,6 +282,9 @@ func New(cfg Config) (b *Broker, err error) {
 		if l.MaximumQoS != nil && *l.MaximumQoS < 2 {
 			maxQoS[id] = *l.MaximumQoS
 		}
+		if l.MountPoint != "" {
+			mounts[id] = l.MountPoint
+		}
 		b.listeners = append(b.listeners, bd.info)
 		// In local-only mode with an OS-chosen port, use the same port for ::1.
 		if cfg.LocalOnly() && i == 0 && len(ls) > 1 {
@@ -289,7 +295,7 @@ func New(cfg Config) (b *Broker, err error) {
 
 	b.fixes = newFixesHook(srv, log)
 	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
-	b.connect.maxQoS = maxQoS
+	b.connect.maxQoS, b.connect.mounts = maxQoS, mounts
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
@@ -317,6 +323,12 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 		b.store = store
 		b.engine.store = store
+	}
+	if len(mounts) > 0 {
+		// Last: it rewrites what every other hook has decided to send.
+		if err := srv.AddHook(&mountHook{mounts: mounts}, nil); err != nil {
+			return nil, err
+		}
 	}
 	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
 	for _, bd := range b.bound {

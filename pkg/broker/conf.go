@@ -94,6 +94,7 @@ type ConfListener struct {
 	UseUsernameAsClientID bool   // use_username_as_clientid
 	MaxConnections        int    // max_connections, -1 = unlimited
 	MaximumQoS            *int   // maximum_qos, 0-2; nil: not set (2)
+	MountPoint            string // mount_point: topic prefix of its clients
 	// Security is the listener's own allow_anonymous, password_file, ...
 	// with per_listener_settings true; unused otherwise.
 	Security ConfSecurity
@@ -181,6 +182,7 @@ func (c *Conf) Config() Config {
 		if l.MaxConnections > 0 {
 			bl.MaxConnections = l.MaxConnections
 		}
+		bl.MountPoint = l.MountPoint
 		if l.MaximumQoS != nil && *l.MaximumQoS < 2 {
 			q := byte(*l.MaximumQoS)
 			bl.MaximumQoS = &q
@@ -422,6 +424,12 @@ func (p *confParser) directive(text string, level int) error {
 	case "max_connections":
 		l := p.listenerOpt()
 		l.MaxConnections, err = p.intValue(key, value, -1, 1<<31-1, "")
+	case "mount_point":
+		l := p.listenerOpt()
+		if value != "" && !validWireTopic([]byte(value)) {
+			return p.errorf("Invalid mount_point (%s). Does it contain a wildcard character?", value)
+		}
+		err = p.stringListener(key, value, &l.MountPoint)
 	case "maximum_qos":
 		l := p.listenerOpt()
 		var n int
@@ -715,7 +723,7 @@ var mosquittoDirectives = map[string]struct{}{
 	"connection_messages": {}, "dhparamfile": {}, "global_max_clients": {}, "global_max_connections": {},
 	"http_dir": {}, "idle_timeout": {}, "keepalive_interval": {}, "local_cleansession": {}, "local_clientid": {},
 	"local_password": {}, "local_username": {}, "log_facility": {},
-	"max_inflight_bytes": {}, "max_qos": {}, "max_topic_alias": {}, "memory_limit": {}, "mount_point": {}, "notification_topic": {}, "notifications": {},
+	"max_inflight_bytes": {}, "max_qos": {}, "max_topic_alias": {}, "memory_limit": {}, "notification_topic": {}, "notifications": {},
 	"notifications_local_only": {}, "password": {}, "persistence_file": {}, "plugin": {}, "psk_file": {}, "psk_hint": {}, "remote_clientid": {},
 	"remote_password": {}, "remote_username": {}, "restart_timeout": {}, "retry_interval": {}, "round_robin": {},
 	"set_tcp_nodelay": {}, "socket_domain": {}, "start_type": {}, "store_clean_interval": {}, "threshold": {},

@@ -80,6 +80,9 @@ type connectHook struct {
 	// maxQoS is maximum_qos by listener ID, for the listeners that have
 	// one below 2; set before the broker starts.
 	maxQoS map[string]byte
+	// mounts is mount_point by listener ID (mount.go); set before the
+	// broker starts.
+	mounts map[string]string
 
 	// facts holds what OnPacketRead learnt from a CONNECT that mochi
 	// changes or loses before OnConnect, until the session is established
@@ -179,6 +182,9 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 				}
 			}
 		}
+		if mount, ok := h.mounts[cl.Net.Listener]; ok {
+			mountInbound(mount, &pk)
+		}
 		if pk.FixedHeader.Type == packets.Subscribe {
 			if _, ok := h.bridges.Load(cl); ok {
 				for i := range pk.Filters {
@@ -205,6 +211,9 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		if len(pk.Connect.WillPayload) == 0 {
 			pk.Connect.WillPayload = willPlaceholder
 			f.emptyWill = true
+		}
+		if mount, ok := h.mounts[cl.Net.Listener]; ok {
+			pk.Connect.WillTopic = mount + t
 		}
 	}
 	if pk.Connect.PasswordFlag && len(pk.Connect.Password) == 0 {

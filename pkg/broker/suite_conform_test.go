@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -241,4 +242,85 @@ func TestCompactWrite(t *testing.T) {
 	require.Equal(t, other, compactWrite(other))
 	require.Equal(t, []byte{0xe0, 1, 0x8e}, compactWrite([]byte{0xe0, 2, 0x8e, 0}))
 	require.Equal(t, []byte{0x40, 2, 0, 1}, compactWrite([]byte{0x40, 2, 0, 1}))
+}
+
+// TestMountPoint: clients of a listener with mount_point publish and
+// subscribe under it without knowing (10-listener-mount-point.py): their
+// topics arrive prefixed for everyone else, and what they receive has the
+// prefix taken off; retained messages, wills and shared subscriptions too.
+func TestMountPoint(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{
+		{Address: "127.0.0.1:0"}, {Address: "127.0.0.1:0", MountPoint: "mount/"}}})
+	plain, mounted := b.Listeners()[0].Addr, b.Listeners()[1].Addr
+
+	all := dialRaw(t, plain, 4)
+	all.mustConnect("all", "", "")
+	require.Equal(t, []byte{0}, all.subscribe(1, 0, "#"))
+	for _, v := range []byte{4, 5} {
+		m := dialRaw(t, mounted, v)
+		m.mustConnect(fmt.Sprintf("m%d", v), "", "")
+		require.Equal(t, []byte{0}, m.subscribe(1, 0, "#"))
+		p := dialRaw(t, mounted, v)
+		p.mustConnect(fmt.Sprintf("p%d", v), "", "")
+		p.publish(0, 0, "test", "mount point", false)
+		got := all.recv()
+		require.Equal(t, "mount/test", got.TopicName)
+		got = m.recv()
+		require.Equal(t, "test", got.TopicName)
+		require.Equal(t, "mount point", string(got.Payload))
+		// Unsubscribing works on the same (prefixed) filter.
+		m.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+			Filters: packets.Subscriptions{{Filter: "#"}}})
+		require.Equal(t, packets.Unsuback, m.recv().FixedHeader.Type)
+		p.publish(0, 0, "test", "again", false)
+		require.Equal(t, "again", string(all.recv().Payload))
+		require.Empty(t, m.collect())
+	}
+
+	// A message from outside under the mount point reaches a mounted
+	// subscriber without it; others do not reach it.
+	m := dialRaw(t, mounted, 5)
+	m.mustConnect("m", "", "")
+	require.Equal(t, []byte{0}, m.subscribe(1, 0, "a/#"))
+	require.Equal(t, []byte{0}, m.subscribe(2, 0, "$share/g/s"))
+	all.publish(0, 0, "a/x", "outside", false)
+	all.publish(0, 0, "mount/a/x", "inside", false)
+	all.publish(0, 0, "mount/s", "shared", false)
+	all.publish(0, 0, "mount/r", "retained", true)
+	got := []packets.Packet{m.recv(), m.recv()}
+	require.Equal(t, []string{"inside", "shared"}, payloads(got))
+	require.Equal(t, []string{"a/x", "s"}, []string{got[0].TopicName, got[1].TopicName})
+	for range 4 {
+		all.recv() // its own messages
+	}
+	m.send(subscribePacket(3, packets.Subscription{Filter: "r", Qos: 0}))
+	for range 2 { // the SUBACK and the retained message, in either order
+		if pk := m.recv(); pk.FixedHeader.Type == packets.Publish {
+			require.Equal(t, "r", pk.TopicName)
+			require.Equal(t, "retained", string(pk.Payload))
+		}
+	}
+
+	// The will of a mounted client is published under the mount point.
+	w := dialRaw(t, mounted, 4)
+	conn := w.connectPacket("w", "", "")
+	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "will", []byte("gone")
+	w.send(conn)
+	require.Equal(t, byte(0), w.recv().ReasonCode)
+	w.conn.Close()
+	got1 := all.recv()
+	require.Equal(t, "mount/will", got1.TopicName)
+}
+
+func TestConfMountPoint(t *testing.T) {
+	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmount_point m/\n"))
+	require.NoError(t, err)
+	ls := c.Config().Listeners
+	require.Equal(t, "", ls[0].MountPoint)
+	require.Equal(t, "m/", ls[1].MountPoint)
+	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmount_point m/#\n"))
+	require.ErrorContains(t, err, "m.conf:2: Invalid mount_point (m/#)")
+	require.Equal(t, "$share/g/m/x/#", mountFilter("m/", "$share/g/x/#"))
+	require.Equal(t, "m/$share", mountFilter("m/", "$share"))
+	require.Equal(t, "m/$share/g", mountFilter("m/", "$share/g"))
 }
