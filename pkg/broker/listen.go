@@ -82,7 +82,7 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 	b := &bound{info: info, certs: certs}
 	b.info.Addr, b.info.Protocol = raw.Addr().String(), kind
 	if l.MaxConnections > 0 {
-		b.limit = &limitListener{Listener: raw, max: int64(l.MaxConnections), log: log}
+		b.limit = &limitListener{Listener: raw, max: int64(l.MaxConnections), log: log, freed: make(chan struct{}, 1)}
 		raw = b.limit
 	}
 	var below net.Listener = raw
@@ -105,14 +105,24 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 	return b, nil
 }
 
+// limitGrace is how long a connection beyond max_connections waits for a
+// slot before it is refused. A client that closes its connection and
+// connects again at once (mosquitto's 01-connect-max-connections.py does
+// it with ten) would otherwise be refused while the broker is still
+// noticing the close on the old connection's goroutine; mosquitto, with
+// one thread, has handled the close by then.
+const limitGrace = 500 * time.Millisecond
+
 // limitListener refuses connections beyond max open ones (mosquitto's
-// max_connections), closing them at once with a log line.
+// max_connections), closing them with a log line once no slot came free
+// within limitGrace.
 type limitListener struct {
 	net.Listener
 	max     int64
 	log     *slog.Logger
 	active  atomic.Int64
 	refused atomic.Int64
+	freed   chan struct{} // a slot came free (capacity 1)
 }
 
 // Accept returns the next connection within the limit.
@@ -122,15 +132,48 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.active.Add(1) > l.max {
-			l.active.Add(-1)
+		if !l.take() && !l.waitSlot() {
 			l.refused.Add(1)
 			l.log.Warn("connection refused: listener at max_connections", "listener", l.Addr().String(),
 				"remote", c.RemoteAddr().String(), "max_connections", l.max)
 			_ = c.Close()
 			continue
 		}
-		return &limitConn{Conn: c, release: func() { l.active.Add(-1) }}, nil
+		return &limitConn{Conn: c, release: l.release}, nil
+	}
+}
+
+// take takes a slot if one is free.
+func (l *limitListener) take() bool {
+	if l.active.Add(1) > l.max {
+		l.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+// waitSlot waits up to limitGrace for a slot and takes it.
+func (l *limitListener) waitSlot() bool {
+	t := time.NewTimer(limitGrace)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.freed:
+			if l.take() {
+				return true
+			}
+		case <-t.C:
+			return l.take()
+		}
+	}
+}
+
+// release gives a slot back.
+func (l *limitListener) release() {
+	l.active.Add(-1)
+	select {
+	case l.freed <- struct{}{}:
+	default:
 	}
 }
 

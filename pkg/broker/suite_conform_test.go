@@ -324,3 +324,25 @@ func TestConfMountPoint(t *testing.T) {
 	require.Equal(t, "m/$share", mountFilter("m/", "$share"))
 	require.Equal(t, "m/$share/g", mountFilter("m/", "$share/g"))
 }
+
+// TestMaxConnectionsReconnectAtOnce: clients that close their
+// connections and connect again at once get in, as with mosquitto
+// (01-connect-max-connections.py): a connection beyond max_connections
+// waits for a slot for a moment (limitGrace) before it is refused.
+func TestMaxConnectionsReconnectAtOnce(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 3}}})
+	for round := range 3 {
+		var cs []*rawClient
+		for i := range 3 {
+			c := dialRaw(t, b.Addr(), 5)
+			c.mustConnect(fmt.Sprintf("c%d", i), "", "")
+			cs = append(cs, c)
+		}
+		bad := dialRaw(t, b.Addr(), 5)
+		bad.send(bad.connectPacket("bad", "", ""))
+		require.Empty(t, bad.expectClosed(), "round %d", round)
+		for _, c := range cs {
+			c.conn.Close()
+		}
+	}
+}
