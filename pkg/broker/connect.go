@@ -295,6 +295,17 @@ func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !ok || old == cl || pk.Connect.Clean {
 		return
 	}
+	if old.Closed() && ((old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0) ||
+		(old.Properties.ProtocolVersion < 5 && old.Properties.Clean)) {
+		// The old connection has ended (Closed first: it orders the
+		// reads after a DISCONNECT's Session Expiry change) and its
+		// session with it: mochi is about to remove it. Wait, or the new
+		// connection would resume it (session present 1). mosquitto
+		// handles the DISCONNECT (05-session-expiry-v5.py: Session Expiry
+		// 0, then an immediate reconnect) before the next CONNECT.
+		h.awaitRemoval(cl.ID, old)
+		return
+	}
 	if old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0 && !old.Closed() {
 		// The old session ends with its connection (Session Expiry 0):
 		// there is none to resume. mochi would hand it over (session
@@ -302,11 +313,7 @@ func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		// clean. End it first, as mosquitto does, and let mochi remove
 		// it (its will is published) before it looks for a session.
 		_ = h.server.DisconnectClient(old, packets.ErrSessionTakenOver)
-		for deadline := time.Now().Add(takeoverWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if c, ok := h.server.Clients.Get(cl.ID); !ok || c != old {
-				break
-			}
-		}
+		h.awaitRemoval(cl.ID, old)
 		return
 	}
 	if old.Properties.ProtocolVersion >= 5 {
@@ -317,6 +324,16 @@ func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	atomic.StoreUint32(&old.Properties.Will.Flag, 0) // sendLWT checks it first
+}
+
+// awaitRemoval waits, up to takeoverWait, until old is no longer the
+// client of id in mochi's client table.
+func (h *connectHook) awaitRemoval(id string, old *mqtt.Client) {
+	for deadline := time.Now().Add(takeoverWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if c, ok := h.server.Clients.Get(id); !ok || c != old {
+			return
+		}
+	}
 }
 
 // OnSessionEstablished starts treating a bridge as one; from here on

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 )
@@ -345,4 +347,44 @@ func TestMaxConnectionsReconnectAtOnce(t *testing.T) {
 			c.conn.Close()
 		}
 	}
+}
+
+// slowDisconnect holds mochi in OnDisconnect for one client: the window in
+// which its connection is closed but its session not yet removed.
+type slowDisconnect struct {
+	mqtt.HookBase
+	id string
+}
+
+func (h *slowDisconnect) ID() string           { return "test-slow-disconnect" }
+func (h *slowDisconnect) Provides(b byte) bool { return b == mqtt.OnDisconnect }
+func (h *slowDisconnect) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if cl.ID == h.id {
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestSessionEndedByDisconnectNotResumed: a client that ends its session
+// (DISCONNECT with Session Expiry 0) and reconnects at once gets a new
+// session (05-session-expiry-v5.py), even while mochi is still removing
+// the old one.
+func TestSessionEndedByDisconnectNotResumed(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	require.NoError(t, b.srv.AddHook(&slowDisconnect{id: "expiry"}, nil))
+	connect := func(c *rawClient) packets.Packet {
+		pk := c.connectPacket("expiry", "", "")
+		pk.Connect.Clean = false
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
+		c.send(pk)
+		return c.recv()
+	}
+	c := dialRaw(t, b.Addr(), 5)
+	require.False(t, connect(c).SessionPresent)
+	// DISCONNECT with Session Expiry Interval 0.
+	c.sendHex("e0 07 00 05 11 00000000")
+	c.conn.Close()
+	c = dialRaw(t, b.Addr(), 5)
+	ack := connect(c)
+	require.Equal(t, byte(0), ack.ReasonCode)
+	require.False(t, ack.SessionPresent)
 }
