@@ -323,6 +323,7 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 		b.store = store
 		b.engine.store = store
+		store.fixes, b.fixes.store = b.fixes, store
 	}
 	if len(mounts) > 0 {
 		// Last: it rewrites what every other hook has decided to send.

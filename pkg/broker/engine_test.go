@@ -163,3 +163,54 @@ func TestEngineACLRecheckConnectedQueue(t *testing.T) {
 	sub.ack(first)
 	require.Empty(t, sub.ping(), "queued messages the client may no longer read are not sent")
 }
+
+// QoS 2 exactly once across a broker restart when the publisher resends:
+// the client's flow (PUBREC sent, PUBREL not received) is stored before
+// the PUBREC goes out and restored, so the PUBLISH resent with DUP is
+// acknowledged and not delivered again, and its PUBREL completes the
+// flow.
+func TestEngineInboundQoS2AcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1, PersistenceDir: dir}
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
+			b := start(t, cfg)
+			sub := connectPersistent(t, b.Addr(), 4, "q2sub")
+			require.Equal(t, []byte{2}, sub.subscribe(1, 2, "q2"))
+			goOffline(t, b, sub, "q2sub")
+			pub := connectPersistent(t, b.Addr(), v, "q2pub")
+			publish := func(dup bool) {
+				pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
+					PacketID: 5, TopicName: "q2", Payload: []byte("once")})
+				ack := pub.recv()
+				require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
+				require.Equal(t, uint16(5), ack.PacketID)
+				require.Equal(t, packets.CodeSuccess.Code, ack.ReasonCode)
+			}
+			publish(false)
+			require.NoError(t, b.Close()) // as good as kill -9 for the store: nothing is written at close
+
+			b = start(t, cfg)
+			pub = connectPersistent(t, b.Addr(), v, "q2pub")
+			// mochi resends the PUBREC of the restored flow; then the resend.
+			for _, pk := range pub.ping() {
+				require.Equal(t, packets.Pubrec, pk.FixedHeader.Type)
+			}
+			publish(true)
+			pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 5})
+			comp := pub.recv()
+			require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
+			require.Equal(t, packets.CodeSuccess.Code, comp.ReasonCode)
+
+			sub = connectPersistent(t, b.Addr(), 4, "q2sub")
+			got := sub.recv()
+			require.Equal(t, "once", string(got.Payload))
+			sub.ack(got)
+			rel := sub.recv()
+			require.Equal(t, packets.Pubrel, rel.FixedHeader.Type)
+			sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: rel.PacketID})
+			require.Empty(t, sub.ping(), "delivered once")
+			require.NoError(t, b.Close())
+		})
+	}
+}

@@ -48,6 +48,9 @@ type fixesHook struct {
 
 	mu  sync.Mutex
 	ids map[string]*idMap // client ID -> inbound packet ID renaming
+	// store keeps the clients' QoS 2 flows across restarts (nil: no
+	// persistence).
+	store inboundStore
 
 	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
 	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
@@ -190,6 +193,12 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 		return pk
 	}
 	pk.Properties.User = nil // mochi copies the PUBLISH's user properties
+	if pk.FixedHeader.Type == packets.Pubrec && pk.ReasonCode == packets.ErrPacketIdentifierInUse.Code {
+		// mochi's answer to a QoS 2 PUBLISH resent before its PUBREL: the
+		// message is known (and not delivered again); a plain PUBREC lets
+		// the client go on with the flow [MQTT-4.3.3-9].
+		pk.ReasonCode, pk.Properties.ReasonString = packets.CodeSuccess.Code, ""
+	}
 	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 		// mochi's encoder writes a reason code below 0x80 only with
 		// properties, which strict clients refuse here: 0x10 No matching
@@ -201,15 +210,51 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 		if c, ok := m.client[pk.PacketID]; ok {
 			// PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow, and so does a
 			// PUBREC with an error code.
-			if pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+			end := pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode >= packets.ErrUnspecifiedError.Code
+			if end {
 				delete(m.client, pk.PacketID)
 				delete(m.internal, c)
+			}
+			if h.store != nil && pk.FixedHeader.Type != packets.Puback && persistent(cl) {
+				// The client's QoS 2 flow: stored before the PUBREC goes
+				// out, deleted as the PUBCOMP does (see restoreInbound).
+				if end {
+					h.store.inboundDone(cl.ID, c)
+				} else {
+					h.store.inbound(cl.ID, c)
+				}
 			}
 			pk.PacketID = c
 		}
 		m.mu.Unlock()
 	}
 	return pk
+}
+
+// inboundStore keeps the state of the clients' QoS 2 flows: PUBREC sent,
+// PUBREL not received, by the client's packet ID.
+type inboundStore interface {
+	inbound(client string, id uint16)
+	inboundDone(client string, id uint16)
+}
+
+// restoreInbound puts back, after a restart, a QoS 2 flow of cl that was
+// acknowledged with PUBREC and not released: the same PUBLISH resent
+// (DUP) is then answered with a PUBREC and not delivered again, and its
+// PUBREL completes the flow, as if the broker had not stopped.
+func (h *fixesHook) restoreInbound(cl *mqtt.Client, id uint16) {
+	m := h.idsOf(cl.ID, true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.internal[id]; ok {
+		return
+	}
+	in, ok := m.inboundID(cl)
+	if !ok {
+		return
+	}
+	m.internal[id], m.client[in] = in, id
+	cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: in})
 }
 
 // OnDisconnect forgets the renaming when the session ends.

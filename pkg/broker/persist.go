@@ -46,6 +46,23 @@ import (
 type boltStore struct {
 	*bolt.Hook
 	engine *engine
+	fixes  *fixesHook
+}
+
+// inboundClient is the stand-in client whose ID keys the state of a
+// client's QoS 2 flow (fixesHook.restoreInbound).
+func inboundClient(client string) *mqtt.Client { return &mqtt.Client{ID: client + "\x00in"} }
+
+// inbound stores that a client's QoS 2 PUBLISH was acknowledged with
+// PUBREC, under the client's packet ID.
+func (h *boltStore) inbound(client string, id uint16) {
+	h.Hook.OnQosPublish(inboundClient(client), packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec},
+		PacketID: id, Created: time.Now().Unix()}, 0, 0)
+}
+
+// inboundDone deletes it once the flow is complete.
+func (h *boltStore) inboundDone(client string, id uint16) {
+	h.Hook.OnQosComplete(inboundClient(client), packets.Packet{PacketID: id})
 }
 
 // queueClient is the stand-in client whose ID keys a queued message.
@@ -102,7 +119,18 @@ func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	queues := map[string][]*message{}
 	out := msgs[:0]
 	for _, m := range msgs {
-		if client, _, ok := strings.Cut(m.Client, "\x00"); ok {
+		client, kind, ok := strings.Cut(m.Client, "\x00")
+		if ok && kind == "in" {
+			i := strings.LastIndexByte(m.ID, ':')
+			id, err := strconv.ParseUint(m.ID[i+1:], 10, 16)
+			if cl, known := h.engine.srv.Clients.Get(client); known && i >= 0 && err == nil && id != 0 {
+				h.fixes.restoreInbound(cl, uint16(id))
+			} else {
+				h.inboundDone(client, uint16(id))
+			}
+			continue
+		}
+		if ok {
 			pk := m.ToPacket()
 			pk.PacketID = uint16(m.Sent)
 			queues[client] = append(queues[client], restored(pk, uint64(m.Sent)>>16, true))
