@@ -85,8 +85,7 @@ func cancelOnSignal(ctx context.Context, cancel context.CancelFunc, registered f
 // Run runs the app with args (args[0] is the program name), prints any
 // error once on stderr and returns the exit status.
 func Run(ctx context.Context, d *Deps, args []string) int {
-	app := newApp(d)
-	onlyFlagsOf(app, commandOf(app.Commands, args))
+	app := buildApp(d, fullCommands(args))
 	err := app.RunContext(ctx, joinPropertyArgs(app.Commands, args))
 	if err != nil {
 		echoFlag(err, args)
@@ -107,8 +106,58 @@ func Run(ctx context.Context, d *Deps, args []string) int {
 
 var setupFlags sync.Once
 
-// newApp builds the command tree. Every command is listed here.
+// commands lists every command, in the order of the help, with its
+// one-line usage and its constructor. A run builds in full only the
+// command it names (see fullCommands): the others are their name and
+// usage, all that the top-level help and the suggestions for an unknown
+// command read. Building a command means building its flags (pub and sub
+// have about 60), and urfave's App.Setup renders every flag of every
+// command (String(), for the --help categories) before it runs anything:
+// for a one-shot `mqtt pub` that was most of the time between main and
+// the first packet. TestCommandsUsage checks the usage against the
+// built commands.
+var commands = [...]struct {
+	name, usage string
+	build       func(*Deps) *cli.Command
+}{
+	{"broker", "run an MQTT broker (like mosquitto)", func(d *Deps) *cli.Command { return newBrokerCmd(d, nil) }},
+	{"pub", "publish messages to a broker (like mosquitto_pub)", func(d *Deps) *cli.Command { return newPubCmd(d, nil) }},
+	{"sub", "subscribe to topics and print messages (like mosquitto_sub)", func(d *Deps) *cli.Command { return newSubCmd(d, nil) }},
+	{"passwd", "manage mosquitto password files (like mosquitto_passwd)", func(d *Deps) *cli.Command { return newPasswdCmd(d, nil) }},
+	{"simulate-sensor", "publish simulated temperature readings (the course's sensor, or seeded fleets)", func(d *Deps) *cli.Command { return newSimulateSensorCmd(d, nil) }},
+	{"demo", "run a broker, a simulated sensor and a subscriber, and show the messages", func(d *Deps) *cli.Command { return newDemoCmd(d, nil) }},
+	{"ui", "show a live dashboard of a broker's topics in the browser", func(d *Deps) *cli.Command { return newUICmd(d, nil) }},
+	{"completion", "print a shell completion script (bash, zsh, fish or powershell)", newCompletionCmd},
+}
+
+// fullCommands returns which commands a run with args needs in full:
+// the one it names ("mqtt pub ...", also after global flags as in "mqtt
+// --help pub"), the topic of "mqtt help pub", or all of them for
+// "mqtt completion", which renders the whole app. With none named
+// ("mqtt", "mqtt --version", "mqtt nosuch") it needs none.
+func fullCommands(args []string) func(name string) bool {
+	i := commandIndex(args)
+	if i >= len(args) {
+		return func(string) bool { return false }
+	}
+	name := args[i]
+	if name == "help" && i+1 < len(args) {
+		name = args[i+1]
+	}
+	if name == "completion" {
+		return func(string) bool { return true }
+	}
+	return func(n string) bool { return n == name }
+}
+
+// newApp builds the command tree with every command in full.
 func newApp(d *Deps) *cli.App {
+	return buildApp(d, func(string) bool { return true })
+}
+
+// buildApp builds the command tree: the commands full names in full, the
+// others as their name and usage only.
+func buildApp(d *Deps, full func(name string) bool) *cli.App {
 	setupFlags.Do(func() {
 		// mosquitto uses -h for host, -v for verbose and -V for the protocol
 		// version: help and version are long-only (urfave/cli#1073).
@@ -129,16 +178,14 @@ func newApp(d *Deps) *cli.App {
 		ExitErrHandler:         func(*cli.Context, error) {},
 		OnUsageError:           onUsageError(""),
 		Action:                 appAction,
-		Commands: []*cli.Command{
-			newBrokerCmd(d, nil),
-			newPubCmd(d, nil),
-			newSubCmd(d, nil),
-			newPasswdCmd(d, nil),
-			newSimulateSensorCmd(d, nil),
-			newDemoCmd(d, nil),
-			newUICmd(d, nil),
-			newCompletionCmd(d),
-		},
+		Commands:               make([]*cli.Command, 0, len(commands)),
+	}
+	for _, spec := range commands {
+		c := &cli.Command{Name: spec.name, Usage: spec.usage}
+		if full(spec.name) {
+			c = spec.build(d)
+		}
+		app.Commands = append(app.Commands, c)
 	}
 	for _, c := range app.Commands {
 		if c.OnUsageError == nil {
@@ -152,24 +199,6 @@ func newApp(d *Deps) *cli.App {
 		c.Flags = fastNames(c.Flags)
 	}
 	return app
-}
-
-// onlyFlagsOf drops the flags of every command but cmd, the one the
-// arguments name (nil: none, as in --version). urfave's App.Setup renders
-// every flag of every command (String(), for the --help categories) before
-// it runs anything: for a one-shot run that is time spent on flags nobody
-// reads. Command names and usage stay for the top-level help and
-// suggestions. The completion command renders the whole app, so it keeps
-// everything.
-func onlyFlagsOf(app *cli.App, cmd *cli.Command) {
-	if cmd != nil && cmd.Name == "completion" {
-		return
-	}
-	for _, c := range app.Commands {
-		if c != cmd {
-			c.Flags = nil
-		}
-	}
 }
 
 func onUsageError(cmd string) cli.OnUsageErrorFunc {

@@ -79,36 +79,66 @@ func TestFlagNames(t *testing.T) {
 	}
 }
 
-func TestOnlyFlagsOf(t *testing.T) {
+// TestFullCommands checks which commands a run builds in full: the one
+// it names, the topic of "mqtt help", all for completion, none without a
+// command; the others are their name and usage, with no flags or action.
+func TestFullCommands(t *testing.T) {
 	d, _ := testDeps(t)
-	app := newApp(d)
-	pub := commandOf(app.Commands, []string{"mqtt", "--help", "pub", "-t", "a"})
-	require.NotNil(t, pub)
-	require.Equal(t, "pub", pub.Name)
-	onlyFlagsOf(app, pub)
-	for _, c := range app.Commands {
-		if c == pub {
-			require.NotEmpty(t, c.Flags)
-		} else {
-			require.Empty(t, c.Flags, c.Name)
+	for _, tc := range []struct {
+		args []string
+		full []string
+	}{
+		{[]string{"mqtt", "pub", "-t", "a", "-m", "b"}, []string{"pub"}},
+		{[]string{"mqtt", "--help", "pub", "-t", "a"}, []string{"pub"}},
+		{[]string{"mqtt", "help", "sub"}, []string{"sub"}},
+		{[]string{"mqtt", "broker", "-c", "x.conf"}, []string{"broker"}},
+		{[]string{"mqtt"}, nil},
+		{[]string{"mqtt", "--version"}, nil},
+		{[]string{"mqtt", "help"}, nil},
+		{[]string{"mqtt", "nosuch"}, nil},
+		{[]string{"mqtt", "completion", "fish"}, []string{"broker", "pub", "sub", "passwd", "simulate-sensor", "demo", "ui", "completion"}},
+	} {
+		app := buildApp(d, fullCommands(tc.args))
+		require.Len(t, app.Commands, len(commands), "%v", tc.args)
+		var full []string
+		for i, c := range app.Commands {
+			require.Equal(t, commands[i].name, c.Name, "%v", tc.args)
+			require.Equal(t, commands[i].usage, c.Usage, "%v", tc.args)
+			if c.Action != nil {
+				full = append(full, c.Name)
+			} else {
+				require.Empty(t, c.Flags, "%v: %s", tc.args, c.Name)
+			}
 		}
+		require.Equal(t, tc.full, full, "%v", tc.args)
 	}
+}
 
-	for _, args := range [][]string{{"mqtt"}, {"mqtt", "--version"}, {"mqtt", "nosuch"}} {
-		app := newApp(d)
-		onlyFlagsOf(app, commandOf(app.Commands, args))
-		for _, c := range app.Commands {
-			require.Empty(t, c.Flags, "%v: %s", args, c.Name)
-		}
+// TestCommandsUsage checks the table of commands against the commands
+// built in full: same name and usage, and nothing else that the top-level
+// help or the suggestions read (aliases, category, hidden).
+func TestCommandsUsage(t *testing.T) {
+	d, _ := testDeps(t)
+	for _, spec := range commands {
+		c := spec.build(d)
+		require.Equal(t, spec.name, c.Name)
+		require.Equal(t, spec.usage, c.Usage, c.Name)
+		require.Empty(t, c.Aliases, c.Name)
+		require.Empty(t, c.Category, c.Name)
+		require.False(t, c.Hidden, c.Name)
+		require.NotNil(t, c.Action, c.Name)
 	}
+}
 
-	app = newApp(d)
-	onlyFlagsOf(app, commandOf(app.Commands, []string{"mqtt", "completion", "fish"}))
-	for _, c := range app.Commands {
-		if c.Name != "completion" {
-			require.NotEmpty(t, c.Flags, c.Name)
-		}
-	}
+// TestRunHelpTopicFlags checks that "mqtt help pub" lists pub's flags as
+// "mqtt pub --help" does (it once pruned them: only --help was left).
+func TestRunHelpTopicFlags(t *testing.T) {
+	code, want, errOut := run(t, "pub", "--help")
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut := run(t, "help", "pub")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "--message value, -m value")
+	require.Equal(t, want, out)
 }
 
 // TestRunHelpAndCompletionAfterPruning runs what reads flags of other
