@@ -15,12 +15,14 @@ var completionScripts embed.FS
 
 // completionShells maps a shell to its embedded script; fish is generated
 // from the app definition.
-var completionShells = map[string]string{
-	"bash":       "completions/mqtt.bash",
-	"zsh":        "completions/mqtt.zsh",
-	"powershell": "completions/mqtt.ps1",
-	"fish":       "",
-}
+var completionShells = lazy[map[string]string]{build: func() map[string]string {
+	return map[string]string{
+		"bash":       "completions/mqtt.bash",
+		"zsh":        "completions/mqtt.zsh",
+		"powershell": "completions/mqtt.ps1",
+		"fish":       "",
+	}
+}}
 
 func newCompletionCmd(d *Deps) *cli.Command {
 	return &cli.Command{
@@ -41,7 +43,7 @@ mqtt completion fish > ~/.config/fish/completions/mqtt.fish`,
 
 // writeCompletion writes the completion script for shell to w.
 func writeCompletion(app *cli.App, w io.Writer, shell string) error {
-	path, ok := completionShells[shell]
+	path, ok := completionShells.get()[shell]
 	if !ok {
 		return usageErrorf("unknown shell %q: want bash, zsh, fish or powershell", shell)
 	}

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -80,19 +79,21 @@ type profileFile struct {
 
 // builtinProfiles are the documented presets for public brokers
 // (docs/connect.md). A profile of the same name in the config file wins.
-var builtinProfiles = map[string]*Profile{
-	"hivemq":      {Description: "HiveMQ public broker, plain MQTT", Host: "broker.hivemq.com", Port: 1883, TLSPort: 8883},
-	"hivemq-tls":  {Description: "HiveMQ public broker, MQTT over TLS", Host: "broker.hivemq.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
-	"hivemq-ws":   {Description: "HiveMQ public broker, WebSockets", Host: "broker.hivemq.com", Port: 8000, TLSPort: 8884, Transport: "websockets", WSPath: "/mqtt"},
-	"hivemq-wss":  {Description: "HiveMQ public broker, WebSockets over TLS", Host: "broker.hivemq.com", Port: 8884, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
-	"emqx":        {Description: "EMQX public broker, plain MQTT", Host: "broker.emqx.io", Port: 1883, TLSPort: 8883},
-	"emqx-tls":    {Description: "EMQX public broker, MQTT over TLS", Host: "broker.emqx.io", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
-	"emqx-ws":     {Description: "EMQX public broker, WebSockets", Host: "broker.emqx.io", Port: 8083, TLSPort: 8084, Transport: "websockets", WSPath: "/mqtt"},
-	"emqx-wss":    {Description: "EMQX public broker, WebSockets over TLS", Host: "broker.emqx.io", Port: 8084, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
-	"mosquitto":   {Description: "test.mosquitto.org, plain MQTT", Host: "test.mosquitto.org", Port: 1883},
-	"adafruit":    {Description: "Adafruit IO (TLS; username: your Adafruit IO user, password: your Adafruit IO key)", Host: "io.adafruit.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
-	"adafruit-ws": {Description: "Adafruit IO over WebSockets with TLS", Host: "io.adafruit.com", Port: 443, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
-}
+var builtinProfiles = lazy[map[string]*Profile]{build: func() map[string]*Profile {
+	return map[string]*Profile{
+		"hivemq":      {Description: "HiveMQ public broker, plain MQTT", Host: "broker.hivemq.com", Port: 1883, TLSPort: 8883},
+		"hivemq-tls":  {Description: "HiveMQ public broker, MQTT over TLS", Host: "broker.hivemq.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
+		"hivemq-ws":   {Description: "HiveMQ public broker, WebSockets", Host: "broker.hivemq.com", Port: 8000, TLSPort: 8884, Transport: "websockets", WSPath: "/mqtt"},
+		"hivemq-wss":  {Description: "HiveMQ public broker, WebSockets over TLS", Host: "broker.hivemq.com", Port: 8884, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
+		"emqx":        {Description: "EMQX public broker, plain MQTT", Host: "broker.emqx.io", Port: 1883, TLSPort: 8883},
+		"emqx-tls":    {Description: "EMQX public broker, MQTT over TLS", Host: "broker.emqx.io", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}},
+		"emqx-ws":     {Description: "EMQX public broker, WebSockets", Host: "broker.emqx.io", Port: 8083, TLSPort: 8084, Transport: "websockets", WSPath: "/mqtt"},
+		"emqx-wss":    {Description: "EMQX public broker, WebSockets over TLS", Host: "broker.emqx.io", Port: 8084, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}},
+		"mosquitto":   {Description: "test.mosquitto.org, plain MQTT", Host: "test.mosquitto.org", Port: 1883},
+		"adafruit":    {Description: "Adafruit IO (TLS; username: your Adafruit IO user, password: your Adafruit IO key)", Host: "io.adafruit.com", Port: 8883, TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
+		"adafruit-ws": {Description: "Adafruit IO over WebSockets with TLS", Host: "io.adafruit.com", Port: 443, Transport: "websockets", WSPath: "/mqtt", TLS: &ProfileTLS{UseOSCerts: true}, UsernameEnv: "ADAFRUIT_IO_USERNAME", PasswordEnv: "ADAFRUIT_IO_KEY", Topics: "USER/feeds/FEED"},
+	}
+}}
 
 // webSocketPort is the WebSocket port (and path) of the endpoint a
 // built-in MQTT preset ("hivemq", "hivemq-tls") also serves, from its
@@ -119,8 +120,8 @@ func (p *Profile) webSocketPort(tls bool) (port int, path string) {
 
 // builtinNames lists the presets, sorted.
 func builtinNames() []string {
-	names := make([]string, 0, len(builtinProfiles))
-	for n := range builtinProfiles {
+	names := make([]string, 0, len(builtinProfiles.get()))
+	for n := range builtinProfiles.get() {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -160,7 +161,7 @@ func loadProfile(name, path string, explicit bool, getenv func(string) string) (
 	if p, ok := profiles[name]; ok {
 		return p, nil
 	}
-	if p, ok := builtinProfiles[name]; ok {
+	if p, ok := builtinProfiles.get()[name]; ok {
 		c := *p
 		if c.TLS != nil {
 			t := *c.TLS
@@ -188,7 +189,7 @@ func loadProfile(name, path string, explicit bool, getenv func(string) string) (
 
 // yamlLine and notFound are compiled on first use: a regexp at package
 // init costs every run of the binary (start-up time).
-var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): (.*)$`) })
+var yamlLine = lazy[*regexp.Regexp]{build: func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): (.*)$`) }}
 
 // parseProfiles reads a config file. Unknown keys are errors that name
 // the file and line, so a typo never silently does nothing.
@@ -238,7 +239,7 @@ func yamlErr(path string, err error) error {
 // (Prefixes cut inside a valid multi-line value fail with another message,
 // such as an unexpected end of stream, and are passed over.)
 func fixSyntaxLine(b []byte, err error) error {
-	m := yamlLine().FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
+	m := yamlLine.get().FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
 	if m == nil || errors.As(err, new(*yaml.TypeError)) {
 		return err
 	}
@@ -249,22 +250,22 @@ func fixSyntaxLine(b []byte, err error) error {
 		if perr == nil {
 			continue
 		}
-		if pm := yamlLine().FindStringSubmatch(strings.TrimPrefix(perr.Error(), "yaml: ")); pm != nil && pm[2] == m[2] {
+		if pm := yamlLine.get().FindStringSubmatch(strings.TrimPrefix(perr.Error(), "yaml: ")); pm != nil && pm[2] == m[2] {
 			return fmt.Errorf("line %d: %s", n, m[2])
 		}
 	}
 	return err
 }
 
-var notFound = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
+var notFound = lazy[*regexp.Regexp]{build: func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) }}
 
 func yamlMsg(path, e string) string {
-	m := yamlLine().FindStringSubmatch(e)
+	m := yamlLine.get().FindStringSubmatch(e)
 	if m == nil {
 		return path + ": " + e
 	}
 	msg := m[2]
-	if f := notFound().FindStringSubmatch(msg); f != nil {
+	if f := notFound.get().FindStringSubmatch(msg); f != nil {
 		msg = fmt.Sprintf("unknown key %q", f[1])
 	}
 	msg = strings.ReplaceAll(msg, "cli.", "")

@@ -333,7 +333,7 @@ func TestPresets(t *testing.T) {
 		})
 	}
 	for _, name := range builtinNames() {
-		p := *builtinProfiles[name]
+		p := *builtinProfiles.get()[name]
 		p.name = name
 		require.NoError(t, p.check(), name)
 		require.NotEmpty(t, p.Description, name)

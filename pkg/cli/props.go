@@ -174,18 +174,22 @@ const (
 	pkWill
 )
 
-var propCommands = map[string]int{
-	"connect": pkConnect, "connack": pkConnack, "publish": pkPublish, "puback": pkPuback,
-	"pubrec": pkPubrec, "pubrel": pkPubrel, "pubcomp": pkPubcomp, "subscribe": pkSubscribe,
-	"suback": pkSuback, "unsubscribe": pkUnsubscribe, "unsuback": pkUnsuback,
-	"disconnect": pkDisconnect, "auth": pkAuth, "will": pkWill,
-}
+var propCommands = lazy[map[string]int]{build: func() map[string]int {
+	return map[string]int{
+		"connect": pkConnect, "connack": pkConnack, "publish": pkPublish, "puback": pkPuback,
+		"pubrec": pkPubrec, "pubrel": pkPubrel, "pubcomp": pkPubcomp, "subscribe": pkSubscribe,
+		"suback": pkSuback, "unsubscribe": pkUnsubscribe, "unsuback": pkUnsuback,
+		"disconnect": pkDisconnect, "auth": pkAuth, "will": pkWill,
+	}
+}}
 
 // packetLabel is the packet name in "Error in X properties" messages.
-var packetLabel = map[int]string{
-	pkConnect: "CONNECT", pkPublish: "PUBLISH", pkSubscribe: "SUBSCRIBE",
-	pkUnsubscribe: "UNSUBSCRIBE", pkDisconnect: "DISCONNECT", pkWill: "Will",
-}
+var packetLabel = lazy[map[int]string]{build: func() map[int]string {
+	return map[int]string{
+		pkConnect: "CONNECT", pkPublish: "PUBLISH", pkSubscribe: "SUBSCRIBE",
+		pkUnsubscribe: "UNSUBSCRIBE", pkDisconnect: "DISCONNECT", pkWill: "Will",
+	}
+}}
 
 type propType int
 
@@ -207,40 +211,44 @@ type propDef struct {
 var all = []int{pkConnect, pkConnack, pkPublish, pkPuback, pkPubrec, pkPubrel, pkPubcomp, pkSubscribe,
 	pkSuback, pkUnsubscribe, pkUnsuback, pkDisconnect, pkAuth, pkWill}
 
-var propDefs = map[string]propDef{
-	"payload-format-indicator":          {ptByte, []int{pkPublish, pkWill}},
-	"message-expiry-interval":           {ptInt32, []int{pkPublish, pkWill}},
-	"content-type":                      {ptString, []int{pkPublish, pkWill}},
-	"response-topic":                    {ptString, []int{pkPublish, pkWill}},
-	"correlation-data":                  {ptBinary, []int{pkPublish, pkWill}},
-	"subscription-identifier":           {ptVarint, []int{pkPublish, pkSubscribe}},
-	"session-expiry-interval":           {ptInt32, []int{pkConnect, pkConnack, pkDisconnect}},
-	"assigned-client-identifier":        {ptString, []int{pkConnack}},
-	"server-keep-alive":                 {ptInt16, []int{pkConnack}},
-	"authentication-method":             {ptString, []int{pkConnect, pkConnack, pkAuth}},
-	"authentication-data":               {ptBinary, []int{pkConnect, pkConnack, pkAuth}},
-	"request-problem-information":       {ptByte, []int{pkConnect}},
-	"will-delay-interval":               {ptInt32, []int{pkWill}},
-	"request-response-information":      {ptByte, []int{pkConnect}},
-	"response-information":              {ptString, []int{pkConnack}},
-	"server-reference":                  {ptString, []int{pkConnack, pkDisconnect}},
-	"reason-string":                     {ptString, []int{pkConnack, pkPuback, pkPubrec, pkPubrel, pkPubcomp, pkSuback, pkUnsuback, pkDisconnect, pkAuth}},
-	"receive-maximum":                   {ptInt16, []int{pkConnect, pkConnack}},
-	"topic-alias-maximum":               {ptInt16, []int{pkConnect, pkConnack}},
-	"topic-alias":                       {ptInt16, []int{pkPublish}},
-	"maximum-qos":                       {ptByte, []int{pkConnack}},
-	"retain-available":                  {ptByte, []int{pkConnack}},
-	"user-property":                     {ptPair, all},
-	"maximum-packet-size":               {ptInt32, []int{pkConnect, pkConnack}},
-	"wildcard-subscription-available":   {ptByte, []int{pkConnack}},
-	"subscription-identifier-available": {ptByte, []int{pkConnack}},
-	"shared-subscription-available":     {ptByte, []int{pkConnack}},
-}
+var propDefs = lazy[map[string]propDef]{build: func() map[string]propDef {
+	return map[string]propDef{
+		"payload-format-indicator":          {ptByte, []int{pkPublish, pkWill}},
+		"message-expiry-interval":           {ptInt32, []int{pkPublish, pkWill}},
+		"content-type":                      {ptString, []int{pkPublish, pkWill}},
+		"response-topic":                    {ptString, []int{pkPublish, pkWill}},
+		"correlation-data":                  {ptBinary, []int{pkPublish, pkWill}},
+		"subscription-identifier":           {ptVarint, []int{pkPublish, pkSubscribe}},
+		"session-expiry-interval":           {ptInt32, []int{pkConnect, pkConnack, pkDisconnect}},
+		"assigned-client-identifier":        {ptString, []int{pkConnack}},
+		"server-keep-alive":                 {ptInt16, []int{pkConnack}},
+		"authentication-method":             {ptString, []int{pkConnect, pkConnack, pkAuth}},
+		"authentication-data":               {ptBinary, []int{pkConnect, pkConnack, pkAuth}},
+		"request-problem-information":       {ptByte, []int{pkConnect}},
+		"will-delay-interval":               {ptInt32, []int{pkWill}},
+		"request-response-information":      {ptByte, []int{pkConnect}},
+		"response-information":              {ptString, []int{pkConnack}},
+		"server-reference":                  {ptString, []int{pkConnack, pkDisconnect}},
+		"reason-string":                     {ptString, []int{pkConnack, pkPuback, pkPubrec, pkPubrel, pkPubcomp, pkSuback, pkUnsuback, pkDisconnect, pkAuth}},
+		"receive-maximum":                   {ptInt16, []int{pkConnect, pkConnack}},
+		"topic-alias-maximum":               {ptInt16, []int{pkConnect, pkConnack}},
+		"topic-alias":                       {ptInt16, []int{pkPublish}},
+		"maximum-qos":                       {ptByte, []int{pkConnack}},
+		"retain-available":                  {ptByte, []int{pkConnack}},
+		"user-property":                     {ptPair, all},
+		"maximum-packet-size":               {ptInt32, []int{pkConnect, pkConnack}},
+		"wildcard-subscription-available":   {ptByte, []int{pkConnack}},
+		"subscription-identifier-available": {ptByte, []int{pkConnack}},
+		"shared-subscription-available":     {ptByte, []int{pkConnack}},
+	}
+}}
 
 // clientSends are the packets the clients send, so -D can fill them;
 // every other packet is "not supported" (mosquitto's wording).
-var clientSends = map[int]bool{pkConnect: true, pkPublish: true, pkSubscribe: true, pkUnsubscribe: true,
-	pkDisconnect: true, pkWill: true}
+var clientSends = lazy[map[int]bool]{build: func() map[int]bool {
+	return map[int]bool{pkConnect: true, pkPublish: true, pkSubscribe: true, pkUnsubscribe: true,
+		pkDisconnect: true, pkWill: true}
+}}
 
 // SubscribeProperties are the MQTT 5 properties of a SUBSCRIBE.
 type SubscribeProperties struct {
@@ -282,11 +290,11 @@ func parseProperties(raw [][]string, tool string, uses ...int) (*Properties, err
 			return nil, usageErrorf("--property argument given but not enough arguments specified.")
 		}
 		cmdName, propName := strings.ToLower(words[0]), strings.ToLower(words[1])
-		cmd, ok := propCommands[cmdName]
+		cmd, ok := propCommands.get()[cmdName]
 		if !ok {
 			return nil, usageErrorf("Invalid command given in --property argument.")
 		}
-		def, ok := propDefs[propName]
+		def, ok := propDefs.get()[propName]
 		if !ok {
 			return nil, usageErrorf("Invalid property name given in --property argument.")
 		}
@@ -297,7 +305,7 @@ func parseProperties(raw [][]string, tool string, uses ...int) (*Properties, err
 		if !allowed {
 			return nil, usageErrorf("%s property not allowed for %s in --property argument.", propName, cmdName)
 		}
-		if !clientSends[cmd] || (cmd == pkPublish && propName == "subscription-identifier") {
+		if !clientSends.get()[cmd] || (cmd == pkPublish && propName == "subscription-identifier") {
 			return nil, usageErrorf("%s property not supported for %s in --property argument.", propName, cmdName)
 		}
 		used := false
@@ -312,7 +320,7 @@ func parseProperties(raw [][]string, tool string, uses ...int) (*Properties, err
 				seen[cmd] = map[string]bool{}
 			}
 			if seen[cmd][propName] {
-				return nil, &UsageError{Err: &propsError{fmt.Sprintf("Error in %s properties: Duplicate property in property list", packetLabel[cmd])}}
+				return nil, &UsageError{Err: &propsError{fmt.Sprintf("Error in %s properties: Duplicate property in property list", packetLabel.get()[cmd])}}
 			}
 			seen[cmd][propName] = true
 		}
@@ -325,7 +333,7 @@ func parseProperties(raw [][]string, tool string, uses ...int) (*Properties, err
 
 func protocolError(cmd int, why string) error {
 	return &UsageError{Err: &propsError{fmt.Sprintf(
-		"Error in %s properties: A network protocol error occurred when communicating with the broker. (%s)", packetLabel[cmd], why)}}
+		"Error in %s properties: A network protocol error occurred when communicating with the broker. (%s)", packetLabel.get()[cmd], why)}}
 }
 
 // set converts one value and stores it in the packet's properties.

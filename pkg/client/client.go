@@ -309,7 +309,9 @@ func connackText3(code byte) string {
 	return "Connection Refused: unknown reason."
 }
 
-var reasonTexts = map[byte]string{
+// reasonTexts is indexed by reason code: an array literal is static data,
+// where a map literal would be built at every start of the binary.
+var reasonTexts = [256]string{
 	0: "Success", 1: "Granted QoS 1", 2: "Granted QoS 2", 4: "Disconnect with Will Message",
 	16: "No matching subscribers", 17: "No subscription existed",
 	128: "Unspecified error", 129: "Malformed Packet", 130: "Protocol Error",
@@ -329,7 +331,7 @@ var reasonTexts = map[byte]string{
 
 // ReasonText returns the MQTT 5 reason string mosquitto prints for code.
 func ReasonText(code byte) string {
-	if s, ok := reasonTexts[code]; ok {
+	if s := reasonTexts[code]; s != "" {
 		return s
 	}
 	return "Unknown reason"

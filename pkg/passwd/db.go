@@ -118,9 +118,14 @@ func (db *DB) Users() []string {
 	return us
 }
 
-// dummy is hashed for unknown users so that an unknown username costs
-// about as much time as a wrong password.
-var dummy = parsedHash{kind: '7', iter: DefaultIterations, salt: make([]byte, saltLen), key: make([]byte, keyLen)}
+// dummySalt and dummyKey make the hash of an unknown user (see
+// Authenticate). They are zero arrays rather than a package-level
+// parsedHash with make()s, which the package initialiser would build at
+// every start of the binary.
+var (
+	dummySalt [saltLen]byte
+	dummyKey  [keyLen]byte
+)
 
 // Authenticate reports whether user exists and password matches its hash.
 // The hash comparison takes constant time, and an unknown user costs a
@@ -128,7 +133,8 @@ var dummy = parsedHash{kind: '7', iter: DefaultIterations, salt: make([]byte, sa
 func (db *DB) Authenticate(user, password string) bool {
 	e, ok := db.users[user]
 	if !ok {
-		dummy.verify(password)
+		// An unknown username costs about as much time as a wrong password.
+		parsedHash{kind: '7', iter: DefaultIterations, salt: dummySalt[:], key: dummyKey[:]}.verify(password)
 		return false
 	}
 	return e.hash.verify(password)
