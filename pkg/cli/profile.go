@@ -100,10 +100,10 @@ var builtinProfiles = lazy[map[string]*Profile]{build: func() map[string]*Profil
 // "-ws" sibling: the plain one, or the TLS one when tls. 0 when the
 // profile is the user's or the preset has no such endpoint.
 func (p *Profile) webSocketPort(tls bool) (port int, path string) {
-	if p.file != "" || builtinProfiles[p.name] == nil {
+	if p.file != "" || builtinProfiles.get()[p.name] == nil {
 		return 0, ""
 	}
-	ws := builtinProfiles[strings.TrimSuffix(p.name, "-tls")+"-ws"]
+	ws := builtinProfiles.get()[strings.TrimSuffix(p.name, "-tls")+"-ws"]
 	switch {
 	case ws == nil:
 		return 0, ""
