@@ -305,6 +305,7 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.engine = newEngine(srv, log, cfg)
+	b.connect.subscribed = b.engine.subscribed
 	b.engine.mayRead = b.security.OnACLCheck
 	// The hooks in the order mochi calls them. fixes first: it renames
 	// inbound packet IDs before anyone sees them. connect before security:
@@ -477,13 +478,7 @@ func (b *Broker) Subscribe(filter string, id int, h InlineHandler) error {
 // HasSubscriber reports whether some client other than the inline one
 // subscribes to a filter that matches topic.
 func (b *Broker) HasSubscriber(topic string) bool {
-	subs := b.srv.Topics.Subscribers(topic)
-	for id := range subs.Subscriptions {
-		if id != mqtt.InlineClientId {
-			return true
-		}
-	}
-	return false
+	return b.engine.subscribed(topic, false)
 }
 
 // dropped counts messages not delivered for limits: mochi's drops for

@@ -98,6 +98,10 @@ type connectHook struct {
 	// OnPacketProcessed): the PUBACK mochi writes meanwhile, on the same
 	// goroutine, is the one for it.
 	noSubs sync.Map
+	// subscribed reports whether a subscription matches a topic: the
+	// engine's routing (engine.subscribed), so the 0x10 decision and the
+	// delivery agree.
+	subscribed func(topic string, inline bool) bool
 }
 
 // takeoverWait bounds how long a connection that takes over a client id
@@ -369,8 +373,7 @@ func (h *connectHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	if pk.FixedHeader.Qos != 1 || cl.Properties.ProtocolVersion < 5 || cl.Net.Inline || pk.Ignore {
 		return pk, nil
 	}
-	subs := h.server.Topics.Subscribers(pk.TopicName)
-	if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
+	if !h.subscribed(pk.TopicName, true) {
 		h.noSubs.Store(cl, struct{}{})
 	}
 	return pk, nil

@@ -88,8 +88,7 @@ type engine struct {
 	self *mqtt.Client // mochi's inline client, for inline handlers
 	// now is the clock of message expiry (time.Now; tests replace it
 	// before the broker starts).
-	now      func() time.Time
-	unrouted sync.Map // unrouted{} -> true: see noSubscribers
+	now func() time.Time
 
 	dropped     atomic.Int64 // messages dropped at a session's bound
 	droppedQoS0 atomic.Int64 // the broker's own QoS 0 messages not sent to a full connection
@@ -287,6 +286,22 @@ func (e *engine) lookup(topic string) *route {
 		}
 	}
 	return rt
+}
+
+// subscribed reports whether any subscription matches topic, as the
+// engine routes it (with mochi's "+/#" miss repaired); inline handlers
+// count when inline is true.
+func (e *engine) subscribed(topic string, inline bool) bool {
+	rt := e.lookup(topic)
+	if inline && len(rt.inline) > 0 {
+		return true
+	}
+	for _, t := range rt.targets {
+		if t.id != mqtt.InlineClientId {
+			return true
+		}
+	}
+	return false
 }
 
 // parentLevel adds to subs the subscriptions mochi's index misses for

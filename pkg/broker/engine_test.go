@@ -61,6 +61,26 @@ func TestEnginePlusHashParentLevel(t *testing.T) {
 	require.Equal(t, []string{"foo/bar/baz"}, payloads(other.ping()), "foo/+/+ matches only the three-level topic")
 }
 
+// The PUBACK of an MQTT 5 QoS 1 message says 0x10 No matching subscribers
+// only when the engine routes it to nobody: a "foo/+/#" subscriber of
+// "foo/bar" (which mochi's index misses) gets the message, so its
+// publisher gets 0x00, and Broker.HasSubscriber agrees.
+func TestEngineNoSubscribersAckAgreesWithRouting(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	sub := dialRaw(t, b.Addr(), 5)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "foo/+/#"))
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	pub.publish(1, 1, "foo/bar", "x", false)
+	require.Equal(t, byte(0), pub.recv().ReasonCode, "delivered to foo/+/#")
+	pub.publish(2, 1, "nobody/here", "x", false)
+	require.Equal(t, byte(0x10), pub.recv().ReasonCode)
+	require.True(t, b.HasSubscriber("foo/bar"))
+	require.False(t, b.HasSubscriber("foo"), "foo/+/# needs a second level")
+	require.False(t, b.HasSubscriber("nobody/here"))
+}
+
 // max_queued_bytes bounds the payload bytes queued for an offline
 // session: past it messages are dropped, with one log line naming the
 // setting, and the client gets the ones kept.
