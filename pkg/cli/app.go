@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,6 +87,9 @@ func cancelOnSignal(ctx context.Context, cancel context.CancelFunc, registered f
 // error once on stderr and returns the exit status.
 func Run(ctx context.Context, d *Deps, args []string) int {
 	app := buildApp(d, fullCommands(args))
+	if cmd := commandOf(app.Commands, args); cmd != nil && cmd.Action != nil && !helpPossible(cmd, args) {
+		dropCategories(cmd)
+	}
 	err := app.RunContext(ctx, joinPropertyArgs(app.Commands, args))
 	if err != nil {
 		echoFlag(err, args)
@@ -199,6 +203,76 @@ func buildApp(d *Deps, full func(name string) bool) *cli.App {
 		c.Flags = fastNames(c.Flags)
 	}
 	return app
+}
+
+// helpPossible reports whether a run of cmd with args may print cmd's
+// help: args hold --help or -help (or with "=value"), -h or --h where cmd
+// has no visible -h flag of its own (Go's flag package answers an unknown
+// -h with ErrHelp, and broker's hidden -h shows the help), or they are
+// "mqtt help CMD". It may say yes when no help follows (-m --help
+// publishes "--help"): that only keeps the categories.
+func helpPossible(cmd *cli.Command, args []string) bool {
+	i := commandIndex(args)
+	if i < len(args) && args[i] == "help" {
+		return true
+	}
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "help":
+			return true
+		case "h":
+			if !hasVisibleFlag(cmd, "h") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasVisibleFlag(cmd *cli.Command, name string) bool {
+	for _, f := range cmd.Flags {
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropCategories clears the help categories of cmd's flags, for a run
+// that prints no help. urfave's App.Setup sorts a command's flags into
+// its help categories before anything runs, rendering the whole help
+// line of every flag (String()) to do so when any flag has a category:
+// for pub's and sub's 40 connection flags that is time a one-shot run
+// spends on help nobody reads. With no category set it renders nothing.
+func dropCategories(cmd *cli.Command) {
+	for _, f := range cmd.Flags {
+		switch f := f.(type) {
+		case *boolFlag:
+			f.Category = ""
+		case *stringFlag:
+			f.Category = ""
+		case *intFlag:
+			f.Category = ""
+		case *uint64Flag:
+			f.Category = ""
+		case *float64Flag:
+			f.Category = ""
+		case *durationFlag:
+			f.Category = ""
+		case *genericFlag:
+			f.Category = ""
+		}
+	}
 }
 
 func onUsageError(cmd string) cli.OnUsageErrorFunc {

@@ -162,3 +162,58 @@ func TestRunHelpAndCompletionAfterPruning(t *testing.T) {
 		require.True(t, strings.Contains(out, want), "fish completion lacks %q", want)
 	}
 }
+
+// TestHelpPossible checks when a run keeps the help categories of the
+// named command's flags: whenever its help may be printed.
+func TestHelpPossible(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"mqtt", "pub", "-h", "127.0.0.1", "-t", "a", "-m", "b"}, false},
+		{[]string{"mqtt", "pub", "-t", "a", "-m", "b", "--", "--help"}, false},
+		{[]string{"mqtt", "pub", "--help"}, true},
+		{[]string{"mqtt", "pub", "-help"}, true},
+		{[]string{"mqtt", "pub", "--help=true"}, true},
+		{[]string{"mqtt", "--help", "pub"}, true},
+		{[]string{"mqtt", "help", "pub"}, true},
+		{[]string{"mqtt", "pub", "-t", "a", "-m", "--help"}, true}, // the message, but keeping is harmless
+		{[]string{"mqtt", "passwd", "-h"}, true},                   // passwd has no -h: Go's flag answers ErrHelp
+		{[]string{"mqtt", "broker", "-h"}, true},                   // broker's hidden -h prints the help
+		{[]string{"mqtt", "sub", "-h", "localhost", "-t", "#"}, false},
+	} {
+		d, _ := testDeps(t)
+		app := buildApp(d, fullCommands(tc.args))
+		// as Run decides ("mqtt help pub" names no command to run)
+		cmd := commandOf(app.Commands, tc.args)
+		drops := cmd != nil && cmd.Action != nil && !helpPossible(cmd, tc.args)
+		require.Equal(t, tc.want, !drops, "%v", tc.args)
+	}
+}
+
+// TestDropCategories checks that a run that prints no help leaves no
+// flag of its command in a help category (so urfave renders none), and
+// that the help still shows them with -h as the host.
+func TestDropCategories(t *testing.T) {
+	d, _ := testDeps(t)
+	cmd := newPubCmd(d, nil)
+	cmd.Flags = fastNames(cmd.Flags)
+	categorised := 0
+	for _, f := range cmd.Flags {
+		if c, ok := f.(cli.CategorizableFlag); ok && c.GetCategory() != "" {
+			categorised++
+		}
+	}
+	require.Positive(t, categorised)
+	dropCategories(cmd)
+	for _, f := range cmd.Flags {
+		if c, ok := f.(cli.CategorizableFlag); ok {
+			require.Empty(t, c.GetCategory(), f.Names())
+		}
+	}
+
+	code, out, errOut := run(t, "sub", "-h", "127.0.0.1", "--help")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "Connection")
+	require.Contains(t, out, "--host value, -h value")
+}
