@@ -83,7 +83,6 @@ func (e *env) wait(c *exec.Cmd) error {
 // timed is the outcome of one timed process run.
 type timed struct {
 	wall     time.Duration
-	maxRSS   int64 // KiB, from rusage
 	exitCode int
 	timedOut bool
 	stderr   string
@@ -128,9 +127,6 @@ func (e *env) runTimedCtx(parent context.Context, timeout time.Duration, stdinPa
 	res := timed{wall: time.Since(t0), stderr: strings.TrimSpace(stderr.String())}
 	if c.ProcessState != nil {
 		res.exitCode = c.ProcessState.ExitCode()
-		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			res.maxRSS = ru.Maxrss
-		}
 	}
 	if ctx.Err() != nil && e.ctx.Err() == nil {
 		res.timedOut = true
@@ -144,6 +140,41 @@ func (e *env) runTimedCtx(parent context.Context, timeout time.Duration, stdinPa
 		return res, err
 	}
 	return res, nil
+}
+
+// gnuTime is GNU time (Debian package time), which measures a command's
+// peak resident set truthfully (see peakRSS).
+const gnuTime = "/usr/bin/time"
+
+// peakRSS runs args once under GNU time and returns the command's peak
+// resident set in KiB. The rusage of a process that os/exec started does
+// not tell it: os/exec starts children with vfork (CLONE_VM), and Linux
+// folds the peak RSS of the address space the child shared until exec
+// (the driver's own, about 10 MiB) into the child's ru_maxrss, so every
+// client smaller than the driver read as the driver's size (mosquitto_pub
+// as 10.2 MiB instead of about 4). GNU time forks the command from its own
+// small process (about 2 MiB) and reports the command's rusage.
+func (e *env) peakRSS(timeout time.Duration, args ...string) (int64, error) {
+	out, err := os.CreateTemp(e.run, "rss-*.txt")
+	if err != nil {
+		return 0, err
+	}
+	out.Close()
+	defer os.Remove(out.Name())
+	t, err := e.runTimed(timeout, "", "", append([]string{gnuTime, "-f", "%M", "-o", out.Name()}, args...)...)
+	switch {
+	case err != nil:
+		return 0, err
+	case t.timedOut:
+		return 0, errTimedOut
+	case t.exitCode != 0:
+		return 0, fmt.Errorf("exit %d: %s", t.exitCode, firstLine(t.stderr))
+	}
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
 type limitedWriter struct {

@@ -126,9 +126,23 @@ func (e *env) oneShot() error {
 			fail(wall, ours, fmt.Errorf("exit %d: %s", t.exitCode, firstLine(t.stderr)))
 		default:
 			sample(wall, ours, float64(t.wall)/float64(time.Millisecond))
-			sample(rss, ours, float64(t.maxRSS)/1024)
 		}
 	})
+	// Peak RSS in runs of their own, under GNU time (see peakRSS), so that
+	// the timed runs above carry no wrapper.
+	if _, err := os.Stat(gnuTime); err != nil {
+		note(rss, "not measured: needs GNU time ("+gnuTime+", Debian package time)")
+	} else {
+		e.repeat(max(e.reps, 5), 10*time.Second, func(rep int, ours bool) {
+			kib, err := e.peakRSS(10*time.Second, args(ours, runs[ours])...)
+			runs[ours]++
+			if err != nil {
+				fail(rss, ours, err)
+				return
+			}
+			sample(rss, ours, float64(kib)/1024)
+		})
+	}
 	for _, ours := range []bool{true, false} {
 		c := cnt.count("bench/oneshot/"+side(ours), runs[ours], 2*time.Second)
 		count(wall, ours, c)
