@@ -9,6 +9,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -179,8 +180,10 @@ type Broker struct {
 	wire     wireStats    // malformed packets and recovered panics (wire.go)
 
 	metricsStop func()
-	closeOnce   sync.Once
-	closeErr    error
+	// extraMetrics writes samples of others (bridges) after the broker's.
+	extraMetrics atomic.Pointer[func(io.Writer)]
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // BoundListener is a listener that is accepting connections.
@@ -294,6 +297,7 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 
 	b.fixes = newFixesHook(srv, log)
+	b.fixes.bridgeState = b.Publish
 	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
 	b.connect.maxQoS, b.connect.mounts = maxQoS, mounts
 	b.security = newSecurityHook(srv, log, sec.global, identity)

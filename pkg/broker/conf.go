@@ -4,6 +4,7 @@ package broker
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mqttkit/mqttkit/pkg/bridge"
 )
 
 // Conf is what a mosquitto.conf says, restricted to the subset mqtt broker
@@ -57,6 +60,9 @@ type Conf struct {
 	// Log is log_dest, log_timestamp and log_timestamp_format.
 	Log     LogSetup
 	PIDFile string // pid_file, "" for none
+
+	// Bridges are the `connection` sections, in file order.
+	Bridges []*bridge.Config
 
 	// Warnings about directives mosquitto knows but mqtt broker ignores,
 	// each "file:line: message".
@@ -266,6 +272,14 @@ func ParseConf(name string, r io.Reader) (*Conf, error) {
 		}
 		p.listeners = append(p.listeners, p.def)
 	}
+	if err := p.bridges.Finish(); err != nil {
+		var se *bridge.SectionError
+		if errors.As(err, &se) {
+			return nil, &FileError{File: se.File, Line: se.Line, Msg: se.Msg}
+		}
+		return nil, err
+	}
+	p.c.Bridges = p.bridges.Bridges
 	for _, l := range p.listeners {
 		if (l.CertFile == "") != (l.KeyFile == "") {
 			return nil, &FileError{File: l.File, Line: l.Line,
@@ -283,7 +297,8 @@ type confParser struct {
 	def       *ConfListener // the default listener (port, bind_address); Line > 0 once used
 	cur       *ConfListener // the last `listener`, which listener options apply to
 	seen      map[string]bool
-	secUsed   bool // a security option was given (per_listener_settings must come first)
+	secUsed   bool          // a security option was given (per_listener_settings must come first)
+	bridges   bridge.Parser // the connection sections
 	file      string
 	line      int
 }
@@ -345,6 +360,19 @@ func (p *confParser) directive(text string, level int) error {
 	}
 	value = strings.TrimFunc(value, isCSpace)
 	c := p.c
+	if ok, warn, err := p.bridges.Directive(p.file, p.line, key, value); ok {
+		if err != nil {
+			var se *bridge.SectionError
+			if errors.As(err, &se) {
+				return &FileError{File: se.File, Line: se.Line, Msg: se.Msg}
+			}
+			return p.errorf("%v", err)
+		}
+		if warn != "" {
+			p.warnf("%s", warn)
+		}
+		return nil
+	}
 	var err error
 	switch key {
 	case "listener":

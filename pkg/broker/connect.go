@@ -65,7 +65,9 @@ import (
 //   - mosquitto bridges connect with the protocol version's top bit set
 //     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
 //     message the bridge publishes is never sent back to it (no local on
-//     all its subscriptions), as mosquitto does to avoid loops.
+//     all its subscriptions), as mosquitto does to avoid loops; messages
+//     keep their retain flag (retain as published), as mosquitto sends
+//     them to bridges.
 type connectHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -194,6 +196,13 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 				for i := range pk.Filters {
 					// mochi refuses no local on a shared subscription.
 					pk.Filters[i].NoLocal = !mqtt.IsSharedFilter(pk.Filters[i].Filter)
+					// mosquitto keeps the retain flag of what it sends
+					// to a bridge, so that retained messages stay
+					// retained on the other side.
+					// (mochi keeps it for MQTT 3.1.1 clients only with
+					// FwdRetainedFlag.)
+					pk.Filters[i].RetainAsPublished = true
+					pk.Filters[i].FwdRetainedFlag = true
 				}
 			}
 		}

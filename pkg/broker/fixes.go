@@ -45,6 +45,8 @@ type fixesHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
 	log    *slog.Logger
+	// bridgeState publishes a bridge's state notification (bridgestate.go).
+	bridgeState func(topic string, payload []byte, retain bool, qos byte) error
 
 	mu  sync.Mutex
 	ids map[string]*idMap // client ID -> inbound packet ID renaming
@@ -121,6 +123,9 @@ var errSysPublish = errors.New("client published to $SYS")
 // message without a word, and without the PUBACK a QoS 1 publisher waits
 // for ever.
 func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && bridgeStateTopic(pk.TopicName) && h.bridgeState != nil {
+		return h.acceptBridgeState(cl, pk)
+	}
 	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && len(pk.TopicName) >= 4 && strings.EqualFold(pk.TopicName[:4], "$SYS") {
 		h.log.Warn("client published to $SYS, disconnecting", "client", cl.ID, "remote", cl.Net.Remote, "topic", pk.TopicName)
 		if cl.Properties.ProtocolVersion >= 5 {

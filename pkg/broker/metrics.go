@@ -103,7 +103,14 @@ func (b *Broker) writeMetrics(w io.Writer) {
 		fmt.Fprintf(&sb, "%s%s %v\n", m.name, m.labels, m.value)
 	}
 	_, _ = io.WriteString(w, sb.String())
+	if f := b.extraMetrics.Load(); f != nil {
+		(*f)(w)
+	}
 }
+
+// AddMetrics makes the metrics endpoint also write what f writes (in the
+// Prometheus text format), after the broker's own samples: the bridges'.
+func (b *Broker) AddMetrics(f func(io.Writer)) { b.extraMetrics.Store(&f) }
 
 // refused counts connections refused at max_connections on all listeners.
 func (b *Broker) refused() int64 {

@@ -253,6 +253,13 @@ func autoID(prefix string) string {
 // certificate or its username and password.
 func (h *securityHook) authenticate(cl *mqtt.Client, pk packets.Packet, s *security) error {
 	anonymous := !pk.Connect.UsernameFlag || len(pk.Connect.Username) == 0
+	if cl.Net.Listener == InProcessListener {
+		// A bridge's local side (inproc.go): trusted, not authenticated.
+		if anonymous {
+			cl.Properties.Username = nil
+		}
+		return nil
+	}
 	if h.identity[cl.Net.Listener] || h.subject[cl.Net.Listener] {
 		cert, ok := peerCertificate(cl)
 		if !ok {
@@ -400,7 +407,7 @@ func (h *securityHook) subscribeCheck(cl *mqtt.Client, topic string) bool {
 // granted and each delivery is checked, retained messages and wills
 // included.
 func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || cl.Net.Inline || h.subscribeCheck(cl, topic) {
+	if write || cl.Net.Inline || bridgeWithoutUser(cl) || h.subscribeCheck(cl, topic) {
 		return true
 	}
 	s := h.cur.Load().of(cl.Net.Listener)
@@ -416,7 +423,7 @@ func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) boo
 // authorized; MQTT 3.1.1 publishes are acknowledged normally and dropped
 // (mochi would disconnect the client); QoS 0 is dropped.
 func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || bridgeWithoutUser(cl) {
 		return pk, nil
 	}
 	s := h.cur.Load().of(cl.Net.Listener)
@@ -430,6 +437,12 @@ func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	h.log.Debug("publish denied by acl", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
 	h.aclDenied.Add(1)
 	return pk, refusePublish(cl, pk, packets.ErrNotAuthorized)
+}
+
+// bridgeWithoutUser reports a bridge's local side without local_username:
+// like mosquitto's bridges, it is not subject to the ACL file.
+func bridgeWithoutUser(cl *mqtt.Client) bool {
+	return cl.Net.Listener == InProcessListener && len(cl.Properties.Username) == 0
 }
 
 // OnWill checks write access to the will topic when the will is about to

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 )
 
@@ -48,6 +51,7 @@ type BrokerOptions struct {
 	warnings  []string          // from the configuration file
 	logSetup  broker.LogSetup   // log_dest, log_timestamp, log_timestamp_format
 	pidFile   string            // pid_file
+	bridges   []*bridge.Config  // the connection sections of -c FILE
 	set       func(string) bool // whether a flag was given
 	// hup delivers reload requests (SIGHUP); tests inject their own.
 	hup <-chan os.Signal
@@ -147,6 +151,7 @@ func (o *BrokerOptions) build(d *Deps) error {
 		o.warnings = conf.Warnings
 		o.level = conf.LogLevel()
 		o.logSetup, o.pidFile = conf.Log, conf.PIDFile
+		o.bridges = conf.Bridges
 	}
 	if o.Verbose {
 		o.level = slog.LevelDebug
@@ -354,6 +359,19 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 			return fmt.Errorf("pid_file: %w", err)
 		}
 		defer os.Remove(o.pidFile)
+	}
+	// Bridges start after the broker and stop before it (defer order);
+	// SIGHUP does not reload them, as in mosquitto.
+	if len(o.bridges) > 0 {
+		bridges, err := bridge.Start(o.bridges, b, log)
+		if err != nil {
+			return err
+		}
+		defer bridges.Stop()
+		if iv := o.cfg.SysInterval; iv >= 0 {
+			bridges.PublishSys(cmp.Or(iv, 10*time.Second)) // 0: the broker's default
+		}
+		b.AddMetrics(bridges.WriteMetrics)
 	}
 	var metrics string
 	if o.Metrics != "" {

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// conn is one MQTT client connection of a bridge, local or remote. The
+// bridge needs exact control over what it sends and when it acknowledges
+// (a message is acknowledged on one side only once the other side
+// acknowledged it, and packet identifiers follow mosquitto's), which the
+// client libraries do not give; mochi's packets package encodes and
+// decodes the packets.
+type conn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	version byte // 3, 4 or 5 (without mosquitto's bridge bit)
+	// maxIn bounds the packets read (0: the MQTT maximum).
+	maxIn int
+
+	wmu sync.Mutex
+	buf bytes.Buffer
+}
+
+func newConn(c net.Conn, version byte) *conn {
+	return &conn{c: c, r: bufio.NewReaderSize(c, 4096), version: version}
+}
+
+// errTooLarge is a packet above maxIn.
+var errTooLarge = errors.New("packet larger than bridge_max_packet_size")
+
+// write encodes and sends pk. pk.ProtocolVersion is set to the
+// connection's version unless it is a CONNECT (which carries the wire
+// version, bridge bit included).
+func (c *conn) write(pk *packets.Packet) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if pk.FixedHeader.Type != packets.Connect {
+		pk.ProtocolVersion = c.version
+	}
+	c.buf.Reset()
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		err = pk.ConnectEncode(&c.buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&c.buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&c.buf)
+	case packets.Pubrec:
+		err = pk.PubrecEncode(&c.buf)
+	case packets.Pubrel:
+		pk.FixedHeader.Qos = 1
+		err = pk.PubrelEncode(&c.buf)
+	case packets.Pubcomp:
+		err = pk.PubcompEncode(&c.buf)
+	case packets.Subscribe:
+		pk.FixedHeader.Qos = 1
+		err = pk.SubscribeEncode(&c.buf)
+	case packets.Unsubscribe:
+		pk.FixedHeader.Qos = 1
+		err = pk.UnsubscribeEncode(&c.buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&c.buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&c.buf)
+	default:
+		err = fmt.Errorf("bridge: cannot send packet type %d", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		return err
+	}
+	_ = c.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err = c.c.Write(c.buf.Bytes())
+	return err
+}
+
+// writeTimeout bounds one write: a peer that stops reading for this long
+// is treated as gone (the bridge reconnects).
+const writeTimeout = 60 * time.Second
+
+// read reads and decodes the next packet.
+func (c *conn) read() (*packets.Packet, error) {
+	first, err := c.r.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	pk := &packets.Packet{ProtocolVersion: c.version}
+	if err := pk.FixedHeader.Decode(first); err != nil {
+		return nil, err
+	}
+	n, _, err := packets.DecodeLength(c.r)
+	if err != nil {
+		return nil, err
+	}
+	if c.maxIn > 0 && n+5 > c.maxIn && pk.FixedHeader.Type == packets.Publish {
+		return nil, errTooLarge
+	}
+	pk.FixedHeader.Remaining = n
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return nil, err
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(body)
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	case packets.Puback:
+		err = pk.PubackDecode(body)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
+	case packets.Pubcomp:
+		err = pk.PubcompDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(body)
+	case packets.Pingresp:
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	default:
+		err = fmt.Errorf("unexpected packet type %d", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pk, nil
+}
+
+func (c *conn) close() error { return c.c.Close() }
+
+// ids hands out packet identifiers the way mosquitto does: one counter per
+// connection that goes on across reconnects, skipping identifiers still in
+// use.
+type ids struct {
+	last  uint16
+	inUse map[uint16]bool
+}
+
+func (m *ids) next() uint16 {
+	if m.inUse == nil {
+		m.inUse = map[uint16]bool{}
+	}
+	for range 65536 {
+		m.last++
+		if m.last == 0 {
+			m.last = 1
+		}
+		if !m.inUse[m.last] {
+			m.inUse[m.last] = true
+			return m.last
+		}
+	}
+	return 0 // all 65535 in use: cannot happen with receive maximum in force
+}
+
+func (m *ids) free(id uint16) { delete(m.inUse, id) }
+
+func (m *ids) reset() { m.inUse = nil }
