@@ -242,6 +242,14 @@ restart_timeout 1`)
 		require.NoError(t, edge.Publish("data/x", []byte(strconv.Itoa(i)), false, 1))
 	}
 	waitFor(t, "the bridge to notice", func() bool { return !s.Stats()[0].Connected })
+	// They wait in the edge's session for the bridge: its queue length
+	// is in the stats and the metrics.
+	waitFor(t, "the queue", func() bool { return s.Stats()[0].Queued >= n/3 })
+	var metrics strings.Builder
+	s.WriteMetrics(&metrics)
+	require.Contains(t, metrics.String(), "mqtt_bridge_connected{bridge=\"cloud\"} 0\n")
+	require.Regexp(t, `mqtt_bridge_queued_messages\{bridge="cloud"\} [1-9][0-9]{2,}\n`, metrics.String())
+	require.Regexp(t, `mqtt_bridge_messages_total\{bridge="cloud",direction="out"\} [1-9]`, metrics.String())
 	remote2 := newBroker(t, addr)
 	got2 := record(t, remote2, "data/#", 1)
 	waitConnected(t, s)

@@ -55,14 +55,16 @@ func (b *Broker) DialInProcess() (net.Conn, error) {
 	return client, nil
 }
 
-// SessionQueued returns how many QoS 1/2 messages the session of
-// clientID holds (in flight and queued), 0 when there is no such session.
+// SessionQueued returns how many messages the session of clientID holds
+// for its client (queued and in flight), 0 when there is no such session.
 func (b *Broker) SessionQueued(clientID string) int {
-	cl, ok := b.srv.Clients.Get(clientID)
-	if !ok {
+	s := b.engine.lookupSession(clientID)
+	if s == nil {
 		return 0
 	}
-	return cl.State.Inflight.Len()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) + len(s.flight)
 }
 
 // inprocListener returns the broker's in-process listener, registering it
