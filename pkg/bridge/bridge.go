@@ -682,6 +682,10 @@ func (b *Bridge) fromRemote(pk *packets.Packet, local *conn, ins map[uint16]*inM
 	if q > 0 && inByRemote[pk.PacketID] {
 		return nil // being delivered
 	}
+	if pk.Ignore {
+		b.log.Warn("message from the remote broker larger than bridge_max_packet_size, dropped", "topic", pk.TopicName, "bytes", len(pk.Payload))
+		return ackRemote(pk.PacketID, q)
+	}
 	topic, ok := "", false
 	for _, t := range b.cfg.Topics {
 		if t.Direction == Out {

@@ -381,3 +381,28 @@ func testLog() *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// TestBridgeMaxPacketSize: a message from the remote larger than
+// bridge_max_packet_size is dropped (and acknowledged: the ones after it
+// still come); with MQTT 5 the remote is told the limit and does not send it.
+func TestBridgeMaxPacketSize(t *testing.T) {
+	for _, v := range []string{"mqttv311", "mqttv50"} {
+		t.Run(v, func(t *testing.T) {
+			remote := newBroker(t, "127.0.0.1:0")
+			edge := newBroker(t, "127.0.0.1:0")
+			got := record(t, edge, "in/#", 1)
+			cfgs := parse(t, `connection cloud
+address `+remote.Addr()+`
+bridge_protocol_version `+v+`
+bridge_max_packet_size 100
+topic in/# in 1`)
+			s := startBridges(t, edge, cfgs)
+			waitConnected(t, s)
+			waitFor(t, "the remote subscription", func() bool { return remote.HasSubscriber("in/x") })
+			require.NoError(t, remote.Publish("in/big", make([]byte, 200), false, 1))
+			require.NoError(t, remote.Publish("in/small", []byte("ok"), false, 1))
+			require.Equal(t, []string{"in/small ok"}, got.wait(t, 1))
+			require.True(t, s.Stats()[0].Connected)
+		})
+	}
+}

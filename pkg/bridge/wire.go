@@ -5,7 +5,6 @@ package bridge
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,8 +35,18 @@ func newConn(c net.Conn, version byte) *conn {
 	return &conn{c: c, r: bufio.NewReaderSize(c, 4096), version: version}
 }
 
-// errTooLarge is a packet above maxIn.
-var errTooLarge = errors.New("packet larger than bridge_max_packet_size")
+// varintLen is the size of n as an MQTT variable byte integer.
+func varintLen(n int) int {
+	switch {
+	case n < 128:
+		return 1
+	case n < 16384:
+		return 2
+	case n < 2097152:
+		return 3
+	}
+	return 4
+}
 
 // write encodes and sends pk. pk.ProtocolVersion is set to the
 // connection's version unless it is a CONNECT (which carries the wire
@@ -103,14 +112,14 @@ func (c *conn) read() (*packets.Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.maxIn > 0 && n+5 > c.maxIn && pk.FixedHeader.Type == packets.Publish {
-		return nil, errTooLarge
-	}
 	pk.FixedHeader.Remaining = n
 	body := make([]byte, n)
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return nil, err
 	}
+	// A PUBLISH above bridge_max_packet_size is decoded (for its packet
+	// id) and marked Ignore: acknowledged and dropped.
+	pk.Ignore = c.maxIn > 0 && 1+varintLen(n)+n > c.maxIn && pk.FixedHeader.Type == packets.Publish
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		err = pk.ConnackDecode(body)
