@@ -142,4 +142,3 @@ func TestInteropMosquittoEdge(t *testing.T) {
 	require.ElementsMatch(t, []string{"site/up/temp 20", "chat/m from mosquitto", "chat/c from core", "chat/end c", "chat/end m"}, coreGot.all(), m.Log())
 	require.ElementsMatch(t, []string{"up/temp 20", "chat/m from mosquitto", "chat/c from core", "chat/end c", "chat/end m"}, edgeGot.all())
 }
-
