@@ -7,6 +7,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +129,11 @@ type Config struct {
 	// CONNECT (TLS handshake and WebSocket upgrade included); 0 means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// MaxConnecting bounds the connections, across all listeners, that
+	// have not sent their CONNECT yet: beyond it the one that has waited
+	// longest is closed (connmem.go). 0 means DefaultMaxConnecting, a
+	// negative value no bound.
+	MaxConnecting int
 	// SlowConsumerTimeout is how long a client whose queue is full may
 	// take no data before it is disconnected; meanwhile the publishers of
 	// QoS 0 messages to it wait (docs/reliability.md). 0 means
@@ -173,6 +179,8 @@ type Broker struct {
 	sys       *sysPublisher
 	bound     []*bound
 	started   time.Time
+
+	conns *connSet // every listener's connections (connmem.go)
 
 	injected atomic.Int64 // PUBLISHes injected by the broker itself ($SYS, Publish)
 	slowCut  atomic.Int64 // clients cut because their queue stayed full (asyncConn)
@@ -240,6 +248,11 @@ func New(cfg Config) (b *Broker, err error) {
 		// 1 byte: every packet goes straight to the connection, whose
 		// asyncConn buffers anyway.
 		ClientNetWriteBufferSize: 1,
+		// mochi keeps this buffer for the life of a connection; it reads
+		// whole, checked packets from wireConn, which buffers the socket
+		// in a pooled buffer (connmem.go), so a small one costs copies,
+		// not system calls.
+		ClientNetReadBufferSize: 64,
 	})
 	b = &Broker{srv: srv, log: log}
 	defer func() {
@@ -337,8 +350,10 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
+	b.conns = newConnSet(max(cmp.Or(cfg.MaxConnecting, DefaultMaxConnecting), 0), log)
 	for _, bd := range b.bound {
 		bd.conn.disconnect = b.disconnectListener
+		bd.conn.set = b.conns
 		bd.conn.wire, bd.conn.srv, bd.conn.stats = wire, srv, &b.wire
 		if err := srv.AddListener(bd.conn); err != nil {
 			return nil, err

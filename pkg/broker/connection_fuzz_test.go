@@ -101,13 +101,10 @@ func FuzzConnection(f *testing.F) {
 	serve := func(t *testing.T, in []byte) []byte {
 		c := &fuzzConn{r: bytes.NewReader(in)}
 		done := make(chan struct{})
-		l.mu.Lock()
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
+		e := l.track(c)
 		go func() {
 			defer close(done)
-			l.serveConn(b.srv.EstablishConnection, c)
+			l.serveConn(b.srv.EstablishConnection, e)
 		}()
 		select {
 		case <-done:

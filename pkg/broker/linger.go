@@ -26,14 +26,17 @@ const lingerMax = 1 << 20
 // background, what the client still sends until it closes too, for
 // lingerRead or lingerMax bytes at most; then the socket is closed and
 // done is called. Reads after Close fail: the broker never acts on what
-// the client sent after it was disconnected.
+// the client sent after it was disconnected. A connection the broker never
+// wrote to has nothing to lose that way and is closed at once (a client
+// that never sent its CONNECT costs no draining goroutine).
 type lingerConn struct {
 	net.Conn
 	half interface{ CloseWrite() error }
 	done func() // called once the socket is closed
 
-	shut atomic.Bool
-	once sync.Once
+	wrote atomic.Bool
+	shut  atomic.Bool
+	once  sync.Once
 }
 
 // newLingerConn wraps c when its socket can be half-closed (TCP and unix
@@ -63,6 +66,14 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write writes p, noting that the connection has something to lose.
+func (c *lingerConn) Write(p []byte) (int, error) {
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
 // Close shuts the sending side down and closes the socket once the client
 // has closed its side, or after lingerRead.
 func (c *lingerConn) Close() error {
@@ -73,15 +84,20 @@ func (c *lingerConn) Close() error {
 			// a client that reconnects at once must not find it taken.
 			lc.once.Do(lc.release)
 		}
+		if !c.wrote.Load() {
+			c.close()
+			return
+		}
 		if err := c.half.CloseWrite(); err != nil {
 			c.close()
 			return
 		}
 		go func() {
 			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerRead))
-			buf := make([]byte, 4096)
+			buf := getBuf()
+			defer bufPool.Put(buf)
 			for n := 0; n < lingerMax; {
-				k, err := c.Conn.Read(buf)
+				k, err := c.Conn.Read(buf[:])
 				n += k
 				if err != nil {
 					break

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -49,15 +50,19 @@ type connListener struct {
 	srv   *mqtt.Server
 	stats *wireStats
 
+	// set, when set, counts the connections and bounds those waiting
+	// for their CONNECT (connmem.go); listeners share the broker's.
+	set *connSet
+
 	wg     sync.WaitGroup // one per connection goroutine
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  *connEntry // open connections, newest first: a list, which keeps nothing once they are gone
 	closed bool
 	served chan struct{} // closed when Serve returns; nil before Serve
 }
 
 func newConnListener(id string, ln net.Listener, guard *guardListener) *connListener {
-	return &connListener{id: id, ln: ln, guard: guard, log: slog.New(slog.DiscardHandler), conns: map[net.Conn]struct{}{}}
+	return &connListener{id: id, ln: ln, guard: guard, log: slog.New(slog.DiscardHandler)}
 }
 
 // ID returns the listener's id.
@@ -78,7 +83,7 @@ func (l *connListener) Init(log *slog.Logger) error {
 }
 
 // Serve accepts connections until Close, handing each to establish in its
-// own goroutine.
+// own goroutine once the client has sent something (serveConn).
 //
 // mochi's listeners stop accepting for good on the first Accept error; out
 // of file descriptors (EMFILE) under a connection flood, that would leave
@@ -106,27 +111,63 @@ func (l *connListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
+		e := l.track(c)
+		if e == nil {
 			_ = c.Close()
 			return
 		}
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go l.serveConn(establish, c)
+		if l.set != nil {
+			if old := l.set.add(e); old != nil {
+				_ = old.Close() // its goroutine ends it
+			}
+		}
+		go l.serveConn(establish, e)
 	}
+}
+
+// track adds c to the open connections and counts its goroutine; nil
+// once the listener is closed.
+func (l *connListener) track(c net.Conn) *connEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	e := &connEntry{c: c, next: l.conns}
+	if l.conns != nil {
+		l.conns.prev = e
+	}
+	l.conns = e
+	l.wg.Add(1)
+	return e
+}
+
+// untrack removes e from the open connections.
+func (l *connListener) untrack(e *connEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else if l.conns == e {
+		l.conns = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next = nil, nil
 }
 
 // serveConn runs mochi's side of one connection. A panic on it ends that
 // connection only (recoverConn), never the process.
-func (l *connListener) serveConn(establish listeners.EstablishFn, c net.Conn) {
+//
+// Until the client sends its first bytes the goroutine waits for them
+// holding no buffer, and mochi knows nothing of the connection: mochi
+// gives each connection its Client (outbound channel, read buffer, a
+// second goroutine) as soon as it has it.
+func (l *connListener) serveConn(establish listeners.EstablishFn, e *connEntry) {
 	defer l.wg.Done()
+	c := e.c
 	mc := c // the connection mochi holds
-	if l.wire != nil {
-		mc = l.wire.wrap(c)
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			stats := l.stats
@@ -136,10 +177,20 @@ func (l *connListener) serveConn(establish listeners.EstablishFn, c net.Conn) {
 			recoverConn(l.srv, l.log, stats, mc, r)
 		}
 		_ = c.Close()
-		l.mu.Lock()
-		delete(l.conns, c)
-		l.mu.Unlock()
+		e.closed()
+		l.untrack(e)
 	}()
+	if rc := rawConnOf(c, true); rc != nil {
+		if err := waitReadable(rc, newReadable(nil)); err != nil {
+			// Silent until the connect timeout, hung up or closed:
+			// mochi never has to know of it.
+			logConnError(l.log, c.RemoteAddr().String(), fmt.Errorf("read connection: %w", err))
+			return
+		}
+	}
+	if l.wire != nil {
+		mc = l.wire.wrap(c, e)
+	}
 	if err := establish(l.id, mc); err != nil {
 		logConnError(l.log, c.RemoteAddr().String(), err)
 	}
@@ -163,8 +214,8 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	l.closed = true
 	served := l.served
 	deadline := time.Now().Add(shutdownGrace)
-	for c := range l.conns {
-		_ = c.SetWriteDeadline(deadline)
+	for e := l.conns; e != nil; e = e.next {
+		_ = e.c.SetWriteDeadline(deadline)
 	}
 	l.mu.Unlock()
 	_ = l.ln.Close()
@@ -177,8 +228,8 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 		closeClients(l.id)
 	}
 	l.mu.Lock()
-	for c := range l.conns {
-		_ = c.Close()
+	for e := l.conns; e != nil; e = e.next {
+		_ = e.c.Close()
 	}
 	l.mu.Unlock()
 	l.wg.Wait()

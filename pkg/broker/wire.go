@@ -3,7 +3,6 @@
 package broker
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -61,17 +60,21 @@ type wireGuard struct {
 	maxPacket int
 }
 
-// wrap returns c with packet validation for mochi.
-func (g *wireGuard) wrap(c net.Conn) *wireConn {
-	return &wireConn{Conn: c, g: g, br: bufio.NewReaderSize(c, 2048)}
+// wrap returns c with packet validation for mochi; e (nil: none) is told
+// when the CONNECT has been read.
+func (g *wireGuard) wrap(c net.Conn, e *connEntry) *wireConn {
+	wc := &wireConn{Conn: c, g: g, entry: e}
+	wc.in = newConnReader(c, wc.idle)
+	return wc
 }
 
 // wireConn is a connection whose reads hand mochi only whole, checked
 // packets (see the comment at the top of this file).
 type wireConn struct {
 	net.Conn
-	g  *wireGuard
-	br *bufio.Reader
+	g     *wireGuard
+	in    *connReader
+	entry *connEntry // nil once the CONNECT is read
 
 	version byte         // protocol version from the CONNECT; 0 before it
 	aliases topicAliases // inbound topic aliases set (validate.go)
@@ -79,7 +82,7 @@ type wireConn struct {
 	hdr     [5]byte
 	out     []byte // checked bytes of the current packet's fixed header not handed out yet
 	body    []byte // checked bytes of the current packet's body not handed out yet
-	buf     []byte // reused body buffer
+	buf     []byte // body buffer of a packet longer than what was buffered; nil while idle
 	pass    int    // body bytes to pass through unread (a packet mochi refuses by size)
 	err     error  // sticky read error
 }
@@ -108,24 +111,27 @@ func (c *wireConn) Read(p []byte) (int, error) {
 	if len(p) > c.pass {
 		p = p[:c.pass]
 	}
-	n, err := c.br.Read(p)
+	n, err := c.in.Read(p)
 	c.pass -= n
 	return n, err
 }
 
-// maxBufKeep bounds the body buffer kept between packets.
-const maxBufKeep = 64 << 10
+// idle gives the body buffer back while the connection waits for data.
+func (c *wireConn) idle() {
+	putBuf(c.buf)
+	c.buf = nil
+}
 
 // next reads and checks the next packet.
 func (c *wireConn) next() error {
-	h, err := c.br.ReadByte()
+	h, err := c.in.ReadByte()
 	if err != nil {
 		return err
 	}
 	c.hdr[0] = h
 	n, remaining, mult := 1, 0, 1
 	for {
-		b, err := c.br.ReadByte()
+		b, err := c.in.ReadByte()
 		if err != nil {
 			return err
 		}
@@ -162,14 +168,25 @@ func (c *wireConn) next() error {
 		return c.refuse(h>>4, rcMalformed, err.Error())
 	}
 	fh.Remaining = remaining
-	if cap(c.buf) > maxBufKeep {
-		c.buf = nil
+	var body []byte
+	if remaining <= c.in.buffered() {
+		body = c.in.take(remaining) // in place: most packets
+	} else {
+		if c.buf == nil && remaining <= bufSize {
+			c.buf = getBuf()[:0]
+		} else if cap(c.buf) > bufSize {
+			c.buf = nil // no large buffer is kept from one packet to the next
+		}
+		body, err = readBody(c.in, c.buf[:0], remaining)
+		c.buf = body
+		if err != nil {
+			return err
+		}
 	}
-	body, err := readBody(c.br, c.buf[:0], remaining)
-	if err != nil {
-		return err
+	if c.version == 0 && c.entry != nil {
+		c.entry.connected() // no longer waiting for its CONNECT
+		c.entry = nil
 	}
-	c.buf = body
 	if perr := c.check(fh, body); perr != nil {
 		return c.refuse(fh.Type, perr.code, perr.why)
 	}

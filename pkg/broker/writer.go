@@ -254,6 +254,9 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 		c.cutSlow(fmt.Sprintf("more than %d bytes pending", c.max))
 		return 0, c.err
 	}
+	if c.buf == nil && len(p) <= bufSize {
+		c.buf = getBuf()[:0]
+	}
 	c.buf = append(c.buf, p...)
 	if !c.flushing && (c.held == 0 || c.holdAt > 0) {
 		c.startFlush()
@@ -297,6 +300,14 @@ func (c *asyncConn) flush() {
 		}
 		if n == 0 || c.err != nil {
 			c.flushing = false
+			// Nothing left to write: the buffers go back to the pool
+			// (an idle connection holds none).
+			if len(c.buf) == 0 {
+				putBuf(c.buf)
+				c.buf = nil
+			}
+			putBuf(c.spare)
+			c.spare = nil
 			// Closing with held bytes: they are not sent (the publisher
 			// sends its message again).
 			closing := c.closing
@@ -306,7 +317,7 @@ func (c *asyncConn) flush() {
 			}
 			return
 		}
-		out := c.buf[:n:n]
+		out := c.buf[:n] // c.buf gets another array: out is the flush's alone
 		c.buf = append(c.spare[:0], c.buf[n:]...)
 		c.spare = nil
 		if c.held > 0 {
@@ -331,6 +342,7 @@ func (c *asyncConn) flush() {
 		c.progressAt = time.Now()
 		c.wake()
 		if cap(out) <= 64<<10 { // keep small buffers, let big ones go
+			putBuf(c.spare)
 			c.spare = out[:0]
 		}
 		if err != nil && c.err == nil {

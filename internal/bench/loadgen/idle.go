@@ -20,6 +20,9 @@ type IdleConfig struct {
 	N           int
 	Concurrency int    // connections being set up at once; default 64
 	KeepAlive   uint16 // seconds; default 600 so no PINGREQ is needed during a run
+	// Raw opens TCP connections that send nothing at all: connections
+	// waiting for their CONNECT (half-open in the broker's sense).
+	Raw bool
 }
 
 // IdleConns is a set of open, idle MQTT 3.1.1 connections.
@@ -42,7 +45,8 @@ func (ic *IdleConns) Close() {
 }
 
 // Idle opens N connections, each a bare socket that sent a minimal
-// CONNECT and got a successful CONNACK, and keeps them open until Close.
+// CONNECT and got a successful CONNACK (with Raw: that sent nothing), and
+// keeps them open until Close.
 // A raw socket per client keeps the load generator's own cost tiny.
 func Idle(ctx context.Context, c IdleConfig) (*IdleConns, error) {
 	if c.Concurrency <= 0 {
@@ -68,7 +72,7 @@ func Idle(ctx context.Context, c IdleConfig) (*IdleConns, error) {
 				if i >= c.N || ctx.Err() != nil {
 					return
 				}
-				conn, err := openIdle(ctx, c.Addr, prefix+strconv.Itoa(i), c.KeepAlive)
+				conn, err := openIdle(ctx, c.Addr, prefix+strconv.Itoa(i), c.KeepAlive, c.Raw)
 				mu.Lock()
 				if err != nil {
 					if ic.FirstErr == nil {
@@ -91,13 +95,13 @@ func Idle(ctx context.Context, c IdleConfig) (*IdleConns, error) {
 	return ic, nil
 }
 
-func openIdle(ctx context.Context, addr, id string, keepAlive uint16) (net.Conn, error) {
+func openIdle(ctx context.Context, addr, id string, keepAlive uint16, raw bool) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+	if err != nil || raw {
+		return conn, err
 	}
 	dl, _ := ctx.Deadline()
 	_ = conn.SetDeadline(dl)

@@ -33,7 +33,8 @@ commands:
   fan      -addr A -t TOPIC -n N -pubs P -subs S [-q Q]
                                                  P publishers x N messages to S subscribers; throughput
   latency  -addr A -t TOPIC -rate R -n N [-q Q]   end-to-end latency at a fixed rate
-  idle     -addr A -n N                          open N idle connections; prints "ready {json}", holds until stdin closes
+  idle     -addr A -n N [-raw]                   open N idle connections (-raw: TCP only, no CONNECT);
+                                                 prints "ready {json}", holds until stdin closes
 
 Every command stops by itself within -timeout (default 60s).`
 
@@ -63,6 +64,7 @@ func run(cmd string, args []string) error {
 	idle := fs.Duration("idle", time.Second, "subscribers stop waiting this long after the last message once publishing is done")
 	stride := fs.Int("stride", 0, "sub: payloads are \"SENSOR READING\" pairs, at most STRIDE readings per sensor (simulate-sensor --format '{{.Sensor}} {{.Seq}}')")
 	waitStdin := fs.Bool("wait-stdin", false, "sub: publishing is done when stdin reaches EOF")
+	raw := fs.Bool("raw", false, "idle: open TCP connections that never send CONNECT")
 	timeout := fs.Duration("timeout", 60*time.Second, "hard limit for the whole command")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -121,7 +123,7 @@ func run(cmd string, args []string) error {
 		}
 		return emit(r)
 	case "idle":
-		ic, err := loadgen.Idle(ctx, loadgen.IdleConfig{Addr: *addr, N: *n, Concurrency: *conns})
+		ic, err := loadgen.Idle(ctx, loadgen.IdleConfig{Addr: *addr, N: *n, Concurrency: *conns, Raw: *raw})
 		if err != nil {
 			return err
 		}

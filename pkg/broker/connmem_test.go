@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+)
+
+// Beyond MaxConnecting connections waiting for their CONNECT, the one that
+// waited longest is closed, with one log line per episode; a client that
+// sends its CONNECT is not affected, and the episode's end is logged.
+func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
+	logs := new(syncBuffer)
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1,
+		MaxConnecting: 4, ConnectTimeout: time.Minute, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	waiting := func(n int) func() bool {
+		return func() bool { _, w, _ := b.conns.counts(); return w == n }
+	}
+
+	var silent []*rawmqtt.Conn
+	for i := range 6 {
+		c, err := rawmqtt.Dial(b.Addr(), 4)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		silent = append(silent, c)
+		waitFor(t, waiting(min(i+1, 4)))
+	}
+	// The two oldest were closed, the others are still open.
+	for _, c := range silent[:2] {
+		_, err := c.WaitClosed(10 * time.Second)
+		require.NoError(t, err, "the longest-waiting connection must be closed")
+	}
+	_, _, evicted := b.conns.counts()
+	require.EqualValues(t, 2, evicted)
+	require.Equal(t, 1, strings.Count(logs.String(), "too many connections waiting for CONNECT"), logs.String())
+
+	// A waiting connection that sends its CONNECT leaves the line and is
+	// served; once half of the bound is left the episode ends.
+	for i, c := range silent[2:5] {
+		_, err := c.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("late", i), Clean: true})
+		require.NoError(t, err)
+	}
+	waitFor(t, waiting(1))
+	require.Contains(t, logs.String(), `msg="connections waiting for CONNECT back under the limit" max_connecting=4 closed=2`)
+
+	// Connected clients do not count: four more may wait.
+	for range 4 {
+		c, err := rawmqtt.Dial(b.Addr(), 4)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	waitFor(t, waiting(4))
+	_, _, evicted = b.conns.counts()
+	require.EqualValues(t, 3, evicted, "the connection that was already waiting is the oldest")
+	_, err = silent[5].WaitClosed(10 * time.Second)
+	require.NoError(t, err)
+}
+
+// With MaxConnecting negative nothing is closed for the bound.
+func TestMaxConnectingUnbounded(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1,
+		MaxConnecting: -1, ConnectTimeout: time.Minute})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+	for range DefaultMaxConnecting / 64 {
+		c, err := rawmqtt.Dial(b.Addr(), 4)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	waitFor(t, func() bool { _, w, _ := b.conns.counts(); return w == DefaultMaxConnecting/64 })
+	require.Zero(t, b.conns.max)
+}
+
+// connReader gives its buffer back while it waits for data, and takes one
+// again when data arrives.
+func TestConnReaderReleasesBufferWhileWaiting(t *testing.T) {
+	if !canPeek {
+		t.Skip("no buffer-less wait on this system")
+	}
+	server, client := tcpPair(t)
+	// Whether the buffer was gone, each time the reader parked (seen on
+	// the reading goroutine).
+	parked := make(chan bool, 10)
+	var cr *connReader
+	cr = newConnReader(server, func() { parked <- cr.buf == nil })
+	require.NotNil(t, cr.raw)
+
+	_, err := client.Write([]byte("ab"))
+	require.NoError(t, err)
+	for _, want := range []byte("ab") {
+		got, err := cr.ReadByte()
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	require.True(t, cr.buf != nil, "a buffer while reading")
+
+	drain(parked) // parks before "ab" arrived
+	got := make(chan byte)
+	go func() {
+		b, err := cr.ReadByte()
+		if err != nil {
+			close(got)
+			return
+		}
+		got <- b
+	}()
+	require.True(t, <-parked, "no buffer while waiting")
+	_, err = client.Write([]byte("c"))
+	require.NoError(t, err)
+	require.Equal(t, byte('c'), <-got)
+	require.True(t, cr.buf != nil)
+
+	// End of file is reported once the data is read.
+	_, err = client.Write([]byte("d"))
+	require.NoError(t, err)
+	require.NoError(t, client.Close())
+	b, err := cr.ReadByte()
+	require.NoError(t, err)
+	require.Equal(t, byte('d'), b)
+	_, err = cr.ReadByte()
+	require.Error(t, err)
+}
+
+// drain empties ch.
+func drain(ch chan bool) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// A layer that buffers what it reads hides the socket's readiness: no
+// buffer-less wait through it.
+func TestRawConnOfBufferingLayers(t *testing.T) {
+	server, _ := tcpPair(t)
+	require.Equal(t, canPeek, rawConnOf(&guardConn{Conn: newAsyncConn(server, 1, nil, nil)}, false) != nil)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	require.Nil(t, rawConnOf(a, true))
+	require.Nil(t, rawConnOf(&wsConn{Conn: server}, true))
+}
+
+// An idle connection's wireConn holds no buffer, whatever it read before,
+// a packet longer than the pooled buffers included.
+func TestWireConnIdleHoldsNoBuffer(t *testing.T) {
+	if !canPeek {
+		t.Skip("no buffer-less wait on this system")
+	}
+	server, client := tcpPair(t)
+	g := &wireGuard{log: slog.New(slog.DiscardHandler), stats: new(wireStats)}
+	wc := g.wrap(server, nil)
+	parked := make(chan bool, 10) // whether both buffers were gone
+	idle := wc.in.wait.parked
+	wc.in.wait.parked = func() { idle(); parked <- wc.in.buf == nil && wc.buf == nil }
+
+	connect := rawmqtt.Connect(rawmqtt.ConnectOptions{ClientID: "idle", Clean: true})
+	big := rawmqtt.Publish(rawmqtt.PublishOptions{Version: 4, Topic: []byte("t"), Payload: make([]byte, 3*bufSize)})
+	go func() {
+		_, _ = client.Write(connect)
+		time.Sleep(10 * time.Millisecond) // the body arrives in parts
+		_, _ = client.Write(big[:bufSize/2])
+		time.Sleep(10 * time.Millisecond)
+		_, _ = client.Write(big[bufSize/2:])
+	}()
+	got := make([]byte, 0, len(connect)+len(big))
+	p := make([]byte, 64)
+	for len(got) < cap(got) {
+		n, err := wc.Read(p)
+		require.NoError(t, err)
+		got = append(got, p[:n]...)
+	}
+	require.Equal(t, append(connect, big...), got, "the packets pass unchanged")
+
+	drain(parked) // parks while the packets arrived
+	done := make(chan error, 1)
+	go func() { _, err := wc.Read(p); done <- err }()
+	select {
+	case none := <-parked:
+		require.True(t, none, "a buffer held while idle")
+	case err := <-done:
+		t.Fatalf("read returned while idle: %v", err)
+	}
+	require.NoError(t, client.Close())
+	require.Error(t, <-done)
+}
+
+// asyncConn holds no buffer once everything is written.
+func TestAsyncConnIdleHoldsNoBuffer(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), nil)
+	for _, n := range []int{10, 3 * bufSize} {
+		_, err := c.Write(make([]byte, n))
+		require.NoError(t, err)
+		buf := make([]byte, n)
+		_, err = readFull(client, buf)
+		require.NoError(t, err)
+		waitFor(t, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return !c.flushing
+		})
+		c.mu.Lock()
+		require.Nil(t, c.buf)
+		require.Nil(t, c.spare)
+		c.mu.Unlock()
+	}
+}
+
+func readFull(c net.Conn, p []byte) (int, error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n := 0
+	for n < len(p) {
+		k, err := c.Read(p[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// A connection the broker never wrote to is closed at once, without the
+// draining goroutine; one it wrote to lingers.
+func TestLingerOnlyAfterWrites(t *testing.T) {
+	server, _ := tcpPair(t)
+	var closed atomic.Bool
+	lc := newLingerConn(server, func() { closed.Store(true) })
+	require.NotNil(t, lc)
+	require.NoError(t, lc.Close())
+	require.True(t, closed.Load(), "closed within Close")
+
+	server, client := tcpPair(t)
+	done := make(chan struct{})
+	lc = newLingerConn(server, func() { close(done) })
+	_, err := lc.Write([]byte("bye"))
+	require.NoError(t, err)
+	require.NoError(t, lc.Close())
+	select {
+	case <-done:
+		t.Fatal("closed before the client hung up")
+	default:
+	}
+	buf := make([]byte, 3)
+	_, err = readFull(client, buf)
+	require.NoError(t, err)
+	require.NoError(t, client.Close())
+	<-done
+}
+
+// After a wave of connections the memory is given back, once per wave.
+func TestConnSetFreesAfterWave(t *testing.T) {
+	s := newConnSet(0, slog.New(slog.DiscardHandler))
+	freed := make(chan struct{}, 10)
+	s.free = func() { freed <- struct{}{} }
+	var es []*connEntry
+	for range 2 * freeAfter {
+		e := &connEntry{}
+		require.Nil(t, s.add(e))
+		e.connected()
+		es = append(es, e)
+	}
+	for _, e := range es[:freeAfter-1] {
+		e.closed()
+	}
+	s.mu.Lock()
+	require.False(t, s.freeing, "not yet half of the peak")
+	s.mu.Unlock()
+	es[freeAfter-1].closed()
+	<-freed
+	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.freeing })
+	for _, e := range es[freeAfter:] {
+		e.closed()
+	}
+	<-freed // a second wave: the rest
+	open, waiting, _ := s.counts()
+	require.Zero(t, open)
+	require.Zero(t, waiting)
+	require.Empty(t, freed)
+}
