@@ -42,6 +42,7 @@ type Bridge struct {
 	address   atomic.Value // string: the remote address in use
 
 	remoteIDs ids // remote packet identifiers (continue across reconnects)
+	pending   outs // messages the remote has not acknowledged
 	localIDs  ids
 
 	mu     sync.Mutex
@@ -400,6 +401,19 @@ func (b *Bridge) connectRemote(ctx context.Context, addr Address) (*conn, remote
 			return fail(err)
 		}
 	}
+	for _, id := range b.pending.order {
+		m := b.pending.byID[id]
+		var err error
+		if m.released {
+			err = remote.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: id})
+		} else {
+			m.pk.FixedHeader.Dup = true
+			err = remote.write(m.pk)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 	return remote, caps, nil
 }
 
@@ -423,11 +437,60 @@ func reader(c *conn, out chan<- readResult, stop <-chan struct{}) {
 	}
 }
 
-// outMsg is a message on its way to the remote, by remote packet id.
+// outMsg is a message on its way to the remote, by remote packet id. It
+// outlives a connection: like mosquitto, the bridge sends what the remote
+// has not acknowledged again after a reconnect, with the same packet id
+// and DUP set (or the PUBREL of a QoS 2 message the remote has received).
 type outMsg struct {
+	pk       *packets.Packet // as sent to the remote
 	localID  uint16
 	localQoS byte // 0: nothing to acknowledge locally
 	acked    bool // acknowledged locally (QoS 2 after PUBREC)
+	released bool // PUBREC received, PUBREL sent
+}
+
+// outs are the messages the remote has not acknowledged, in order.
+type outs struct {
+	byID    map[uint16]*outMsg
+	order   []uint16
+	byLocal map[uint16]uint16 // local packet id -> remote packet id
+}
+
+func (o *outs) add(id uint16, m *outMsg) {
+	if o.byID == nil {
+		o.byID, o.byLocal = map[uint16]*outMsg{}, map[uint16]uint16{}
+	}
+	o.byID[id] = m
+	o.order = append(o.order, id)
+	if m.localQoS > 0 {
+		o.byLocal[m.localID] = id
+	}
+}
+
+func (o *outs) remove(id uint16) {
+	m, ok := o.byID[id]
+	if !ok {
+		return
+	}
+	delete(o.byID, id)
+	if m.localQoS > 0 && o.byLocal[m.localID] == id {
+		delete(o.byLocal, m.localID)
+	}
+	for i, x := range o.order {
+		if x == id {
+			o.order = append(o.order[:i], o.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// forgetLocal drops every local acknowledgement still owed: the local
+// session is new, the packet ids belong to the old one.
+func (o *outs) forgetLocal() {
+	for _, m := range o.byID {
+		m.localQoS = 0
+	}
+	clear(o.byLocal)
 }
 
 // inMsg is a message on its way to the local broker, by local packet id.
@@ -450,8 +513,10 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 		return false, fmt.Errorf("local connection: %w", err)
 	}
 	defer local.close()
-	b.remoteIDs.reset()
 	b.localIDs.reset()
+	if !lack.SessionPresent {
+		b.pending.forgetLocal()
+	}
 	b.connected.Store(true)
 	b.notifyLocal(true)
 	b.log.Info("bridge connected", "address", addr.String())
@@ -479,7 +544,7 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 	defer localTick.Stop()
 	lastRemote := time.Now()
 
-	outs := map[uint16]*outMsg{}    // by remote packet id
+	outs := &b.pending
 	ins := map[uint16]*inMsg{}      // by local packet id
 	inByRemote := map[uint16]bool{} // remote ids being delivered locally
 	inRel := map[uint16]bool{}      // remote QoS 2 ids waiting for PUBREL
@@ -528,18 +593,18 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 			case packets.Publish:
 				err = b.fromRemote(pk, local, ins, inByRemote, inRel, ackRemote)
 			case packets.Puback, packets.Pubcomp:
-				if o, ok := outs[pk.PacketID]; ok {
-					delete(outs, pk.PacketID)
+				if o, ok := outs.byID[pk.PacketID]; ok {
+					outs.remove(pk.PacketID)
 					b.remoteIDs.free(pk.PacketID)
 					if !o.acked {
 						err = ackLocal(o.localID, o.localQoS)
 					}
 				}
 			case packets.Pubrec:
-				o, ok := outs[pk.PacketID]
+				o, ok := outs.byID[pk.PacketID]
 				if pk.ReasonCode >= 0x80 {
 					if ok {
-						delete(outs, pk.PacketID)
+						outs.remove(pk.PacketID)
 						b.remoteIDs.free(pk.PacketID)
 						b.log.Warn("remote broker refused a message", "reason", fmt.Sprintf("%#x", pk.ReasonCode))
 						err = ackLocal(o.localID, o.localQoS)
@@ -547,6 +612,9 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 					break
 				}
 				err = remote.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: pk.PacketID})
+				if ok {
+					o.released = true
+				}
 				if err == nil && ok && !o.acked {
 					o.acked = true
 					err = ackLocal(o.localID, o.localQoS)
@@ -632,8 +700,11 @@ func forwardProps(p packets.Properties) packets.Properties {
 }
 
 // toRemote forwards a message from the local broker.
-func (b *Bridge) toRemote(pk *packets.Packet, remote *conn, caps remoteCaps, outs map[uint16]*outMsg,
+func (b *Bridge) toRemote(pk *packets.Packet, remote *conn, caps remoteCaps, outs *outs,
 	ackLocal func(uint16, byte) error) error {
+	if _, ok := outs.byLocal[pk.PacketID]; ok && pk.FixedHeader.Dup && pk.FixedHeader.Qos > 0 {
+		return nil // sent again to the remote already (resendPending)
+	}
 	topic, ok := "", false
 	for _, t := range b.cfg.Topics {
 		if t.Direction == In {
@@ -659,7 +730,7 @@ func (b *Bridge) toRemote(pk *packets.Packet, remote *conn, caps remoteCaps, out
 	}
 	if qos > 0 {
 		out.PacketID = b.remoteIDs.next()
-		outs[out.PacketID] = &outMsg{localID: pk.PacketID, localQoS: pk.FixedHeader.Qos}
+		outs.add(out.PacketID, &outMsg{pk: out, localID: pk.PacketID, localQoS: pk.FixedHeader.Qos})
 	}
 	if err := remote.write(out); err != nil {
 		return err
