@@ -406,3 +406,78 @@ topic in/# in 1`)
 		})
 	}
 }
+
+// TestBridgeAddressFallback: with several addresses, a bridge whose first
+// address does not answer connects to the next one.
+func TestBridgeAddressFallback(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there now
+	remote := newBroker(t, "127.0.0.1:0")
+	edge := newBroker(t, "127.0.0.1:0")
+	got := record(t, remote, "t/#", 1)
+	cfgs := parse(t, `connection cloud
+address `+deadAddr+` `+remote.Addr()+`
+round_robin true
+restart_timeout 1
+topic t/# out 1`)
+	s := startBridges(t, edge, cfgs)
+	waitConnected(t, s)
+	require.Equal(t, remote.Addr(), s.Stats()[0].Address)
+	require.NoError(t, edge.Publish("t/x", []byte("via the second"), false, 1))
+	require.Equal(t, []string{"t/x via the second"}, got.wait(t, 1))
+}
+
+// TestBridgePersistence: messages for a remote that is down are kept in
+// the persistence store and delivered after the edge broker restarts.
+func TestBridgePersistence(t *testing.T) {
+	dir := t.TempDir()
+	remote := newBroker(t, "127.0.0.1:0")
+	addr := remote.Addr()
+	require.NoError(t, remote.Close())
+	persist := func(c *broker.Config) { c.PersistenceDir = dir }
+	cfgText := `connection cloud
+address ` + addr + `
+restart_timeout 1
+topic t/# out 1`
+
+	edge := newBroker(t, "127.0.0.1:0", persist)
+	s, err := bridge.Start(parse(t, cfgText), edge, testLog())
+	require.NoError(t, err)
+	for i := range 20 {
+		require.NoError(t, edge.Publish("t/x", []byte(strconv.Itoa(i)), false, 1))
+	}
+	waitFor(t, "the queue", func() bool { return s.Stats()[0].Queued == 20 })
+	s.Stop()
+	require.NoError(t, edge.Close())
+
+	remote2 := newBroker(t, addr)
+	got := record(t, remote2, "t/#", 1)
+	edge2 := newBroker(t, "127.0.0.1:0", persist)
+	s2 := startBridges(t, edge2, parse(t, cfgText))
+	msgs := got.wait(t, 20)
+	for i := range 20 {
+		require.Equal(t, "t/x "+strconv.Itoa(i), msgs[i])
+	}
+	waitFor(t, "an empty queue", func() bool { return s2.Stats()[0].Queued == 0 })
+}
+
+// TestBridgeSys: $SYS/broker/bridges/NAME/... say the state and counts.
+func TestBridgeSys(t *testing.T) {
+	remote := newBroker(t, "127.0.0.1:0")
+	edge := newBroker(t, "127.0.0.1:0")
+	sys := record(t, edge, "$SYS/broker/bridges/#", 1)
+	s := startBridges(t, edge, parse(t, `connection cloud
+address `+remote.Addr()+`
+topic t/# out 1`))
+	waitConnected(t, s)
+	require.NoError(t, edge.Publish("t/x", []byte("1"), false, 1))
+	waitFor(t, "the message to go out", func() bool { return s.Stats()[0].Sent == 1 })
+	s.PublishSys(10 * time.Millisecond)
+	waitFor(t, "the $SYS topics", func() bool {
+		all := sys.all()
+		return contains(all, "$SYS/broker/bridges/cloud/state 1") && contains(all, "$SYS/broker/bridges/cloud/messages/sent 1") &&
+			contains(all, "$SYS/broker/bridges/cloud/messages/received 0") && contains(all, "$SYS/broker/bridges/cloud/queued 0")
+	})
+}
