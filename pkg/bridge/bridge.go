@@ -41,7 +41,7 @@ type Bridge struct {
 	received  atomic.Int64 // messages forwarded from the remote
 	address   atomic.Value // string: the remote address in use
 
-	remoteIDs ids // remote packet identifiers (continue across reconnects)
+	remoteIDs ids  // remote packet identifiers (continue across reconnects)
 	pending   outs // messages the remote has not acknowledged
 	localIDs  ids
 
