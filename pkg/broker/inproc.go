@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -40,7 +41,9 @@ func (b *Broker) DialInProcess() (net.Conn, error) {
 		server.Close()
 		return nil, errInProcessClosed
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		defer l.remove(server)
 		defer func() {
 			if r := recover(); r != nil {
@@ -52,7 +55,29 @@ func (b *Broker) DialInProcess() (net.Conn, error) {
 			logConnError(b.log, "in-process", err)
 		}
 	}()
-	return client, nil
+	return &inprocConn{Conn: client, done: done}, nil
+}
+
+// inprocConn is the client end of an in-process connection. Its Close
+// returns once the broker has finished with the connection (for at most
+// inprocCloseWait), so that a new connection with the same client id
+// that follows does not meet the old one still being torn down in mochi
+// (its session takeover races with that).
+type inprocConn struct {
+	net.Conn
+	done chan struct{}
+}
+
+// inprocCloseWait bounds the wait of inprocConn.Close.
+const inprocCloseWait = 5 * time.Second
+
+func (c *inprocConn) Close() error {
+	err := c.Conn.Close()
+	select {
+	case <-c.done:
+	case <-time.After(inprocCloseWait):
+	}
+	return err
 }
 
 // SessionQueued returns how many messages the session of clientID holds
