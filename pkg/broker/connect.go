@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -217,7 +216,7 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		t := pk.Connect.WillTopic
 		// mosquitto 2.0.20 also refuses wills to $CONTROL/, its plugins'
 		// command topics.
-		if t == "" || !utf8.ValidString(t) || strings.ContainsAny(t, "+#") || strings.HasPrefix(t, "$CONTROL/") {
+		if t == "" || !validUTF8([]byte(t)) || strings.ContainsAny(t, "+#") || strings.HasPrefix(t, "$CONTROL/") {
 			h.log.Info("connection refused: invalid will topic", "remote", cl.Net.Remote, "client", pk.Connect.ClientIdentifier)
 			return pk, errBadWill
 		}
@@ -228,6 +227,9 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		if mount, ok := h.mounts[cl.Net.Listener]; ok {
 			pk.Connect.WillTopic = mount + t
 		}
+	}
+	if pk.ProtocolVersion == 3 {
+		pk.ReservedBit = 0 // mosquitto ignores the reserved flag of MQTT 3.1
 	}
 	if pk.Connect.PasswordFlag && len(pk.Connect.Password) == 0 {
 		// A password that matches no user's: securityHook refuses a
@@ -425,6 +427,12 @@ func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 		return pk
 	}
 	switch v := cl.Properties.ProtocolVersion; {
+	case v < 3 || v > 5:
+		// A protocol level mochi does not speak: refused in the form
+		// every version understands, 1 Unacceptable protocol version, as
+		// mosquitto does (mochi: 0x82 Protocol Error).
+		pk.ReasonCode, pk.SessionPresent = packets.Err3UnsupportedProtocolVersion.Code, false
+		return pk
 	case v == 3:
 		pk.SessionPresent = false // reserved in MQTT 3.1
 		fallthrough

@@ -388,3 +388,73 @@ func TestSessionEndedByDisconnectNotResumed(t *testing.T) {
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.False(t, ack.SessionPresent)
 }
+
+// TestConnectChecks: CONNECTs that mosquitto closes without a CONNACK
+// (msg_sequence_test's CONNECT sequences), and the protocol levels it
+// refuses with CONNACK 1.
+func TestConnectChecks(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	for _, tc := range []struct{ name, connect, want string }{
+		{"unknown protocol name", "10 0C 0003 4D5154 04 02 000A 0001 70", ""},
+		{"reserved flag", "10 0D 0004 4D515454 04 01 000A 0001 70", ""},
+		{"will QoS without will", "10 0D 0004 4D515454 04 0A 000A 0001 70", ""},
+		{"will retain without will", "10 0D 0004 4D515454 04 22 000A 0001 70", ""},
+		{"will QoS 3", "10 13 0004 4D515454 04 1E 000A 0001 70 0001 70 0001 70", ""},
+		{"will topic U+0001", "10 17 0004 4D515454 04 06 000A 0001 70 0005 746F700170 0001 70", ""},
+		{"client id U+009F", "10 11 0004 4D515454 04 02 000A 0005 746FC29F70", ""},
+		{"client id U+0001 v5", "10 12 0004 4D515454 05 02 000A 00 0005 746F700170", ""},
+		{"bytes after the payload", "10 10 0004 4D515454 04 02 000A 0001 70 0001 70", ""},
+		{"username U+FFFF v5", "10 15 0004 4D515454 05 82 000A 00 0001 70 0005 746FEDBFBF", ""},
+		{"password without username", "10 10 0004 4D515454 04 42 000A 0001 70 0001 70", ""},
+		{"protocol level 6", "10 0D 0004 4D515454 06 00 000A 0001 70", "20020001"},
+		{"MQIsdp level 2", "10 0F 0006 4D5149736470 02 00 000A 0001 70", "20020001"},
+		// MQTT 3.1 with the reserved flag: mosquitto lets it in.
+		{"MQTT 3.1 reserved flag", "10 0F 0006 4D5149736470 03 01 000A 0001 70", "20020000"},
+		{"v5 password without username", "10 11 0004 4D515454 05 42 000A 00 0001 70 0001 70", "200600000322000a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRaw(t, b.Addr(), 4)
+			c.sendHex(tc.connect)
+			if tc.want == "" {
+				require.Empty(t, c.expectClosed())
+				return
+			}
+			require.Equal(t, tc.want, c.recvBytes())
+		})
+	}
+}
+
+// TestProtocolErrorsAfterConnect: packets an MQTT 5 client may not send
+// get DISCONNECT 0x82 Protocol Error, as from mosquitto (msg_sequence_test):
+// the types only servers send, whatever their flags, AUTH (the broker
+// took no authentication method), and acknowledgements or a DISCONNECT
+// with a property they may not carry.
+func TestProtocolErrorsAfterConnect(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	for _, tc := range []struct{ name, packet string }{
+		{"CONNACK", "20 02 00 00"},
+		{"SUBACK", "90 03 0001 00"},
+		{"UNSUBACK", "b0 02 0001"},
+		{"PINGRESP", "d0 00"},
+		{"PINGRESP with flags", "d1 00"},
+		{"type 0", "00 00"},
+		{"AUTH", "f0 00"},
+		{"AUTH with flags", "f2 00"},
+		{"PUBACK with payload format", "40 06 0001 00 02 0101"},
+		{"PUBREL with topic alias", "62 07 0001 00 03 230001"},
+		{"DISCONNECT with content type", "e0 06 00 04 03 0001 61"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRaw(t, b.Addr(), 5)
+			c.mustConnect("proto", "", "")
+			c.sendHex(tc.packet)
+			require.Equal(t, "e00182", c.recvBytes())
+			c.expectClosed()
+		})
+	}
+	// A DISCONNECT with the properties it may carry is fine.
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("proto", "", "")
+	c.sendHex("e0 0c 00 0a 1f 0002 6f6b 26 0000 0000")
+	require.Empty(t, c.expectClosed())
+}

@@ -5,6 +5,8 @@ package broker
 import (
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // This file checks client PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets the
@@ -395,6 +397,137 @@ func checkUnsubscribe(body []byte, version byte) *packetError {
 		case !validWireFilter(f):
 			return malformedf("invalid UNSUBSCRIBE filter (wildcard placement or more than %d levels)", maxTopicLevels+1)
 		}
+	}
+	return nil
+}
+
+// checkType refuses, from its fixed header, a packet type a client may
+// not send once connected, as mosquitto does (DISCONNECT 0x82 Protocol
+// Error for MQTT 5): the types only servers send (CONNACK, SUBACK,
+// UNSUBACK, PINGRESP) and reserved type 0, whatever their flags; and
+// AUTH, since the broker accepts no authentication method in the
+// CONNECT (connectHook) [MQTT-4.12.0-1]. Before MQTT 5, AUTH is reserved.
+func checkType(typ byte, version byte) *packetError {
+	switch typ {
+	case packets.Reserved, packets.Connack, packets.Suback, packets.Unsuback, packets.Pingresp:
+		return protocolf("packet type %d is sent by servers only", typ)
+	case packets.Auth:
+		if version >= 5 {
+			return protocolf("AUTH without an authentication method in the CONNECT")
+		}
+		return malformedf("reserved packet type 15")
+	}
+	return nil
+}
+
+// checkAckProps checks the properties of an MQTT 5 PUBACK, PUBREC, PUBREL,
+// PUBCOMP or DISCONNECT: a property those may not carry is a protocol
+// error (0x82) for mosquitto; a bad encoding is left to the trial decode
+// (malformed).
+func checkAckProps(typ byte, body []byte, version byte) *packetError {
+	if version < 5 {
+		return nil
+	}
+	var r *reader
+	var allowed []byte
+	switch typ {
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		if len(body) <= 3 {
+			return nil
+		}
+		r, allowed = &reader{b: body, off: 3}, []byte{0x1f, 0x26}
+	case packets.Disconnect:
+		if len(body) <= 1 {
+			return nil
+		}
+		r, allowed = &reader{b: body, off: 1}, []byte{0x11, 0x1c, 0x1f, 0x26}
+	default:
+		return nil
+	}
+	if _, perr := readProps(r, allowed...); perr != nil && perr.code == rcProtocolError {
+		return perr
+	}
+	return nil
+}
+
+// checkConnect checks a CONNECT the way mosquitto's handle__connect does
+// before it answers: a failure closes the connection without CONNACK.
+// mochi accepted a client id or username that is not mosquitto's UTF-8
+// (control characters, U+0000, surrogates), will QoS or retain without a
+// will, will QoS 3, an MQTT 3.1.1 password without username
+// [MQTT-3.1.2-22] and bytes after the payload; it refused a protocol name
+// it does not know, and the reserved flag, with a CONNACK. An MQTT 3.1
+// CONNECT may have the reserved flag set (mosquitto ignores it there), and
+// an unknown protocol level is left to mochi, which refuses it with
+// CONNACK 1 (connectHook).
+func checkConnect(body []byte) *packetError {
+	r := &reader{b: body}
+	name, ok := r.bytes()
+	if !ok || r.left() < 4 {
+		return malformedf("CONNECT shorter than its variable header")
+	}
+	v, flags := r.b[r.off]&^0x80, r.b[r.off+1]
+	r.off += 4
+	switch {
+	case string(name) == "MQIsdp" && v == 3, string(name) == "MQTT" && (v == 4 || v == 5):
+	case string(name) == "MQIsdp", string(name) == "MQTT":
+		return nil // unsupported protocol level: CONNACK 1
+	default:
+		return protocolf("CONNECT with protocol name %q", name)
+	}
+	will, willQoS, willRetain := flags&0x04 != 0, flags>>3&3, flags&0x20 != 0
+	user, pass := flags&0x80 != 0, flags&0x40 != 0
+	switch {
+	case v >= 4 && flags&0x01 != 0:
+		return malformedf("CONNECT with the reserved flag set")
+	case !will && (willQoS != 0 || willRetain):
+		return malformedf("CONNECT with will QoS or retain but no will [MQTT-3.1.2-11]")
+	case willQoS == 3:
+		return malformedf("CONNECT with will QoS 3")
+	case v < 5 && pass && !user:
+		return protocolf("CONNECT with a password but no username [MQTT-3.1.2-22]")
+	}
+	if v >= 5 {
+		if _, perr := readProps(r, 0x11, 0x15, 0x16, 0x17, 0x19, 0x21, 0x22, 0x26, 0x27); perr != nil {
+			return perr
+		}
+	}
+	id, ok := r.bytes()
+	if !ok {
+		return malformedf("CONNECT without a client id")
+	}
+	if !validUTF8(id) {
+		return malformedf("CONNECT client id is not valid UTF-8")
+	}
+	if will {
+		if v >= 5 {
+			if _, perr := readProps(r, 0x01, 0x02, 0x03, 0x08, 0x09, 0x18, 0x26); perr != nil {
+				return perr
+			}
+		}
+		if _, ok := r.bytes(); !ok { // the topic: connectHook checks it
+			return malformedf("CONNECT will topic past the end of the packet")
+		}
+		if _, ok := r.bytes(); !ok {
+			return malformedf("CONNECT will payload past the end of the packet")
+		}
+	}
+	if user {
+		u, ok := r.bytes()
+		if !ok {
+			return malformedf("CONNECT username past the end of the packet")
+		}
+		if !validUTF8(u) {
+			return malformedf("CONNECT username is not valid UTF-8")
+		}
+	}
+	if pass {
+		if _, ok := r.bytes(); !ok {
+			return malformedf("CONNECT password past the end of the packet")
+		}
+	}
+	if r.left() != 0 {
+		return malformedf("%d bytes after the CONNECT payload", r.left())
 	}
 	return nil
 }

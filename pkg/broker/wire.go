@@ -147,6 +147,11 @@ func (c *wireConn) next() error {
 		}
 	}
 	c.out = c.hdr[:n]
+	if c.version != 0 {
+		if perr := checkType(h>>4, c.version); perr != nil {
+			return c.refuse(h>>4, perr.code, perr.why)
+		}
+	}
 	if c.version == 0 && h>>4 != packets.Connect {
 		// Not a CONNECT first: mochi refuses it from the fixed header
 		// [MQTT-3.1.0-1]; its body (01-bad-initial-packets.py sends
@@ -225,6 +230,9 @@ func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
 // check reports why a packet is refused, or nil.
 func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 	if fh.Type == packets.Connect && c.version == 0 {
+		if perr := checkConnect(body); perr != nil {
+			return perr
+		}
 		v, id, will, hasWill := connectVersion(body)
 		c.version, c.client = v, strings.Clone(id) // id points into c.buf, which the next packet overwrites
 		if hasWill && topicLevels(will) > maxTopicLevels {
@@ -245,6 +253,8 @@ func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 		perr = checkSubscribe(body, c.version)
 	case packets.Unsubscribe:
 		perr = checkUnsubscribe(body, c.version)
+	default:
+		perr = checkAckProps(fh.Type, body, c.version)
 	}
 	if perr != nil {
 		return perr
