@@ -115,7 +115,7 @@ func TestMalformedPacketsEndOnlyTheirConnection(t *testing.T) {
 		{"v5 PUBLISH QoS 3", 5, "3605000161000000"},
 		{"v5 PUBLISH invalid UTF-8 topic", 5, "30040002c328"},
 		{"v5 remaining length of 5 bytes", 5, "3080808080"},
-		{"v5 CONNACK from a client", 5, "20020000"},
+		{"v5 PUBACK without its packet identifier", 5, "400100"}, // a CONNACK from a client is 0x82 (TestProtocolErrorsAfterConnect)
 		{"v3.1.1 SUBSCRIBE filter without QoS byte", 4, "820512340001" + "61"},
 		{"v3.1.1 PUBLISH QoS 3", 4, "3605000161" + "0001"},
 		{"v3.1.1 PINGREQ with a body", 4, "c00100"},
