@@ -225,9 +225,8 @@ func New(cfg Config) (b *Broker, err error) {
 	// bounds the sessions and decides the drops.
 	caps.MaximumInflight = 65535
 	// mochi's outbound channel, allocated per connection at accept, is
-	// used only for delayed wills: the engine writes every other delivery
-	// itself.
-	caps.MaximumClientWritesPending = 16
+	// not used: the engine writes every delivery itself.
+	caps.MaximumClientWritesPending = 1
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
@@ -452,6 +451,7 @@ func (b *Broker) Close() error {
 		if b.sys != nil {
 			b.sys.stop()
 		}
+		b.engine.stop()
 		b.closeErr = b.srv.Close()
 	})
 	return b.closeErr

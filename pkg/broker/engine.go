@@ -51,7 +51,7 @@ import (
 //
 // Retained messages after a SUBSCRIBE and wills are delivered by the
 // engine too (OnSubscribe, OnPacketProcessed, OnWill): mochi's outbound
-// channel is not used for deliveries.
+// channel and its publishToClient are not used at all.
 type engine struct {
 	mqtt.HookBase
 	srv *mqtt.Server
@@ -76,6 +76,7 @@ type engine struct {
 	// a subscription's registration and its scan would arrive twice.
 	retain sync.RWMutex
 	subs   sync.Map // *mqtt.Client -> *pendingSubscribe (OnSubscribe to OnPacketProcessed)
+	wills  sync.Map // client ID -> *time.Timer of its delayed will
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -365,17 +366,17 @@ func (e *engine) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if pk.Ignore {
 		return pk, nil
 	}
-	e.publish(cl, pk)
+	e.publish(cl, pk, cl.Net.Inline)
 	return pk, packets.CodeSuccessIgnore
 }
 
-// publish retains and routes a message.
-func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) {
+// publish retains and routes a message of cl; own: a message of the
+// broker (inline, a will), which never waits for a subscriber.
+func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 	arrived := e.now()
 	if pk.Created == 0 {
 		pk.Created = time.Now().Unix()
 	}
-	own := cl == nil || cl.Net.Inline
 	var self *session
 	if !own {
 		self = e.lookupSession(cl.ID)
@@ -420,7 +421,7 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet) {
 func (e *engine) retainMessage(cl *mqtt.Client, pk packets.Packet) {
 	out := pk.Copy(false)
 	r := e.srv.Topics.RetainMessage(out)
-	if st, ok := e.store.(*boltStore); ok && cl != nil {
+	if st, ok := e.store.(*boltStore); ok {
 		st.Hook.OnRetainMessage(cl, pk, r)
 	}
 	atomic.StoreInt64(&e.srv.Info.Retained, int64(e.srv.Topics.Retained.Len()))
@@ -877,22 +878,47 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 
 // --- wills ---------------------------------------------------------------
 
-// OnWill publishes a will that is due now through the engine, and leaves
-// mochi an empty one (no topic: it reaches nobody). A delayed will stays
-// with mochi's timer.
+// OnWill publishes a client's will through the engine, now or once its
+// Will Delay Interval has passed (unless the session is resumed first
+// [MQTT-3.1.3-9], see OnSessionEstablish), as a message of the broker (it
+// never waits for a subscriber). mochi gets an empty will (no topic:
+// it reaches nobody).
 func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if will.WillDelayInterval > 0 || will.TopicName == "" {
+	if will.TopicName == "" {
 		return will, nil
 	}
-	e.publish(cl, packets.Packet{
+	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: will.Retain, Qos: will.Qos},
 		TopicName:   will.TopicName,
 		Payload:     will.Payload,
 		Properties:  packets.Properties{User: will.User},
 		Origin:      cl.ID,
-		Created:     time.Now().Unix(),
+	}
+	if will.WillDelayInterval == 0 {
+		pk.Created = time.Now().Unix()
+		e.publish(cl, pk, true)
+		return mqtt.Will{}, nil
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
+		if e.wills.CompareAndDelete(cl.ID, t) {
+			pk.Created = time.Now().Unix()
+			e.publish(cl, pk, true)
+		}
 	})
+	if old, ok := e.wills.Swap(cl.ID, t); ok {
+		old.(*time.Timer).Stop()
+	}
 	return mqtt.Will{}, nil
+}
+
+// stop cancels the delayed wills (the broker is closing).
+func (e *engine) stop() {
+	e.wills.Range(func(id, t any) bool {
+		t.(*time.Timer).Stop()
+		e.wills.Delete(id)
+		return true
+	})
 }
 
 // --- sessions ------------------------------------------------------------
@@ -910,6 +936,9 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	cl.Properties.Props.ReceiveMaximum = 0
 	cl.State.Inflight.ResetSendQuota(0)
 	cl.Properties.Props.TopicAliasMaximum = 0
+	if t, ok := e.wills.LoadAndDelete(cl.ID); ok {
+		t.(*time.Timer).Stop() // [MQTT-3.1.3-9]
+	}
 	s := e.sessionOf(cl.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -234,3 +234,27 @@ func TestEngineInboundQoS2AcrossRestart(t *testing.T) {
 		})
 	}
 }
+
+// A delayed will is not sent when its session is resumed before the delay
+// has passed [MQTT-3.1.3-9]: the engine's timer for it is stopped.
+func TestEngineDelayedWillCancelledByResume(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	connect := func() *rawClient {
+		c := dialRaw(t, b.Addr(), 5)
+		conn := c.connectPacket("delayed", "", "")
+		conn.Connect.Clean = false
+		conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
+		conn.Connect.WillProperties.WillDelayInterval = 3600
+		conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 7200, true
+		c.send(conn)
+		require.Equal(t, byte(0), c.recv().ReasonCode)
+		return c
+	}
+	c := connect()
+	c.conn.Close() // no DISCONNECT: the will is due, after its delay
+	waitFor(t, func() bool { _, ok := b.engine.wills.Load("delayed"); return ok })
+	c = connect()
+	_, pending := b.engine.wills.Load("delayed")
+	require.False(t, pending, "the resumed session's will is not sent")
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -35,12 +34,6 @@ import (
 //     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
 //     the PUBLISH's user properties into its acknowledgements; strict
 //     clients reject both. Success acknowledgements carry 0x00.
-//   - Slow consumers: when a client's outbound queue is full mochi drops
-//     the message without a word, QoS 1 and 2 included. Only a delayed
-//     will still goes through that queue (everything else is the
-//     engine's, engine.go). The hook puts a dropped QoS 1/2 message back
-//     into the client's session and disconnects the client with a log
-//     line. QoS 0 drops (allowed, "at most once") are counted.
 type fixesHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -54,9 +47,6 @@ type fixesHook struct {
 	// persistence).
 	store inboundStore
 
-	droppedQoS0 atomic.Int64 // QoS 0 messages dropped for slow consumers
-	requeued    atomic.Int64 // QoS 1/2 messages put back into sessions
-	slowClients atomic.Int64 // clients disconnected for being too slow
 }
 
 // idMap renames one client's inbound packet IDs.
@@ -98,7 +88,7 @@ func (h *fixesHook) ID() string { return "mqttkit-fixes" }
 // Provides implements mqtt.Hook.
 func (h *fixesHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -276,64 +266,6 @@ func (h *fixesHook) forget(clientID string) {
 	h.mu.Lock()
 	delete(h.ids, clientID)
 	h.mu.Unlock()
-}
-
-// errSlowConsumer is the stop cause of a client disconnected for not
-// reading its messages fast enough.
-var errSlowConsumer = errors.New("client too slow: outbound queue full")
-
-// OnPublishDropped keeps a QoS 1/2 message that mochi dropped because the
-// client's outbound queue was full: it goes back into the session's
-// in-flight store (sent on reconnect) and the client is disconnected.
-func (h *fixesHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
-	qos := deliveryQoS(cl, pk)
-	if qos == 0 {
-		h.qos0Dropped(cl, pk.TopicName)
-		return
-	}
-	out := pk.Copy(false)
-	out.FixedHeader.Qos = qos
-	out.FixedHeader.Retain = false
-	if id, err := cl.NextPacketID(); err == nil {
-		out.PacketID = uint16(id)
-		out.Expiry = -1 // not sent yet
-		if cl.State.Inflight.Set(out) {
-			atomic.AddInt64(&h.server.Info.Inflight, 1)
-		}
-		h.requeued.Add(1)
-	}
-	if !cl.Closed() {
-		h.slowClients.Add(1)
-		h.log.Warn("client too slow, disconnecting: its outbound queue is full; undelivered QoS 1/2 messages stay in its session",
-			"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
-		// Stop closes the socket without writing: a DISCONNECT would block
-		// the publishing goroutine on the full connection.
-		cl.Stop(errSlowConsumer)
-	}
-}
-
-// qos0Dropped counts a QoS 0 message not delivered to cl because mochi's
-// outbound queue for it is full, with a debug log line.
-func (h *fixesHook) qos0Dropped(cl *mqtt.Client, topic string) {
-	h.droppedQoS0.Add(1)
-	h.log.Debug("qos 0 message dropped: client outbound queue full", "client", cl.ID, "topic", topic)
-}
-
-// deliveryQoS is the QoS a message is delivered with to cl: the highest
-// QoS of the client's matching subscriptions, capped by the message's.
-func deliveryQoS(cl *mqtt.Client, pk packets.Packet) byte {
-	var qos byte
-	for filter, sub := range cl.State.Subscriptions.GetAll() {
-		if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-			if _, f, ok := strings.Cut(rest, "/"); ok {
-				filter = f
-			}
-		}
-		if matchFilter(filter, pk.TopicName) && sub.Qos > qos {
-			qos = sub.Qos
-		}
-	}
-	return min(qos, pk.FixedHeader.Qos)
 }
 
 // noExpiryCap is the broker's maximum message expiry (68 years): in effect

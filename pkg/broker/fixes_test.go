@@ -5,7 +5,6 @@ package broker
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -210,48 +209,6 @@ func TestRequestProblemInformation(t *testing.T) {
 	require.Equal(t, []byte{0, 5, 0, 0x82}, body)
 }
 
-// TestFixSlowConsumer: a subscriber that stops reading fills its outbound
-// queue. mochi drops QoS 1 messages silently; with the fix the client is
-// disconnected with a log line and every message reaches its persistent
-// session.
-func TestFixSlowConsumer(t *testing.T) {
-	addr, srv, logs := startFixed(t, func(c *mqtt.Capabilities) { c.MaximumClientWritesPending = 2 })
-	c := dialRaw(t, addr, 4)
-	// A small receive buffer (no autotuning, which may grow to 32 MiB on
-	// Linux) so that the broker's writes block soon.
-	require.NoError(t, c.conn.(*net.TCPConn).SetReadBuffer(8192))
-	pk := c.connectPacket("slow", "", "")
-	pk.Connect.Clean = false
-	c.send(pk)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "flood"))
-
-	// Big enough payloads that socket buffers fill while the client does
-	// not read.
-	const n = 300
-	payload := strings.Repeat("x", 64<<10)
-	for i := range n {
-		require.NoError(t, srv.Publish("flood", []byte(fmt.Sprintf("%04d %s", i, payload)), false, 1))
-	}
-	waitOffline(t, srv, "slow")
-	require.True(t, strings.Contains(logs.String(), "client too slow, disconnecting"), "no log line about the slow client")
-
-	c = dialRaw(t, addr, 4)
-	c.send(pk)
-	ack := c.recv()
-	require.True(t, ack.SessionPresent)
-	seen := map[string]bool{}
-	for len(seen) < n {
-		got := c.recv()
-		require.Equal(t, packets.Publish, got.FixedHeader.Type)
-		seen[string(got.Payload[:4])] = true
-		c.ack(got)
-	}
-	require.Empty(t, c.ping())
-}
-
-// TestFixRetainRace publishes retained messages while clients subscribe
-// with wildcards; under -race mochi's unguarded retained index reports a
 // data race without retainGuard.
 func TestFixRetainRace(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
