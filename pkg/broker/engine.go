@@ -76,7 +76,7 @@ type engine struct {
 	// a subscription's registration and its scan would arrive twice.
 	retain sync.RWMutex
 	subs   sync.Map // *mqtt.Client -> *pendingSubscribe (OnSubscribe to OnPacketProcessed)
-	wills  sync.Map // client ID -> *time.Timer of its delayed will
+	wills  sync.Map // client ID -> *delayedWill
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -899,23 +899,26 @@ func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		e.publish(cl, pk, true)
 		return mqtt.Will{}, nil
 	}
-	var t *time.Timer
-	t = time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
-		if e.wills.CompareAndDelete(cl.ID, t) {
+	w := new(delayedWill)
+	w.Timer = time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
+		if e.wills.CompareAndDelete(cl.ID, w) {
 			pk.Created = time.Now().Unix()
 			e.publish(cl, pk, true)
 		}
 	})
-	if old, ok := e.wills.Swap(cl.ID, t); ok {
-		old.(*time.Timer).Stop()
+	if old, ok := e.wills.Swap(cl.ID, w); ok {
+		old.(*delayedWill).Stop()
 	}
 	return mqtt.Will{}, nil
 }
 
+// delayedWill is the timer of a delayed will.
+type delayedWill struct{ *time.Timer }
+
 // stop cancels the delayed wills (the broker is closing).
 func (e *engine) stop() {
-	e.wills.Range(func(id, t any) bool {
-		t.(*time.Timer).Stop()
+	e.wills.Range(func(id, w any) bool {
+		w.(*delayedWill).Stop()
 		e.wills.Delete(id)
 		return true
 	})
@@ -936,8 +939,8 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	cl.Properties.Props.ReceiveMaximum = 0
 	cl.State.Inflight.ResetSendQuota(0)
 	cl.Properties.Props.TopicAliasMaximum = 0
-	if t, ok := e.wills.LoadAndDelete(cl.ID); ok {
-		t.(*time.Timer).Stop() // [MQTT-3.1.3-9]
+	if w, ok := e.wills.LoadAndDelete(cl.ID); ok {
+		w.(*delayedWill).Stop() // [MQTT-3.1.3-9]
 	}
 	s := e.sessionOf(cl.ID)
 	s.mu.Lock()

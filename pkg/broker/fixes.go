@@ -46,7 +46,6 @@ type fixesHook struct {
 	// store keeps the clients' QoS 2 flows across restarts (nil: no
 	// persistence).
 	store inboundStore
-
 }
 
 // idMap renames one client's inbound packet IDs.
