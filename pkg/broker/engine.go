@@ -379,40 +379,48 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 	}
 	var self *session
 	if !own {
-		self = e.lookupSession(cl.ID)
+		if self = e.lookupSession(cl.ID); self != nil {
+			self.busy.Store(true) // see waitRoom
+			defer self.busy.Store(false)
+		}
 	}
 	rt := e.lookup(pk.TopicName)
-	if !own {
-		// Back-pressure first, holding nothing.
-		if self != nil {
-			self.busy.Store(true)
+	retain := pk.FixedHeader.Retain && e.retainOn
+	if retain {
+		// Wait for room first, holding nothing; then store and route under
+		// the retain lock, to the subscribers as of now (no SUBSCRIBE in
+		// between), without waiting.
+		for i := 0; i < len(rt.targets) && !own; i++ {
+			if ac, n := e.waitRoom(&rt.targets[i], &pk, self); ac != nil {
+				defer ac.unreserve(n) // until written
+			}
 		}
-		for i := range rt.targets {
-			e.waitRoom(&rt.targets[i], &pk, self)
-		}
-		if self != nil {
-			self.busy.Store(false)
-		}
-	}
-	if pk.FixedHeader.Retain && e.retainOn {
 		e.retain.Lock()
 		e.retainMessage(cl, pk)
-		rt = e.lookup(pk.TopicName) // as of now: no SUBSCRIBE in between
+		rt = e.lookup(pk.TopicName)
 	}
 	for i := range rt.targets {
 		t := &rt.targets[i]
 		if t.sub.NoLocal && pk.Origin == t.id { // [MQTT-3.8.3-3]
 			continue
 		}
+		var ac *asyncConn
+		var n int
+		if !own && !retain {
+			ac, n = e.waitRoom(t, &pk, self)
+		}
 		t.s.add(e, e.outgoing(pk, t.sub, t.ids, false, arrived), own)
+		if ac != nil {
+			// Reserved until written, so that publishers let through
+			// together cannot take the connection past its bound.
+			ac.unreserve(n)
+		}
 	}
-	if pk.FixedHeader.Retain && e.retainOn {
+	if retain {
 		e.retain.Unlock()
 	}
-	if len(rt.inline) > 0 {
-		for _, in := range rt.inline {
-			in.Handler(e.self, in.Subscription, pk)
-		}
+	for _, in := range rt.inline {
+		in.Handler(e.self, in.Subscription, pk)
 	}
 }
 
@@ -469,31 +477,32 @@ func (e *engine) outgoing(pk packets.Packet, sub packets.Subscription, ids []int
 // own session, nor for one whose read loop waits itself (it could be
 // waiting for this one's acknowledgements). A subscriber that
 // acknowledges nothing for the stall timeout is disconnected (one log
-// line, counted); its session keeps the messages.
-func (e *engine) waitRoom(t *target, pk *packets.Packet, self *session) {
+// line, counted); its session keeps the messages. A QoS 0 message's room
+// in the connection is reserved: the caller unreserves it once written.
+func (e *engine) waitRoom(t *target, pk *packets.Packet, self *session) (*asyncConn, int) {
 	if t.sub.NoLocal && pk.Origin == t.id {
-		return
+		return nil, 0
 	}
 	s := t.s
 	if s == self {
-		return
+		return nil, 0
 	}
 	qos := min(pk.FixedHeader.Qos, t.sub.Qos)
 	s.mu.Lock()
 	cl := s.cl
 	if cl == nil || cl.Closed() {
 		s.mu.Unlock()
-		return
+		return nil, 0
 	}
 	if qos == 0 && len(s.queue) == 0 {
 		s.mu.Unlock()
 		if ac := asyncConnOf(cl.Net.Conn); ac != nil {
 			n := len(pk.Payload) + len(pk.TopicName) + 64
 			if ac.waitRoom(n) == nil {
-				ac.unreserve(n)
+				return ac, n
 			}
 		}
-		return
+		return nil, 0
 	}
 	defer s.mu.Unlock()
 	var timer *time.Timer
@@ -527,12 +536,13 @@ func (e *engine) waitRoom(t *target, pk *packets.Packet, self *session) {
 					"client", s.id, "remote", cl.Net.Remote, "queued", len(s.queue), "in_flight", len(s.flight),
 					"setting", fmt.Sprintf("max_queued_messages (%d queued per client)", e.wait), "waited", e.stall)
 				cl.Stop(errNoAcks)
-				return
+				return nil, 0
 			}
 			acks = s.acks
 			timer.Reset(e.stall)
 		}
 	}
+	return nil, 0
 }
 
 // wake tells the publishers waiting for s to look again (s.mu held).
