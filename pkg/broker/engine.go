@@ -818,35 +818,18 @@ func (e *engine) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 }
 
 // OnPacketProcessed queues the retained messages of a SUBSCRIBE once its
-// SUBACK is written, and frees the slot of a QoS 2 delivery's PUBREC in
-// the store.
+// SUBACK is written.
 func (e *engine) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
-	switch pk.FixedHeader.Type {
-	case packets.Subscribe:
-		v, ok := e.subs.LoadAndDelete(cl)
-		if !ok {
-			return
-		}
-		defer e.retain.RUnlock()
-		if err == nil {
-			e.sendRetained(cl, v.(*pendingSubscribe))
-		}
-	case packets.Pubrec:
-		s := e.lookupSession(cl.ID)
-		if s == nil {
-			return
-		}
-		s.mu.Lock()
-		if m := s.flight[pk.PacketID]; m != nil && s.cl == cl && m.pk.FixedHeader.Qos == 2 && !m.released {
-			if q, ok := cl.State.Inflight.Get(pk.PacketID); ok && q.FixedHeader.Type == packets.Pubrel {
-				m.released = true
-				if m.stored {
-					m.stored = false
-					e.store.released(cl, m)
-				}
-			}
-		}
-		s.mu.Unlock()
+	if pk.FixedHeader.Type != packets.Subscribe {
+		return
+	}
+	v, ok := e.subs.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	defer e.retain.RUnlock()
+	if err == nil {
+		e.sendRetained(cl, v.(*pendingSubscribe))
 	}
 }
 
@@ -971,7 +954,15 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // mochi copied from the old connection, as the CONNACK goes out and
 // before mochi resends that set: OnSessionEstablished resends them in
 // order.
+//
+// It also notes a QoS 2 delivery the client acknowledged with PUBREC as
+// released, as mochi's PUBREL for it goes out: stored before it is sent,
+// so that a restarted broker sends the PUBREL again, not the PUBLISH.
 func (e *engine) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Pubrel && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		e.released(cl, pk.PacketID)
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		return pk
 	}
@@ -981,6 +972,23 @@ func (e *engine) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pack
 		}
 	}
 	return pk
+}
+
+// released marks the QoS 2 delivery id to cl released (PUBREC received).
+func (e *engine) released(cl *mqtt.Client, id uint16) {
+	s := e.lookupSession(cl.ID)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.flight[id]; m != nil && s.cl == cl && m.pk.FixedHeader.Qos == 2 && !m.released {
+		m.released = true
+		if m.stored {
+			m.stored = false
+			e.store.released(cl, m)
+		}
+	}
 }
 
 // OnSessionEstablished resends the session's messages in flight, in
