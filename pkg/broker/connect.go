@@ -109,6 +109,11 @@ type connectHook struct {
 // waits for the old connection's session to be removed.
 const takeoverWait = 2 * time.Second
 
+// takeoverGrace is how long a connection that takes over a client id
+// waits for the old connection to end by itself first (its client's
+// DISCONNECT or close may still be on the way through the broker).
+const takeoverGrace = 100 * time.Millisecond
+
 // topicAliasMaximum is the Topic Alias Maximum the broker accepts from
 // clients and advertises, as mosquitto's max_topic_alias default.
 const topicAliasMaximum = 10
@@ -309,6 +314,15 @@ func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.server.Clients.Get(cl.ID)
 	if !ok || old == cl || pk.Connect.Clean {
 		return
+	}
+	if !old.Closed() {
+		// Give the old connection a moment to handle what its client sent
+		// before this CONNECT: typically a DISCONNECT (perhaps with Session
+		// Expiry 0) and a close, read concurrently on its own goroutine.
+		// mosquitto, with one thread, has handled them by now.
+		for deadline := time.Now().Add(takeoverGrace); !old.Closed() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	if old.Closed() && ((old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0) ||
 		(old.Properties.ProtocolVersion < 5 && old.Properties.Clean)) {

@@ -349,19 +349,30 @@ func TestMaxConnectionsReconnectAtOnce(t *testing.T) {
 	}
 }
 
-// slowDisconnect holds mochi in OnDisconnect for one client: the window in
-// which its connection is closed but its session not yet removed.
+// slowDisconnect holds mochi for one client in OnDisconnect (the window
+// in which its connection is closed but its session not yet removed) or,
+// with read set, before it handles the client's DISCONNECT (the window in
+// which the client has gone but the broker does not know yet).
 type slowDisconnect struct {
 	mqtt.HookBase
-	id string
+	id   string
+	read bool
 }
 
-func (h *slowDisconnect) ID() string           { return "test-slow-disconnect" }
-func (h *slowDisconnect) Provides(b byte) bool { return b == mqtt.OnDisconnect }
+func (h *slowDisconnect) ID() string { return "test-slow-disconnect" }
+func (h *slowDisconnect) Provides(b byte) bool {
+	return b == mqtt.OnDisconnect || (h.read && b == mqtt.OnPacketRead)
+}
 func (h *slowDisconnect) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.ID == h.id {
+	if cl.ID == h.id && !h.read {
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+func (h *slowDisconnect) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.ID == h.id && pk.FixedHeader.Type == packets.Disconnect {
+		time.Sleep(50 * time.Millisecond) // within takeoverGrace
+	}
+	return pk, nil
 }
 
 // TestSessionEndedByDisconnectNotResumed: a client that ends its session
@@ -369,8 +380,14 @@ func (h *slowDisconnect) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // session (05-session-expiry-v5.py), even while mochi is still removing
 // the old one.
 func TestSessionEndedByDisconnectNotResumed(t *testing.T) {
+	for _, read := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slow read %v", read), func(t *testing.T) { testSessionEndedByDisconnect(t, read) })
+	}
+}
+
+func testSessionEndedByDisconnect(t *testing.T, read bool) {
 	b := start(t, Config{AllowAnonymous: true})
-	require.NoError(t, b.srv.AddHook(&slowDisconnect{id: "expiry"}, nil))
+	require.NoError(t, b.srv.AddHook(&slowDisconnect{id: "expiry", read: read}, nil))
 	connect := func(c *rawClient) packets.Packet {
 		pk := c.connectPacket("expiry", "", "")
 		pk.Connect.Clean = false
