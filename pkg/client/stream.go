@@ -128,6 +128,9 @@ type wireConn struct {
 	dead    chan struct{} // closed when the connection is gone
 	once    sync.Once
 	aliases map[uint16]string
+	// stopPinger stops the keep-alive timer that would start the pinger
+	// (nil without keep-alive); close calls it.
+	stopPinger func()
 
 	// guarded by Stream.mu
 	writing     bool
@@ -140,6 +143,9 @@ func (wc *wireConn) close() {
 	wc.once.Do(func() {
 		close(wc.dead)
 		_ = wc.conn.Close()
+		if wc.stopPinger != nil {
+			wc.stopPinger()
+		}
 	})
 }
 
@@ -217,13 +223,23 @@ func (s *Stream) install(conn net.Conn, pr *packetReader, sess *Session) {
 		}
 		s.log.Debug("resending unacknowledged messages", "count", len(es))
 	}
+	if ka := time.Duration(sess.KeepAlive) * time.Second; ka > 0 {
+		// The pinger's first check is due a quarter of the interval from
+		// now: a timer starts it then, so that a connection closed before
+		// (a one-shot publish) never starts its goroutine and ticker, which
+		// cost a thread wake-up and about 20 page faults of a one-shot run.
+		// If close stops the timer first, it accounts for the pinger.
+		s.wg.Add(1)
+		t := time.AfterFunc(ka/4, func() { s.pinger(wc, ka) })
+		wc.stopPinger = func() {
+			if t.Stop() {
+				s.wg.Done()
+			}
+		}
+	}
 	s.wg.Add(2)
 	go s.reader(wc)
 	go s.writer(wc)
-	if ka := time.Duration(sess.KeepAlive) * time.Second; ka > 0 {
-		s.wg.Add(1)
-		go s.pinger(wc, ka)
-	}
 	wc.wake()
 	s.cond.Broadcast()
 }
@@ -605,28 +621,35 @@ func (s *Stream) pinger(wc *wireConn, ka time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(ka / 4)
 	defer t.Stop()
-	for {
+	// Started a quarter of the interval after the connection (see
+	// install): check now, then every quarter.
+	for now := time.Now(); ; {
 		select {
 		case <-wc.dead:
 			return
-		case now := <-t.C:
-			s.mu.Lock()
-			if s.wc != wc {
+		default:
+		}
+		s.mu.Lock()
+		if s.wc != wc {
+			s.mu.Unlock()
+			return
+		}
+		if wc.pingPending {
+			if now.Sub(wc.pingSent) > ka {
 				s.mu.Unlock()
+				s.lost(wc, errors.New("keepalive exceeded: no PINGRESP from the broker"))
 				return
 			}
-			if wc.pingPending {
-				if now.Sub(wc.pingSent) > ka {
-					s.mu.Unlock()
-					s.lost(wc, errors.New("keepalive exceeded: no PINGRESP from the broker"))
-					return
-				}
-			} else if now.Sub(wc.lastWrite) >= ka*3/4 {
-				s.out = append(s.out, pktPingreq<<4, 0)
-				wc.pingPending, wc.pingSent = true, now
-				wc.wake()
-			}
-			s.mu.Unlock()
+		} else if now.Sub(wc.lastWrite) >= ka*3/4 {
+			s.out = append(s.out, pktPingreq<<4, 0)
+			wc.pingPending, wc.pingSent = true, now
+			wc.wake()
+		}
+		s.mu.Unlock()
+		select {
+		case <-wc.dead:
+			return
+		case now = <-t.C:
 		}
 	}
 }
