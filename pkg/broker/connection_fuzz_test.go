@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 )
 
@@ -205,3 +207,33 @@ func (c *fuzzConn) RemoteAddr() net.Addr             { return fuzzAddr }
 func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzPublishCheck holds wireConn to its shortcut: an MQTT 3.1/3.1.1
+// PUBLISH that checkPublish accepts is not trial-decoded, so mochi's
+// decoder must accept it too, without a panic.
+func FuzzPublishCheck(f *testing.F) {
+	for _, qos := range []byte{0, 1, 2} {
+		p := rawmqtt.Publish(rawmqtt.PublishOptions{Version: 4, Topic: []byte("a/b"), Payload: []byte("hi"), QoS: qos, PacketID: 7})
+		f.Add(p[0], p[2:])
+	}
+	f.Add(byte(0x32), []byte{0, 3, 'a', 0, 'b', 0, 1}) // NUL in the topic
+	f.Add(byte(0x32), []byte{0, 2, 0xed, 0xa0, 0, 1})  // a surrogate half
+	f.Add(byte(0x32), []byte{0, 1, 'a', 0})            // packet identifier cut short
+	f.Add(byte(0x30), []byte{0, 5, 'a'})               // topic past the end
+	f.Fuzz(func(t *testing.T, first byte, body []byte) {
+		var fh packets.FixedHeader
+		if fh.Decode(packets.Publish<<4|first&0x0f) != nil {
+			return // refused from the fixed header
+		}
+		fh.Remaining = len(body)
+		for _, v := range []byte{3, 4} {
+			var aliases topicAliases
+			if checkPublish(first&0x0f, body, v, &aliases) != nil {
+				continue
+			}
+			if _, why := trialDecode(fh, body, v); why != "" {
+				t.Fatalf("checkPublish accepts what mochi refuses (version %d, flags %x, body %x): %s", v, first&0x0f, body, why)
+			}
+		}
+	})
+}
