@@ -199,6 +199,11 @@ func TestTargetEvaluate(t *testing.T) {
 
 	abs := Target{RowID: "r", Metric: "wall time", MinOurs: 9500}
 	require.Equal(t, "met", abs.Evaluate(row(9800, math.NaN(), nil)).Status)
+	ceil := Target{RowID: "r", Metric: "wall time", MaxOurs: 16}
+	require.Equal(t, "met", ceil.Evaluate(row(15.5, 0.7, nil)).Status)
+	v = ceil.Evaluate(row(29, 0.7, nil))
+	require.Equal(t, "missed", v.Status)
+	require.Contains(t, v.Detail, "need ≤")
 
 	require.Equal(t, "not measured", maxT.Evaluate(nil).Status)
 	skipped := []*Row{{ID: "r", Metric: "wall time", Skip: "no -l yet"}}

@@ -20,6 +20,8 @@ type Target struct {
 	MinRatio float64
 	// MinOurs, when > 0, requires our median >= MinOurs (absolute).
 	MinOurs float64
+	// MaxOurs, when > 0, requires our median <= MaxOurs (absolute).
+	MaxOurs float64
 }
 
 // Verdict is the outcome of checking one target.
@@ -63,6 +65,9 @@ func (t Target) Evaluate(rows []*Row) Verdict {
 	case t.MinOurs > 0:
 		ok = ours >= t.MinOurs
 		parts = append(parts, fmt.Sprintf("ours %s, need ≥ %s", val(ours), val(t.MinOurs)))
+	case t.MaxOurs > 0:
+		ok = ours <= t.MaxOurs
+		parts = append(parts, fmt.Sprintf("ours %s, need ≤ %s (mosquitto %s)", val(ours), val(t.MaxOurs), val(ref)))
 	case math.IsNaN(ratio):
 		v.Detail = "no reference value to compare with"
 		return v

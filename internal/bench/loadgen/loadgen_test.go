@@ -91,6 +91,11 @@ func TestIdleAndWaitAccepting(t *testing.T) {
 	ic.Close()
 	require.Zero(t, ic.Len())
 
+	raw, err := loadgen.Idle(ctx, loadgen.IdleConfig{Addr: addr, N: 5, Concurrency: 2, Raw: true})
+	require.NoError(t, err)
+	require.Equal(t, 5, raw.Len())
+	raw.Close()
+
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closed := l.Addr().String()

@@ -526,6 +526,9 @@ func (e *env) latency() error {
 }
 
 // 7: resident memory with many idle connections; a fresh broker per run.
+// Then, on another fresh broker: connections that never send CONNECT
+// (what a broker holds for a client before it knows anything of it), and
+// what is left after waves of them have come and gone.
 func (e *env) idle() error {
 	n := e.n(10000, 200)
 	name := "7 idle connections"
@@ -533,22 +536,60 @@ func (e *env) idle() error {
 	total := e.addRow(&bench.Row{ID: "idle", Scenario: scen, Metric: "broker RSS", Unit: "MiB", Better: bench.Lower,
 		Note: "delivered = connections accepted"})
 	per := e.addRow(&bench.Row{ID: "idle", Scenario: scen, Metric: "RSS per connection", Unit: "KiB", Better: bench.Lower})
+	np, nw, waves := e.n(2000, 200), e.n(3000, 200), 3
+	pre := e.addRow(&bench.Row{ID: "idle-preconnect", Scenario: fmt.Sprintf("7 %s TCP connections that send no CONNECT", bench.Thousands(int64(np))),
+		Metric: "RSS per connection", Unit: "KiB", Better: bench.Lower, Note: "delivered = connections opened"})
+	left := e.addRow(&bench.Row{ID: "idle-waves", Scenario: fmt.Sprintf("7 then %d waves of %s such connections, closed", waves, bench.Thousands(int64(nw))),
+		Metric: "RSS left over the start", Unit: "MiB", Better: bench.Lower})
 	if lim := fileLimit(); lim < uint64(n)+64 {
 		note(total, fmt.Sprintf("open-file limit %d is below %d: raise ulimit -n", lim, n+64))
 	}
 	timeout := e.timeout(60 * time.Second)
 	shown := false
-	e.repeat(min(e.reps, 2), 30*time.Second, func(rep int, ours bool) {
+	// hold opens k connections (raw: without CONNECT) and returns the
+	// load generator holding them and how many it opened.
+	hold := func(b *broker, k int, raw bool, r *bench.Row, ours bool) (*lg, int, error) {
+		args := e.lgArgs(timeout, "idle", "-addr", b.addr(), "-n", strconv.Itoa(k), "-c", "64")
+		if raw {
+			args = append(args, "-raw")
+		}
+		p, err := e.startLoadgen(timeout, args)
+		if err != nil {
+			return nil, 0, err
+		}
+		rest, err := p.waitReady(timeout)
+		if err != nil {
+			return nil, 0, err
+		}
+		var res struct {
+			Connected int    `json:"connected"`
+			Failed    int    `json:"failed"`
+			FirstErr  string `json:"first_error"`
+		}
+		if err := jsonUnmarshal(rest, &res); err != nil {
+			p.finish()
+			return nil, 0, err
+		}
+		if r != nil {
+			count(r, ours, bench.Count{Expect: k, Unique: res.Connected})
+		}
+		if res.Failed > 0 {
+			p.finish()
+			return nil, 0, fmt.Errorf("%d connections failed: %s", res.Failed, res.FirstErr)
+		}
+		return p, res.Connected, nil
+	}
+	e.repeat(min(e.reps, 2), 45*time.Second, func(rep int, ours bool) {
 		b, err := e.startBroker(ours)
 		if err != nil {
 			fail(total, ours, err)
 			return
 		}
 		defer b.stop()
-		args := e.lgArgs(timeout, "idle", "-addr", b.addr(), "-n", strconv.Itoa(n), "-c", "64")
 		if !shown || rep == 0 {
 			e.showBroker(name, b)
-			e.showCommands(name, bench.ShellQuote(args)+"  # prints ready, holds the connections until stdin closes",
+			e.showCommands(name, bench.ShellQuote(e.lgArgs(timeout, "idle", "-addr", b.addr(), "-n", strconv.Itoa(n), "-c", "64"))+"  # prints ready, holds the connections until stdin closes",
+				bench.ShellQuote(e.lgArgs(timeout, "idle", "-addr", b.addr(), "-n", strconv.Itoa(np), "-c", "64", "-raw"))+"  # the same without CONNECT, on a fresh broker; then "+strconv.Itoa(waves)+" waves of "+strconv.Itoa(nw),
 				fmt.Sprintf("grep VmRSS /proc/%d/status", b.pid()))
 			shown = !ours
 		}
@@ -558,38 +599,57 @@ func (e *env) idle() error {
 			fail(total, ours, err)
 			return
 		}
-		p, err := e.startLoadgen(timeout, args)
+		p, connected, err := hold(b, n, false, total, ours)
 		if err != nil {
 			fail(total, ours, err)
 			return
-		}
-		defer p.finish()
-		rest, err := p.waitReady(timeout)
-		if err != nil {
-			fail(total, ours, err)
-			return
-		}
-		var r struct {
-			Connected int    `json:"connected"`
-			Failed    int    `json:"failed"`
-			FirstErr  string `json:"first_error"`
-		}
-		if err := jsonUnmarshal(rest, &r); err != nil {
-			fail(total, ours, err)
-			return
-		}
-		count(total, ours, bench.Count{Expect: n, Unique: r.Connected})
-		if r.Failed > 0 {
-			fail(total, ours, fmt.Errorf("%d connections failed: %s", r.Failed, r.FirstErr))
 		}
 		rss := settle(b.pid(), 3*time.Second)
+		p.finish()
 		if rss == 0 {
 			fail(total, ours, errors.New("could not read the broker's RSS"))
 			return
 		}
 		sample(total, ours, float64(rss)/1024)
-		if r.Connected > 0 {
-			sample(per, ours, float64(rss-baseRSS)/float64(r.Connected))
+		if connected > 0 {
+			sample(per, ours, float64(rss-baseRSS)/float64(connected))
+		}
+		b.stop()
+
+		// Connections without CONNECT, on a fresh broker: measured
+		// within our connect timeout (10 s), then closed by the client.
+		b, err = e.startBroker(ours)
+		if err != nil {
+			fail(pre, ours, err)
+			return
+		}
+		defer b.stop()
+		settle(b.pid(), 300*time.Millisecond)
+		if baseRSS, err = rssKiB(b.pid()); err != nil {
+			fail(pre, ours, err)
+			return
+		}
+		if p, connected, err = hold(b, np, true, pre, ours); err != nil {
+			fail(pre, ours, err)
+			return
+		}
+		rss = settle(b.pid(), 3*time.Second)
+		p.finish()
+		if connected > 0 && rss > 0 {
+			sample(pre, ours, float64(rss-baseRSS)/float64(connected))
+		}
+		for w := 0; w < waves; w++ {
+			p, _, err := hold(b, nw, true, nil, ours)
+			if err != nil {
+				fail(left, ours, err)
+				return
+			}
+			settle(b.pid(), time.Second) // the broker has accepted them
+			p.finish()
+		}
+		time.Sleep(2 * time.Second) // the closes are handled
+		if rss = settle(b.pid(), 5*time.Second); rss > 0 {
+			sample(left, ours, float64(rss-baseRSS)/1024)
 		}
 	})
 	return nil
@@ -743,6 +803,8 @@ func (e *env) targets() []bench.Target {
 		{Issue: 5, Text: "`sub` receiving and printing " + k(subN) + " messages at least as fast as mosquitto_sub", RowID: "sub-print", Metric: "wall time", MaxRatio: 1.0},
 		{Issue: 6, Text: "fan-in QoS 0 throughput at least 1.3x mosquitto", RowID: "fanin-q0", Metric: "throughput", MinRatio: 1.3},
 		{Issue: 6, Text: "fan-in QoS 1 throughput at least 1.0x mosquitto", RowID: "fanin-q1", Metric: "throughput", MinRatio: 1.0},
+		{Issue: 16, Text: "at most 16 KiB per idle MQTT 3.1.1 connection (" + k(e.n(10000, 200)) + " connections)", RowID: "idle", Metric: "RSS per connection", MaxOurs: 16},
+		{Issue: 16, Text: "at most 8 KiB per connection that has not sent CONNECT (" + k(e.n(2000, 200)) + " connections)", RowID: "idle-preconnect", Metric: "RSS per connection", MaxOurs: 8},
 		{Issue: 8, Text: "sensor fleet " + k(sensors) + " x 10 msg/s keeps up through mqtt broker (≥ 95% of " + k(sensors*10) + " msg/s delivered over the whole run, nothing lost)", RowID: "sensor", Metric: "delivered rate", MinOurs: 0.95 * float64(sensors*10)},
 	}
 }
