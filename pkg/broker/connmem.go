@@ -111,15 +111,10 @@ type connReader struct {
 	err  error // from the Read that filled the buffer, after its data
 }
 
-func newConnReader(src net.Conn, released func()) *connReader {
+func newConnReader(src net.Conn) *connReader {
 	cr := &connReader{src: src, raw: rawConnOf(src, false)}
 	if cr.raw != nil {
-		cr.wait = newReadable(func() {
-			cr.release()
-			if released != nil {
-				released()
-			}
-		})
+		cr.wait = newReadable(cr.release)
 	}
 	return cr
 }

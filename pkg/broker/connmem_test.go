@@ -3,9 +3,11 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,17 +58,18 @@ func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
 	waitFor(t, waiting(1))
 	require.Contains(t, logs.String(), `msg="connections waiting for CONNECT back under the limit" max_connecting=4 closed=2`)
 
-	// Connected clients do not count: four more may wait.
-	for range 4 {
+	// Connected clients do not count: three more may wait; a fourth
+	// closes the one that was already waiting, the oldest.
+	for i := range 4 {
 		c, err := rawmqtt.Dial(b.Addr(), 4)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
+		waitFor(t, waiting(min(i+2, 4)))
 	}
-	waitFor(t, waiting(4))
-	_, _, evicted = b.conns.counts()
-	require.EqualValues(t, 3, evicted, "the connection that was already waiting is the oldest")
 	_, err = silent[5].WaitClosed(10 * time.Second)
-	require.NoError(t, err)
+	require.NoError(t, err, "the oldest waiting connection must be closed")
+	_, _, evicted = b.conns.counts()
+	require.EqualValues(t, 3, evicted)
 }
 
 // With MaxConnecting negative nothing is closed for the bound.
@@ -95,9 +98,10 @@ func TestConnReaderReleasesBufferWhileWaiting(t *testing.T) {
 	// Whether the buffer was gone, each time the reader parked (seen on
 	// the reading goroutine).
 	parked := make(chan bool, 10)
-	var cr *connReader
-	cr = newConnReader(server, func() { parked <- cr.buf == nil })
+	cr := newConnReader(server)
 	require.NotNil(t, cr.raw)
+	release := cr.wait.parked
+	cr.wait.parked = func() { release(); parked <- cr.buf == nil }
 
 	_, err := client.Write([]byte("ab"))
 	require.NoError(t, err)
@@ -172,22 +176,33 @@ func TestWireConnIdleHoldsNoBuffer(t *testing.T) {
 	wc.in.wait.parked = func() { idle(); parked <- wc.in.buf == nil && wc.buf == nil }
 
 	connect := rawmqtt.Connect(rawmqtt.ConnectOptions{ClientID: "idle", Clean: true})
-	big := rawmqtt.Publish(rawmqtt.PublishOptions{Version: 4, Topic: []byte("t"), Payload: make([]byte, 3*bufSize)})
+	payload := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	// Bodies longer than what is buffered, arriving in parts: a medium
+	// one gathered in a pooled buffer (twice: the buffer goes back to
+	// the pool between them, never while it is being filled) and one
+	// longer than the pooled buffers.
+	var pkts [][]byte
+	for i, n := range []int{bufSize - 100, bufSize - 200, 3 * bufSize} {
+		pkts = append(pkts, rawmqtt.Publish(rawmqtt.PublishOptions{Version: 4, Topic: []byte("t"), Payload: payload(n, byte('a'+i))}))
+	}
+	want := append(slices.Clone(connect), bytes.Join(pkts, nil)...)
 	go func() {
 		_, _ = client.Write(connect)
-		time.Sleep(10 * time.Millisecond) // the body arrives in parts
-		_, _ = client.Write(big[:bufSize/2])
-		time.Sleep(10 * time.Millisecond)
-		_, _ = client.Write(big[bufSize/2:])
+		for _, pk := range pkts {
+			time.Sleep(10 * time.Millisecond) // the body arrives in parts
+			_, _ = client.Write(pk[:len(pk)/3])
+			time.Sleep(10 * time.Millisecond)
+			_, _ = client.Write(pk[len(pk)/3:])
+		}
 	}()
-	got := make([]byte, 0, len(connect)+len(big))
+	got := make([]byte, 0, len(want))
 	p := make([]byte, 64)
 	for len(got) < cap(got) {
 		n, err := wc.Read(p)
 		require.NoError(t, err)
 		got = append(got, p[:n]...)
 	}
-	require.Equal(t, append(connect, big...), got, "the packets pass unchanged")
+	require.True(t, bytes.Equal(want, got), "the packets pass unchanged")
 
 	drain(parked) // parks while the packets arrived
 	done := make(chan error, 1)

@@ -64,9 +64,7 @@ type wireGuard struct {
 // wrap returns c with packet validation for mochi; e (nil: none) is told
 // when the CONNECT has been read.
 func (g *wireGuard) wrap(c net.Conn, e *connEntry) *wireConn {
-	wc := &wireConn{Conn: c, g: g, entry: e}
-	wc.in = newConnReader(c, wc.idle)
-	return wc
+	return &wireConn{Conn: c, g: g, entry: e, in: newConnReader(c)}
 }
 
 // wireConn is a connection whose reads hand mochi only whole, checked
@@ -83,7 +81,7 @@ type wireConn struct {
 	hdr     [5]byte
 	out     []byte // checked bytes of the current packet's fixed header not handed out yet
 	body    []byte // checked bytes of the current packet's body not handed out yet
-	buf     []byte // body buffer of a packet longer than what was buffered; nil while idle
+	buf     []byte // body buffer of a packet longer than what was buffered, until it is handed out
 	pass    int    // body bytes to pass through unread (a packet mochi refuses by size)
 	err     error  // sticky read error
 }
@@ -117,14 +115,12 @@ func (c *wireConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// idle gives the body buffer back while the connection waits for data.
-func (c *wireConn) idle() {
-	putBuf(c.buf)
-	c.buf = nil
-}
-
 // next reads and checks the next packet.
 func (c *wireConn) next() error {
+	// The last packet's body is handed out: its buffer goes back before
+	// the wait for the next one (not while a body is being gathered).
+	putBuf(c.buf)
+	c.buf = nil
 	h, err := c.in.ReadByte()
 	if err != nil {
 		return err
@@ -178,12 +174,10 @@ func (c *wireConn) next() error {
 	if remaining <= c.in.buffered() {
 		body = c.in.take(remaining) // in place: most packets
 	} else {
-		if c.buf == nil && remaining <= bufSize {
+		if remaining <= bufSize {
 			c.buf = getBuf()[:0]
-		} else if cap(c.buf) > bufSize {
-			c.buf = nil // no large buffer is kept from one packet to the next
 		}
-		body, err = readBody(c.in, c.buf[:0], remaining)
+		body, err = readBody(c.in, c.buf, remaining)
 		c.buf = body
 		if err != nil {
 			return err
