@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,12 +294,8 @@ type remoteCaps struct {
 
 // connectRemote dials addr and runs the CONNECT exchange, the
 // notification and the subscriptions.
-func (b *Bridge) connectRemote(ctx context.Context, addr Address) (*conn, remoteCaps, error) {
+func (b *Bridge) connectRemote(c net.Conn) (*conn, remoteCaps, error) {
 	caps := remoteCaps{receiveMax: 20, maxQoS: 2, retain: true, keepalive: b.cfg.Keepalive}
-	c, err := b.dialRemote(ctx, addr)
-	if err != nil {
-		return nil, caps, err
-	}
 	v := b.cfg.ProtocolVersion
 	remote := newConn(c, v)
 	remote.maxIn = b.cfg.MaxPacketSize
@@ -503,20 +500,40 @@ type inMsg struct {
 // bridge was up (both connections established) and why it ended.
 func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error) {
 	b.address.Store(addr.String())
-	remote, caps, err := b.connectRemote(ctx, addr)
+	rc, err := b.dialRemote(ctx, addr)
 	if err != nil {
 		return false, err
 	}
-	defer remote.close()
-	local, lack, err := b.connectLocal(caps.receiveMax, false)
+	// The local side connects first, so that from the moment the remote
+	// accepts the bridge, messages published locally flow to it (QoS 0
+	// ones too: they are not queued for an offline session). What comes
+	// meanwhile waits in the connection.
+	b.localIDs.reset()
+	local, lack, err := b.connectLocal(20, false)
 	if err != nil {
+		rc.Close()
 		return false, fmt.Errorf("local connection: %w", err)
 	}
 	defer local.close()
-	b.localIDs.reset()
 	if !lack.SessionPresent {
 		b.pending.forgetLocal()
 	}
+	stop := make(chan struct{})
+	defer close(stop)
+	lch := make(chan readResult, 16)
+	go reader(local, lch, stop)
+	remote, caps, err := b.connectRemote(rc)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if errors.Is(err, errProtocol) {
+			if tc, ok := rc.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // reset, as mosquitto on a protocol error
+			}
+		}
+		remote.close()
+	}()
 	b.connected.Store(true)
 	b.notifyLocal(true)
 	b.log.Info("bridge connected", "address", addr.String())
@@ -525,11 +542,8 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 		b.notifyLocal(false)
 	}()
 
-	stop := make(chan struct{})
-	defer close(stop)
-	rch, lch := make(chan readResult, 16), make(chan readResult, 16)
+	rch := make(chan readResult, 16)
 	go reader(remote, rch, stop)
-	go reader(local, lch, stop)
 
 	ping := caps.keepalive
 	if ping <= 0 {
@@ -690,6 +704,9 @@ func (b *Bridge) goodbye(remote, local *conn) {
 	_ = remote.write(d)
 }
 
+// errProtocol is a protocol violation by the remote broker.
+var errProtocol = errors.New("protocol error")
+
 // forwardProps returns the properties of a message to pass on: all but
 // those that belong to one connection (topic alias, subscription ids).
 func forwardProps(p packets.Properties) packets.Properties {
@@ -746,6 +763,9 @@ func (b *Bridge) toRemote(pk *packets.Packet, remote *conn, caps remoteCaps, out
 func (b *Bridge) fromRemote(pk *packets.Packet, local *conn, ins map[uint16]*inMsg, inByRemote, inRel map[uint16]bool,
 	ackRemote func(uint16, byte) error) error {
 	q := pk.FixedHeader.Qos
+	if pk.TopicName == "" || strings.ContainsAny(pk.TopicName, "+#") {
+		return fmt.Errorf("%w: PUBLISH to %q", errProtocol, pk.TopicName)
+	}
 	if q == 2 && inRel[pk.PacketID] {
 		// A resent QoS 2 message already delivered: acknowledge again.
 		return ackRemote(pk.PacketID, 2)

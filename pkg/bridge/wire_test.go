@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bridge_test
+
+import (
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+)
+
+// TestBridgeWireResend checks what a fake remote sees on the wire: the
+// CONNECT with the bridge bit, one SUBSCRIBE per topic, and after the
+// remote drops the connection without acknowledging a QoS 1 message, the
+// same message again with the same packet id and DUP set, after the
+// SUBSCRIBE of the new connection (as mosquitto does).
+func TestBridgeWireResend(t *testing.T) {
+	type conn struct {
+		c    *rawmqtt.Conn
+		nc   net.Conn
+		done chan struct{}
+	}
+	conns := make(chan conn, 8)
+	stop := make(chan struct{})
+	port := rawmqtt.Serve(t, waitLimit, func(nc net.Conn) {
+		c := rawmqtt.NewConn(nc, 4)
+		done := make(chan struct{})
+		conns <- conn{c, nc, done}
+		select { // until the test is done with the connection
+		case <-done:
+		case <-stop:
+		}
+	})
+	t.Cleanup(func() { close(stop) }) // before Serve's cleanup
+	edge := newBroker(t, "127.0.0.1:0")
+	cfgs := parse(t, `connection sample
+address 127.0.0.1:`+strconv.Itoa(port)+`
+topic bridge/# both 1
+notifications false
+restart_timeout 1`)
+	startBridges(t, edge, cfgs)
+
+	first := <-conns
+	pk, err := first.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.CONNECT, pk.Type)
+	// protocol name "MQTT", version 0x84, flags 0 (clean session false), keepalive 60
+	require.Equal(t, []byte{0, 4, 'M', 'Q', 'T', 'T', 0x84, 0x00, 0, 60}, pk.Body[:10])
+	require.Equal(t, "host.sample", string(pk.Body[12:]))
+	require.NoError(t, first.c.Send([]byte{rawmqtt.CONNACK << 4, 2, 0, 0}))
+	pk, err = first.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.SUBSCRIBE, pk.Type)
+	require.Equal(t, []byte{0, 1}, pk.Body[:2], "SUBSCRIBE packet id 1")
+	require.NoError(t, first.c.Send(rawmqtt.Fixed(rawmqtt.SUBACK<<4, []byte{0, 1, 1})))
+
+	require.NoError(t, edge.Publish("bridge/x", []byte("m"), false, 1))
+	pk, err = first.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PUBLISH, pk.Type)
+	require.Equal(t, uint16(2), pk.PacketID)
+	require.False(t, pk.Dup)
+	first.nc.Close() // no PUBACK
+	close(first.done)
+
+	second := <-conns
+	pk, err = second.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.CONNECT, pk.Type)
+	require.NoError(t, second.c.Send([]byte{rawmqtt.CONNACK << 4, 2, 1, 0}))
+	pk, err = second.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.SUBSCRIBE, pk.Type)
+	require.Equal(t, []byte{0, 3}, pk.Body[:2], "SUBSCRIBE packet id 3")
+	pk, err = second.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PUBLISH, pk.Type)
+	require.Equal(t, uint16(2), pk.PacketID, "the same packet id")
+	require.True(t, pk.Dup)
+	require.Equal(t, "bridge/x", pk.Topic)
+	require.NoError(t, second.c.Send(rawmqtt.Ack(rawmqtt.PUBACK, 2)))
+	// Acknowledged: the edge's session for the bridge empties, and the
+	// local broker's own resend of the message was not forwarded again.
+	require.NoError(t, edge.Publish("bridge/y", []byte("n"), false, 1))
+	pk, err = second.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, "bridge/y", pk.Topic)
+	require.Equal(t, uint16(4), pk.PacketID)
+	second.nc.Close()
+	close(second.done)
+}
