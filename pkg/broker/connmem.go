@@ -343,6 +343,9 @@ func (s *connSet) unlink(e *connEntry) {
 // counts returns how many connections are open and waiting for their
 // CONNECT, and how many were closed for the bound since start.
 func (s *connSet) counts() (open, waiting int, evicted int64) {
+	if s == nil {
+		return 0, 0, 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.open, s.waiting, s.evicted

@@ -70,6 +70,10 @@ func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
 	require.NoError(t, err, "the oldest waiting connection must be closed")
 	_, _, evicted = b.conns.counts()
 	require.EqualValues(t, 3, evicted)
+	var out strings.Builder
+	b.writeMetrics(&out)
+	require.Contains(t, out.String(), "mqtt_connections_waiting 4\n")
+	require.Contains(t, out.String(), "mqtt_connections_waiting_closed_total 3\n")
 }
 
 // With MaxConnecting negative nothing is closed for the bound.

@@ -62,6 +62,7 @@ func (b *Broker) metrics() []metric {
 	runtime.ReadMemStats(&ms)
 	sessions := float64(b.srv.Clients.Len() - 1) // without the inline client
 	packetsIn, messagesIn := b.received()
+	_, waiting, evicted := b.conns.counts()
 	ms2 := []metric{
 		{"mqtt_clients_connected", "Clients connected now.", "gauge", load(&info.ClientsConnected), ""},
 		{"mqtt_clients_maximum", "Most clients connected at once since start.", "gauge", load(&info.ClientsMaximum), ""},
@@ -85,6 +86,8 @@ func (b *Broker) metrics() []metric {
 		{"mqtt_malformed_packets_total", "Connections ended because the client sent a malformed packet.", "counter", float64(b.wire.malformed.Load()), ""},
 		{"mqtt_connection_panics_total", "Connections ended by a recovered panic on their goroutine (a broker defect; see the log).", "counter", float64(b.wire.panics.Load()), ""},
 		{"mqtt_connections_refused_total", "Connections refused at max_connections.", "counter", float64(b.refused()), ""},
+		{"mqtt_connections_waiting", "Connections that have not sent their CONNECT yet.", "gauge", float64(waiting), ""},
+		{"mqtt_connections_waiting_closed_total", "Connections closed because too many were waiting for their CONNECT.", "counter", float64(evicted), ""},
 		{"mqtt_uptime_seconds", "Seconds since the broker started.", "gauge", time.Since(b.started).Seconds(), ""},
 		{"go_goroutines", "Goroutines.", "gauge", float64(runtime.NumGoroutine()), ""},
 		{"go_memstats_heap_inuse_bytes", "Heap bytes in use.", "gauge", float64(ms.HeapInuse), ""},
