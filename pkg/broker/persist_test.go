@@ -13,7 +13,7 @@ import (
 )
 
 // TestAsyncConnHold: bytes written during a hold reach the socket only
-// after release, in order with what follows (durableAcks relies on it).
+// after release, in order with what follows (tests stall clients with it).
 func TestAsyncConnHold(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()

@@ -15,7 +15,7 @@ import (
 // does not read them fast enough, beyond what the operating system
 // buffers, before it disconnects the client as a slow consumer. A single
 // packet larger than this is still sent, alone. QoS 0 messages routed by
-// the broker (route.go) never take a client past it: their publishers
+// the engine (engine.go) never take a client past it: their publishers
 // wait once half of it is pending (see asyncConn.waitRoom), and the
 // broker's own are not sent then (asyncConn.tryRoom).
 const MaxPendingBytes = 8 << 20
@@ -52,8 +52,8 @@ var ErrSlowConsumer = errors.New("slow consumer: client does not read its messag
 // unacknowledged QoS 1 and 2 messages stay in its session, so a
 // persistent session gets them again after it reconnects.
 //
-// Backpressure: the broker's QoS 0 router calls waitRoom before it writes
-// a message. It returns at once while less than half of MaxPendingBytes
+// Backpressure: the delivery engine calls waitRoom before it writes a QoS
+// 0 message. It returns at once while less than half of MaxPendingBytes
 // is pending; beyond that it waits for the socket to take data, so that a
 // subscriber that reads slowly slows its publishers down instead of
 // losing messages. A client that takes no data at all for the stall
@@ -158,7 +158,7 @@ func (c *asyncConn) waitRoom(n int) error {
 		if !c.flushing {
 			switch {
 			case c.held > 0:
-				// Held (durableAcks): the flush starts at the release,
+				// Held (hold): the flush starts at the release,
 				// which is not the client's doing; the clock starts then.
 				c.progressAt = time.Now()
 			case len(c.buf) > 0:
@@ -266,9 +266,9 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 
 // hold keeps what is written from now on in the buffer until release;
 // what was written before still goes out, even while a flush is running.
-// The broker holds a publisher's acknowledgement while it stores the
-// message for offline sessions, so that an acknowledged message is on disk
-// (persist.go).
+// Tests use it to stall a client deterministically (the broker held a
+// publisher's acknowledgement with it until the delivery engine made
+// routing come before the acknowledgement).
 func (c *asyncConn) hold() {
 	c.mu.Lock()
 	if c.held == 0 {

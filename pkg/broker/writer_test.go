@@ -133,7 +133,7 @@ func TestAsyncConnDeadlinesIgnoredWhenClosing(t *testing.T) {
 	}
 }
 
-// writeRouted writes p to c as the router writes a QoS 0 delivery:
+// writeRouted writes p to c as the engine writes a QoS 0 delivery:
 // waitRoom, Write, unreserve.
 func writeRouted(c *asyncConn, p []byte) error {
 	if err := c.waitRoom(len(p)); err != nil {
@@ -242,7 +242,7 @@ func TestAsyncConnPastWriteDeadlineKeepsQueuedBytes(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 }
 
-// While the broker itself holds a client's bytes (durableAcks), the client
+// While the broker itself holds a client's bytes (hold), the client
 // is not to blame for the full queue: waitRoom waits without cutting it,
 // however short the stall timeout.
 func TestAsyncConnWaitRoomHeldIsNotStalled(t *testing.T) {
