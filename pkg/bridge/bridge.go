@@ -642,6 +642,8 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 						b.log.Warn("remote broker refused a bridge subscription", "reason", fmt.Sprintf("%#x", rc))
 					}
 				}
+			case packets.Pingreq:
+				err = remote.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}})
 			case packets.Disconnect:
 				return true, fmt.Errorf("remote broker disconnected the bridge (reason %#x)", pk.ReasonCode)
 			}

@@ -81,6 +81,8 @@ func (c *conn) write(pk *packets.Packet) error {
 		err = pk.UnsubscribeEncode(&c.buf)
 	case packets.Pingreq:
 		err = pk.PingreqEncode(&c.buf)
+	case packets.Pingresp:
+		err = pk.PingrespEncode(&c.buf)
 	case packets.Disconnect:
 		err = pk.DisconnectEncode(&c.buf)
 	default:
@@ -137,7 +139,7 @@ func (c *conn) read() (*packets.Packet, error) {
 		err = pk.SubackDecode(body)
 	case packets.Unsuback:
 		err = pk.UnsubackDecode(body)
-	case packets.Pingresp:
+	case packets.Pingresp, packets.Pingreq: // mosquitto answers a PINGREQ from the remote too
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(body)
 	default:

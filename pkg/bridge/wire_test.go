@@ -89,6 +89,11 @@ restart_timeout 1`)
 	require.NoError(t, err)
 	require.Equal(t, "bridge/y", pk.Topic)
 	require.Equal(t, uint16(4), pk.PacketID)
+	// A PINGREQ from the remote is answered, as mosquitto's bridge does.
+	require.NoError(t, second.c.Send(rawmqtt.Pingreq()))
+	pk, err = second.c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PINGRESP, pk.Type)
 	second.nc.Close()
 	close(second.done)
 }
