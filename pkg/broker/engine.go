@@ -125,6 +125,11 @@ type session struct {
 	acks   uint64              // acknowledgements so far (progress of a stalled client)
 	drops  bool                // a drop episode was logged and is not over
 	busy   atomic.Bool         // its read loop waits in OnPublish (see waitRoom)
+	// held is the connection of this session that published a QoS 1/2
+	// message it is subscribed to, until mochi has written its PUBACK or
+	// PUBREC (OnPacketProcessed): nothing is sent meanwhile, so that the
+	// acknowledgement comes before the delivery, as from mosquitto.
+	held *mqtt.Client
 }
 
 // message is one delivery: a message for one client.
@@ -404,6 +409,9 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 		if t.sub.NoLocal && pk.Origin == t.id { // [MQTT-3.8.3-3]
 			continue
 		}
+		if t.s == self && pk.FixedHeader.Qos > 0 {
+			self.hold(cl)
+		}
 		var ac *asyncConn
 		var n int
 		if !own && !retain {
@@ -545,6 +553,16 @@ func (e *engine) waitRoom(t *target, pk *packets.Packet, self *session) (*asyncC
 	return nil, 0
 }
 
+// hold keeps s from sending until cl's acknowledgement of the PUBLISH
+// being processed is written (OnPacketProcessed releases it).
+func (s *session) hold(cl *mqtt.Client) {
+	s.mu.Lock()
+	if s.cl == cl {
+		s.held = cl
+	}
+	s.mu.Unlock()
+}
+
 // wake tells the publishers waiting for s to look again (s.mu held).
 func (s *session) wake() {
 	if s.room != nil {
@@ -577,7 +595,7 @@ func (s *session) add(e *engine, m *message, own bool) {
 			return
 		}
 	}
-	if qos == 0 && len(s.queue) == 0 && s.live {
+	if qos == 0 && len(s.queue) == 0 && s.live && s.held == nil {
 		if own {
 			if ac := asyncConnOf(s.cl.Net.Conn); ac != nil {
 				n := m.size + len(m.pk.TopicName) + 64
@@ -631,7 +649,7 @@ func (e *engine) drop(s *session, reason, setting string) {
 
 // pump sends queued messages while the window has room (s.mu held).
 func (e *engine) pump(s *session) {
-	if !s.live || !s.online() {
+	if !s.live || !s.online() || s.held != nil {
 		return
 	}
 	cl := s.cl
@@ -820,6 +838,10 @@ func (e *engine) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 // OnPacketProcessed queues the retained messages of a SUBSCRIBE once its
 // SUBACK is written.
 func (e *engine) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if pk.FixedHeader.Type == packets.Publish {
+		e.release(cl)
+		return
+	}
 	if pk.FixedHeader.Type != packets.Subscribe {
 		return
 	}
@@ -830,6 +852,25 @@ func (e *engine) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error
 	defer e.retain.RUnlock()
 	if err == nil {
 		e.sendRetained(cl, v.(*pendingSubscribe))
+	}
+}
+
+// release sends what a session held while mochi acknowledged its own
+// client's PUBLISH (see session.held), now that the PUBACK or PUBREC is
+// written.
+func (e *engine) release(cl *mqtt.Client) {
+	if cl.Net.Inline {
+		return
+	}
+	s := e.lookupSession(cl.ID)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == cl {
+		s.held = nil
+		e.pump(s)
 	}
 }
 
@@ -944,7 +985,7 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if len(s.flight) == 0 {
 		s.lastID = 0 // a new or empty session numbers from 1 again
 	}
-	s.cl, s.live, s.window, s.drops = cl, false, window, false
+	s.cl, s.live, s.window, s.drops, s.held = cl, false, window, false, nil
 	s.persistent = persistent(cl)
 	s.wake() // publishers waiting for the old connection
 	e.invalidate()

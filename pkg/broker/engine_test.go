@@ -258,3 +258,35 @@ func TestEngineDelayedWillCancelledByResume(t *testing.T) {
 	require.False(t, pending, "the resumed session's will is not sent")
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 }
+
+// A client subscribed to the topic it publishes at QoS 1 or 2 gets its
+// PUBACK or PUBREC before the delivery PUBLISH, as from mosquitto
+// (02-subpub-qos2, 09-acl-change): the engine queues the message for the
+// publisher's own session and sends it once mochi has written the
+// acknowledgement.
+func TestEngineOwnAckBeforeDelivery(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		for _, qos := range []byte{1, 2} {
+			for _, retain := range []bool{false, true} {
+				t.Run(fmt.Sprintf("v%d/qos%d/retain=%v", version, qos, retain), func(t *testing.T) {
+					b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+					c := dialRaw(t, b.Addr(), version)
+					c.mustConnect("self", "", "")
+					require.Equal(t, []byte{2}, c.subscribe(1, 2, "loop"))
+					c.publish(7, qos, "loop", "m", retain)
+					ack := c.recv()
+					want := packets.Puback
+					if qos == 2 {
+						want = packets.Pubrec
+					}
+					require.Equal(t, want, ack.FixedHeader.Type, "the publisher's acknowledgement comes first")
+					require.Equal(t, uint16(7), ack.PacketID)
+					pk := c.recv()
+					require.Equal(t, packets.Publish, pk.FixedHeader.Type)
+					require.Equal(t, "m", string(pk.Payload))
+					require.Equal(t, qos, pk.FixedHeader.Qos)
+				})
+			}
+		}
+	}
+}
