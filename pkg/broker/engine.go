@@ -214,6 +214,20 @@ func persistent(cl *mqtt.Client) bool {
 	return !cl.Properties.Clean
 }
 
+// targetSession returns the session of a subscriber, made if new; nil
+// for a subscription whose session has ended (a clean session between
+// its end, OnDisconnect, and mochi's removal of its subscriptions): a
+// session made for it would stay in the map for ever.
+func (e *engine) targetSession(id string) *session {
+	if s := e.lookupSession(id); s != nil {
+		return s
+	}
+	if cl, ok := e.srv.Clients.Get(id); !ok || cl.Net.Inline || (cl.Closed() && !persistent(cl)) {
+		return nil
+	}
+	return e.sessionOf(id)
+}
+
 func (e *engine) lookupSession(id string) *session {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -279,7 +293,9 @@ func (e *engine) lookup(topic string) *route {
 	e.parentLevel(topic, subs.Subscriptions)
 	rt := &route{gen: g, targets: make([]target, 0, len(subs.Subscriptions))}
 	for id, sub := range subs.Subscriptions {
-		rt.targets = append(rt.targets, target{id: id, s: e.sessionOf(id), sub: sub, ids: identifiers(sub)})
+		if s := e.targetSession(id); s != nil {
+			rt.targets = append(rt.targets, target{id: id, s: s, sub: sub, ids: identifiers(sub)})
+		}
 	}
 	for _, in := range subs.InlineSubscriptions {
 		rt.inline = append(rt.inline, in)
@@ -1081,8 +1097,14 @@ func (e *engine) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnClientExpired ends an expired session.
+// OnClientExpired ends an expired session, and its subscriptions: mochi
+// v2.7.9 deletes an expired client but leaves its subscriptions in the
+// topic index, where a new clean session of the same client ID would get
+// their messages [MQTT-3.1.2-4].
 func (e *engine) OnClientExpired(cl *mqtt.Client) {
+	if cur, ok := e.srv.Clients.Get(cl.ID); ok && cur == cl && !cl.IsTakenOver() {
+		e.srv.UnsubscribeClient(cl)
+	}
 	if s := e.lookupSession(cl.ID); s != nil {
 		e.end(s)
 	}

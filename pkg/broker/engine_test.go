@@ -290,3 +290,34 @@ func TestEngineOwnAckBeforeDelivery(t *testing.T) {
 		}
 	}
 }
+
+// A session that expires takes its subscriptions with it: mochi v2.7.9
+// deletes an expired client without removing its subscriptions, so a
+// new clean session of the same client ID got messages of filters it
+// never subscribed to, and each publish to such a topic added an entry
+// to the engine's sessions.
+func TestEngineExpiredSessionSubscriptionsGone(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	c := dialRaw(t, b.Addr(), 5)
+	pk := c.connectPacket("exp", "", "")
+	pk.Connect.Clean = false
+	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 1, true
+	c.send(pk)
+	require.Equal(t, packets.Connack, c.recv().FixedHeader.Type)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "old/topic"))
+	goOffline(t, b, c, "exp")
+	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("exp"); return !ok })
+
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	pub.publish(0, 0, "old/topic", "stale", false)
+	require.Empty(t, pub.ping())
+	require.Nil(t, b.engine.lookupSession("exp"), "no session for an expired client")
+
+	c = dialRaw(t, b.Addr(), 5)
+	c.mustConnect("exp", "", "")
+	pub.publish(0, 0, "old/topic", "stale", false)
+	require.Empty(t, pub.ping())
+	require.Empty(t, c.ping(), "a new session has no subscriptions")
+	require.False(t, b.HasSubscriber("old/topic"))
+}
