@@ -322,6 +322,7 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	b.engine = newEngine(srv, log, cfg)
 	b.connect.subscribed = b.engine.subscribed
+	b.engine.willKept = b.connect.willKept
 	b.engine.mayRead = b.security.OnACLCheck
 	// The hooks in the order mochi calls them. fixes first: it renames
 	// inbound packet IDs before anyone sees them. connect before security:

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -99,6 +98,9 @@ type connectHook struct {
 	// OnPacketProcessed): the PUBACK mochi writes meanwhile, on the same
 	// goroutine, is the one for it.
 	noSubs sync.Map
+	// keepWill holds a connection taken over by one that resumes its
+	// session, until its will would be published (willKept).
+	keepWill sync.Map
 	// subscribed reports whether a subscription matches a topic: the
 	// engine's routing (engine.subscribed), so the 0x10 decision and the
 	// delivery agree.
@@ -352,7 +354,17 @@ func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	} else if old.Properties.Clean {
 		return
 	}
-	atomic.StoreUint32(&old.Properties.Will.Flag, 0) // sendLWT checks it first
+	// Not by clearing old's will: mochi writes old.Properties.Will itself
+	// when old ends normally, on old's goroutine (a data race).
+	h.keepWill.Store(old, struct{}{})
+}
+
+// willKept reports (once) whether cl's will is not to be published: cl
+// was taken over by a connection that resumes its session
+// (OnSessionEstablish). The engine asks it before it publishes a will.
+func (h *connectHook) willKept(cl *mqtt.Client) bool {
+	_, ok := h.keepWill.LoadAndDelete(cl)
+	return ok
 }
 
 // awaitRemoval waits, up to takeoverWait, until old is no longer the
@@ -389,6 +401,7 @@ func (h *connectHook) refuse(cl *mqtt.Client, v5, v3 packets.Code) error {
 func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.bridges.Delete(cl)
 	h.noSubs.Delete(cl)
+	h.keepWill.Delete(cl) // mochi sends the will, if at all, before OnDisconnect
 }
 
 // OnPublish notes an MQTT 5 QoS 1 PUBLISH that no subscription matches,

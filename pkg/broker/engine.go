@@ -58,6 +58,9 @@ type engine struct {
 	log *slog.Logger
 	// mayRead is the ACL check (securityHook.OnACLCheck).
 	mayRead func(cl *mqtt.Client, topic string, write bool) bool
+	// willKept reports a connection whose will is not published because
+	// its session was taken over and goes on (connectHook.willKept).
+	willKept func(cl *mqtt.Client) bool
 	// store keeps the queues of persistent sessions (nil: no persistence).
 	store queueStore
 
@@ -936,6 +939,9 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if will.TopicName == "" {
 		return will, nil
+	}
+	if e.willKept != nil && e.willKept(cl) {
+		return mqtt.Will{}, nil // taken over by a connection that resumes the session
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: will.Retain, Qos: will.Qos},
