@@ -295,7 +295,9 @@ type remoteCaps struct {
 // connectRemote dials addr and runs the CONNECT exchange, the
 // notification and the subscriptions.
 func (b *Bridge) connectRemote(c net.Conn) (*conn, remoteCaps, error) {
-	caps := remoteCaps{receiveMax: 20, maxQoS: 2, retain: true, keepalive: b.cfg.Keepalive}
+	// MQTT 3.1.1 has no Receive Maximum: the local in-flight window
+	// bounds what is in flight.
+	caps := remoteCaps{receiveMax: 65535, maxQoS: 2, retain: true, keepalive: b.cfg.Keepalive}
 	v := b.cfg.ProtocolVersion
 	remote := newConn(c, v)
 	remote.maxIn = b.cfg.MaxPacketSize
@@ -583,6 +585,19 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 		return nil
 	}
 
+	// held are local messages waiting for room under the remote's
+	// Receive Maximum, in order.
+	var held []*packets.Packet
+	sendHeld := func() error {
+		for len(held) > 0 && len(outs.byID) < int(caps.receiveMax) {
+			pk := held[0]
+			held = held[1:]
+			if err := b.toRemote(pk, remote, caps, outs, ackLocal); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for {
 		var err error
 		select {
@@ -613,6 +628,9 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 					if !o.acked {
 						err = ackLocal(o.localID, o.localQoS)
 					}
+					if err == nil {
+						err = sendHeld()
+					}
 				}
 			case packets.Pubrec:
 				o, ok := outs.byID[pk.PacketID]
@@ -622,6 +640,9 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 						b.remoteIDs.free(pk.PacketID)
 						b.log.Warn("remote broker refused a message", "reason", fmt.Sprintf("%#x", pk.ReasonCode))
 						err = ackLocal(o.localID, o.localQoS)
+						if err == nil {
+							err = sendHeld()
+						}
 					}
 					break
 				}
@@ -655,7 +676,11 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 			b.log.Debug("bridge received from local", "packet", pk.FixedHeader.Type, "id", pk.PacketID, "topic", pk.TopicName)
 			switch pk.FixedHeader.Type {
 			case packets.Publish:
-				err = b.toRemote(pk, remote, caps, outs, ackLocal)
+				if pk.FixedHeader.Qos > 0 && caps.maxQoS > 0 && (len(held) > 0 || len(outs.byID) >= int(caps.receiveMax)) {
+					held = append(held, pk) // the remote's Receive Maximum is reached
+				} else {
+					err = b.toRemote(pk, remote, caps, outs, ackLocal)
+				}
 			case packets.Pubrel:
 				err = local.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: pk.PacketID})
 			case packets.Puback, packets.Pubrec:

@@ -97,3 +97,48 @@ restart_timeout 1`)
 	second.nc.Close()
 	close(second.done)
 }
+
+// TestBridgeWireReceiveMaximum: an MQTT 5 remote that announces Receive
+// Maximum 2 gets two QoS 1 messages, then the next one only after a
+// PUBACK, although more wait.
+func TestBridgeWireReceiveMaximum(t *testing.T) {
+	conns := make(chan *rawmqtt.Conn, 8)
+	stop := make(chan struct{})
+	port := rawmqtt.Serve(t, waitLimit, func(nc net.Conn) {
+		conns <- rawmqtt.NewConn(nc, 5)
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) })
+	edge := newBroker(t, "127.0.0.1:0")
+	s := startBridges(t, edge, parse(t, `connection sample
+address 127.0.0.1:`+strconv.Itoa(port)+`
+bridge_protocol_version mqttv50
+bridge_attempt_unsubscribe false
+topic t/# out 1
+notifications false`))
+	c := <-conns
+	pk, err := c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.CONNECT, pk.Type)
+	// Queued before the remote accepts the bridge.
+	for i := range 5 {
+		require.NoError(t, edge.Publish("t/x", []byte(strconv.Itoa(i)), false, 1))
+	}
+	waitFor(t, "the queue", func() bool { return s.Stats()[0].Queued == 5 })
+	require.NoError(t, c.Send([]byte{rawmqtt.CONNACK << 4, 6, 0, 0, 3, 0x21, 0, 2})) // Receive Maximum 2
+	for i := range 2 {
+		pk, err = c.Read(waitLimit)
+		require.NoError(t, err)
+		require.Equal(t, rawmqtt.PUBLISH, pk.Type)
+		require.Equal(t, strconv.Itoa(i), string(pk.Payload))
+	}
+	require.NoError(t, c.Send(rawmqtt.Pingreq()))
+	pk, err = c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PINGRESP, pk.Type, "no third PUBLISH before a PUBACK")
+	require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, 1)))
+	pk, err = c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.PUBLISH, pk.Type)
+	require.Equal(t, "2", string(pk.Payload))
+}
