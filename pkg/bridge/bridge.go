@@ -524,7 +524,15 @@ func (b *Bridge) session(ctx context.Context, addr Address) (up bool, err error)
 	defer close(stop)
 	lch := make(chan readResult, 16)
 	go reader(local, lch, stop)
+	// Stop during the handshake: closing the connection ends its reads.
+	stopClose := context.AfterFunc(ctx, func() { _ = rc.Close() })
 	remote, caps, err := b.connectRemote(rc)
+	if !stopClose() {
+		if err == nil {
+			remote.close()
+		}
+		return false, ctx.Err()
+	}
 	if err != nil {
 		return false, err
 	}

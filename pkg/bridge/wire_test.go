@@ -6,10 +6,12 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/pkg/bridge"
 )
 
 // TestBridgeWireResend checks what a fake remote sees on the wire: the
@@ -141,4 +143,32 @@ notifications false`))
 	require.NoError(t, err)
 	require.Equal(t, rawmqtt.PUBLISH, pk.Type)
 	require.Equal(t, "2", string(pk.Payload))
+}
+
+// TestBridgeStopDuringHandshake: a remote that accepts the connection and
+// never answers the CONNECT does not hold Stop up.
+func TestBridgeStopDuringHandshake(t *testing.T) {
+	conns := make(chan *rawmqtt.Conn, 8)
+	stop := make(chan struct{})
+	port := rawmqtt.Serve(t, waitLimit, func(nc net.Conn) {
+		conns <- rawmqtt.NewConn(nc, 4)
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) })
+	edge := newBroker(t, "127.0.0.1:0")
+	s, err := bridge.Start(parse(t, `connection sample
+address 127.0.0.1:`+strconv.Itoa(port)+`
+topic t/# out 1`), edge, testLog())
+	require.NoError(t, err)
+	c := <-conns
+	pk, err := c.Read(waitLimit)
+	require.NoError(t, err)
+	require.Equal(t, rawmqtt.CONNECT, pk.Type)
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(waitLimit):
+		t.Fatal("Stop waited for the CONNACK")
+	}
 }
