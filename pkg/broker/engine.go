@@ -61,6 +61,10 @@ type engine struct {
 	// willKept reports a connection whose will is not published because
 	// its session was taken over and goes on (connectHook.willKept).
 	willKept func(cl *mqtt.Client) bool
+	// willProps holds the will properties of an MQTT 5 connection's
+	// CONNECT (*packets.Properties), from OnSessionEstablished to
+	// OnDisconnect: mochi's Will has only the user properties.
+	willProps sync.Map
 	// store keeps the queues of persistent sessions (nil: no persistence).
 	store queueStore
 
@@ -950,16 +954,31 @@ func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		Properties:  packets.Properties{User: will.User},
 		Origin:      cl.ID,
 	}
-	if will.WillDelayInterval == 0 {
+	if p, ok := e.willProps.Load(cl); ok {
+		// mochi's Will keeps only the user properties of the CONNECT's
+		// will properties [MQTT-3.1.3-9]: the others come from there.
+		wp := p.(*packets.Properties)
+		pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = wp.PayloadFormat, wp.PayloadFormatFlag
+		pk.Properties.ContentType, pk.Properties.ResponseTopic = wp.ContentType, wp.ResponseTopic
+		pk.Properties.CorrelationData = wp.CorrelationData
+		pk.Properties.MessageExpiryInterval = wp.MessageExpiryInterval
+	}
+	published := func() {
+		// The message expiry counts from the will's publication.
 		pk.Created = time.Now().Unix()
+		if exp := pk.Properties.MessageExpiryInterval; exp > 0 {
+			pk.Expiry = pk.Created + int64(exp)
+		}
 		e.publish(cl, pk, true)
+	}
+	if will.WillDelayInterval == 0 {
+		published()
 		return mqtt.Will{}, nil
 	}
 	w := new(delayedWill)
 	w.Timer = time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
 		if e.wills.CompareAndDelete(cl.ID, w) {
-			pk.Created = time.Now().Unix()
-			e.publish(cl, pk, true)
+			published()
 		}
 	})
 	if old, ok := e.wills.Swap(cl.ID, w); ok {
@@ -1057,7 +1076,11 @@ func (e *engine) released(cl *mqtt.Client, id uint16) {
 // OnSessionEstablished resends the session's messages in flight, in
 // order and with DUP, then goes on with its queue. mochi calls it before
 // it reads the client's first packet.
-func (e *engine) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+func (e *engine) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Connect.WillFlag && cl.Properties.ProtocolVersion >= 5 {
+		wp := pk.Connect.WillProperties
+		e.willProps.Store(cl, &wp)
+	}
 	s := e.sessionOf(cl.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1082,6 +1105,7 @@ func (e *engine) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // OnDisconnect: the session goes offline, or ends with a clean session.
 func (e *engine) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	e.willProps.Delete(cl) // mochi sends the will, if at all, before OnDisconnect
 	if p, ok := e.subs.LoadAndDelete(cl); ok && p != nil {
 		e.retain.RUnlock() // a SUBSCRIBE cut short
 	}

@@ -321,3 +321,39 @@ func TestEngineExpiredSessionSubscriptionsGone(t *testing.T) {
 	require.Empty(t, c.ping(), "a new session has no subscriptions")
 	require.False(t, b.HasSubscriber("old/topic"))
 }
+
+// An MQTT 5 will keeps the will properties of its CONNECT [MQTT-3.1.3-9]
+// (mochi's Will has only the user properties; the rest was lost), and its
+// message expiry counts from its publication.
+func TestEngineWillProperties(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	w := dialRaw(t, b.Addr(), 5)
+	w.mustConnect("will-watch", "", "")
+	require.Equal(t, []byte{1}, w.subscribe(1, 1, "wills/#"))
+
+	c := dialRaw(t, b.Addr(), 5)
+	conn := c.connectPacket("dying", "", "")
+	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/dying", []byte("gone")
+	conn.Connect.WillQos = 1
+	wp := &conn.Connect.WillProperties
+	wp.PayloadFormat, wp.PayloadFormatFlag = 1, true
+	wp.ContentType, wp.ResponseTopic, wp.CorrelationData = "text/plain", "wills/answer", []byte{1, 2, 3}
+	wp.MessageExpiryInterval = 600
+	wp.User = []packets.UserProperty{{Key: "k", Val: "v"}}
+	conn.Mods.AllowResponseInfo = true // the test client's encoder leaves the response topic out otherwise
+	c.send(conn)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.conn.Close() // no DISCONNECT: the will goes out
+
+	got := w.recv()
+	require.Equal(t, "wills/dying", got.TopicName)
+	require.Equal(t, "gone", string(got.Payload))
+	p := got.Properties
+	require.True(t, p.PayloadFormatFlag)
+	require.Equal(t, byte(1), p.PayloadFormat)
+	require.Equal(t, "text/plain", p.ContentType)
+	require.Equal(t, "wills/answer", p.ResponseTopic)
+	require.Equal(t, []byte{1, 2, 3}, p.CorrelationData)
+	require.Equal(t, []packets.UserProperty{{Key: "k", Val: "v"}}, p.User)
+	require.InDelta(t, 600, p.MessageExpiryInterval, 2)
+}
