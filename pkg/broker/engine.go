@@ -753,8 +753,14 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 	return true
 }
 
-// discard ends a message that is not sent after all (s.mu held).
+// discard ends a message that is not sent after all (s.mu held). A QoS
+// 1/2 one uses up a packet ID all the same: mosquitto numbers a message
+// as it queues it, so the IDs the client sees are mosquitto's
+// (09-acl-change).
 func (e *engine) discard(s *session, cl *mqtt.Client, m *message) {
+	if m.pk.FixedHeader.Qos > 0 && m.pk.PacketID == 0 {
+		s.nextID(cl)
+	}
 	if id := m.pk.PacketID; id != 0 && s.flight[id] == m {
 		delete(s.flight, id)
 		if cl.State.Inflight.Delete(id) {

@@ -357,3 +357,30 @@ func TestEngineWillProperties(t *testing.T) {
 	require.Equal(t, []packets.UserProperty{{Key: "k", Val: "v"}}, p.User)
 	require.InDelta(t, 600, p.MessageExpiryInterval, 2)
 }
+
+// A QoS 1/2 message that is not sent after all (the client may no longer
+// read its topic, it expired) uses up its packet ID, as mosquitto numbers
+// a message when it queues it (09-acl-change: the next delivery has ID
+// 3, not 2).
+func TestEngineDiscardedMessageUsesPacketID(t *testing.T) {
+	acl := writeFile(t, "acl", "topic readwrite w/#\ntopic readwrite x/#\n")
+	cfg := Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1}
+	b := start(t, cfg)
+	sub := connectPersistent(t, b.Addr(), 4, "sub")
+	require.Equal(t, []byte{1, 1}, sub.subscribe(1, 1, "w/#", "x/#"))
+	goOffline(t, b, sub, "sub")
+	pub := dialRaw(t, b.Addr(), 4)
+	pub.mustConnect("pub", "", "")
+	for i, topic := range []string{"w/1", "x/2", "w/3"} {
+		pub.publish(uint16(i+1), 1, topic, topic, false)
+		require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+	}
+	require.NoError(t, os.WriteFile(acl, []byte("topic readwrite w/#\n"), 0o600))
+	require.NoError(t, b.Reload(cfg.Security()))
+	sub = connectPersistent(t, b.Addr(), 4, "sub")
+	var got []string
+	for _, pk := range sub.ping() {
+		got = append(got, fmt.Sprintf("%s:%d", pk.Payload, pk.PacketID))
+	}
+	require.Equal(t, []string{"w/1:1", "w/3:3"}, got)
+}
