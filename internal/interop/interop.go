@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,6 +55,8 @@ type Mosquitto struct {
 	Dir  string
 	cmd  *exec.Cmd
 	log  *os.File
+	bin  string // for Restart
+	conf string
 }
 
 // StartMosquitto starts the real broker on a free 127.0.0.1 port with the
@@ -83,7 +86,7 @@ func StartMosquitto(t testing.TB, extra ...string) *Mosquitto {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start mosquitto: %v", err)
 		}
-		m := &Mosquitto{Port: port, Dir: dir, cmd: cmd, log: logf}
+		m := &Mosquitto{Port: port, Dir: dir, cmd: cmd, log: logf, bin: bin, conf: conf}
 		if err := waitPort(port, 5*time.Second); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
@@ -105,6 +108,44 @@ func (m *Mosquitto) Stop() {
 		_ = m.cmd.Wait()
 	}
 	m.log.Close()
+}
+
+// Terminate stops the broker with SIGTERM, as a service manager does
+// (mosquitto writes its persistence file on the way out), and waits for it.
+func (m *Mosquitto) Terminate(t testing.TB) {
+	t.Helper()
+	if m.cmd.ProcessState != nil {
+		return
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stop mosquitto: %v", err)
+	}
+	_ = m.cmd.Wait()
+}
+
+// Restart starts the broker again, after Terminate, with the same
+// configuration on the same port (its log goes on in the same file).
+func (m *Mosquitto) Restart(t testing.TB) {
+	t.Helper()
+	if m.cmd.ProcessState == nil {
+		t.Fatal("mosquitto Restart: still running")
+	}
+	var err error
+	// The port may take a moment to be free again.
+	for attempt := 0; attempt < 5; attempt++ {
+		cmd := exec.Command(m.bin, "-c", m.conf)
+		cmd.Stdout, cmd.Stderr = m.log, m.log
+		if err = cmd.Start(); err != nil {
+			t.Fatalf("restart mosquitto: %v", err)
+		}
+		m.cmd = cmd
+		if err = waitPort(m.Port, 5*time.Second); err == nil {
+			return
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	t.Fatalf("mosquitto did not restart on port %d: %v; log:\n%s", m.Port, err, m.Log())
 }
 
 // Log returns what the broker logged so far.
