@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/testcert"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 )
@@ -299,7 +300,7 @@ bridge_tls_version tlsv1.2`)
 address localhost:`+port+`
 topic t/# out 1
 bridge_cafile `+files.OtherCA)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	b, err := bridge.New(bad[0], edge, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
@@ -307,23 +308,6 @@ bridge_cafile `+files.OtherCA)
 	waitFor(t, "the failed handshake", func() bool { return strings.Contains(logs.String(), "bridge connection failed") })
 	require.Contains(t, logs.String(), "certificate")
 	require.False(t, b.Stats().Connected)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestBridgeNotifications: the state topic is 1 while connected and 0

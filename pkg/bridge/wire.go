@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttkit/mqttkit/internal/mqttpk"
 )
 
 // conn is one MQTT client connection of a bridge, local or remote. The
@@ -123,27 +125,12 @@ func (c *conn) read() (*packets.Packet, error) {
 	// id) and marked Ignore: acknowledged and dropped.
 	pk.Ignore = c.maxIn > 0 && 1+varintLen(n)+n > c.maxIn && pk.FixedHeader.Type == packets.Publish
 	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(body)
-	case packets.Publish:
-		err = pk.PublishDecode(body)
-	case packets.Puback:
-		err = pk.PubackDecode(body)
-	case packets.Pubrec:
-		err = pk.PubrecDecode(body)
-	case packets.Pubrel:
-		err = pk.PubrelDecode(body)
-	case packets.Pubcomp:
-		err = pk.PubcompDecode(body)
-	case packets.Suback:
-		err = pk.SubackDecode(body)
-	case packets.Unsuback:
-		err = pk.UnsubackDecode(body)
-	case packets.Pingresp, packets.Pingreq: // mosquitto answers a PINGREQ from the remote too
-	case packets.Disconnect:
-		err = pk.DisconnectDecode(body)
-	default:
+	case packets.Connect, packets.Subscribe, packets.Unsubscribe, packets.Auth:
+		// Packets a server does not send (mosquitto answers a PINGREQ
+		// from the remote, so that one is taken).
 		err = fmt.Errorf("unexpected packet type %d", pk.FixedHeader.Type)
+	default:
+		err = mqttpk.Decode(pk, body)
 	}
 	if err != nil {
 		return nil, err

@@ -15,6 +15,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/mqttpk"
 )
 
 // rawClient speaks MQTT packet by packet, so that tests control packet IDs,
@@ -99,29 +101,7 @@ func (c *rawClient) recvRaw(timeout time.Duration) (packets.Packet, []byte, erro
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return pk, nil, err
 	}
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(body)
-	case packets.Publish:
-		err = pk.PublishDecode(body)
-	case packets.Puback:
-		err = pk.PubackDecode(body)
-	case packets.Pubrec:
-		err = pk.PubrecDecode(body)
-	case packets.Pubrel:
-		err = pk.PubrelDecode(body)
-	case packets.Pubcomp:
-		err = pk.PubcompDecode(body)
-	case packets.Suback:
-		err = pk.SubackDecode(body)
-	case packets.Unsuback:
-		err = pk.UnsubackDecode(body)
-	case packets.Pingresp:
-	case packets.Disconnect:
-		err = pk.DisconnectDecode(body)
-	default:
-		err = fmt.Errorf("unexpected packet type %d", pk.FixedHeader.Type)
-	}
+	err = mqttpk.Decode(&pk, body)
 	return pk, body, err
 }
 

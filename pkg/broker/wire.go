@@ -17,6 +17,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttkit/mqttkit/internal/mqttpk"
 )
 
 // Packet validation is owned here, below mochi (docs/design/wire.md).
@@ -298,37 +300,16 @@ func trialDecode(fh packets.FixedHeader, body []byte, version byte) (pk packets.
 		}
 	}()
 	pk = packets.Packet{FixedHeader: fh, ProtocolVersion: version}
-	var err error
 	switch fh.Type {
-	case packets.Connect:
-		err = pk.ConnectDecode(body)
-	case packets.Disconnect:
-		err = pk.DisconnectDecode(body)
-	case packets.Publish:
-		err = pk.PublishDecode(body)
-	case packets.Puback:
-		err = pk.PubackDecode(body)
-	case packets.Pubrec:
-		err = pk.PubrecDecode(body)
-	case packets.Pubrel:
-		err = pk.PubrelDecode(body)
-	case packets.Pubcomp:
-		err = pk.PubcompDecode(body)
-	case packets.Subscribe:
-		err = pk.SubscribeDecode(body)
-	case packets.Unsubscribe:
-		err = pk.UnsubscribeDecode(body)
+	case packets.Connack, packets.Suback, packets.Unsuback, packets.Pingresp, 0:
+		// Only servers send these [MQTT-2.1.2].
+		return pk, fmt.Sprintf("packet type %d is not sent by clients", fh.Type)
 	case packets.Pingreq:
 		if len(body) != 0 {
 			return pk, "PINGREQ with a body"
 		}
-	case packets.Auth:
-		err = pk.AuthDecode(body)
-	default:
-		// CONNACK, SUBACK, UNSUBACK, PINGRESP and type 0 only flow from
-		// the server [MQTT-2.1.2]; AUTH is MQTT 5 only.
-		return pk, fmt.Sprintf("packet type %d is not sent by clients", fh.Type)
 	}
+	err := mqttpk.Decode(&pk, body)
 	if fh.Type == packets.Auth && version < 5 {
 		return pk, "AUTH before MQTT 5"
 	}
