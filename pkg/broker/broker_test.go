@@ -23,6 +23,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 func TestLocalOnlyListensOnLoopback(t *testing.T) {
@@ -175,7 +177,7 @@ func TestBrokerUnixSocket(t *testing.T) {
 }
 
 func TestBrokerMaxConnections(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil)),
 		Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 2}}})
 	c1 := dialRaw(t, b.Addr(), 4)
@@ -229,7 +231,7 @@ func TestBrokerMessageSizeLimit(t *testing.T) {
 // 07-will-oversize-payload.py compare the CONNACK); an MQTT 5 client that
 // sends such a packet gets DISCONNECT 0x95.
 func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1000, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	c5 := dialRaw(t, b.Addr(), 5)
 	c5.send(c5.connectPacket("v5", "", ""))
@@ -349,7 +351,7 @@ func TestBrokerSys(t *testing.T) {
 // TestBrokerLogsNoSecrets: a second CONNECT (a protocol error that mochi
 // logs with the whole packet) must not put the password in the log.
 func TestBrokerLogsNoSecrets(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	pw := passwordFile(t, map[string]string{"alice": "s3cr3t-pw"})
 	b := start(t, Config{PasswordFile: pw, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := dialRaw(t, b.Addr(), 4)

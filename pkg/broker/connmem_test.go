@@ -16,13 +16,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // Beyond MaxConnecting connections waiting for their CONNECT, the one that
 // waited longest is closed, with one log line per episode; a client that
 // sends its CONNECT is not affected, and the episode's end is logged.
 func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
-	logs := new(syncBuffer)
+	logs := new(testutil.Buffer)
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1,
 		MaxConnecting: 4, ConnectTimeout: time.Minute, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // readPublish reads packets until a PUBLISH and returns it; other packets
@@ -168,7 +169,7 @@ func qos1Burst(t *testing.T, addr, topic string, n int) <-chan error {
 func TestDeliveryQoS1BurstComplete(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
-			logs := &logBuffer{}
+			logs := &testutil.Buffer{}
 			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 20, MaxQueued: 1000,
 				Log: slog.New(slog.NewTextHandler(logs, nil))})
 			s, err := rawmqtt.Dial(b.Addr(), v)
@@ -211,7 +212,7 @@ func TestDeliveryQoS1BurstComplete(t *testing.T) {
 // line for the episode and a counter, and the client gets the ones kept,
 // in order, when it comes back.
 func TestDeliveryOfflineSessionBound(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	o := rawmqtt.ConnectOptions{ClientID: "offline", KeepAlive: 60}
@@ -252,7 +253,7 @@ func TestDeliveryOfflineSessionBound(t *testing.T) {
 // slow-consumer timeout at most: then it is disconnected (one log line,
 // counted) and its publishers go on.
 func TestDeliveryNoAcksCut(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
 		SlowConsumerTimeout: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	s, err := rawmqtt.Dial(b.Addr(), 4)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // connectPersistent connects id with a persistent session (MQTT 3.1.1
@@ -85,7 +87,7 @@ func TestEngineNoSubscribersAckAgreesWithRouting(t *testing.T) {
 // session: past it messages are dropped, with one log line naming the
 // setting, and the client gets the ones kept.
 func TestEngineMaxQueuedBytes(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxQueuedBytes: 100,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	c := connectPersistent(t, b.Addr(), 4, "bytes")

@@ -5,7 +5,6 @@ package broker
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,30 +12,14 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
-// logBuffer is a concurrency-safe log sink for assertions on log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startFixed runs a bare mochi server with only the fixes hook.
-func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Server, *logBuffer) {
+func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Server, *testutil.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	c := mqtt.NewDefaultServerCapabilities()
 	if caps != nil {
@@ -294,7 +277,7 @@ func TestFixRetainedOnce(t *testing.T) {
 // DISCONNECT 0x87) with a log line; mochi dropped it silently, leaving a
 // QoS 1 publisher waiting for its PUBACK.
 func TestFixSysPublish(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	w := dialRaw(t, b.Addr(), 5)
 	w.mustConnect("watch", "", "")

@@ -15,6 +15,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // gateEstablished holds OnSessionEstablished of one client ID until
@@ -149,7 +151,7 @@ func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 // subscriber's Maximum Packet Size is not sent to it [MQTT-3.1.2-24], with
 // a log line (mochi's path logged it too); the next one that fits is.
 func TestRouterMaximumPacketSize(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	sub := dialRaw(t, b.Addr(), 5)
 	pk := sub.connectPacket("small", "", "")

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // floodPayload is the payload of message seq: its number, then padding.
@@ -95,7 +97,7 @@ func TestQoS0SlowSubscriberGetsEverything(t *testing.T) {
 // with a log line and a count, and a subscriber that reads gets every
 // message.
 func TestQoS0StuckSubscriberIsCut(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	stuck := dialRaw(t, b.Addr(), 4)

@@ -12,6 +12,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // Packet handling that mosquitto's own broker tests (test/broker, issue
@@ -160,7 +162,7 @@ func TestConfMaximumQoS(t *testing.T) {
 // shortened, with its length; mosquitto's 01-connect-575314.py stalled
 // the broker on its stderr pipe with three such lines.
 func TestLogValuesBounded(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	id := strings.Repeat("a", 65000)
 	c := dialRaw(t, b.Addr(), 5)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,31 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
+	"github.com/mqttkit/mqttkit/internal/testutil"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startWireBroker starts an anonymous broker on a random port and returns
 // it with its log.
-func startWireBroker(t *testing.T) (*Broker, *syncBuffer) {
+func startWireBroker(t *testing.T) (*Broker, *testutil.Buffer) {
 	t.Helper()
-	logs := new(syncBuffer)
+	logs := new(testutil.Buffer)
 	b, err := New(Config{
 		Listeners:      []Listener{{Address: "127.0.0.1:0"}},
 		AllowAnonymous: true,
@@ -396,7 +378,7 @@ func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
 func TestBadStartsAreLogged(t *testing.T) {
 	s, err := WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
-	logs := new(syncBuffer)
+	logs := new(testutil.Buffer)
 	b, err := New(Config{
 		Listeners: []Listener{{Address: "127.0.0.1:0"},
 			{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
