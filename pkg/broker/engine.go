@@ -934,7 +934,14 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 			if sub.NoLocal && pk.Origin == cl.ID {
 				continue
 			}
-			s.add(e, e.outgoing(pk, sub, ids, true, time.Time{}), true)
+			m := e.outgoing(pk, sub, ids, true, time.Time{})
+			if !m.expires.IsZero() && !m.expires.After(e.now()) {
+				// Expired while retained: never queued, so it takes no
+				// packet ID (mosquitto skips it when it looks it up).
+				e.expired.Add(1)
+				continue
+			}
+			s.add(e, m, true)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
@@ -385,4 +386,38 @@ func TestEngineDiscardedMessageUsesPacketID(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s:%d", pk.Payload, pk.PacketID))
 	}
 	require.Equal(t, []string{"w/1:1", "w/3:3"}, got)
+}
+
+// A retained message whose expiry has passed is not queued for a new
+// subscription at all: it takes no packet ID, so the next retained
+// message goes out with ID 1, as from mosquitto
+// (02-subpub-qos1-message-expiry-retain). The engine's clock is moved on:
+// no real waiting.
+func TestEngineExpiredRetainedTakesNoPacketID(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1})
+	require.NoError(t, err)
+	clk := &fakeClock{}
+	clk.ns.Store(time.Now().UnixNano())
+	b.engine.now = clk.now
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { _ = b.Close() })
+
+	pub := dialRaw(t, b.Addr(), 5)
+	pub.mustConnect("pub", "", "")
+	old := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true}, PacketID: 1,
+		TopicName: "kept/a", Payload: []byte("old")}
+	old.Properties.MessageExpiryInterval = 1
+	pub.send(old)
+	require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+	pub.publish(2, 1, "kept/b", "new", true)
+	require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+
+	clk.advance(10 * time.Second)
+	sub := dialRaw(t, b.Addr(), 5)
+	sub.mustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "kept/#"))
+	got := sub.recv()
+	require.Equal(t, "kept/b", got.TopicName)
+	require.Equal(t, uint16(1), got.PacketID, "the expired message took no packet ID")
+	require.Empty(t, sub.ping(), "the expired message is not sent")
 }
