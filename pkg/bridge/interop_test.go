@@ -91,7 +91,10 @@ topic # in 1 cmd/ cloud/cmd/`)
 			require.NoError(t, edge.Publish("chat/end", []byte("e"), false, 1))
 			pahoPublish(t, pub, "chat/end", "m", 1, false)
 			waitFor(t, "the markers", func() bool {
-				return contains(edgeGot.all(), "chat/end m") && contains(remoteGot.all(), "chat/end e")
+				// Both markers on both sides: each side's own one arrives
+				// through its broker alone, and may come after the other.
+				return contains(edgeGot.all(), "chat/end m") && contains(edgeGot.all(), "chat/end e") &&
+					contains(remoteGot.all(), "chat/end e") && contains(remoteGot.all(), "chat/end m")
 			})
 			var edgeMsgs []string
 			for _, x := range edgeGot.all() {
