@@ -321,7 +321,7 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.engine = newEngine(srv, log, cfg)
-	b.connect.subscribed = b.engine.subscribed
+	b.engine.unrouted = b.connect.unrouted
 	b.engine.willKept = b.connect.willKept
 	b.engine.mayRead = b.security.OnACLCheck
 	// The hooks in the order mochi calls them. fixes first: it renames

@@ -94,17 +94,13 @@ type connectHook struct {
 	// OnDisconnect.
 	bridges sync.Map
 	// noSubs holds a client while mochi processes its MQTT 5 QoS 1
-	// PUBLISH that matched no subscription (OnPublish to
+	// PUBLISH that matched no subscription (unrouted, from the engine, to
 	// OnPacketProcessed): the PUBACK mochi writes meanwhile, on the same
 	// goroutine, is the one for it.
 	noSubs sync.Map
 	// keepWill holds a connection taken over by one that resumes its
 	// session, until its will would be published (willKept).
 	keepWill sync.Map
-	// subscribed reports whether a subscription matches a topic: the
-	// engine's routing (engine.subscribed), so the 0x10 decision and the
-	// delivery agree.
-	subscribed func(topic string, inline bool) bool
 }
 
 // takeoverWait bounds how long a connection that takes over a client id
@@ -161,7 +157,7 @@ func (h *connectHook) ID() string { return "mqttkit-connect" }
 func (h *connectHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPacketProcessed:
+		mqtt.OnPacketProcessed:
 		return true
 	}
 	return false
@@ -404,20 +400,13 @@ func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.keepWill.Delete(cl) // mochi sends the will, if at all, before OnDisconnect
 }
 
-// OnPublish notes an MQTT 5 QoS 1 PUBLISH that no subscription matches,
-// for its PUBACK (OnPacketEncode). Subscriptions count whether or not
-// the ACL lets their clients read the topic, as in mosquitto.
-func (h *connectHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos != 1 || cl.Properties.ProtocolVersion < 5 || cl.Net.Inline || pk.Ignore {
-		return pk, nil
-	}
-	if !h.subscribed(pk.TopicName, true) {
-		h.noSubs.Store(cl, struct{}{})
-	}
-	return pk, nil
-}
+// unrouted notes an MQTT 5 QoS 1 PUBLISH of cl that no subscription
+// matches (the engine, which routes it, says so), for its PUBACK
+// (OnPacketEncode). Subscriptions count whether or not the ACL lets their
+// clients read the topic, as in mosquitto.
+func (h *connectHook) unrouted(cl *mqtt.Client) { h.noSubs.Store(cl, struct{}{}) }
 
-// OnPacketProcessed forgets the note of OnPublish once mochi is done
+// OnPacketProcessed forgets the note of unrouted once mochi is done
 // with the PUBLISH (it was refused without a PUBACK, say).
 func (h *connectHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion >= 5 {

@@ -61,6 +61,9 @@ type engine struct {
 	// willKept reports a connection whose will is not published because
 	// its session was taken over and goes on (connectHook.willKept).
 	willKept func(cl *mqtt.Client) bool
+	// unrouted notes an MQTT 5 QoS 1 PUBLISH of cl that no subscription
+	// matches, for its PUBACK (connectHook.unrouted).
+	unrouted func(cl *mqtt.Client)
 	// willProps holds the will properties of an MQTT 5 connection's
 	// CONNECT (*packets.Properties), from OnSessionEstablished to
 	// OnDisconnect: mochi's Will has only the user properties.
@@ -321,7 +324,12 @@ func (e *engine) lookup(topic string) *route {
 // engine routes it (with mochi's "+/#" miss repaired); inline handlers
 // count when inline is true.
 func (e *engine) subscribed(topic string, inline bool) bool {
-	rt := e.lookup(topic)
+	return e.lookup(topic).reaches(inline)
+}
+
+// reaches reports whether the route has a client's subscription (or an
+// inline handler, when inline is true).
+func (rt *route) reaches(inline bool) bool {
 	if inline && len(rt.inline) > 0 {
 		return true
 	}
@@ -426,6 +434,9 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 		e.retain.Lock()
 		e.retainMessage(cl, pk)
 		rt = e.lookup(pk.TopicName)
+	}
+	if !own && pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion >= 5 && e.unrouted != nil && !rt.reaches(true) {
+		e.unrouted(cl) // its PUBACK says 0x10 No matching subscribers
 	}
 	for i := range rt.targets {
 		t := &rt.targets[i]
