@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mqttkit/mqttkit/pkg/acl"
 )
 
 // Direction of a bridged topic.
@@ -58,7 +60,7 @@ func (t Topic) RemoteFilter() string { return t.RemotePrefix + t.Pattern }
 // the local prefix is replaced by the remote prefix. ok is false when the
 // topic does not match.
 func (t Topic) ToRemote(topic string) (string, bool) {
-	if !MatchFilter(t.LocalFilter(), topic) || !strings.HasPrefix(topic, t.LocalPrefix) {
+	if !acl.Match(t.LocalFilter(), topic) || !strings.HasPrefix(topic, t.LocalPrefix) {
 		return "", false
 	}
 	return t.RemotePrefix + topic[len(t.LocalPrefix):], true
@@ -66,7 +68,7 @@ func (t Topic) ToRemote(topic string) (string, bool) {
 
 // ToLocal maps a remote topic that matches RemoteFilter to its local name.
 func (t Topic) ToLocal(topic string) (string, bool) {
-	if !MatchFilter(t.RemoteFilter(), topic) || !strings.HasPrefix(topic, t.RemotePrefix) {
+	if !acl.Match(t.RemoteFilter(), topic) || !strings.HasPrefix(topic, t.RemotePrefix) {
 		return "", false
 	}
 	return t.LocalPrefix + topic[len(t.RemotePrefix):], true
@@ -529,49 +531,10 @@ func parseTopic(value string) (Topic, error) {
 	if t.Pattern == "" && t.LocalPrefix == "" && t.RemotePrefix == "" {
 		return Topic{}, fmt.Errorf("Invalid bridge topic value (%s): an empty pattern needs a prefix", value)
 	}
-	if !validFilter(t.LocalFilter()) || !validFilter(t.RemoteFilter()) {
+	if lf, rf := t.LocalFilter(), t.RemoteFilter(); lf == "" || rf == "" || !acl.ValidFilter(lf) || !acl.ValidFilter(rf) {
 		return Topic{}, fmt.Errorf("Invalid bridge topic pattern '%s'", f[0])
 	}
 	return t, nil
-}
-
-// validFilter checks an MQTT topic filter: `#` only as the whole last
-// level, `+` only as a whole level.
-func validFilter(f string) bool {
-	if f == "" {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
-}
-
-// MatchFilter reports whether topic matches the MQTT filter. Wildcards at
-// the first level do not match topics starting with `$`.
-func MatchFilter(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, f := range fl {
-		if f == "#" {
-			return true
-		}
-		if i >= len(tl) {
-			return false
-		}
-		if f != "+" && f != tl[i] {
-			return false
-		}
-	}
-	return len(fl) == len(tl)
 }
 
 // bridgeDirectives are the directives that belong to a connection section

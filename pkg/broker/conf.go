@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 )
 
@@ -275,14 +276,14 @@ func ParseConf(name string, r io.Reader) (*Conf, error) {
 	if err := p.bridges.Finish(); err != nil {
 		var se *bridge.SectionError
 		if errors.As(err, &se) {
-			return nil, &FileError{File: se.File, Line: se.Line, Msg: se.Msg}
+			return nil, &acl.FileError{File: se.File, Line: se.Line, Msg: se.Msg}
 		}
 		return nil, err
 	}
 	p.c.Bridges = p.bridges.Bridges
 	for _, l := range p.listeners {
 		if (l.CertFile == "") != (l.KeyFile == "") {
-			return nil, &FileError{File: l.File, Line: l.Line,
+			return nil, &acl.FileError{File: l.File, Line: l.Line,
 				Msg: fmt.Sprintf("Both certfile and keyfile must be provided to enable TLS on the listener on %s", l.Address())}
 		}
 		p.c.Listeners = append(p.c.Listeners, *l)
@@ -304,7 +305,7 @@ type confParser struct {
 }
 
 func (p *confParser) errorf(format string, args ...any) error {
-	return &FileError{File: p.file, Line: p.line, Msg: fmt.Sprintf(format, args...)}
+	return &acl.FileError{File: p.file, Line: p.line, Msg: fmt.Sprintf(format, args...)}
 }
 
 func (p *confParser) warnf(format string, args ...any) {
@@ -364,7 +365,7 @@ func (p *confParser) directive(text string, level int) error {
 		if err != nil {
 			var se *bridge.SectionError
 			if errors.As(err, &se) {
-				return &FileError{File: se.File, Line: se.Line, Msg: se.Msg}
+				return &acl.FileError{File: se.File, Line: se.Line, Msg: se.Msg}
 			}
 			return p.errorf("%v", err)
 		}
@@ -758,4 +759,13 @@ var mosquittoDirectives = map[string]struct{}{
 	"tls_engine": {}, "tls_engine_kpass_sha1": {}, "tls_keyform": {}, "topic": {}, "try_private": {},
 	"user":     {},
 	"username": {}, "websockets_headers_size": {}, "websockets_log_level": {},
+}
+
+// isCSpace is C's isspace in the "C" locale.
+func isCSpace(r rune) bool {
+	switch r {
+	case ' ', '\t', '\n', '\v', '\f', '\r':
+		return true
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/stretchr/testify/require"
 )
 
@@ -254,9 +255,9 @@ func TestParseConfErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseConf("m.conf", strings.NewReader(tt.conf))
-			var fe *FileError
+			var fe *acl.FileError
 			require.True(t, errors.As(err, &fe), "%v", err)
-			require.Equal(t, FileError{File: "m.conf", Line: tt.line, Msg: tt.msg}, *fe)
+			require.Equal(t, acl.FileError{File: "m.conf", Line: tt.line, Msg: tt.msg}, *fe)
 		})
 	}
 }
@@ -313,7 +314,7 @@ func FuzzParseConf(f *testing.F) {
 		}
 		c, err := ParseConf("f", strings.NewReader(text))
 		if err != nil {
-			var fe *FileError
+			var fe *acl.FileError
 			require.True(t, errors.As(err, &fe), "%T %v", err, err)
 			require.GreaterOrEqual(t, fe.Line, 1)
 			require.LessOrEqual(t, fe.Line, strings.Count(text, "\n")+1)

@@ -15,6 +15,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttkit/mqttkit/pkg/acl"
 )
 
 // engine is the broker's delivery engine: it owns every message the
@@ -349,7 +351,7 @@ func (e *engine) parentLevel(topic string, subs map[string]packets.Subscription)
 	for id, sub := range below.Subscriptions {
 		missed := false
 		for f := range sub.Identifiers {
-			if strings.HasSuffix(f, "+/#") && matchFilter(f, topic) {
+			if strings.HasSuffix(f, "+/#") && acl.Match(f, topic) {
 				missed = true
 			}
 		}
@@ -364,7 +366,7 @@ func (e *engine) parentLevel(topic string, subs map[string]packets.Subscription)
 		var merged packets.Subscription
 		n := 0
 		for f, s := range cl.State.Subscriptions.GetAll() {
-			if mqtt.IsSharedFilter(f) || !matchFilter(f, topic) {
+			if mqtt.IsSharedFilter(f) || !acl.Match(f, topic) {
 				continue
 			}
 			if n == 0 {

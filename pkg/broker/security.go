@@ -20,6 +20,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/passwd"
 )
 
@@ -85,7 +86,7 @@ func loadSecuritySet(cfg SecurityConfig, log *slog.Logger) (*securitySet, error)
 type security struct {
 	cfg       SecurityConfig
 	passwords *passwd.DB // nil without password file
-	acl       *ACL       // nil without ACL file
+	acl       *acl.ACL   // nil without ACL file
 }
 
 // loadSecurity reads the files of cfg. Problems that mosquitto logs and
@@ -108,15 +109,15 @@ func loadSecurity(cfg SecurityConfig, log *slog.Logger) (*security, error) {
 		if err != nil {
 			return nil, fmt.Errorf("acl_file: %w%s", err, unreadableHint(err, cfg.ACLFile))
 		}
-		acl, err := ParseACL(cfg.ACLFile, f)
+		a, err := acl.ParseACL(cfg.ACLFile, f)
 		f.Close()
 		if err != nil {
 			return nil, err
 		}
-		for _, w := range acl.Warnings() {
+		for _, w := range a.Warnings() {
 			log.Warn("acl file: " + w)
 		}
-		s.acl = acl
+		s.acl = a
 	}
 	return s, nil
 }
@@ -348,10 +349,10 @@ func (h *securityHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 		}
 		covered := false
 		for _, earlier := range pk.Filters[:i] {
-			covered = covered || matchFilter(earlier.Filter, f)
+			covered = covered || acl.Match(earlier.Filter, f)
 		}
 		for existing := range cl.State.Subscriptions.GetAll() {
-			covered = covered || matchFilter(existing, f)
+			covered = covered || acl.Match(existing, f)
 		}
 		if !covered {
 			exact[f] = true

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/client"
 	"github.com/mqttkit/mqttkit/pkg/format"
 )
@@ -574,7 +575,7 @@ func (r *subRun) handle(ctx context.Context, dv delivery) (subEnd, error) {
 		return endNone, nil
 	}
 	for _, f := range o.FilterOut {
-		if matchFilter(f, m.Topic) {
+		if acl.Match(f, m.Topic) {
 			return endNone, nil
 		}
 	}
@@ -741,30 +742,5 @@ func (r *subRun) shutdown(ctx context.Context) {
 			dp = r.o.props.Disconnect
 		}
 		_ = r.cl.DisconnectProps(dctx, dp)
-	}
-}
-
-// matchFilter reports whether topic matches the MQTT topic filter, with
-// mosquitto_topic_matches_sub's rules: '+' is one level, '#' the rest
-// (including the parent level), and wildcards at the first level do not
-// match topics starting with '$'.
-func matchFilter(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore || !tmore {
-			// "a/#" also matches "a".
-			return fmore == tmore || (!tmore && frest == "#")
-		}
-		filter, topic = frest, trest
 	}
 }

@@ -181,20 +181,6 @@ func TestNewSubCmd(t *testing.T) {
 	}
 }
 
-func TestMatchFilter(t *testing.T) {
-	for _, tc := range []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b", "a/b", true}, {"a/b", "a/c", false}, {"a", "a/b", false}, {"a/b", "a", false},
-		{"a/#", "a", true}, {"a/#", "a/b/c", true}, {"#", "a/b", true}, {"+", "a", true}, {"+", "a/b", false},
-		{"a/+/c", "a/b/c", true}, {"a/+/c", "a//c", true}, {"a/+", "a", false}, {"+/#", "a", true},
-		{"#", "$SYS/x", false}, {"+/x", "$SYS/x", false}, {"$SYS/#", "$SYS/x", true}, {"/+", "/a", true},
-	} {
-		require.Equal(t, tc.want, matchFilter(tc.filter, tc.topic), "%s vs %s", tc.filter, tc.topic)
-	}
-}
-
 // subProc is one `mqtt sub` run in a goroutine.
 type subProc struct {
 	done   chan struct{}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+package acl
 
 import (
 	"errors"
@@ -364,6 +364,7 @@ func TestMatchFilter(t *testing.T) {
 		{"a//b", "a//b", true},
 		{"a/+/#", "a/b", true},
 		{"a/+/#", "a", false},
+		{"+/#", "a", true},
 		{"#", "$SYS/x", false},
 		{"+/x", "$SYS/x", false},
 		{"$SYS/#", "$SYS/x", true},
@@ -375,17 +376,17 @@ func TestMatchFilter(t *testing.T) {
 		{"a", "", false},
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, matchFilter(tt.filter, tt.topic), "%q ~ %q", tt.filter, tt.topic)
-		require.Equal(t, tt.want, matchFilter([]byte(tt.filter), tt.topic), "[]byte %q ~ %q", tt.filter, tt.topic)
+		require.Equal(t, tt.want, Match(tt.filter, tt.topic), "%q ~ %q", tt.filter, tt.topic)
+		require.Equal(t, tt.want, Match([]byte(tt.filter), tt.topic), "[]byte %q ~ %q", tt.filter, tt.topic)
 	}
 }
 
 func TestValidFilter(t *testing.T) {
 	for _, f := range []string{"a", "#", "+", "a/#", "+/+", "/", "a//b", "$SYS/#", "%c/+", "a b"} {
-		require.True(t, validFilter(f), f)
+		require.True(t, ValidFilter(f), f)
 	}
 	for _, f := range []string{"a#", "#/a", "a/+b", "+a", "a/#/", "##", "++"} {
-		require.False(t, validFilter(f), f)
+		require.False(t, ValidFilter(f), f)
 	}
 }
 
@@ -517,13 +518,13 @@ func FuzzParseACL(f *testing.F) {
 			}
 		}
 		// A filter generalising topic is readable when topic is.
-		if topic != "" && !strings.ContainsAny(topic, "+#") && validFilter(topic) {
+		if topic != "" && !strings.ContainsAny(topic, "+#") && ValidFilter(topic) {
 			levels := strings.Split(topic, "/")
 			for i := range levels {
 				g := append([]string(nil), levels...)
 				g[i] = "+"
 				for _, filter := range []string{strings.Join(g, "/"), strings.Join(levels[:i], "/") + "/#", topic, "#"} {
-					if !validFilter(filter) || strings.HasPrefix(filter, "/#") && i == 0 {
+					if !ValidFilter(filter) || strings.HasPrefix(filter, "/#") && i == 0 {
 						continue
 					}
 					if topic[0] == '$' && (filter == "#" || i == 0 && filter != topic) {

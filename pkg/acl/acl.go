@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+// Package acl reads mosquitto's acl_file (ParseACL) and answers its
+// questions: may this client publish to or read from a topic (ACL.Allowed),
+// may a subscription ever receive anything (ACL.MayRead). It also owns MQTT
+// topic filter matching (Match, ValidFilter), which the broker, the bridge
+// and the subscriber share, and FileError, the file:line error of the
+// mosquitto file parsers (acl_file, mosquitto.conf).
+package acl
 
 import (
 	"bufio"
@@ -52,7 +58,7 @@ type ACL struct {
 	loaded    bool // parsed from a file: nothing matched means denied
 }
 
-// FileError is an error in a configuration, ACL or password file. Its
+// FileError is an error in a mosquitto.conf or ACL file. Its
 // message is mosquitto's, prefixed with the file name and line number
 // ("acl:3: Invalid topic access type "rw"").
 type FileError struct {
@@ -139,7 +145,7 @@ func (p *aclParser) line(line string) error {
 				return p.errorf("Invalid topic access type %q", accessWord)
 			}
 		} // else `topic foo`: the single token is the filter, readwrite.
-		if !validFilter(filter) {
+		if !ValidFilter(filter) {
 			return p.errorf("Invalid ACL topic %q", filter)
 		}
 		a := p.acl
@@ -249,7 +255,7 @@ func (a *ACL) Allowed(clientID, username string, anonymous bool, topic string, w
 		rules = a.users[username]
 	}
 	for i := range rules {
-		if matchFilter(rules[i].filter, topic) {
+		if Match(rules[i].filter, topic) {
 			if rules[i].access == accessDeny {
 				return false
 			}
@@ -281,7 +287,7 @@ func (a *ACL) Allowed(clientID, username string, anonymous bool, topic string, w
 				buf = append(buf, s.text...)
 			}
 		}
-		if matchFilter(buf, topic) {
+		if Match(buf, topic) {
 			if p.access == accessDeny {
 				return false
 			}
@@ -293,11 +299,11 @@ func (a *ACL) Allowed(clientID, username string, anonymous bool, topic string, w
 	return false
 }
 
-// matchFilter reports whether the topic name matches the subscription
+// Match reports whether the topic name matches the subscription
 // filter, with MQTT's rule that wildcards do not match a leading '$'
 // [MQTT-4.7.2-1]. filter must be a valid filter; it is generic so that a
 // substituted pattern can be matched from a stack buffer without allocating.
-func matchFilter[F ~string | ~[]byte](filter F, topic string) bool {
+func Match[F ~string | ~[]byte](filter F, topic string) bool {
 	if len(filter) == 0 || len(topic) == 0 {
 		return false
 	}
@@ -348,9 +354,9 @@ func matchFilter[F ~string | ~[]byte](filter F, topic string) bool {
 	}
 }
 
-// validFilter is mosquitto_sub_topic_check: '+' and '#' must fill a whole
+// ValidFilter is mosquitto_sub_topic_check: '+' and '#' must fill a whole
 // level, '#' must be last, at most 65535 bytes.
-func validFilter(f string) bool {
+func ValidFilter(f string) bool {
 	if len(f) > 65535 {
 		return false
 	}
@@ -412,7 +418,7 @@ func (a *ACL) MayRead(clientID, username string, anonymous bool, filter string) 
 	if !strings.ContainsAny(filter, "+#") {
 		return a.Allowed(clientID, username, anonymous, filter, false)
 	}
-	if !validFilter(filter) {
+	if !ValidFilter(filter) {
 		return false
 	}
 	f := strings.Split(filter, "/")
