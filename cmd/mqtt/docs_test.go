@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/mosqconf"
 )
 
 // mdLink matches the target of a Markdown link: [text](target).
@@ -188,7 +188,7 @@ func TestMosquittoConfTable(t *testing.T) {
 			lines = append(lines, l)
 		}
 		rows++
-		conf, err := broker.ParseConf("mosquitto.conf", strings.NewReader(strings.Join(lines, "\n")+"\n"))
+		conf, err := mosqconf.ParseConf("mosquitto.conf", strings.NewReader(strings.Join(lines, "\n")+"\n"))
 		where := fmt.Sprintf("docs/mosquitto.md:%d: %q", n+1, lines)
 		switch status := strings.TrimSpace(cells[2]); status {
 		case "yes":

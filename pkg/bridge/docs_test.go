@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/pkg/bridge"
-	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/mosqconf"
 )
 
 // docBlock returns the first fenced code block of docs/broker.md that
@@ -35,12 +35,12 @@ func docBlock(t *testing.T, marker string) string {
 // sensors/# out and cmd/# in under workshop/pi7/ on the remote.
 func TestDocsHiveMQExample(t *testing.T) {
 	text := docBlock(t, "connection hivemq")
-	conf, err := broker.ParseConf("edge.conf", strings.NewReader(text))
+	conf, err := mosqconf.ParseConf("edge.conf", strings.NewReader(text))
 	require.NoError(t, err, text)
 	require.Empty(t, conf.Warnings)
 	require.Len(t, conf.Listeners, 1)
 	require.Equal(t, 1883, conf.Listeners[0].Port)
-	require.True(t, conf.AnonymousAllowed())
+	require.True(t, conf.Config().AllowAnonymous)
 	require.Len(t, conf.Bridges, 1)
 	c := conf.Bridges[0]
 	require.Equal(t, "hivemq", c.Name)

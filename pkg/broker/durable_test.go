@@ -536,3 +536,26 @@ func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
 	}
 	require.Equal(t, []string{"0", "1", "2", "late", "end"}, got)
 }
+
+// persistent_client_expiration: a persistent session whose client stays
+// away longer is removed; an MQTT 5 client asking for more is told the
+// maximum.
+func TestPersistentClientExpiration(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true, PersistentClientExpiration: time.Second})
+	c := dialRaw(t, b.Addr(), 4)
+	pk := c.connectPacket("persist", "", "")
+	pk.Connect.Clean = false
+	c.send(pk)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "p/#"))
+	c.conn.Close()
+	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("persist"); return !ok })
+
+	c = dialRaw(t, b.Addr(), 5)
+	pk = c.connectPacket("persist5", "", "")
+	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
+	c.send(pk)
+	ack := c.recv()
+	require.Equal(t, byte(0), ack.ReasonCode)
+	require.Equal(t, uint32(1), ack.Properties.SessionExpiryInterval)
+}

@@ -145,19 +145,6 @@ func TestMaximumQoS(t *testing.T) {
 	require.Equal(t, []byte{2}, c.subscribe(1, 2, "a/b"))
 }
 
-func TestConfMaximumQoS(t *testing.T) {
-	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmaximum_qos 0\nlistener 1885\nmaximum_qos 2\n"))
-	require.NoError(t, err)
-	ls := c.Config().Listeners
-	require.Len(t, ls, 3)
-	require.Nil(t, ls[0].MaximumQoS)
-	require.NotNil(t, ls[1].MaximumQoS)
-	require.Equal(t, byte(0), *ls[1].MaximumQoS)
-	require.Nil(t, ls[2].MaximumQoS)
-	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmaximum_qos 3\n"))
-	require.ErrorContains(t, err, "m.conf:2: Invalid maximum_qos value (3)")
-}
-
 // TestLogValuesBounded: a 65,000-byte client id appears in the log
 // shortened, with its length; mosquitto's 01-connect-575314.py stalled
 // the broker on its stderr pipe with three such lines.
@@ -316,14 +303,9 @@ func TestMountPoint(t *testing.T) {
 	require.Equal(t, "mount/will", got1.TopicName)
 }
 
-func TestConfMountPoint(t *testing.T) {
-	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmount_point m/\n"))
-	require.NoError(t, err)
-	ls := c.Config().Listeners
-	require.Equal(t, "", ls[0].MountPoint)
-	require.Equal(t, "m/", ls[1].MountPoint)
-	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmount_point m/#\n"))
-	require.ErrorContains(t, err, "m.conf:2: Invalid mount_point (m/#)")
+// TestMountFilter: a shared subscription keeps its $share/NAME/ in front
+// of the mount point (mosquitto.conf's mount_point is parsed in pkg/mosqconf).
+func TestMountFilter(t *testing.T) {
 	require.Equal(t, "$share/g/m/x/#", mountFilter("m/", "$share/g/x/#"))
 	require.Equal(t, "m/$share", mountFilter("m/", "$share"))
 	require.Equal(t, "m/$share/g", mountFilter("m/", "$share/g"))

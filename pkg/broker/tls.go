@@ -44,6 +44,13 @@ type TLSFiles struct {
 // tlsVersions are the values of mosquitto's tls_version.
 var tlsVersions = map[string]uint16{"tlsv1.3": tls.VersionTLS13, "tlsv1.2": tls.VersionTLS12, "tlsv1.1": tls.VersionTLS11}
 
+// TLSVersion is the minimum TLS version a mosquitto tls_version value
+// ("tlsv1.3", "tlsv1.2", "tlsv1.1") names; ok is false for another value.
+func TLSVersion(name string) (v uint16, ok bool) {
+	v, ok = tlsVersions[name]
+	return v, ok
+}
+
 // CipherSuites turns a ciphers list into Go cipher suite IDs. Each entry
 // must name a suite Go implements, in OpenSSL's or IANA's spelling;
 // OpenSSL's classes and operators (HIGH, !aNULL, +, @STRENGTH) are not
@@ -119,7 +126,7 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 		GetCertificate: src.get,
 	}
 	if f.MinVersion != "" {
-		v, ok := tlsVersions[f.MinVersion]
+		v, ok := TLSVersion(f.MinVersion)
 		if !ok {
 			return nil, nil, fmt.Errorf("tls_version %s: must be tlsv1.3, tlsv1.2 or tlsv1.1", f.MinVersion)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/mosqconf"
 )
 
 // BrokerOptions holds everything `mqtt broker` needs once flags are parsed.
@@ -137,11 +138,11 @@ func (o *BrokerOptions) build(d *Deps) error {
 		}
 	}
 	o.level = slog.LevelInfo
-	cfg := broker.NewConf().Config() // mosquitto's defaults (limits, $SYS)
+	cfg := mosqconf.NewConf().Config() // mosquitto's defaults (limits, $SYS)
 	cfg.Port = o.Port
 	fileListeners := false
 	if o.ConfigFile != "" {
-		conf, err := broker.LoadConf(o.ConfigFile)
+		conf, err := mosqconf.LoadConf(o.ConfigFile)
 		if err != nil {
 			return &ExitError{Code: ExitFailure, Err: err}
 		}
@@ -240,7 +241,7 @@ func (o *BrokerOptions) security() (broker.SecurityConfig, error) {
 	if o.ConfigFile == "" {
 		return o.cfg.Security(), nil
 	}
-	conf, err := broker.LoadConf(o.ConfigFile)
+	conf, err := mosqconf.LoadConf(o.ConfigFile)
 	if err != nil {
 		return broker.SecurityConfig{}, err
 	}

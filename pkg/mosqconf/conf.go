@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+// Package mosqconf reads mosquitto.conf (LoadConf, ParseConf) into a Conf
+// and turns it into the broker's Config (Conf.Config). The broker knows
+// nothing of the file's syntax; bridge sections are parsed by pkg/bridge.
+package mosqconf
 
 import (
 	"bufio"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
+	"github.com/mqttkit/mqttkit/pkg/broker"
 )
 
 // Conf is what a mosquitto.conf says, restricted to the subset mqtt broker
@@ -59,7 +63,7 @@ type Conf struct {
 	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
 	LogTypes    []string      // log_type values in file order, nil when not set
 	// Log is log_dest, log_timestamp and log_timestamp_format.
-	Log     LogSetup
+	Log     broker.LogSetup
 	PIDFile string // pid_file, "" for none
 
 	// Bridges are the `connection` sections, in file order.
@@ -73,7 +77,7 @@ type Conf struct {
 // ConfSecurity is what `per_listener_settings true` makes per listener
 // (mosquitto's security options).
 type ConfSecurity struct {
-	// AllowAnonymous is nil when the file does not say; see AnonymousAllowed.
+	// AllowAnonymous is nil when the file does not say; see anonymousAllowed.
 	AllowAnonymous *bool
 	PasswordFile   string // password_file, "" for none
 	ACLFile        string // acl_file, "" for none
@@ -124,14 +128,12 @@ func (l ConfListener) Address() string {
 // listener, so the broker listens on loopback only.
 func (c *Conf) LocalOnly() bool { return len(c.Listeners) == 0 }
 
-// AnonymousAllowed is the effective allow_anonymous: the file's value when
+// anonymousAllowed is the effective allow_anonymous: the file's value when
 // it sets one, otherwise true in local-only mode without password_file and
 // false once a listener is defined (mosquitto 2.0's secure default) or a
 // password_file is given. Unlike mosquitto 2.0, which lets anonymous
 // clients in whenever it runs in local-only mode, an explicit
 // `allow_anonymous false` and a password_file are honoured there too.
-func (c *Conf) AnonymousAllowed() bool { return c.ConfSecurity.anonymousAllowed(c.LocalOnly()) }
-
 func (s ConfSecurity) anonymousAllowed(localOnly bool) bool {
 	if s.AllowAnonymous != nil {
 		return *s.AllowAnonymous
@@ -140,8 +142,8 @@ func (s ConfSecurity) anonymousAllowed(localOnly bool) bool {
 }
 
 // security converts s to the broker's form.
-func (s ConfSecurity) security(localOnly bool) SecurityConfig {
-	return SecurityConfig{
+func (s ConfSecurity) security(localOnly bool) broker.SecurityConfig {
+	return broker.SecurityConfig{
 		AllowAnonymous:           s.anonymousAllowed(localOnly),
 		PasswordFile:             s.PasswordFile,
 		ACLFile:                  s.ACLFile,
@@ -152,9 +154,9 @@ func (s ConfSecurity) security(localOnly bool) SecurityConfig {
 
 // Config converts the file into a broker Config; Port (for local-only
 // mode) and Log are left to the caller.
-func (c *Conf) Config() Config {
+func (c *Conf) Config() broker.Config {
 	sec := c.ConfSecurity.security(c.LocalOnly())
-	cfg := Config{
+	cfg := broker.Config{
 		AllowAnonymous:             sec.AllowAnonymous,
 		PasswordFile:               sec.PasswordFile,
 		ACLFile:                    sec.ACLFile,
@@ -184,7 +186,7 @@ func (c *Conf) Config() Config {
 		}
 	}
 	for _, l := range c.Listeners {
-		bl := Listener{Address: l.Address(), UseIdentityAsUsername: l.UseIdentityAsUsername,
+		bl := broker.Listener{Address: l.Address(), UseIdentityAsUsername: l.UseIdentityAsUsername,
 			UseSubjectAsUsername: l.UseSubjectAsUsername, UseUsernameAsClientID: l.UseUsernameAsClientID}
 		if l.MaxConnections > 0 {
 			bl.MaxConnections = l.MaxConnections
@@ -205,7 +207,7 @@ func (c *Conf) Config() Config {
 			bl.Security = &ls
 		}
 		if l.TLS() {
-			bl.TLS = &TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate,
+			bl.TLS = &broker.TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate,
 				MinVersion: l.TLSVersion, Ciphers: l.Ciphers, CRLFile: l.CRLFile}
 		}
 		cfg.Listeners = append(cfg.Listeners, bl)
@@ -412,14 +414,14 @@ func (p *confParser) directive(text string, level int) error {
 		err = p.stringListener(key, value, &l.KeyFile)
 	case "tls_version":
 		l := p.listenerOpt()
-		if _, ok := tlsVersions[value]; !ok && value != "" {
+		if _, ok := broker.TLSVersion(value); !ok && value != "" {
 			return p.errorf("Invalid tls_version value (%s), must be tlsv1.3, tlsv1.2 or tlsv1.1", value)
 		}
 		err = p.stringListener(key, value, &l.TLSVersion)
 	case "ciphers":
 		l := p.listenerOpt()
 		if err = p.stringListener(key, value, &l.Ciphers); err == nil {
-			if _, cerr := CipherSuites(value); cerr != nil {
+			if _, cerr := broker.CipherSuites(value); cerr != nil {
 				return p.errorf("%v", cerr)
 			}
 		}
@@ -455,7 +457,8 @@ func (p *confParser) directive(text string, level int) error {
 		l.MaxConnections, err = p.intValue(key, value, -1, 1<<31-1, "")
 	case "mount_point":
 		l := p.listenerOpt()
-		if value != "" && !validWireTopic([]byte(value)) {
+		// mosquitto_pub_topic_check: no wildcards, at most 200 levels.
+		if strings.ContainsAny(value, "+#") || strings.Count(value, "/") > 200 {
 			return p.errorf("Invalid mount_point (%s). Does it contain a wildcard character?", value)
 		}
 		err = p.stringListener(key, value, &l.MountPoint)
@@ -613,18 +616,18 @@ func (p *confParser) logDest(value string) error {
 	path = strings.TrimFunc(path, isCSpace)
 	log := &p.c.Log
 	if log.Dests == nil {
-		log.Dests = []LogDest{}
+		log.Dests = []broker.LogDest{}
 	}
 	switch kind {
 	case "stderr", "stdout", "topic":
-		log.Dests = append(log.Dests, LogDest{Kind: kind})
+		log.Dests = append(log.Dests, broker.LogDest{Kind: kind})
 	case "file":
 		if path == "" {
 			return p.errorf("Empty \"log_dest file\" value in configuration")
 		}
-		log.Dests = append(log.Dests, LogDest{Kind: kind, Path: path})
+		log.Dests = append(log.Dests, broker.LogDest{Kind: kind, Path: path})
 	case "none":
-		log.Dests = []LogDest{}
+		log.Dests = []broker.LogDest{}
 	case "syslog", "dlt":
 		p.warnf("log_dest %s is not supported by mqtt broker, ignored", kind)
 	case "":

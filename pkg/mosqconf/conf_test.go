@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+package mosqconf
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqttkit/mqttkit/pkg/acl"
+	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,7 +27,7 @@ func TestParseConfDefaults(t *testing.T) {
 	c := parseConf(t, "")
 	require.Equal(t, NewConf(), c)
 	require.True(t, c.LocalOnly())
-	require.True(t, c.AnonymousAllowed())
+	require.True(t, c.Config().AllowAnonymous)
 	require.Equal(t, 20, c.MaxInflightMessages)
 	require.Equal(t, 1000, c.MaxQueuedMessages)
 	require.Equal(t, 0, c.MessageSizeLimit)
@@ -56,7 +57,7 @@ func TestParseConfAnonymous(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := parseConf(t, tt.conf)
 			require.Equal(t, tt.localOnly, c.LocalOnly())
-			require.Equal(t, tt.anonymous, c.AnonymousAllowed())
+			require.Equal(t, tt.anonymous, c.Config().AllowAnonymous)
 		})
 	}
 }
@@ -170,9 +171,9 @@ listener 9001
 
 	cfg := c.Config()
 	require.False(t, cfg.AllowAnonymous)
-	require.Equal(t, &SecurityConfig{PasswordFile: "pw", ACLFile: "acl", RefuseZeroLengthClientID: true, AutoIDPrefix: "dev-"}, cfg.Listeners[0].Security)
-	require.Equal(t, &SecurityConfig{}, cfg.Listeners[1].Security, "nothing set: anonymous refused, as in mosquitto")
-	require.Equal(t, &SecurityConfig{AllowAnonymous: true}, cfg.Listeners[2].Security)
+	require.Equal(t, &broker.SecurityConfig{PasswordFile: "pw", ACLFile: "acl", RefuseZeroLengthClientID: true, AutoIDPrefix: "dev-"}, cfg.Listeners[0].Security)
+	require.Equal(t, &broker.SecurityConfig{}, cfg.Listeners[1].Security, "nothing set: anonymous refused, as in mosquitto")
+	require.Equal(t, &broker.SecurityConfig{AllowAnonymous: true}, cfg.Listeners[2].Security)
 	sec := cfg.Security()
 	require.Len(t, sec.PerListener, 3)
 	require.Equal(t, cfg.Listeners[0].Security, sec.PerListener[0])
@@ -189,7 +190,7 @@ func TestParseConfLenientSyntax(t *testing.T) {
 	c := parseConf(t, "  # indented comment\n\tlistener\t1883   \r\n\n   \nallow_anonymous\ttrue\r\n")
 	require.Len(t, c.Listeners, 1)
 	require.Equal(t, 1883, c.Listeners[0].Port)
-	require.True(t, c.AnonymousAllowed())
+	require.True(t, c.Config().AllowAnonymous)
 }
 
 func TestParseConfWarnings(t *testing.T) {
@@ -209,7 +210,7 @@ tls_version tlsv1.2
 	}, c.Warnings)
 	require.Equal(t, "tlsv1.2", c.Listeners[0].TLSVersion, "a listener option before any listener: the default listener")
 	require.Equal(t, "/run/mosquitto/mosquitto.pid", c.PIDFile)
-	require.Equal(t, []LogDest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
+	require.Equal(t, []broker.LogDest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
 	require.True(t, c.Persistence)
 	require.Equal(t, "/var/lib/mosquitto/", c.PersistenceLocation)
 }
@@ -351,12 +352,12 @@ retain_available false
 sys_interval 0
 `)
 	cfg := c.Config()
-	require.Equal(t, []Listener{
-		{Address: ":8883", TLS: &TLSFiles{CertFile: "s.pem", KeyFile: "s.key", CAFile: "ca.pem", RequireCertificate: true}, UseIdentityAsUsername: true, MaxConnections: 5},
+	require.Equal(t, []broker.Listener{
+		{Address: ":8883", TLS: &broker.TLSFiles{CertFile: "s.pem", KeyFile: "s.key", CAFile: "ca.pem", RequireCertificate: true}, UseIdentityAsUsername: true, MaxConnections: 5},
 		{Address: "127.0.0.1:9001", Protocol: "websockets"},
 		{Address: "/run/mqtt.sock", Protocol: "unix"},
 	}, cfg.Listeners)
-	require.Equal(t, SecurityConfig{PasswordFile: "pw", ACLFile: "acl"}, cfg.Security())
+	require.Equal(t, broker.SecurityConfig{PasswordFile: "pw", ACLFile: "acl"}, cfg.Security())
 	require.Equal(t, ".", cfg.PersistenceDir, "persistence without location: the working directory")
 	require.Equal(t, 10, cfg.MaxInflight)
 	require.Equal(t, 100, cfg.MaxQueued)
@@ -398,4 +399,27 @@ func TestParseConfSessionOptions(t *testing.T) {
 	require.True(t, cfg.UpgradeOutgoingQoS)
 	require.Empty(t, c.Warnings, "applied by the delivery engine")
 	require.Zero(t, NewConf().Config().MaxKeepalive, "65535, mosquitto's default, is no limit")
+}
+
+func TestConfMaximumQoS(t *testing.T) {
+	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmaximum_qos 0\nlistener 1885\nmaximum_qos 2\n"))
+	require.NoError(t, err)
+	ls := c.Config().Listeners
+	require.Len(t, ls, 3)
+	require.Nil(t, ls[0].MaximumQoS)
+	require.NotNil(t, ls[1].MaximumQoS)
+	require.Equal(t, byte(0), *ls[1].MaximumQoS)
+	require.Nil(t, ls[2].MaximumQoS)
+	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmaximum_qos 3\n"))
+	require.ErrorContains(t, err, "m.conf:2: Invalid maximum_qos value (3)")
+}
+
+func TestConfMountPoint(t *testing.T) {
+	c, err := ParseConf("m.conf", strings.NewReader("listener 1883\nlistener 1884\nmount_point m/\n"))
+	require.NoError(t, err)
+	ls := c.Config().Listeners
+	require.Equal(t, "", ls[0].MountPoint)
+	require.Equal(t, "m/", ls[1].MountPoint)
+	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nmount_point m/#\n"))
+	require.ErrorContains(t, err, "m.conf:2: Invalid mount_point (m/#)")
 }

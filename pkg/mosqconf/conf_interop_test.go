@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+package mosqconf
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/testcert"
+	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/passwd"
 )
 
@@ -62,7 +63,7 @@ func sameConf(t *testing.T, tmpl string, files map[string]string, check func(t *
 		cfg := conf.Config()
 		var level slog.LevelVar
 		level.Set(conf.LogLevel())
-		lg, err := OpenLogging(conf.Log, io.Discard, io.Discard, &level)
+		lg, err := broker.OpenLogging(conf.Log, io.Discard, io.Discard, &level)
 		require.NoError(t, err)
 		t.Cleanup(lg.Close)
 		cfg.Log = lg.Logger
@@ -145,6 +146,16 @@ func TestConfTLSChainFromCAFile(t *testing.T) {
 		}
 		require.Error(t, err, "without cafile the intermediate is not sent")
 	})
+}
+
+// start runs a broker with cfg on a free loopback port until the test ends.
+func start(t *testing.T, cfg broker.Config) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	require.NoError(t, b.Start())
+	return b
 }
 
 // passwdLine is a password file line for user (PBKDF2, as mosquitto_passwd writes).
@@ -495,29 +506,6 @@ func TestConfMaxKeepalive(t *testing.T) {
 			require.Equal(t, want, ack.Properties.ServerKeepAlive, "%s: keepalive %d", kind, ka)
 		}
 	})
-}
-
-// persistent_client_expiration: a persistent session whose client stays
-// away longer is removed; an MQTT 5 client asking for more is told the
-// maximum.
-func TestPersistentClientExpiration(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, PersistentClientExpiration: time.Second})
-	c := dialRaw(t, b.Addr(), 4)
-	pk := c.connectPacket("persist", "", "")
-	pk.Connect.Clean = false
-	c.send(pk)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "p/#"))
-	c.conn.Close()
-	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("persist"); return !ok })
-
-	c = dialRaw(t, b.Addr(), 5)
-	pk = c.connectPacket("persist5", "", "")
-	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
-	c.send(pk)
-	ack := c.recv()
-	require.Equal(t, byte(0), ack.ReasonCode)
-	require.Equal(t, uint32(1), ack.Properties.SessionExpiryInterval)
 }
 
 // An ACL file without rules denies everything, but, as every ACL, never
