@@ -15,57 +15,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// CONNECT and CONNACK as mosquitto 2.0 handles them: this file owns that
-// policy (docs/design/connect.md). mochi's choices differ where clients
-// and mosquitto's own test suite see it:
-//
-//   - The MQTT 5 CONNACK advertises Receive Maximum = max_inflight_messages
-//     (mosquitto's, 20 by default; mochi: 1024) and Topic Alias Maximum 10
-//     (mochi: none, while accepting any alias up to 65,535), with the
-//     properties in mosquitto's order (connackOrder). A refusing CONNACK
-//     carries no properties (mochi adds a reason string and Receive
-//     Maximum).
-//   - An MQTT 3.1 CONNACK has no session-present flag (its first byte is
-//     reserved); mochi sets it.
-//   - A will with a zero-length payload is valid [MQTT-3.1.3-10]; mochi
-//     refuses the client with 0x82. A will topic that is empty, holds a
-//     wildcard, is not UTF-8 or starts with $CONTROL/ is a protocol error: the connection is
-//     closed without CONNACK (mochi accepts it). A will larger than
-//     message_size_limit is refused (v5 0x95, v3 5 Not authorised).
-//   - A password flag with a zero-length password is a password that does
-//     not match (v3 5, v5 0x87); mochi refuses it as a protocol error.
-//   - An MQTT 5 Authentication Method is refused with 0x8C Bad
-//     authentication method: the broker has no extended authentication.
-//   - An MQTT 3.1 client without client id, and a 3.1.1 one without clean
-//     session, is refused with 2 (mochi accepts the first and answers the
-//     second with 0x80, a code 3.1.1 does not have). securityHook assigns
-//     ids to the others (auto_id_prefix, allow_zero_length_clientid).
-//   - A connection that takes over the client id of one whose session
-//     ends with it (MQTT 5 Session Expiry 0) gets a new session (session
-//     present 0), not the old one's subscriptions.
-//   - A client that takes over its own session from an older connection
-//     does not publish that connection's will unless the old session ends
-//     or the new one starts clean; the old connection's DISCONNECT 0x8E
-//     Session taken over carries no reason string.
-//   - A delayed will (MQTT 5 Will Delay Interval) is sent without the
-//     Message Expiry Interval of 1 s that mochi's scheduling left on it.
-//   - maximum_qos (per listener, maxQoS): the MQTT 5 CONNACK advertises
-//     Maximum QoS; a will of a higher QoS is refused (MQTT 5: CONNACK
-//     0x9B with Maximum QoS; 3.1.1: closed without CONNACK); a PUBLISH of
-//     a higher QoS ends the connection (MQTT 5: DISCONNECT 0x9B QoS not
-//     supported); a subscription is granted at most that QoS. mochi has
-//     one server-wide maximum and quietly downgrades such a PUBLISH.
-//   - An MQTT 5 QoS 1 PUBLISH that no subscription matches is
-//     acknowledged with PUBACK 0x10 No matching subscribers, as mosquitto
-//     does (QoS 2: PUBREC 0x00); mochi's encoder writes a PUBACK reason
-//     code below 0x80 only with properties, so the PUBACK is encoded with
-//     a reason string that compactWrite takes off again on the wire.
-//   - mosquitto bridges connect with the protocol version's top bit set
-//     (0x83 for 3.1, 0x84 for 3.1.1): accepted as that version, and a
-//     message the bridge publishes is never sent back to it (no local on
-//     all its subscriptions), as mosquitto does to avoid loops; messages
-//     keep their retain flag (retain as published), as mosquitto sends
-//     them to bridges.
+// connectHook owns mosquitto 2.0's CONNECT and CONNACK policy where
+// mochi's differs: docs/design/connect.md lists each decision.
 type connectHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -103,14 +54,15 @@ type connectHook struct {
 	keepWill sync.Map
 }
 
-// takeoverWait bounds how long a connection that takes over a client id
-// waits for the old connection's session to be removed.
-const takeoverWait = 2 * time.Second
-
 // takeoverGrace is how long a connection that takes over a client id
 // waits for the old connection to end by itself first (its client's
-// DISCONNECT or close may still be on the way through the broker).
-const takeoverGrace = 100 * time.Millisecond
+// DISCONNECT or close may still be on the way through the broker), and
+// takeoverWait how long it then waits for mochi to remove a session that
+// ends with the old connection.
+const (
+	takeoverGrace = 100 * time.Millisecond
+	takeoverWait  = 2 * time.Second
+)
 
 // topicAliasMaximum is the Topic Alias Maximum the broker accepts from
 // clients and advertises, as mosquitto's max_topic_alias default.
@@ -163,19 +115,14 @@ func (h *connectHook) Provides(b byte) bool {
 	return false
 }
 
-// errBadWill ends a connection whose CONNECT has an invalid will topic
-// (mochi ignores a hook's OnPacketRead error unless it is ErrRejectPacket,
-// which on a CONNECT ends the connection).
-var errBadWill = fmt.Errorf("invalid will topic: %w", packets.ErrRejectPacket)
-
 // willPlaceholder stands in for a zero-length will payload while mochi
 // validates the CONNECT (it refuses an empty one); OnConnect restores it.
 var willPlaceholder = []byte{0}
 
 // OnPacketRead adjusts a CONNECT before mochi validates it: it strips
-// mosquitto's bridge bit from the protocol version, lets a zero-length
-// will payload and a zero-length password through, and ends the
-// connection, without CONNACK, on an invalid will topic.
+// mosquitto's bridge bit from the protocol version and lets a zero-length
+// will payload and a zero-length password through (wireConn has checked
+// the will topic).
 func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Connect {
 		if limit, ok := h.maxQoS[cl.Net.Listener]; ok {
@@ -216,19 +163,12 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		f.bridge = true
 	}
 	if pk.Connect.WillFlag {
-		t := pk.Connect.WillTopic
-		// mosquitto 2.0.20 also refuses wills to $CONTROL/, its plugins'
-		// command topics.
-		if t == "" || !validUTF8([]byte(t)) || strings.ContainsAny(t, "+#") || strings.HasPrefix(t, "$CONTROL/") {
-			h.log.Info("connection refused: invalid will topic", "remote", cl.Net.Remote, "client", pk.Connect.ClientIdentifier)
-			return pk, errBadWill
-		}
 		if len(pk.Connect.WillPayload) == 0 {
 			pk.Connect.WillPayload = willPlaceholder
 			f.emptyWill = true
 		}
 		if mount, ok := h.mounts[cl.Net.Listener]; ok {
-			pk.Connect.WillTopic = mount + t
+			pk.Connect.WillTopic = mount + pk.Connect.WillTopic
 		}
 	}
 	if pk.ProtocolVersion == 3 {
@@ -279,80 +219,79 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if !v5 {
 			return errQoSNotSupported // mosquitto closes without CONNACK
 		}
-		return h.refuse(cl, packets.ErrQosNotSupported, packets.ErrQosNotSupported)
+		return refuseConnect(h.server, cl, packets.ErrQosNotSupported, packets.ErrQosNotSupported)
 	}
 	if pk.Connect.WillFlag && h.sizeLimit > 0 && len(cl.Properties.Will.Payload) > h.sizeLimit {
 		h.log.Info("connection refused: will payload larger than message_size_limit", "client", cl.ID,
 			"remote", cl.Net.Remote, "bytes", len(cl.Properties.Will.Payload), "limit", h.sizeLimit)
-		return h.refuse(cl, packets.ErrPacketTooLarge, packets.Err3NotAuthorized)
+		return refuseConnect(h.server, cl, packets.Err3NotAuthorized, packets.ErrPacketTooLarge)
 	}
 	if pk.Connect.ClientIdentifier == "" && cl.Properties.ProtocolVersion == 3 {
 		// MQTT 3.1 requires an identifier of 1 to 23 characters (mochi
 		// makes one up). securityHook assigns mosquitto's auto- ids to
 		// the others, or refuses them (allow_zero_length_clientid).
 		h.log.Info("connection refused: MQTT 3.1 client without client id", "remote", cl.Net.Remote)
-		return h.refuse(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
+		return refuseConnect(h.server, cl, packets.Err3ClientIdentifierNotValid, packets.ErrClientIdentifierNotValid)
 	}
 	if v5 && pk.Properties.AuthenticationMethod != "" {
 		h.log.Info("connection refused: unsupported authentication method", "client", cl.ID, "remote", cl.Net.Remote,
 			"method", pk.Properties.AuthenticationMethod)
-		return h.refuse(cl, packets.ErrBadAuthenticationMethod, packets.ErrBadAuthenticationMethod)
+		return refuseConnect(h.server, cl, packets.ErrBadAuthenticationMethod, packets.ErrBadAuthenticationMethod)
 	}
 	return nil
 }
 
 // OnSessionEstablish decides, before mochi takes over an existing
 // connection of the same client id, whether that connection's will is
-// published: as mosquitto, only when its session ends with it (MQTT 5
-// Session Expiry 0, MQTT 3.1.1 clean session) or the new connection
-// starts clean. mochi publishes it in every case: a client that
-// reconnects after a network change, before the broker noticed the old
-// connection was gone, announced its own death.
+// published: as mosquitto, only when its session ends with it or the new
+// connection starts clean (mochi publishes it in every case: a client
+// that reconnects after a network change, before the broker noticed, would
+// announce its own death). A session that ends with the old connection is
+// not handed over: the new connection waits until mochi has removed it.
 func (h *connectHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.server.Clients.Get(cl.ID)
 	if !ok || old == cl || pk.Connect.Clean {
 		return
 	}
-	if !old.Closed() {
-		// Give the old connection a moment to handle what its client sent
-		// before this CONNECT: typically a DISCONNECT (perhaps with Session
-		// Expiry 0) and a close, read concurrently on its own goroutine.
-		// mosquitto, with one thread, has handled them by now.
-		for deadline := time.Now().Add(takeoverGrace); !old.Closed() && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	if old.Closed() && ((old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0) ||
-		(old.Properties.ProtocolVersion < 5 && old.Properties.Clean)) {
-		// The old connection has ended (Closed first: it orders the
-		// reads after a DISCONNECT's Session Expiry change) and its
-		// session with it: mochi is about to remove it. Wait, or the new
-		// connection would resume it (session present 1). mosquitto
-		// handles the DISCONNECT (05-session-expiry-v5.py: Session Expiry
-		// 0, then an immediate reconnect) before the next CONNECT.
-		h.awaitRemoval(cl.ID, old)
+	// The old connection may still be handling what its client sent before
+	// this CONNECT (a DISCONNECT, perhaps with Session Expiry 0, and a
+	// close) on its own goroutine; mosquitto, with one thread, has handled
+	// them by now (05-session-expiry-v5.py). No hook runs once mochi has
+	// removed a session, hence the polling.
+	waitUntil(takeoverGrace, old.Closed)
+	closed := old.Closed() // first: it orders the reads after a DISCONNECT's Session Expiry change
+	switch {
+	case !sessionEnds(old):
+		// Not by clearing old's will: mochi writes old.Properties.Will
+		// itself when old ends normally, on old's goroutine (a data race).
+		h.keepWill.Store(old, struct{}{})
 		return
-	}
-	if old.Properties.ProtocolVersion >= 5 && old.Properties.Props.SessionExpiryInterval == 0 && !old.Closed() {
-		// The old session ends with its connection (Session Expiry 0):
-		// there is none to resume. mochi would hand it over (session
-		// present, its subscriptions) unless the new connection starts
-		// clean. End it first, as mosquitto does, and let mochi remove
-		// it (its will is published) before it looks for a session.
+	case !closed && old.Properties.ProtocolVersion < 5:
+		return
+	case !closed:
+		// End it first, as mosquitto does (DISCONNECT 0x8E, its will).
 		_ = h.server.DisconnectClient(old, packets.ErrSessionTakenOver)
-		h.awaitRemoval(cl.ID, old)
-		return
 	}
-	if old.Properties.ProtocolVersion >= 5 {
-		if old.Properties.Props.SessionExpiryInterval == 0 {
-			return
-		}
-	} else if old.Properties.Clean {
-		return
+	waitUntil(takeoverWait, func() bool {
+		c, ok := h.server.Clients.Get(cl.ID)
+		return !ok || c != old
+	})
+}
+
+// waitUntil polls done every millisecond for up to d.
+func waitUntil(d time.Duration, done func() bool) {
+	for deadline := time.Now().Add(d); !done() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
-	// Not by clearing old's will: mochi writes old.Properties.Will itself
-	// when old ends normally, on old's goroutine (a data race).
-	h.keepWill.Store(old, struct{}{})
+}
+
+// sessionEnds reports whether cl's session ends with its connection (MQTT
+// 5 Session Expiry 0, MQTT 3.1/3.1.1 clean session), as mochi decides it.
+func sessionEnds(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion >= 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // willKept reports (once) whether cl's will is not to be published: cl
@@ -363,16 +302,6 @@ func (h *connectHook) willKept(cl *mqtt.Client) bool {
 	return ok
 }
 
-// awaitRemoval waits, up to takeoverWait, until old is no longer the
-// client of id in mochi's client table.
-func (h *connectHook) awaitRemoval(id string, old *mqtt.Client) {
-	for deadline := time.Now().Add(takeoverWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if c, ok := h.server.Clients.Get(id); !ok || c != old {
-			return
-		}
-	}
-}
-
 // OnSessionEstablished starts treating a bridge as one; from here on
 // OnDisconnect is sure to run.
 func (h *connectHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
@@ -381,13 +310,14 @@ func (h *connectHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// refuse sends a refusing CONNACK: v5 for MQTT 5 clients, else v3.
-func (h *connectHook) refuse(cl *mqtt.Client, v5, v3 packets.Code) error {
+// refuseConnect sends a refusing CONNACK, v3 to MQTT 3.1/3.1.1 clients
+// and v5 to MQTT 5 ones, and returns the error that ends the connection.
+func refuseConnect(srv *mqtt.Server, cl *mqtt.Client, v3, v5 packets.Code) error {
 	code := v5
 	if cl.Properties.ProtocolVersion < 5 {
 		code = v3
 	}
-	if err := h.server.SendConnack(cl, code, false, nil); err != nil {
+	if err := srv.SendConnack(cl, code, false, nil); err != nil {
 		return fmt.Errorf("%w: send connack: %w", errRefused, err)
 	}
 	return errRefused
@@ -497,11 +427,15 @@ func connackOrder(p []byte) []byte {
 	}
 	var list []prop
 	for len(props) > 0 {
-		size := propertySize(props)
-		if size == 0 || size > len(props) {
+		size := propSize(props)
+		if size == 0 {
 			return p
 		}
-		list = append(list, prop{connackRank(props[0]), props[:size]})
+		rank := strings.IndexByte(connackRanks, props[0])
+		if rank < 0 {
+			rank = len(connackRanks)
+		}
+		list = append(list, prop{rank, props[:size]})
 		props = props[size:]
 	}
 	sort.SliceStable(list, func(i, j int) bool { return list[i].rank < list[j].rank })
@@ -543,68 +477,9 @@ func compactWrite(p []byte) []byte {
 	return compactDisconnect(p)
 }
 
-// connackRank is a CONNACK property's place in mosquitto's order
-// (handle_connect.c, then send_connack.c); others follow in mochi's order.
-func connackRank(id byte) int {
-	switch id {
-	case 0x13: // Server Keep Alive
-		return 0
-	case 0x22: // Topic Alias Maximum
-		return 1
-	case 0x12: // Assigned Client Identifier
-		return 2
-	case 0x15: // Authentication Method
-		return 3
-	case 0x16: // Authentication Data
-		return 4
-	case 0x25: // Retain Available
-		return 5
-	case 0x27: // Maximum Packet Size
-		return 6
-	case 0x21: // Receive Maximum
-		return 7
-	case 0x24: // Maximum QoS
-		return 8
-	}
-	return 9
-}
-
-// propertySize is the encoded size of the property at the start of b
-// (identifier included), or 0 when it is unknown or truncated; the types
-// are validate.go's propTypes.
-func propertySize(b []byte) int {
-	if int(b[0]) >= len(propTypes) {
-		return 0
-	}
-	u16 := func(off int) int {
-		if len(b) < off+2 {
-			return -1
-		}
-		return int(b[off])<<8 | int(b[off+1])
-	}
-	switch propTypes[b[0]] {
-	case propByte:
-		return 2
-	case propU16:
-		return 3
-	case propU32:
-		return 5
-	case propVarint:
-		if _, n, ok := varint(b[1:]); ok {
-			return 1 + n
-		}
-	case propString, propBinary:
-		if l := u16(1); l >= 0 {
-			return 3 + l
-		}
-	case propPair:
-		k := u16(1)
-		if k < 0 {
-			return 0
-		}
-		if v := u16(3 + k); v >= 0 {
-			return 5 + k + v
-		}
-	}
-	return 0
-}
+// connackRanks lists CONNACK properties in mosquitto's order
+// (handle_connect.c, then send_connack.c): Server Keep Alive, Topic Alias
+// Maximum, Assigned Client Identifier, Authentication Method and Data,
+// Retain Available, Maximum Packet Size, Receive Maximum, Maximum QoS.
+// Others follow in mochi's order.
+const connackRanks = "\x13\x22\x12\x15\x16\x25\x27\x21\x24"

@@ -300,17 +300,14 @@ func (h *securityHook) authenticate(cl *mqtt.Client, pk packets.Packet, s *secur
 		return h.refuse(cl, packets.Err3NotAuthorized, packets.ErrNotAuthorized, reason)
 	}
 	if anonymous {
-		cl.Properties.Username = nil // identityOf: no username is anonymous
+		cl.Properties.Username = nil // no username is anonymous (allowed)
 	}
 	return nil
 }
 
-// refuse sends a CONNACK with v3 (MQTT 3.1/3.1.1) or v5 as reason code.
+// refuse logs the refusal of cl and sends a CONNACK with v3 (MQTT
+// 3.1/3.1.1) or v5 as reason code.
 func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) error {
-	code := v5
-	if cl.Properties.ProtocolVersion < 5 {
-		code = v3
-	}
 	msg := "connection refused: not authorised"
 	if v3 == packets.Err3ClientIdentifierNotValid {
 		msg = "connection refused: client identifier not valid"
@@ -318,20 +315,11 @@ func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) 
 		h.authFailures.Add(1)
 	}
 	h.log.Info(msg, "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", why)
-	if err := h.server.SendConnack(cl, code, false, nil); err != nil {
-		return fmt.Errorf("%w: send connack: %w", errRefused, err)
-	}
-	return errRefused
+	return refuseConnect(h.server, cl, v3, v5)
 }
 
 // OnConnectAuthenticate implements mqtt.Hook: OnConnect already decided.
 func (h *securityHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-// identityOf returns the username and whether the client is anonymous. An
-// empty username counts as none (mosquitto would look up user "").
-func (h *securityHook) identityOf(cl *mqtt.Client) (string, bool) {
-	return string(cl.Properties.Username), len(cl.Properties.Username) == 0
-}
 
 // OnSubscribe notes the filters without wildcards of a SUBSCRIBE: mochi
 // asks OnACLCheck about each filter once, before subscribing it, and such
@@ -408,15 +396,23 @@ func (h *securityHook) subscribeCheck(cl *mqtt.Client, topic string) bool {
 // granted and each delivery is checked, retained messages and wills
 // included.
 func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || cl.Net.Inline || bridgeWithoutUser(cl) || h.subscribeCheck(cl, topic) {
+	return write || h.subscribeCheck(cl, topic) || h.allowed(cl, topic, false)
+}
+
+// allowed asks the ACL of cl's listener whether cl may write or read
+// topic. The broker's own client and a bridge's local side without
+// local_username (like mosquitto's bridges) are not subject to it; an
+// empty username counts as none (mosquitto would look up user "").
+func (h *securityHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
+	user := string(cl.Properties.Username)
+	if cl.Net.Inline || (cl.Net.Listener == InProcessListener && user == "") {
 		return true
 	}
 	s := h.cur.Load().of(cl.Net.Listener)
-	if s.acl == nil {
-		return true
+	if write {
+		return s.acl.Allowed(cl.ID, user, user == "", topic, true)
 	}
-	user, anon := h.identityOf(cl)
-	return s.acl.MayRead(cl.ID, user, anon, topic)
+	return s.acl.MayRead(cl.ID, user, user == "", topic)
 }
 
 // OnPublish checks the client's write access to the (alias-resolved) topic.
@@ -424,15 +420,7 @@ func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) boo
 // authorized; MQTT 3.1.1 publishes are acknowledged normally and dropped
 // (mochi would disconnect the client); QoS 0 is dropped.
 func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || bridgeWithoutUser(cl) {
-		return pk, nil
-	}
-	s := h.cur.Load().of(cl.Net.Listener)
-	if s.acl == nil {
-		return pk, nil
-	}
-	user, anon := h.identityOf(cl)
-	if s.acl.Allowed(cl.ID, user, anon, pk.TopicName, true) {
+	if h.allowed(cl, pk.TopicName, true) {
 		return pk, nil
 	}
 	h.log.Debug("publish denied by acl", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
@@ -440,22 +428,11 @@ func (h *securityHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	return pk, refusePublish(cl, pk, packets.ErrNotAuthorized)
 }
 
-// bridgeWithoutUser reports a bridge's local side without local_username:
-// like mosquitto's bridges, it is not subject to the ACL file.
-func bridgeWithoutUser(cl *mqtt.Client) bool {
-	return cl.Net.Listener == InProcessListener && len(cl.Properties.Username) == 0
-}
-
 // OnWill checks write access to the will topic when the will is about to
 // be published; a denied will is dropped (an empty topic has no
 // subscribers and nothing is retained).
 func (h *securityHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	s := h.cur.Load().of(cl.Net.Listener)
-	if s.acl == nil {
-		return will, nil
-	}
-	user, anon := h.identityOf(cl)
-	if s.acl.Allowed(cl.ID, user, anon, will.TopicName, true) {
+	if h.allowed(cl, will.TopicName, true) {
 		return will, nil
 	}
 	h.log.Debug("will denied by acl", "client", cl.ID, "topic", will.TopicName)

@@ -4,23 +4,23 @@ package broker
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// This file checks client PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets the
-// way mosquitto 2.0 does (handle_publish.c, handle_subscribe.c,
-// handle_unsubscribe.c, property_mosq.c), before mochi sees them
-// (wire.go). Each failure names the MQTT 5 reason code mosquitto sends in
-// its DISCONNECT: 0x81 Malformed Packet or 0x82 Protocol Error. The
-// checks also bound the work one packet can cause: mochi's topic tree
-// spent some 14 seconds on a SUBSCRIBE to 65,535 slashes, and mosquitto
-// refuses topics and filters of more than maxTopicLevels levels.
+// mosquitto 2.0's checks of the packets a client sends (handle_publish.c,
+// handle_subscribe.c, handle_unsubscribe.c, handle_connect.c,
+// property_mosq.c), run by wireConn before mochi sees a packet
+// (docs/design/wire.md). Each failure names the MQTT 5 reason code of
+// mosquitto's DISCONNECT: 0x81 Malformed Packet or 0x82 Protocol Error.
 
 // maxTopicLevels is mosquitto's TOPIC_HIERARCHY_LIMIT: a topic or filter
 // may hold at most this many '/' (201 levels); one with more ends the
-// connection (02-subpub-qos0-long-topic.py).
+// connection (02-subpub-qos0-long-topic.py). It also bounds the work of
+// mochi's topic tree (a SUBSCRIBE to 65,535 slashes took it 14 seconds).
 const maxTopicLevels = 200
 
 // MQTT 5 reason codes the checks send.
@@ -57,9 +57,8 @@ func (r *reader) u16() (int, bool) {
 	if r.left() < 2 {
 		return 0, false
 	}
-	v := int(r.b[r.off])<<8 | int(r.b[r.off+1])
 	r.off += 2
-	return v, true
+	return u16(r.b[r.off-2:]), true
 }
 
 func (r *reader) bytes() ([]byte, bool) {
@@ -67,18 +66,12 @@ func (r *reader) bytes() ([]byte, bool) {
 	if !ok || r.left() < n {
 		return nil, false
 	}
-	v := r.b[r.off : r.off+n]
 	r.off += n
-	return v, true
+	return r.b[r.off-n : r.off], true
 }
 
-func (r *reader) varint() (int, bool) {
-	v, used, ok := varint(r.b[r.off:])
-	if ok {
-		r.off += used
-	}
-	return v, ok
-}
+// u16 is the big-endian two-byte integer at the start of b.
+func u16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
 
 // validUTF8 is mosquitto_validate_utf8: well-formed UTF-8 without
 // U+0000, control characters (U+0001..U+001F, U+007F..U+009F) or
@@ -113,15 +106,8 @@ func topicLevels(t []byte) int {
 // level, '#' only the last one; at most maxTopicLevels '/'.
 func validWireFilter(f []byte) bool {
 	for i, c := range f {
-		switch c {
-		case '+':
-			if (i > 0 && f[i-1] != '/') || (i+1 < len(f) && f[i+1] != '/') {
-				return false
-			}
-		case '#':
-			if (i > 0 && f[i-1] != '/') || i+1 < len(f) {
-				return false
-			}
+		if (c == '+' || c == '#') && ((i > 0 && f[i-1] != '/') || (i+1 < len(f) && (c == '#' || f[i+1] != '/'))) {
+			return false
 		}
 	}
 	return topicLevels(f) <= maxTopicLevels
@@ -138,7 +124,7 @@ func validWireTopic(t []byte) bool {
 	return topicLevels(t) <= maxTopicLevels
 }
 
-// MQTT 5 property identifiers and their types [MQTT-2.2.2].
+// MQTT 5 property types [MQTT-2.2.2], by property identifier.
 const (
 	propByte = iota + 1
 	propU16
@@ -158,12 +144,46 @@ var propTypes = [0x2b]byte{
 	0x29: propByte, 0x2a: propByte,
 }
 
-// props are the MQTT 5 properties of a packet that the checks look at.
+// propSize is the encoded size of the property at the start of b
+// (identifier included), or 0 when it is unknown or truncated.
+func propSize(b []byte) int {
+	if len(b) == 0 || int(b[0]) >= len(propTypes) {
+		return 0
+	}
+	n := 0
+	switch propTypes[b[0]] {
+	case propByte:
+		n = 2
+	case propU16:
+		n = 3
+	case propU32:
+		n = 5
+	case propVarint:
+		if _, used, ok := varint(b[1:]); ok {
+			n = 1 + used
+		}
+	case propString, propBinary:
+		if len(b) >= 3 {
+			n = 3 + u16(b[1:])
+		}
+	case propPair:
+		if len(b) >= 3 {
+			if k := u16(b[1:]); len(b) >= 5+k {
+				n = 5 + k + u16(b[3+k:])
+			}
+		}
+	}
+	if n > len(b) {
+		return 0
+	}
+	return n
+}
+
+// props are the MQTT 5 properties of a packet, by identifier: whether
+// each was given, and the value of the numeric ones.
 type props struct {
-	seen          map[byte]bool
-	payloadFormat int // -1: absent
-	subID         int // -1: absent
-	topicAlias    int // -1: absent
+	seen [len(propTypes)]bool
+	val  [len(propTypes)]int
 }
 
 // readProps reads an MQTT 5 property list and checks it as mosquitto's
@@ -171,84 +191,43 @@ type props struct {
 // malformed (0x81); a property the packet type may not carry, or one
 // given twice (other than user properties), is a protocol error (0x82).
 func readProps(r *reader, allowed ...byte) (props, *packetError) {
-	p := props{payloadFormat: -1, subID: -1, topicAlias: -1}
-	n, ok := r.varint()
-	if !ok || r.left() < n {
+	var p props
+	n, used, ok := varint(r.b[r.off:])
+	if !ok || r.left()-used < n {
 		return p, malformedf("properties longer than the packet")
 	}
-	end := r.off + n
-	pr := &reader{b: r.b[:end], off: r.off}
-	r.off = end
-	for pr.left() > 0 {
-		id, ok := pr.varint()
-		if !ok {
-			return p, malformedf("bad property identifier")
+	b := r.b[r.off+used : r.off+used+n]
+	r.off += used + n
+	for len(b) > 0 {
+		id, size := b[0], propSize(b)
+		if size == 0 {
+			return p, malformedf("property 0x%02x unknown or past the end", id)
 		}
-		if id >= len(propTypes) || propTypes[id] == 0 {
-			return p, malformedf("unknown property 0x%02x", id)
-		}
-		var v int
+		v := b[1:size]
 		switch propTypes[id] {
 		case propByte:
-			if pr.left() < 1 {
-				return p, malformedf("property 0x%02x past the end", id)
-			}
-			v = int(pr.b[pr.off])
-			pr.off++
+			p.val[id] = int(v[0])
 		case propU16:
-			if v, ok = pr.u16(); !ok {
-				return p, malformedf("property 0x%02x past the end", id)
-			}
-		case propU32:
-			if pr.left() < 4 {
-				return p, malformedf("property 0x%02x past the end", id)
-			}
-			pr.off += 4
+			p.val[id] = u16(v)
 		case propVarint:
-			if v, ok = pr.varint(); !ok {
-				return p, malformedf("property 0x%02x: bad variable byte integer", id)
-			}
-		case propString, propBinary:
-			s, ok := pr.bytes()
-			if !ok {
-				return p, malformedf("property 0x%02x past the end", id)
-			}
-			if propTypes[id] == propString && !validUTF8(s) {
+			p.val[id], _, _ = varint(v)
+		case propString:
+			if !validUTF8(v[2:]) {
 				return p, malformedf("property 0x%02x is not valid UTF-8", id)
 			}
 		case propPair:
-			k, ok1 := pr.bytes()
-			val, ok2 := pr.bytes()
-			if !ok1 || !ok2 {
-				return p, malformedf("user property past the end")
-			}
-			if !validUTF8(k) || !validUTF8(val) {
+			if k := u16(v); !validUTF8(v[2:2+k]) || !validUTF8(v[4+k:]) {
 				return p, malformedf("user property is not valid UTF-8")
 			}
 		}
-		b := byte(id)
-		permitted := false
-		for _, a := range allowed {
-			permitted = permitted || a == b
-		}
-		if !permitted {
+		if !slices.Contains(allowed, id) {
 			return p, protocolf("property 0x%02x not allowed in this packet", id)
 		}
-		if b != 0x26 && p.seen[b] {
+		if id != 0x26 && p.seen[id] {
 			return p, protocolf("property 0x%02x given twice", id)
 		}
-		if p.seen == nil {
-			p.seen = map[byte]bool{}
-		}
-		p.seen[b] = true
-		switch b {
-		case 0x01:
-			p.payloadFormat = v
-		case 0x0b:
-			p.subID = v
-		case 0x23:
-			p.topicAlias = v
-		}
+		p.seen[id] = true
+		b = b[size:]
 	}
 	return p, nil
 }
@@ -265,13 +244,12 @@ type topicAliases uint32
 func checkPublish(flags byte, body []byte, version byte, aliases *topicAliases) *packetError {
 	r := &reader{b: body}
 	topic, ok := r.bytes()
-	if !ok {
+	switch {
+	case !ok:
 		return malformedf("PUBLISH topic past the end of the packet")
-	}
-	if !validUTF8(topic) {
+	case !validUTF8(topic):
 		return malformedf("PUBLISH topic is not valid UTF-8")
-	}
-	if len(topic) == 0 && version < 5 {
+	case len(topic) == 0 && version < 5:
 		return malformedf("PUBLISH without a topic")
 	}
 	if qos := flags >> 1 & 3; qos > 0 {
@@ -288,14 +266,13 @@ func checkPublish(flags byte, body []byte, version byte, aliases *topicAliases) 
 		if perr != nil {
 			return perr
 		}
-		if p.payloadFormat > 1 {
-			return protocolf("payload format indicator %d", p.payloadFormat)
+		if p.val[0x01] > 1 {
+			return protocolf("payload format indicator %d", p.val[0x01])
 		}
-		if a := p.topicAlias; a >= 0 {
-			if a == 0 || a > topicAliasMaximum {
-				return &packetError{code: rcTopicAliasInvalid, why: fmt.Sprintf("topic alias %d (maximum %d)", a, topicAliasMaximum)}
-			}
+		if a := p.val[0x23]; p.seen[0x23] {
 			switch {
+			case a == 0 || a > topicAliasMaximum:
+				return &packetError{code: rcTopicAliasInvalid, why: fmt.Sprintf("topic alias %d (maximum %d)", a, topicAliasMaximum)}
 			case len(topic) > 0:
 				*aliases |= 1 << a
 			case *aliases&(1<<a) == 0:
@@ -309,93 +286,63 @@ func checkPublish(flags byte, body []byte, version byte, aliases *topicAliases) 
 	return nil
 }
 
-// checkSubscribe checks a SUBSCRIBE body: a packet identifier, MQTT 5
-// properties, then filters each followed by its options byte
-// [MQTT-3.8.3]. Every failure is malformed for mosquitto (it turns
-// property protocol errors into malformed packets here). mochi's decoder
-// reads past the end of an MQTT 5 SUBSCRIBE whose last filter lacks its
-// options byte: this check is what keeps it from ever seeing one.
-func checkSubscribe(body []byte, version byte) *packetError {
+// checkFilters checks a SUBSCRIBE or UNSUBSCRIBE body: a packet
+// identifier, MQTT 5 properties, then filters, in a SUBSCRIBE each
+// followed by its options byte [MQTT-3.8.3]. Every failure is malformed
+// for mosquitto (it turns property protocol errors into malformed packets
+// here). mochi's decoder reads past the end of an MQTT 5 SUBSCRIBE whose
+// last filter lacks its options byte: this check keeps it from ever
+// seeing one.
+func checkFilters(typ byte, body []byte, version byte) *packetError {
+	name, allowed := "UNSUBSCRIBE", []byte{0x26}
+	if typ == packets.Subscribe {
+		name, allowed = "SUBSCRIBE", []byte{0x0b, 0x26}
+	}
 	r := &reader{b: body}
 	id, ok := r.u16()
 	if !ok {
-		return malformedf("SUBSCRIBE without a packet identifier")
+		return malformedf("%s without a packet identifier", name)
 	}
 	if id == 0 {
-		return malformedf("SUBSCRIBE with packet identifier 0")
+		return malformedf("%s with packet identifier 0", name)
 	}
 	if version >= 5 {
-		p, perr := readProps(r, 0x0b, 0x26)
+		p, perr := readProps(r, allowed...)
 		if perr != nil {
-			return malformedf("SUBSCRIBE properties: %s", perr.why)
+			return malformedf("%s properties: %s", name, perr.why)
 		}
-		if p.subID == 0 {
-			return malformedf("SUBSCRIBE with subscription identifier 0")
-		}
-	}
-	if r.left() == 0 {
-		return malformedf("SUBSCRIBE without a filter")
-	}
-	for r.left() > 0 {
-		f, ok := r.bytes()
-		if !ok {
-			return malformedf("SUBSCRIBE filter past the end of the packet")
-		}
-		if r.left() == 0 {
-			return malformedf("SUBSCRIBE filter without its subscription options")
-		}
-		opts := r.b[r.off]
-		r.off++
-		switch {
-		case len(f) == 0:
-			return malformedf("empty SUBSCRIBE filter")
-		case !validUTF8(f):
-			return malformedf("SUBSCRIBE filter is not valid UTF-8")
-		case !validWireFilter(f):
-			return malformedf("invalid SUBSCRIBE filter (wildcard placement or more than %d levels)", maxTopicLevels+1)
-		case opts&3 == 3:
-			return malformedf("SUBSCRIBE with QoS 3")
-		case version < 5 && opts&0xfc != 0:
-			return malformedf("SUBSCRIBE options 0x%02x: reserved bits set", opts)
-		case version >= 5 && opts&0xc0 != 0:
-			return malformedf("SUBSCRIBE options 0x%02x: reserved bits set", opts)
-		case version >= 5 && opts>>4&3 == 3:
-			return malformedf("SUBSCRIBE with retain handling 3")
-		}
-	}
-	return nil
-}
-
-// checkUnsubscribe checks an UNSUBSCRIBE body; every failure is malformed
-// for mosquitto.
-func checkUnsubscribe(body []byte, version byte) *packetError {
-	r := &reader{b: body}
-	id, ok := r.u16()
-	if !ok {
-		return malformedf("UNSUBSCRIBE without a packet identifier")
-	}
-	if id == 0 {
-		return malformedf("UNSUBSCRIBE with packet identifier 0")
-	}
-	if version >= 5 {
-		if _, perr := readProps(r, 0x26); perr != nil {
-			return malformedf("UNSUBSCRIBE properties: %s", perr.why)
+		if p.seen[0x0b] && p.val[0x0b] == 0 {
+			return malformedf("%s with subscription identifier 0", name)
 		}
 	}
 	if r.left() == 0 {
-		return malformedf("UNSUBSCRIBE without a filter")
+		return malformedf("%s without a filter", name)
 	}
 	for r.left() > 0 {
 		f, ok := r.bytes()
 		switch {
 		case !ok:
-			return malformedf("UNSUBSCRIBE filter past the end of the packet")
+			return malformedf("%s filter past the end of the packet", name)
 		case len(f) == 0:
-			return malformedf("empty UNSUBSCRIBE filter")
+			return malformedf("empty %s filter", name)
 		case !validUTF8(f):
-			return malformedf("UNSUBSCRIBE filter is not valid UTF-8")
+			return malformedf("%s filter is not valid UTF-8", name)
 		case !validWireFilter(f):
-			return malformedf("invalid UNSUBSCRIBE filter (wildcard placement or more than %d levels)", maxTopicLevels+1)
+			return malformedf("invalid %s filter (wildcard placement or more than %d levels)", name, maxTopicLevels+1)
+		case typ != packets.Subscribe:
+			continue
+		case r.left() == 0:
+			return malformedf("%s filter without its subscription options", name)
+		}
+		opts := r.b[r.off]
+		r.off++
+		switch {
+		case opts&3 == 3:
+			return malformedf("%s with QoS 3", name)
+		case version < 5 && opts&0xfc != 0, version >= 5 && opts&0xc0 != 0:
+			return malformedf("%s options 0x%02x: reserved bits set", name, opts)
+		case version >= 5 && opts>>4&3 == 3:
+			return malformedf("%s with retain handling 3", name)
 		}
 	}
 	return nil
@@ -425,42 +372,39 @@ func checkType(typ byte, version byte) *packetError {
 // error (0x82) for mosquitto; a bad encoding is left to the trial decode
 // (malformed).
 func checkAckProps(typ byte, body []byte, version byte) *packetError {
-	if version < 5 {
+	off, allowed := 3, []byte{0x1f, 0x26}
+	switch {
+	case version < 5:
+		return nil
+	case typ == packets.Disconnect:
+		off, allowed = 1, []byte{0x11, 0x1c, 0x1f, 0x26}
+	case typ < packets.Puback || typ > packets.Pubcomp:
 		return nil
 	}
-	var r *reader
-	var allowed []byte
-	switch typ {
-	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
-		if len(body) <= 3 {
-			return nil
-		}
-		r, allowed = &reader{b: body, off: 3}, []byte{0x1f, 0x26}
-	case packets.Disconnect:
-		if len(body) <= 1 {
-			return nil
-		}
-		r, allowed = &reader{b: body, off: 1}, []byte{0x11, 0x1c, 0x1f, 0x26}
-	default:
+	if len(body) <= off {
 		return nil
 	}
-	if _, perr := readProps(r, allowed...); perr != nil && perr.code == rcProtocolError {
+	if _, perr := readProps(&reader{b: body, off: off}, allowed...); perr != nil && perr.code == rcProtocolError {
 		return perr
 	}
 	return nil
 }
 
-// checkConnect checks a CONNECT the way mosquitto's handle__connect does
+// connect checks a CONNECT the way mosquitto's handle__connect does
 // before it answers: a failure closes the connection without CONNACK.
 // mochi accepted a client id or username that is not mosquitto's UTF-8
 // (control characters, U+0000, surrogates), will QoS or retain without a
-// will, will QoS 3, an MQTT 3.1.1 password without username
+// will, will QoS 3, a will topic that is empty, holds a wildcard or more
+// than maxTopicLevels levels, or starts with $CONTROL/ (mosquitto 2.0.20:
+// its plugins' command topics), an MQTT 3.1.1 password without username
 // [MQTT-3.1.2-22] and bytes after the payload; it refused a protocol name
 // it does not know, and the reserved flag, with a CONNACK. An MQTT 3.1
-// CONNECT may have the reserved flag set (mosquitto ignores it there), and
-// an unknown protocol level is left to mochi, which refuses it with
-// CONNACK 1 (connectHook).
-func checkConnect(body []byte) *packetError {
+// CONNECT may have the reserved flag set (mosquitto ignores it there).
+// A CONNECT that passes sets the connection's protocol level (without
+// mosquitto's bridge bit, 0x80) and client id, unless its level is
+// unknown or mochi cannot decode it: mochi refuses it (an unknown level
+// with CONNACK 1, connectHook).
+func (c *wireConn) connect(fh packets.FixedHeader, body []byte) *packetError {
 	r := &reader{b: body}
 	name, ok := r.bytes()
 	if !ok || r.left() < 4 {
@@ -471,7 +415,7 @@ func checkConnect(body []byte) *packetError {
 	switch {
 	case string(name) == "MQIsdp" && v == 3, string(name) == "MQTT" && (v == 4 || v == 5):
 	case string(name) == "MQIsdp", string(name) == "MQTT":
-		return nil // unsupported protocol level: CONNACK 1
+		return nil
 	default:
 		return protocolf("CONNECT with protocol name %q", name)
 	}
@@ -493,11 +437,8 @@ func checkConnect(body []byte) *packetError {
 		}
 	}
 	id, ok := r.bytes()
-	if !ok {
-		return malformedf("CONNECT without a client id")
-	}
-	if !validUTF8(id) {
-		return malformedf("CONNECT client id is not valid UTF-8")
+	if !ok || !validUTF8(id) {
+		return malformedf("CONNECT client id past the end or not valid UTF-8")
 	}
 	if will {
 		if v >= 5 {
@@ -505,20 +446,20 @@ func checkConnect(body []byte) *packetError {
 				return perr
 			}
 		}
-		if _, ok := r.bytes(); !ok { // the topic: connectHook checks it
-			return malformedf("CONNECT will topic past the end of the packet")
+		topic, ok := r.bytes()
+		switch {
+		case !ok || !validUTF8(topic):
+			return malformedf("CONNECT will topic past the end or not valid UTF-8")
+		case len(topic) == 0 || !validWireTopic(topic) || strings.HasPrefix(string(topic), "$CONTROL/"):
+			return protocolf("CONNECT with will topic %q: empty, a wildcard, more than %d levels or $CONTROL/", topic, maxTopicLevels+1)
 		}
 		if _, ok := r.bytes(); !ok {
 			return malformedf("CONNECT will payload past the end of the packet")
 		}
 	}
 	if user {
-		u, ok := r.bytes()
-		if !ok {
-			return malformedf("CONNECT username past the end of the packet")
-		}
-		if !validUTF8(u) {
-			return malformedf("CONNECT username is not valid UTF-8")
+		if u, ok := r.bytes(); !ok || !validUTF8(u) {
+			return malformedf("CONNECT username past the end or not valid UTF-8")
 		}
 	}
 	if pass {
@@ -528,6 +469,9 @@ func checkConnect(body []byte) *packetError {
 	}
 	if r.left() != 0 {
 		return malformedf("%d bytes after the CONNECT payload", r.left())
+	}
+	if _, why := trialDecode(fh, body, v); why == "" {
+		c.version, c.client = v, string(id)
 	}
 	return nil
 }

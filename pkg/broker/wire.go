@@ -21,28 +21,7 @@ import (
 	"github.com/mqttkit/mqttkit/internal/mqttpk"
 )
 
-// Packet validation is owned here, below mochi (docs/design/wire.md).
-//
-// mochi decodes each packet on the connection's goroutine with nothing
-// above it to recover a panic, and its decoders are not safe on every
-// input: SubscribeDecode indexes past the end of a short MQTT 5 SUBSCRIBE
-// (82 06 12 34 00 00 01 70), and one such packet from any client took the
-// whole process down. mochi also ends a connection on a packet it cannot
-// decode without the DISCONNECT 0x81 Malformed Packet that MQTT 5 asks
-// for (mosquitto sends it).
-//
-// wireConn sits between the socket stack and mochi. It frames the byte
-// stream into packets and hands mochi a packet only once the whole packet
-// has arrived and has been checked: the fixed header, then a trial decode
-// with mochi's own decoder, the same one mochi runs next, under recover
-// (except for an MQTT 3.1/3.1.1 PUBLISH, which checkPublish covers whole).
-// A packet that fails is never handed to mochi: an MQTT 5 client gets
-// DISCONNECT 0x81, the broker logs one line and counts it, and mochi sees
-// the read fail, so that it ends the connection its normal way (the will
-// is published, the client leaves mochi's client table, hooks run).
-//
-// connListener additionally recovers any panic on a connection's
-// goroutine (recoverConn): defence in depth for code we do not control.
+// Packet validation, below mochi: docs/design/wire.md.
 
 // errMalformed is why a connection that sent a malformed packet ended.
 var errMalformed = errors.New("malformed packet")
@@ -70,7 +49,7 @@ func (g *wireGuard) wrap(c net.Conn, e *connEntry) *wireConn {
 }
 
 // wireConn is a connection whose reads hand mochi only whole, checked
-// packets (see the comment at the top of this file).
+// packets.
 type wireConn struct {
 	net.Conn
 	g     *wireGuard
@@ -163,7 +142,7 @@ func (c *wireConn) next() error {
 		if c.version >= 5 {
 			// mochi closes without a word; mosquitto sends DISCONNECT
 			// 0x95 Packet too large (max_packet_size) [MQTT-3.2.2-15].
-			_, _ = c.Conn.Write(disconnectTooLarge)
+			_, _ = c.Conn.Write([]byte{packets.Disconnect << 4, 1, packets.ErrPacketTooLarge.Code})
 		}
 		return nil
 	}
@@ -226,30 +205,15 @@ func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
 
 // check reports why a packet is refused, or nil.
 func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
-	if fh.Type == packets.Connect && c.version == 0 {
-		if perr := checkConnect(body); perr != nil {
-			return perr
-		}
-		v, id, will, hasWill := connectVersion(body)
-		c.version, c.client = v, strings.Clone(id) // id points into c.buf, which the next packet overwrites
-		if hasWill && topicLevels(will) > maxTopicLevels {
-			// As mosquitto: the connection is closed without CONNACK.
-			// The rest of the will topic is checked by the CONNECT hooks.
-			return malformedf("will topic with more than %d levels", maxTopicLevels+1)
-		}
-		return nil // the rest of the CONNECT is mochi's and the hooks'
-	}
-	if c.version == 0 {
-		return nil // not a CONNECT first: mochi refuses it
+	if c.version == 0 { // the CONNECT: a packet of another type went to mochi from its fixed header
+		return c.connect(fh, body)
 	}
 	var perr *packetError
 	switch fh.Type {
 	case packets.Publish:
 		perr = checkPublish(c.hdr[0]&0x0f, body, c.version, &c.aliases)
-	case packets.Subscribe:
-		perr = checkSubscribe(body, c.version)
-	case packets.Unsubscribe:
-		perr = checkUnsubscribe(body, c.version)
+	case packets.Subscribe, packets.Unsubscribe:
+		perr = checkFilters(fh.Type, body, c.version)
 	default:
 		perr = checkAckProps(fh.Type, body, c.version)
 	}
@@ -258,9 +222,8 @@ func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 	}
 	if fh.Type == packets.Publish && c.version < 5 {
 		// checkPublish has checked all of an MQTT 3.1/3.1.1 PUBLISH that
-		// mochi's decoder reads (topic length and UTF-8, packet
-		// identifier; FuzzPublishCheck holds it to that), so the most
-		// frequent packet is decoded once, by mochi, not twice.
+		// mochi's decoder reads (FuzzPublishCheck holds it to that): the
+		// most frequent packet is decoded once, by mochi, not twice.
 		return nil
 	}
 	if _, why := trialDecode(fh, body, c.version); why != "" {
@@ -269,30 +232,9 @@ func (c *wireConn) check(fh packets.FixedHeader, body []byte) *packetError {
 	return nil
 }
 
-// connectVersion reads the protocol level (without mosquitto's bridge
-// bit, 0x80), client id and will topic of a CONNECT body; level 0 when it
-// is not one mochi can decode (mochi refuses it).
-func connectVersion(body []byte) (v byte, id string, will []byte, hasWill bool) {
-	if len(body) < 2 {
-		return 0, "", nil, false
-	}
-	n := int(body[0])<<8 | int(body[1])
-	if len(body) < 2+n+1 {
-		return 0, "", nil, false
-	}
-	v = body[2+n] &^ 0x80
-	if v < 3 || v > 5 {
-		return 0, "", nil, false
-	}
-	pk, why := trialDecode(packets.FixedHeader{Type: packets.Connect, Remaining: len(body)}, body, v)
-	if why != "" {
-		return 0, "", nil, false
-	}
-	return v, pk.Connect.ClientIdentifier, []byte(pk.Connect.WillTopic), pk.Connect.WillFlag
-}
-
 // trialDecode runs mochi's decoder for the packet type, as mochi's
 // Client.ReadPacket does, and reports why it failed or panicked, or "".
+// checkType has refused the types mochi must not decode.
 func trialDecode(fh packets.FixedHeader, body []byte, version byte) (pk packets.Packet, why string) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -300,20 +242,10 @@ func trialDecode(fh packets.FixedHeader, body []byte, version byte) (pk packets.
 		}
 	}()
 	pk = packets.Packet{FixedHeader: fh, ProtocolVersion: version}
-	switch fh.Type {
-	case packets.Connack, packets.Suback, packets.Unsuback, packets.Pingresp, 0:
-		// Only servers send these [MQTT-2.1.2].
-		return pk, fmt.Sprintf("packet type %d is not sent by clients", fh.Type)
-	case packets.Pingreq:
-		if len(body) != 0 {
-			return pk, "PINGREQ with a body"
-		}
+	if fh.Type == packets.Pingreq && len(body) != 0 {
+		return pk, "PINGREQ with a body"
 	}
-	err := mqttpk.Decode(&pk, body)
-	if fh.Type == packets.Auth && version < 5 {
-		return pk, "AUTH before MQTT 5"
-	}
-	if err != nil {
+	if err := mqttpk.Decode(&pk, body); err != nil {
 		return pk, err.Error()
 	}
 	return pk, ""
@@ -331,10 +263,6 @@ func varint(b []byte) (int, int, bool) {
 	}
 	return 0, 0, false
 }
-
-// disconnectTooLarge is DISCONNECT 0x95 Packet too large without
-// properties, as mosquitto sends it.
-var disconnectTooLarge = []byte{packets.Disconnect << 4, 1, packets.ErrPacketTooLarge.Code}
 
 // refuse ends the connection for a refused packet: DISCONNECT with code
 // (0x81 Malformed Packet, 0x82 Protocol Error), without properties as
@@ -390,9 +318,7 @@ func recoverConn(srv *mqtt.Server, log *slog.Logger, stats *wireStats, conn net.
 			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 			_ = srv.Publish(w.TopicName, w.Payload, w.Retain, w.Qos)
 		}
-		expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) ||
-			(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
-		if expire {
+		if sessionEnds(cl) {
 			cl.ClearInflights()
 			srv.UnsubscribeClient(cl)
 			srv.Clients.Delete(cl.ID)
