@@ -56,7 +56,6 @@ func NewAt(addr string, record ...string) (*Broker, error) {
 	bb, err := broker.New(broker.Config{
 		Listeners:      []broker.Listener{{Address: addr}},
 		AllowAnonymous: true,
-		Inline:         true,
 	})
 	if err != nil {
 		return nil, err

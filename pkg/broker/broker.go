@@ -142,9 +142,6 @@ type Config struct {
 
 	// Log receives broker logs; nil discards them.
 	Log *slog.Logger
-	// Inline is kept for compatibility: the in-process client (Publish,
-	// Subscribe) is always available, $SYS is published through it.
-	Inline bool
 }
 
 // LocalOnly reports whether cfg is in mosquitto's local-only mode.
@@ -212,21 +209,16 @@ func New(cfg Config) (b *Broker, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = newBoundedLogger(log) // limits.go
+	// mochi's defaults that the engine replaces: docs/design/broker.md
+	// ("mochi behaviours replaced").
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
-	// mochi's default caps every message at one day: retained messages
-	// vanished after 24 h and every MQTT 5 delivery carried a
-	// message-expiry-interval. 0 is no way out (mochi then expires its own
-	// pending acknowledgements at once), so the cap is decades away and
-	// fixesHook strips the property it implies (see noExpiry).
+	// mochi caps every message at one day (retained ones vanished, every
+	// MQTT 5 delivery carried an expiry); 0 would expire its pending
+	// acknowledgements at once. fixesHook strips the property (noExpiry).
 	caps.MaximumMessageExpiryInterval = noExpiryCap
-	// mochi's own per-client limit, which drops every message past it
-	// (also for a client that reads), is out of the way: the engine
-	// bounds the sessions and decides the drops.
-	caps.MaximumInflight = 65535
-	// mochi's outbound channel, allocated per connection at accept, is
-	// not used: the engine writes every delivery itself.
-	caps.MaximumClientWritesPending = 1
+	caps.MaximumInflight = 65535        // the engine bounds sessions and decides drops
+	caps.MaximumClientWritesPending = 1 // allocated per connection, unused: the engine writes
 	if cfg.DisableRetain {
 		caps.RetainAvailable = 0
 	}
@@ -239,23 +231,22 @@ func New(cfg Config) (b *Broker, err error) {
 		Logger:       newMochiLogger(log),
 		InlineClient: true, // $SYS topics are published through it
 		Capabilities: caps,
-		// mochi's own $SYS publisher uses other names and formats than
-		// mosquitto's; sysPublisher replaces it.
+		// mochi's own $SYS topics differ from mosquitto's (sysPublisher).
 		SysTopicResendInterval: int64((365 * 24 * time.Hour).Seconds()),
-		// mochi's own write buffer holds small packets back while more
-		// are queued in its outbound channel, until the channel is empty.
-		// 1 byte: every packet goes straight to the connection, whose
-		// asyncConn buffers anyway.
+		// Every packet straight to the connection, whose asyncConn
+		// buffers; mochi's buffer held small packets back.
 		ClientNetWriteBufferSize: 1,
-		// mochi keeps this buffer for the life of a connection; it reads
-		// whole, checked packets from wireConn, which buffers the socket
-		// in a pooled buffer (connmem.go), so a small one costs copies,
-		// not system calls.
+		// Kept for the life of a connection; wireConn buffers the socket
+		// in a pooled buffer (connmem.go), so a small one costs copies.
 		ClientNetReadBufferSize: 64,
 	})
 	b = &Broker{srv: srv, log: log}
+	br := b // b is nil when an error is returned
 	defer func() {
 		if err != nil {
+			for _, bd := range br.bound {
+				_ = bd.conn.ln.Close()
+			}
 			_ = srv.Close()
 		}
 	}()
@@ -266,21 +257,12 @@ func New(cfg Config) (b *Broker, err error) {
 	}
 	ls := cfg.Listeners
 	if cfg.LocalOnly() {
-		ls = []Listener{{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))}}
-		if ipv6Loopback() {
-			ls = append(ls, Listener{Address: net.JoinHostPort("::1", strconv.Itoa(cfg.Port))})
+		for _, h := range LoopbackHosts() {
+			ls = append(ls, Listener{Address: net.JoinHostPort(h, strconv.Itoa(cfg.Port))})
 		}
 	}
 	identity, subject, idUser := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	maxQoS, mounts := map[string]byte{}, map[string]string{}
-	br := b // b is nil when an error is returned
-	defer func() {
-		if err != nil {
-			for _, bd := range br.bound {
-				_ = bd.conn.ln.Close()
-			}
-		}
-	}()
 	for i, l := range ls {
 		id := listenerID(i)
 		bd, err := bindListener(id, l, cfg.ConnectTimeout, log)
@@ -310,12 +292,12 @@ func New(cfg Config) (b *Broker, err error) {
 
 	b.fixes = newFixesHook(srv, log)
 	b.fixes.bridgeState = b.Publish
-	b.connect = newConnectHook(srv, log, uint16(min(max(cfg.MaxInflight, 0), 65535)), cfg.MessageSizeLimit)
+	b.connect = newConnectHook(srv, log, clampU16(cfg.MaxInflight), cfg.MessageSizeLimit)
 	b.connect.maxQoS, b.connect.mounts = maxQoS, mounts
 	b.security = newSecurityHook(srv, log, sec.global, identity)
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
-	b.security.maxKeepalive = uint16(min(max(cfg.MaxKeepalive, 0), 65535))
+	b.security.maxKeepalive = clampU16(cfg.MaxKeepalive)
 	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, uint32(max(cfg.MaxPacketSize, 0)), cfg.DisableRetain)
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
@@ -362,14 +344,8 @@ func New(cfg Config) (b *Broker, err error) {
 	return b, nil
 }
 
-func ipv6Loopback() bool {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
+// clampU16 is n within 0..65535.
+func clampU16(n int) uint16 { return uint16(min(max(n, 0), 65535)) }
 
 // Start begins accepting connections. It does not block. With persistence
 // the stored sessions and retained messages are loaded first.
@@ -529,8 +505,10 @@ func disconnectClients(srv *mqtt.Server, id string) {
 // LoopbackHosts are the addresses of mosquitto's local-only mode that
 // this machine has: 127.0.0.1, and ::1 when IPv6 is available.
 func LoopbackHosts() []string {
-	if ipv6Loopback() {
-		return []string{"127.0.0.1", "::1"}
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		return []string{"127.0.0.1"}
 	}
-	return []string{"127.0.0.1"}
+	l.Close()
+	return []string{"127.0.0.1", "::1"}
 }

@@ -83,7 +83,7 @@ func TestDeliveryPacketIDsStartAtOne(t *testing.T) {
 // 05-clean-session-qos1.py). One that was sent and not acknowledged goes
 // out again with DUP 1, under the same packet ID.
 func TestDeliveryDupOnlyWhenSentBefore(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
 			o := rawmqtt.ConnectOptions{ClientID: fmt.Sprint("dup-", v), KeepAlive: 30, SessionExpiry: 600}
@@ -213,7 +213,7 @@ func TestDeliveryQoS1BurstComplete(t *testing.T) {
 // in order, when it comes back.
 func TestDeliveryOfflineSessionBound(t *testing.T) {
 	logs := &testutil.Buffer{}
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxInflight: 2, MaxQueued: 8,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	o := rawmqtt.ConnectOptions{ClientID: "offline", KeepAlive: 60}
 	c, err := rawmqtt.Dial(b.Addr(), 4)

@@ -25,7 +25,7 @@ import (
 // queued, even when they were all queued within the same second (mochi
 // sorts them by the second they were created, unstably).
 func TestResumedSessionInOrder(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
@@ -71,7 +71,7 @@ func TestResumedSessionInOrder(t *testing.T) {
 // mochi queues on the old connection because their publisher looked the
 // session up just before the new connection took it over (deliveryHook.late).
 func TestResumedSessionNewMessagesAfterQueue(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 	o := rawmqtt.ConnectOptions{ClientID: "busy", KeepAlive: 30}
 	c, err := rawmqtt.Dial(b.Addr(), 4)
 	require.NoError(t, err)
@@ -195,7 +195,7 @@ func (h *holdConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 // second copy is sent (the old deliveryHook.awaitEchoes; the engine sends
 // each message once, from the session's queue).
 func TestResumedSessionQoS2ExactlyOnce(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	const queued, live = 200, 2000
@@ -279,7 +279,7 @@ func connectV5(id string, receiveMaximum, topicAliasMaximum uint16, maximumPacke
 // of: the connection hung. Each message arrives once, in order, and none
 // comes again once the session is done.
 func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 	const id, topic, rm, n = "held", "held", 5, 30
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
@@ -349,7 +349,7 @@ func TestResumedSessionBeyondReceiveMaximum(t *testing.T) {
 // protocol error for the client, at every reconnect). Like mosquitto, the
 // broker sends no topic aliases (deliveryHook.OnConnect).
 func TestResumedSessionKeepsTopicNames(t *testing.T) {
-	b := start(t, Config{AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 	const id, topic = "aliased", "aliased/t"
 	c, err := rawmqtt.Dial(b.Addr(), 5)
 	require.NoError(t, err)
@@ -393,7 +393,7 @@ func TestResumedSessionDropsOversizedMessages(t *testing.T) {
 	dir := t.TempDir()
 	const id, topic, limit = "small-only", "small-only", 200
 	for run := 0; run < 2; run++ { // the second run restarts from the store
-		b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true,
+		b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true,
 			SysInterval: -1, PersistenceDir: dir})
 		require.NoError(t, err)
 		require.NoError(t, b.Start())
@@ -482,7 +482,7 @@ func (h *lostBeforeConnack) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet
 // the next connection gets it (the old deliveryHook kept it for a CONNACK
 // that never came; the engine's session outlives connections).
 func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, SysInterval: -1})
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	h := &lostBeforeConnack{b: b}

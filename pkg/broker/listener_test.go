@@ -18,7 +18,7 @@ import (
 // Close returns even when a subscriber stopped reading long ago and its
 // socket buffers are full, and when clients are half-way through CONNECT.
 func TestCloseWithStuckClients(t *testing.T) {
-	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true, ConnectTimeout: time.Minute})
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, ConnectTimeout: time.Minute})
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
 

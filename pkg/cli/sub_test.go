@@ -511,7 +511,7 @@ func TestRunSubConnectErrors(t *testing.T) {
 // TestRunSubReconnect restarts the broker on the same port: sub prints one
 // line on stderr, reconnects, resubscribes and goes on printing.
 func TestRunSubReconnect(t *testing.T) {
-	b1, err := broker.New(broker.Config{Listeners: []broker.Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, Inline: true})
+	b1, err := broker.New(broker.Config{Listeners: []broker.Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true})
 	require.NoError(t, err)
 	require.NoError(t, b1.Start())
 	defer b1.Close()
@@ -525,7 +525,7 @@ func TestRunSubReconnect(t *testing.T) {
 
 	var b2 *broker.Broker
 	require.Eventually(t, func() bool {
-		b2, err = broker.New(broker.Config{Listeners: []broker.Listener{{Address: addr}}, AllowAnonymous: true, Inline: true})
+		b2, err = broker.New(broker.Config{Listeners: []broker.Listener{{Address: addr}}, AllowAnonymous: true})
 		if err != nil {
 			return false
 		}
