@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // Local is the local broker as a bridge sees it.
@@ -875,11 +877,8 @@ func clientTLS(cfg *Config) (*tls.Config, error) {
 		}
 	}
 	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	switch cfg.TLSVersion {
-	case "tlsv1.3":
-		tc.MinVersion = tls.VersionTLS13
-	case "tlsv1.1":
-		tc.MinVersion = tls.VersionTLS11
+	if v, ok := tlsfiles.TLSVersion(cfg.TLSVersion); ok {
+		tc.MinVersion = v
 	}
 	if cfg.ALPN != "" {
 		tc.NextProtos = []string{cfg.ALPN}

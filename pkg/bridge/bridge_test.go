@@ -20,6 +20,7 @@ import (
 	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // waitLimit bounds the waits of these tests: a wait is for something that
@@ -277,7 +278,7 @@ restart_timeout 1`)
 func TestBridgeTLS(t *testing.T) {
 	files := testcert.WriteT(t, "127.0.0.1", "localhost")
 	remote := newBroker(t, "127.0.0.1:0", func(c *broker.Config) {
-		c.Listeners[0].TLS = &broker.TLSFiles{CertFile: files.ServerCert, KeyFile: files.ServerKey,
+		c.Listeners[0].TLS = &tlsfiles.Files{CertFile: files.ServerCert, KeyFile: files.ServerKey,
 			CAFile: files.CA, RequireCertificate: true}
 	})
 	edge := newBroker(t, "127.0.0.1:0")

@@ -22,6 +22,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // Listener describes one network listener.
@@ -32,7 +34,7 @@ type Listener struct {
 	// Protocol is "mqtt" (default), "websockets" or "unix".
 	Protocol string
 	// TLS, when set, serves TLS (mqtts, or wss for WebSockets).
-	TLS *TLSFiles
+	TLS *tlsfiles.Files
 	// UseIdentityAsUsername takes the username from the client
 	// certificate's CN; the CONNECT username and password are ignored.
 	UseIdentityAsUsername bool
@@ -386,12 +388,12 @@ func (b *Broker) ReloadTLS() (reloaded []string, err error) {
 		if bd.certs == nil {
 			continue
 		}
-		if lerr := bd.certs.load(); lerr != nil {
+		if lerr := bd.certs.Reload(); lerr != nil {
 			errs = append(errs, fmt.Sprintf("listener %s (%s): %v", bd.info.Addr, bd.info.Protocol, lerr))
 			continue
 		}
-		if !slices.Contains(reloaded, bd.certs.certFile) {
-			reloaded = append(reloaded, bd.certs.certFile)
+		if !slices.Contains(reloaded, bd.certs.CertFile()) {
+			reloaded = append(reloaded, bd.certs.CertFile())
 		}
 	}
 	if len(errs) > 0 {

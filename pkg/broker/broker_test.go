@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/testutil"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 func TestLocalOnlyListensOnLoopback(t *testing.T) {
@@ -113,7 +114,7 @@ func TestBrokerAuthAndACL(t *testing.T) {
 }
 
 func TestBrokerConfigErrors(t *testing.T) {
-	s, err := WriteSelfSigned(t.TempDir())
+	s, err := tlsfiles.WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -124,8 +125,8 @@ func TestBrokerConfigErrors(t *testing.T) {
 		{"bad acl", Config{ACLFile: writeFile(t, "acl", "topic x y z\n")}, `:1: Invalid topic access type "x"`},
 		{"bad protocol", Config{Listeners: []Listener{{Address: "127.0.0.1:0", Protocol: "quic"}}}, `listener 127.0.0.1:0: unsupported protocol "quic"`},
 		{"identity without tls", Config{Listeners: []Listener{{Address: "127.0.0.1:0", UseIdentityAsUsername: true}}}, "use_identity_as_username needs TLS with a cafile"},
-		{"tls files", Config{Listeners: []Listener{{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: "/nonexistent.key"}}}}, "listener 127.0.0.1:0: load certificate"},
-		{"tls on unix", Config{Listeners: []Listener{{Address: filepath.Join(t.TempDir(), "s"), Protocol: "unix", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}}}}, "TLS on a unix socket is not supported"},
+		{"tls files", Config{Listeners: []Listener{{Address: "127.0.0.1:0", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: "/nonexistent.key"}}}}, "listener 127.0.0.1:0: load certificate"},
+		{"tls on unix", Config{Listeners: []Listener{{Address: filepath.Join(t.TempDir(), "s"), Protocol: "unix", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}}}}, "TLS on a unix socket is not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,12 +137,12 @@ func TestBrokerConfigErrors(t *testing.T) {
 }
 
 func TestBrokerWebSockets(t *testing.T) {
-	s, err := WriteSelfSigned(t.TempDir())
+	s, err := tlsfiles.WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
 	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{
 		{Address: "127.0.0.1:0"},
 		{Address: "127.0.0.1:0", Protocol: "websockets"},
-		{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
+		{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}},
 	}})
 	ls := b.Listeners()
 	require.Equal(t, []string{"mqtt", "ws", "wss"}, []string{ls[0].Protocol, ls[1].Protocol, ls[2].Protocol})
@@ -150,7 +151,7 @@ func TestBrokerWebSockets(t *testing.T) {
 	sub.mustConnect("tcp-sub", "", "")
 	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "ws/#"))
 
-	pool, err := loadCertPool(s.CAFile)
+	pool, err := tlsfiles.LoadCertPool(s.CAFile)
 	require.NoError(t, err)
 	for i, url := range []string{"ws://" + ls[1].Addr + "/mqtt", "wss://" + ls[2].Addr + "/mqtt"} {
 		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testcert"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 func startDeadlineBroker(t *testing.T, timeout time.Duration) *Broker {
@@ -129,7 +130,7 @@ func TestGuardConnInspect(t *testing.T) {
 // upgrade, so the guard must sit there too.
 func TestOversizedConnectRefusedEveryListener(t *testing.T) {
 	f := testcert.WriteT(t)
-	files := &TLSFiles{CertFile: f.ServerCert, KeyFile: f.ServerKey}
+	files := &tlsfiles.Files{CertFile: f.ServerCert, KeyFile: f.ServerKey}
 	b, err := New(Config{AllowAnonymous: true, ConnectTimeout: time.Minute, Listeners: []Listener{ // the timeout must not be what closes it
 		{Address: "127.0.0.1:0"},
 		{Address: "127.0.0.1:0", TLS: files},
@@ -139,7 +140,7 @@ func TestOversizedConnectRefusedEveryListener(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	require.NoError(t, b.Start())
-	pool, err := loadCertPool(f.CA)
+	pool, err := tlsfiles.LoadCertPool(f.CA)
 	require.NoError(t, err)
 	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 

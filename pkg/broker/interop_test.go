@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // interopBroker is a broker with a password file, an ACL and a TLS
@@ -42,7 +43,7 @@ pattern readwrite clients/%c/#
 func startInterop(t *testing.T) *interopBroker {
 	t.Helper()
 	ib := &interopBroker{mosqPub: interop.Require(t, "mosquitto_pub"), mosqSub: interop.Require(t, "mosquitto_sub")}
-	s, err := WriteSelfSigned(t.TempDir())
+	s, err := tlsfiles.WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
 	ib.ca = s.CAFile
 	ib.b = start(t, Config{
@@ -50,7 +51,7 @@ func startInterop(t *testing.T) *interopBroker {
 		ACLFile:      writeFile(t, "acl", interopACL),
 		Listeners: []Listener{
 			{Address: "127.0.0.1:0"},
-			{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
+			{Address: "127.0.0.1:0", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}},
 		},
 	})
 	_, ib.port, _ = strings.Cut(ib.b.Listeners()[0].Addr, "127.0.0.1:")

@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttkit/mqttkit/internal/wsconn"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // bound is one open listener: mochi's side and ours.
@@ -27,7 +28,7 @@ type bound struct {
 	guard *guardListener
 	info  BoundListener
 	limit *limitListener // nil without max_connections
-	certs *certSource    // nil without TLS
+	certs *tlsfiles.Cert // nil without TLS
 }
 
 // bindListener opens the socket of l and stacks, bottom up: max_connections
@@ -49,13 +50,13 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 	info := BoundListener{Identity: l.UseIdentityAsUsername}
 	var (
 		tlsCfg *tls.Config
-		certs  *certSource
+		certs  *tlsfiles.Cert
 	)
 	if l.TLS != nil {
 		if kind == "unix" {
 			return nil, fmt.Errorf("listener %s: TLS on a unix socket is not supported", l.Address)
 		}
-		c, src, err := serverTLSConfig(*l.TLS)
+		c, src, err := tlsfiles.ServerConfig(*l.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
 		}

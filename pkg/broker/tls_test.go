@@ -18,74 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/testcert"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
-func TestWriteSelfSigned(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tls")
-	s, err := WriteSelfSigned(dir)
-	require.NoError(t, err)
-	require.False(t, s.Reused)
-	for _, p := range []string{s.KeyFile, s.ClientKeyFile} {
-		fi, err := os.Stat(p)
-		require.NoError(t, err)
-		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), p)
-	}
-
-	// The server certificate verifies for localhost and 127.0.0.1 against the CA.
-	pool, err := loadCertPool(s.CAFile)
-	require.NoError(t, err)
-	pair, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
-	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	require.NoError(t, err)
-	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name})
-		require.NoError(t, err, name)
-	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "example.com"})
-	require.Error(t, err)
-
-	// A second run keeps the files, so distributed ca.crt copies stay valid.
-	ca, err := os.ReadFile(s.CAFile)
-	require.NoError(t, err)
-	again, err := WriteSelfSigned(dir)
-	require.NoError(t, err)
-	require.True(t, again.Reused)
-	ca2, err := os.ReadFile(s.CAFile)
-	require.NoError(t, err)
-	require.Equal(t, ca, ca2)
-
-	// A damaged set is replaced.
-	require.NoError(t, os.WriteFile(s.KeyFile, []byte("garbage"), 0o600))
-	third, err := WriteSelfSigned(dir)
-	require.NoError(t, err)
-	require.False(t, third.Reused)
-}
-
-func TestServerTLSConfigErrors(t *testing.T) {
-	s, err := WriteSelfSigned(t.TempDir())
-	require.NoError(t, err)
-	notPEM := writeFile(t, "ca.pem", "not a certificate\n")
-	tests := []struct {
-		name string
-		f    TLSFiles
-		msg  string
-	}{
-		{"no key", TLSFiles{CertFile: s.CertFile}, "tls: both a certificate file and a key file are needed"},
-		{"missing cert", TLSFiles{CertFile: "/nonexistent.crt", KeyFile: s.KeyFile}, "load certificate /nonexistent.crt and key " + s.KeyFile + ": open /nonexistent.crt: no such file or directory"},
-		{"bad cafile", TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: notPEM}, "cafile " + notPEM + ": no PEM certificates found"},
-		{"require without cafile", TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, RequireCertificate: true}, "tls: require_certificate needs a cafile to verify client certificates"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ServerTLSConfig(tt.f)
-			require.EqualError(t, err, tt.msg)
-		})
-	}
-}
-
 // startTLS runs a mochi server with the security hook on a TLS listener.
-func startTLS(t *testing.T, f TLSFiles, cfg SecurityConfig, identity bool) string {
+func startTLS(t *testing.T, f tlsfiles.Files, cfg SecurityConfig, identity bool) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := mqtt.New(&mqtt.Options{Logger: log})
@@ -108,15 +45,15 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, error) {
 }
 
 func TestTLSListener(t *testing.T) {
-	s, err := WriteSelfSigned(t.TempDir())
+	s, err := tlsfiles.WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
-	pool, err := loadCertPool(s.CAFile)
+	pool, err := tlsfiles.LoadCertPool(s.CAFile)
 	require.NoError(t, err)
 	clientCert, err := tls.LoadX509KeyPair(s.ClientCertFile, s.ClientKeyFile)
 	require.NoError(t, err)
 
 	t.Run("server certificate and TLS 1.2 minimum", func(t *testing.T) {
-		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}, SecurityConfig{AllowAnonymous: true}, false)
+		addr := startTLS(t, tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}, SecurityConfig{AllowAnonymous: true}, false)
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		require.NoError(t, err)
 		c := newRawClient(t, conn, 4)
@@ -129,7 +66,7 @@ func TestTLSListener(t *testing.T) {
 	})
 
 	t.Run("require_certificate", func(t *testing.T) {
-		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, RequireCertificate: true}, SecurityConfig{AllowAnonymous: true}, false)
+		addr := startTLS(t, tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, RequireCertificate: true}, SecurityConfig{AllowAnonymous: true}, false)
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
 		require.NoError(t, err)
 		newRawClient(t, conn, 5).mustConnect("withcert", "", "")
@@ -148,7 +85,7 @@ func TestTLSListener(t *testing.T) {
 	t.Run("use_identity_as_username", func(t *testing.T) {
 		pw := passwordFile(t, map[string]string{"alice": "secret"})
 		acl := writeFile(t, "acl", "user mqtt-client\ntopic readwrite devices/#\n")
-		addr := startTLS(t, TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile},
+		addr := startTLS(t, tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile},
 			SecurityConfig{PasswordFile: pw, ACLFile: acl}, true)
 
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
@@ -187,7 +124,7 @@ func TestReloadTLS(t *testing.T) {
 		return p.Cert
 	}
 	first := install()
-	files := &TLSFiles{CertFile: certFile, KeyFile: keyFile}
+	files := &tlsfiles.Files{CertFile: certFile, KeyFile: keyFile}
 	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{
 		{Address: "127.0.0.1:0"},
 		{Address: "127.0.0.1:0", TLS: files},
@@ -241,13 +178,4 @@ func TestReloadTLS(t *testing.T) {
 	reloaded, err = start(t, Config{AllowAnonymous: true}).ReloadTLS()
 	require.NoError(t, err)
 	require.Empty(t, reloaded)
-}
-
-func TestCipherSuites(t *testing.T) {
-	ids, err := CipherSuites("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:AES256-GCM-SHA384:ECDHE-RSA-AES256-SHA:TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
-	require.NoError(t, err)
-	require.Equal(t, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, ids)
-	_, err = CipherSuites("HIGH:!aNULL")
-	require.EqualError(t, err, "ciphers: HIGH, !aNULL: not a TLS 1.2 cipher suite name mqtt broker knows (give names such as ECDHE-RSA-AES128-GCM-SHA256; OpenSSL classes like HIGH or !aNULL are not understood)")
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testutil"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // startWireBroker starts an anonymous broker on a random port and returns
@@ -376,13 +377,13 @@ func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
 // within the connect timeout. A client that connects and hangs up at once
 // (a port probe) is not.
 func TestBadStartsAreLogged(t *testing.T) {
-	s, err := WriteSelfSigned(t.TempDir())
+	s, err := tlsfiles.WriteSelfSigned(t.TempDir())
 	require.NoError(t, err)
 	logs := new(testutil.Buffer)
 	b, err := New(Config{
 		Listeners: []Listener{{Address: "127.0.0.1:0"},
-			{Address: "127.0.0.1:0", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}},
-			{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &TLSFiles{CertFile: s.CertFile, KeyFile: s.KeyFile}}},
+			{Address: "127.0.0.1:0", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}},
+			{Address: "127.0.0.1:0", Protocol: "websockets", TLS: &tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}}},
 		AllowAnonymous: true, SysInterval: -1, ConnectTimeout: 200 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(logs, nil)), // Info: the default level
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/mosqconf"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // BrokerOptions holds everything `mqtt broker` needs once flags are parsed.
@@ -193,7 +194,7 @@ func (o *BrokerOptions) build(d *Deps) error {
 		for _, h := range hosts {
 			l := broker.Listener{Address: net.JoinHostPort(h, strconv.Itoa(port)), Protocol: proto}
 			if tls {
-				l.TLS = &broker.TLSFiles{CertFile: o.Cert, KeyFile: o.Key, CAFile: o.CAFile, RequireCertificate: o.RequireCert}
+				l.TLS = &tlsfiles.Files{CertFile: o.Cert, KeyFile: o.Key, CAFile: o.CAFile, RequireCertificate: o.RequireCert}
 				l.UseIdentityAsUsername = o.IdentityAsUser
 			}
 			add = append(add, l)
@@ -327,9 +328,9 @@ func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 		log.Warn("config: " + w)
 	}
 	errOut := d.IO.ErrOut
-	var selfSigned *broker.SelfSigned
+	var selfSigned *tlsfiles.SelfSigned
 	if o.SelfSignedDir != "" {
-		s, err := broker.WriteSelfSigned(o.SelfSignedDir)
+		s, err := tlsfiles.WriteSelfSigned(o.SelfSignedDir)
 		if err != nil {
 			return err
 		}
@@ -494,7 +495,7 @@ func printSecurity(w io.Writer, prefix string, sec broker.SecurityConfig) {
 }
 
 // printSelfSigned tells how to connect to a --tls-self-signed broker.
-func printSelfSigned(w io.Writer, b *broker.Broker, s broker.SelfSigned) {
+func printSelfSigned(w io.Writer, b *broker.Broker, s tlsfiles.SelfSigned) {
 	abs := func(p string) string {
 		if a, err := filepath.Abs(p); err == nil {
 			return a

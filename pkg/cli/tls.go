@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // tlsOptions are the TLS settings gathered from flags and profiles.
@@ -34,14 +36,12 @@ const errTLSOptions = "Problem setting TLS options, check the options are valid.
 // verified.
 func (t *tlsOptions) config() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	switch strings.ToLower(t.Version) {
-	case "", "tlsv1.2":
-	case "tlsv1.3":
-		cfg.MinVersion = tls.VersionTLS13
-	case "tlsv1.1":
-		cfg.MinVersion = tls.VersionTLS11
-	default:
-		return nil, usageErrorf("%s --tls-version must be tlsv1.3, tlsv1.2 or tlsv1.1, not %q.", errTLSOptions, t.Version)
+	if t.Version != "" {
+		v, ok := tlsfiles.TLSVersion(strings.ToLower(t.Version))
+		if !ok {
+			return nil, usageErrorf("%s --tls-version must be tlsv1.3, tlsv1.2 or tlsv1.1, not %q.", errTLSOptions, t.Version)
+		}
+		cfg.MinVersion = v
 	}
 	if t.CAFile != "" || t.CAPath != "" {
 		pool := x509.NewCertPool()

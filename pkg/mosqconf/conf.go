@@ -22,6 +22,7 @@ import (
 	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
 // Conf is what a mosquitto.conf says, restricted to the subset mqtt broker
@@ -207,7 +208,7 @@ func (c *Conf) Config() broker.Config {
 			bl.Security = &ls
 		}
 		if l.TLS() {
-			bl.TLS = &broker.TLSFiles{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate,
+			bl.TLS = &tlsfiles.Files{CertFile: l.CertFile, KeyFile: l.KeyFile, CAFile: l.CAFile, RequireCertificate: l.RequireCertificate,
 				MinVersion: l.TLSVersion, Ciphers: l.Ciphers, CRLFile: l.CRLFile}
 		}
 		cfg.Listeners = append(cfg.Listeners, bl)
@@ -414,14 +415,14 @@ func (p *confParser) directive(text string, level int) error {
 		err = p.stringListener(key, value, &l.KeyFile)
 	case "tls_version":
 		l := p.listenerOpt()
-		if _, ok := broker.TLSVersion(value); !ok && value != "" {
+		if _, ok := tlsfiles.TLSVersion(value); !ok && value != "" {
 			return p.errorf("Invalid tls_version value (%s), must be tlsv1.3, tlsv1.2 or tlsv1.1", value)
 		}
 		err = p.stringListener(key, value, &l.TLSVersion)
 	case "ciphers":
 		l := p.listenerOpt()
 		if err = p.stringListener(key, value, &l.Ciphers); err == nil {
-			if _, cerr := broker.CipherSuites(value); cerr != nil {
+			if _, cerr := tlsfiles.CipherSuites(value); cerr != nil {
 				return p.errorf("%v", cerr)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 	"github.com/stretchr/testify/require"
 )
 
@@ -353,7 +354,7 @@ sys_interval 0
 `)
 	cfg := c.Config()
 	require.Equal(t, []broker.Listener{
-		{Address: ":8883", TLS: &broker.TLSFiles{CertFile: "s.pem", KeyFile: "s.key", CAFile: "ca.pem", RequireCertificate: true}, UseIdentityAsUsername: true, MaxConnections: 5},
+		{Address: ":8883", TLS: &tlsfiles.Files{CertFile: "s.pem", KeyFile: "s.key", CAFile: "ca.pem", RequireCertificate: true}, UseIdentityAsUsername: true, MaxConnections: 5},
 		{Address: "127.0.0.1:9001", Protocol: "websockets"},
 		{Address: "/run/mqtt.sock", Protocol: "unix"},
 	}, cfg.Listeners)

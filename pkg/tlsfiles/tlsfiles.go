@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+// Package tlsfiles turns mosquitto's TLS listener files and options
+// (certfile, keyfile, cafile, require_certificate, tls_version, ciphers,
+// crlfile) into a server tls.Config whose certificate can be reloaded
+// (ServerConfig, Cert), and writes the throwaway CA and certificates of
+// --tls-self-signed (WriteSelfSigned).
+package tlsfiles
 
 import (
 	"bytes"
@@ -22,9 +27,9 @@ import (
 	"time"
 )
 
-// TLSFiles names the PEM files of a TLS listener (mosquitto's certfile,
-// keyfile, cafile, require_certificate).
-type TLSFiles struct {
+// Files names the PEM files of a TLS listener (mosquitto's certfile,
+// keyfile, cafile, require_certificate) and its options.
+type Files struct {
 	CertFile           string // server certificate chain
 	KeyFile            string // server private key
 	CAFile             string // CAs that sign client certificates, "" for none
@@ -102,23 +107,18 @@ func opensslName(iana string) string {
 	return n
 }
 
-// ServerTLSConfig builds the tls.Config of a listener: TLS 1.2 or newer, the
+// ServerConfig builds the tls.Config of a listener: TLS 1.2 or newer, the
 // server certificate, and client certificates verified against CAFile.
 // With a CAFile but without RequireCertificate a certificate is asked for
-// and verified when given (needed by use_identity_as_username).
-func ServerTLSConfig(f TLSFiles) (*tls.Config, error) {
-	cfg, _, err := serverTLSConfig(f)
-	return cfg, err
-}
-
-// serverTLSConfig is ServerTLSConfig that also returns the source of the
-// server certificate, for reloads.
-func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
+// and verified when given (needed by use_identity_as_username). The
+// returned Cert serves the certificate to every handshake; Cert.Reload
+// replaces it.
+func ServerConfig(f Files) (*tls.Config, *Cert, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
 		return nil, nil, errors.New("tls: both a certificate file and a key file are needed")
 	}
-	src := &certSource{certFile: f.CertFile, keyFile: f.KeyFile, caFile: f.CAFile}
-	if err := src.load(); err != nil {
+	src := &Cert{certFile: f.CertFile, keyFile: f.KeyFile, caFile: f.CAFile}
+	if err := src.Reload(); err != nil {
 		return nil, nil, err
 	}
 	cfg := &tls.Config{
@@ -150,7 +150,7 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 		cfg.VerifyPeerCertificate = crl.verify
 	}
 	if f.CAFile != "" {
-		pool, err := loadCertPool(f.CAFile)
+		pool, err := LoadCertPool(f.CAFile)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -166,20 +166,21 @@ func serverTLSConfig(f TLSFiles) (*tls.Config, *certSource, error) {
 	return cfg, src, nil
 }
 
-// certSource holds the server certificate of a TLS listener. The
+// Cert holds the server certificate of a TLS listener. The
 // listener's tls.Config asks it for the certificate on every handshake, so
 // a certificate reloaded from its files (SIGHUP, as mosquitto does) serves
 // new connections at once, without a restart; established connections
 // keep the one they negotiated.
-type certSource struct {
+type Cert struct {
 	certFile, keyFile string
 	caFile            string // cafile: completes the chain sent to clients
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// load reads the certificate and key files, and completes the chain from
-// the cafile (see completeChain). On error the certificate in use stays.
-func (s *certSource) load() error {
+// Reload reads the certificate and key files, and completes the chain
+// from the cafile (see completeChain). On error the certificate in use
+// stays.
+func (s *Cert) Reload() error {
 	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
 	if err != nil {
 		return fmt.Errorf("load certificate %s and key %s: %w", s.certFile, s.keyFile, err)
@@ -248,8 +249,11 @@ func completeChain(cert *tls.Certificate, caPEM []byte) {
 	}
 }
 
+// CertFile is the certificate file the Cert is loaded from.
+func (s *Cert) CertFile() string { return s.certFile }
+
 // get is the listener's tls.Config.GetCertificate.
-func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *Cert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cur.Load(), nil
 }
 
@@ -319,7 +323,8 @@ func (r *revocations) verify(_ [][]byte, chains [][]*x509.Certificate) error {
 	return nil
 }
 
-func loadCertPool(path string) (*x509.CertPool, error) {
+// LoadCertPool reads the PEM certificates of a cafile.
+func LoadCertPool(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read cafile: %w", err)
@@ -447,7 +452,7 @@ func selfSignedUsable(s SelfSigned) bool {
 	if err != nil || time.Until(leaf.NotAfter) < 24*time.Hour {
 		return false
 	}
-	pool, err := loadCertPool(s.CAFile)
+	pool, err := LoadCertPool(s.CAFile)
 	if err != nil {
 		return false
 	}
