@@ -7,7 +7,13 @@ package main
 import (
 	"os"
 
+	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/cli"
 )
 
-func main() { os.Exit(cli.Main()) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "broker" {
+		broker.SmallStacks() // memory per connection (docs/design/connections.md)
+	}
+	os.Exit(cli.Main())
+}

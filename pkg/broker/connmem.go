@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,7 +29,40 @@ import (
 //     memory back to the system after a wave of connections;
 //   - wireConn reads through connReader, whose buffer comes from a pool
 //     and goes back to it whenever the connection waits for data;
-//   - asyncConn's buffers go back to the pool once written.
+//   - asyncConn's buffers go back to the pool once written;
+//   - SmallStacks keeps new goroutines at the runtime's smallest stack.
+
+// stackSetting turns off the runtime's adaptive initial goroutine stack
+// size (docs/design/connections.md, "Goroutine stacks").
+const stackSetting = "adaptivestackstart=0"
+
+// SmallStacks makes the process run with stackSetting: it executes the
+// program again, same arguments and process, with the setting added to
+// GODEBUG, unless GODEBUG already has an adaptivestackstart setting. The
+// runtime reads this setting only at start, and the Go tool refuses it in
+// //go:debug directives and go.mod. It returns when the setting is in
+// effect or cannot be set (os.Executable or exec fails, Windows); call it
+// first thing in main, before anything has been opened or written.
+func SmallStacks() {
+	gd, set := os.LookupEnv("GODEBUG")
+	if strings.Contains(gd, "adaptivestackstart=") {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	if set && gd != "" {
+		gd += ","
+	}
+	env := []string{"GODEBUG=" + gd + stackSetting}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			env = append(env, kv)
+		}
+	}
+	_ = syscall.Exec(exe, os.Args, env) // returns only on failure
+}
 
 // bufSize is the size of the pooled buffers.
 const bufSize = 4 << 10

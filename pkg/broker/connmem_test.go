@@ -5,10 +5,17 @@ package broker
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -314,4 +321,141 @@ func TestConnSetFreesAfterWave(t *testing.T) {
 	require.Zero(t, open)
 	require.Zero(t, waiting)
 	require.Empty(t, freed)
+}
+
+// stacksChild, set in the environment, runs TestSmallStacks's measurement
+// in a child process: "small" calls SmallStacks first, "default" does not.
+const stacksChild = "MQTTKIT_TEST_STACKS"
+
+// With SmallStacks an idle MQTT connection's goroutines hold the
+// smallest stacks they can: two goroutines, mochi's read goroutine at
+// 16 KiB (its CONNACK path is deeper than 8 KiB) and its WriteLoop at
+// 4 KiB, even when the runtime has seen deep goroutines and would start
+// new ones bigger (docs/design/connections.md). The runtime reads the
+// setting only at start: each case runs in a child process, on a broker
+// whose runtime has been shown deep goroutines first.
+func TestSmallStacks(t *testing.T) {
+	if mode := os.Getenv(stacksChild); mode != "" {
+		if mode == "small" {
+			SmallStacks()
+		}
+		measureIdleStacks(t)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts two child processes")
+	}
+	run := func(mode string) (start, perConn int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSmallStacks$", "-test.v")
+		cmd.Env = []string{stacksChild + "=" + mode}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "GODEBUG=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		_, rest, ok := strings.Cut(string(out), "idle stacks: ")
+		require.True(t, ok, "%s", out)
+		_, err = fmt.Sscanf(rest, "start=%d per-connection=%d", &start, &perConn)
+		require.NoError(t, err, "%s", out)
+		t.Logf("%s: new goroutines start at %d bytes; %d bytes of stack per idle connection", mode, start, perConn)
+		return start, perConn
+	}
+	start, _ := run("default")
+	require.Greater(t, start, minStack, "the deep goroutines did not raise the runtime's starting stack size: this test cannot fail")
+	start, perConn := run("small")
+	require.Equal(t, minStack, start, "SmallStacks did not take effect")
+	// 16 KiB + 4 KiB, and some slack for the rest of the process (the
+	// runtime counts stacks by the 32 KiB span).
+	bound := 16<<10 + 4<<10 + 1<<10
+	if raceBuild() {
+		bound *= 2 // the race detector doubles the stack guard and the frames grow
+	}
+	require.LessOrEqual(t, perConn, bound)
+}
+
+// raceBuild reports whether the test binary has the race detector.
+func raceBuild() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// minStack is the runtime's smallest goroutine stack.
+const minStack = 2 << 10
+
+// measureIdleStacks shows the runtime deep goroutines, opens idle MQTT
+// connections to a broker and prints the runtime's starting stack size
+// and the stack held per connection.
+func measureIdleStacks(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	defer b.Close()
+
+	// Deep goroutines, parked, and a garbage collection that sees them:
+	// the runtime's adaptive start makes new goroutines start bigger.
+	release := make(chan struct{})
+	defer close(release)
+	var deep func(n int) byte
+	deep = func(n int) byte {
+		var frame [512]byte
+		frame[n] = byte(n)
+		if n == 0 {
+			<-release
+			return frame[0]
+		}
+		return deep(n-1) + frame[n]
+	}
+	for range 64 {
+		go deep(12)
+	}
+	runtime.GC()
+	runtime.GC()
+	// Dead goroutines to reuse: the runtime gives a reused one a stack
+	// of the starting size. Their stacks, and those freed so far, are
+	// returned at the next collection.
+	var done sync.WaitGroup
+	for range 1000 {
+		done.Go(func() {})
+	}
+	done.Wait()
+	runtime.GC()
+
+	const n = 200
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", b.Addr())
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Write(rawmqtt.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("idle", i), Clean: true, KeepAlive: 600}))
+		require.NoError(t, err)
+		connack := make([]byte, 4)
+		_, err = readFull(c, connack)
+		require.NoError(t, err)
+		require.Equal(t, []byte{0x20, 2, 0, 0}, connack)
+		conns = append(conns, c)
+	}
+	// Idle: two goroutines per connection are left (the write goroutines
+	// of the CONNACKs are gone).
+	waitFor(t, func() bool { return runtime.NumGoroutine() == goroutines+2*n })
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	start := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(start)
+	fmt.Printf("idle stacks: start=%d per-connection=%d\n", start[0].Value.Uint64(), (int(after.StackInuse)-int(before.StackInuse))/n)
+	require.Len(t, conns, n)
 }
