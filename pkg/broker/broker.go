@@ -217,7 +217,7 @@ func New(cfg Config) (b *Broker, err error) {
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi caps every message at one day (retained ones vanished, every
 	// MQTT 5 delivery carried an expiry); 0 would expire its pending
-	// acknowledgements at once. fixesHook strips the property (noExpiry).
+	// acknowledgements at once. The engine ignores it (noExpiryCap).
 	caps.MaximumMessageExpiryInterval = noExpiryCap
 	caps.MaximumInflight = 65535        // the engine bounds sessions and decides drops
 	caps.MaximumClientWritesPending = 1 // allocated per connection, unused: the engine writes

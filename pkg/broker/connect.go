@@ -359,7 +359,7 @@ func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 		return pk
 	}
 	if pk.FixedHeader.Type == packets.Puback && cl.Properties.ProtocolVersion >= 5 {
-		if _, ok := h.noSubs.LoadAndDelete(cl); ok && pk.ReasonCode == packets.CodeSuccess.Code {
+		if _, ok := h.noSubs.LoadAndDelete(cl); ok && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 			pk.ReasonCode = packets.CodeNoMatchingSubscribers.Code
 			pk.Properties = packets.Properties{ReasonString: noSubscribersReason}
 		}

@@ -20,40 +20,9 @@ import (
 )
 
 // engine is the broker's delivery engine: it owns every message the
-// broker sends to a client, from the moment a PUBLISH has passed the ACL
-// and size checks until the client has acknowledged it. mochi keeps the
-// packets, the connections, the sessions' subscriptions and the
-// acknowledgement handshakes (docs/design/broker.md).
-//
-// The path: engine.OnPublish is the last OnPublish hook. It finds the
-// subscribers (routes), makes the publisher wait while a connected
-// subscriber's queue is full (back-pressure instead of loss), stores a
-// retained message, and appends the message to each subscriber's session
-// queue (session.add), all before mochi writes the publisher's PUBACK or
-// PUBREC: acknowledged means queued, and stored for persistent sessions.
-// It then tells mochi to do nothing more with the message
-// (packets.CodeSuccessIgnore: mochi acknowledges it but neither retains
-// nor routes it).
-//
-// Each session (keyed by client ID, it outlives connections) has a queue
-// of messages not sent yet and the messages sent and not acknowledged
-// (flight). pump sends from the queue while the in-flight window has room
-// (max_inflight_messages, or the client's smaller Receive Maximum; QoS 0
-// needs no room). Only what is sent goes into mochi's in-flight set
-// (cl.State.Inflight), so mochi's own handling of PUBACK, PUBREC, PUBREL
-// and PUBCOMP stays right; OnQosComplete frees a slot and pumps again. The
-// ACL read check and message expiry are applied as a message is sent, so
-// a message that waited in a queue is checked again.
-//
-// A resumed session (OnSessionEstablish, OnPacketEncode of the CONNACK,
-// OnSessionEstablished): mochi copies the old connection's in-flight set
-// and resends it, unordered; the engine takes its messages out of the
-// copy before mochi resends, and resends them itself, in order, with DUP,
-// then goes on with the queue. PUBRELs stay with mochi.
-//
-// Retained messages after a SUBSCRIBE and wills are delivered by the
-// engine too (OnSubscribe, OnPacketProcessed, OnWill): mochi's outbound
-// channel and its publishToClient are not used at all.
+// broker sends to a client, from the PUBLISH that passed every check to
+// the client's acknowledgement; mochi keeps the packets, connections,
+// subscriptions and handshakes (docs/design/broker.md).
 type engine struct {
 	mqtt.HookBase
 	srv *mqtt.Server
@@ -165,6 +134,11 @@ const maxWait = 4096
 // maxCached bounds the routes the engine remembers; past it the cache
 // starts over.
 const maxCached = 1 << 16
+
+// noExpiryCap is the broker's maximum message expiry (68 years): in
+// effect none, like mosquitto's (broker.go). A message without a Message
+// Expiry Interval never expires [MQTT-3.3.2-5].
+const noExpiryCap = 1 << 31
 
 // maxOutID is the highest packet ID of the broker's deliveries; inbound
 // flows are renamed to IDs above it (fixes.go), so the two never meet.
@@ -501,7 +475,7 @@ func (e *engine) outgoing(pk packets.Packet, sub packets.Subscription, ids []int
 	}
 	out.FixedHeader.Qos = min(qos, e.srv.Options.Capabilities.MaximumQos)
 	m := &message{seq: e.seq.Add(1), pk: out, size: len(out.Payload)}
-	if pk.Expiry > 0 {
+	if pk.Expiry > 0 && pk.Properties.MessageExpiryInterval > 0 { // else noExpiryCap
 		if retained { // it arrived a while ago: Expiry is when it expires
 			m.expires = time.Unix(pk.Expiry, 0)
 		} else {

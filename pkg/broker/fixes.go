@@ -12,28 +12,13 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// fixesHook works around defects of mochi-mqtt v2.7.9 that lose messages
-// or break strict clients. Each has a test in fixes_test.go that fails
-// without it.
-//
-//   - Packet identifiers (mochi issue 545, and the "delete" half fixed only
-//     after v2.7.9): mochi keeps the client's and the server's packet-ID
-//     spaces in one map per client, so a QoS 1/2 PUBLISH from a client
-//     that reuses an identifier the server has outstanding deletes or
-//     overwrites the server's delivery, which is then lost, and a
-//     SUBSCRIBE or UNSUBSCRIBE with such an identifier is refused. MQTT
-//     keeps the two spaces independent [MQTT-2.2.1]. The hook renames
-//     every inbound flow (PUBLISH, PUBREL, SUBSCRIBE, UNSUBSCRIBE) to an
-//     identifier the server allocates, and renames the acknowledgements
-//     (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK) back on the way out: the
-//     client sees its own identifiers, mochi never sees a collision. The
-//     inbound identifiers do not come from the counter of the broker's
-//     deliveries (see inboundID), so that those are numbered 1, 2, 3 ...
-//     as mosquitto numbers them.
-//   - PUBACK reason code (mochi issue 474): mochi acknowledges QoS 1 with
-//     reason 0x01 "granted QoS 1", which is not a PUBACK code, and copies
-//     the PUBLISH's user properties into its acknowledgements; strict
-//     clients reject both. Success acknowledgements carry 0x00.
+// fixesHook renames the packet IDs of inbound flows (mochi issue 545:
+// one ID space per client for both directions, so a client's PUBLISH,
+// SUBSCRIBE or UNSUBSCRIBE reusing the ID of an outstanding delivery
+// deleted it or was refused; MQTT keeps the spaces apart [MQTT-2.2.1]),
+// keeps a client's QoS 2 flows across restarts, and refuses PUBLISHes
+// to $SYS. Each has a test in fixes_test.go that fails without it
+// (docs/design/broker.md, "mochi behaviours replaced").
 type fixesHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -167,11 +152,9 @@ func (h *fixesHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 }
 
 // OnPacketEncode renames acknowledgements of inbound flows back to the
-// client's packet IDs and corrects mochi's PUBACK reason code.
+// client's packet IDs.
 func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
-	case packets.Publish:
-		return noExpiry(pk)
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 	case packets.Suback, packets.Unsuback:
 		if m := h.idsOf(cl.ID, false); m != nil {
@@ -186,18 +169,11 @@ func (h *fixesHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 	default:
 		return pk
 	}
-	pk.Properties.User = nil // mochi copies the PUBLISH's user properties
 	if pk.FixedHeader.Type == packets.Pubrec && pk.ReasonCode == packets.ErrPacketIdentifierInUse.Code {
 		// mochi's answer to a QoS 2 PUBLISH resent before its PUBREL: the
 		// message is known (and not delivered again); a plain PUBREC lets
 		// the client go on with the flow [MQTT-4.3.3-9].
 		pk.ReasonCode, pk.Properties.ReasonString = packets.CodeSuccess.Code, ""
-	}
-	if pk.FixedHeader.Type != packets.Pubcomp && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
-		// mochi's encoder writes a reason code below 0x80 only with
-		// properties, which strict clients refuse here: 0x10 No matching
-		// subscribers cannot be sent (docs/mosquitto.md).
-		pk.ReasonCode = packets.CodeSuccess.Code
 	}
 	if m := h.idsOf(cl.ID, false); m != nil {
 		m.mu.Lock()
@@ -265,19 +241,4 @@ func (h *fixesHook) forget(clientID string) {
 	h.mu.Lock()
 	delete(h.ids, clientID)
 	h.mu.Unlock()
-}
-
-// noExpiryCap is the broker's maximum message expiry (68 years): in effect
-// none, like mosquitto's.
-const noExpiryCap = 1 << 31
-
-// noExpiry removes the message-expiry-interval mochi derives from
-// noExpiryCap for a message that had none [MQTT-3.3.2-5]: a remaining
-// interval within 10 years of the cap can only come from the cap (a
-// publisher asking for more than 58 years is treated as asking for none).
-func noExpiry(pk packets.Packet) packets.Packet {
-	if pk.Properties.MessageExpiryInterval > noExpiryCap-10*365*24*3600 {
-		pk.Properties.MessageExpiryInterval = 0
-	}
-	return pk
 }

@@ -137,10 +137,14 @@ func recvString(t *testing.T, ch <-chan string) string {
 }
 
 // TestFixPubackReasonCode: a successful QoS 1 PUBACK carries 0x00 and no
-// copy of the PUBLISH's user properties (mochi sends 0x01 and echoes them).
+// copy of the PUBLISH's user properties (mochi's default sends 0x01 and
+// echoes them; the broker sets NoInheritedPropertiesOnAck).
 func TestFixPubackReasonCode(t *testing.T) {
-	addr, _, _ := startFixed(t, nil)
-	c := dialRaw(t, addr, 5)
+	b := start(t, Config{AllowAnonymous: true})
+	w := dialRaw(t, b.Addr(), 5)
+	w.mustConnect("pa-sub", "", "")
+	require.Equal(t, []byte{0}, w.subscribe(1, 0, "t"))
+	c := dialRaw(t, b.Addr(), 5)
 	c.mustConnect("pa", "", "")
 	for _, qos := range []byte{1, 2} {
 		p := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, PacketID: uint16(qos), TopicName: "t", Payload: []byte("x")}
