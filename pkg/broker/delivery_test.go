@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,7 +203,7 @@ func TestDeliveryQoS1BurstComplete(t *testing.T) {
 			require.NoError(t, <-pub)
 			require.LessOrEqual(t, maxOpen, 20, "max_inflight_messages is a window")
 			require.NotContains(t, logs.String(), "quota", "nothing dropped")
-			require.Zero(t, b.engine.dropped.Load())
+			require.Zero(t, atomic.LoadInt64(&b.srv.Info.InflightDropped))
 		})
 	}
 }
@@ -229,7 +230,7 @@ func TestDeliveryOfflineSessionBound(t *testing.T) {
 	for i := range 25 {
 		require.NoError(t, b.Publish("held", fmt.Appendf(nil, "m%d", i), false, 1))
 	}
-	require.Equal(t, int64(15), b.engine.dropped.Load())
+	require.Equal(t, int64(15), atomic.LoadInt64(&b.srv.Info.InflightDropped))
 	require.Equal(t, 1, strings.Count(logs.String(), "dropping messages for offline client"), logs.String())
 	require.Contains(t, logs.String(), "max_queued_messages")
 
@@ -296,7 +297,7 @@ func TestInteropQoS1BurstPaho(t *testing.T) {
 	code, stdout, stderr := wait()
 	require.Equal(t, 0, code, stdout+stderr)
 	require.Equal(t, fmt.Sprintf("received %d in order\n", n), stdout)
-	require.Zero(t, b.engine.dropped.Load())
+	require.Zero(t, atomic.LoadInt64(&b.srv.Info.InflightDropped))
 }
 
 // A resumed session's queued messages are checked against the ACL again

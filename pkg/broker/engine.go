@@ -72,10 +72,7 @@ type engine struct {
 	// before the broker starts).
 	now func() time.Time
 
-	dropped     atomic.Int64 // messages dropped at a session's bound
-	droppedQoS0 atomic.Int64 // the broker's own QoS 0 messages not sent to a full connection
-	cut         atomic.Int64 // subscribers disconnected for not acknowledging
-	expired     atomic.Int64 // messages expired in a queue
+	cut atomic.Int64 // subscribers disconnected for not acknowledging
 }
 
 // queueStore keeps the queued messages of persistent sessions.
@@ -612,7 +609,6 @@ func (s *session) add(e *engine, m *message, own bool) {
 				if ok, err := ac.tryRoom(n); err != nil || !ok {
 					if err == nil {
 						// $SYS is periodic state: the next update brings it.
-						e.droppedQoS0.Add(1)
 						atomic.AddInt64(&e.srv.Info.MessagesDropped, 1)
 						e.log.Debug("qos 0 message dropped: client outbound queue full", "client", s.id, "topic", m.pk.TopicName)
 					}
@@ -648,7 +644,6 @@ func (e *engine) full(s *session, m *message) (reason, setting string) {
 // drop counts a message not queued for an offline session; the first of
 // an episode (until the client is back) is logged (s.mu held).
 func (e *engine) drop(s *session, reason, setting string) {
-	e.dropped.Add(1)
 	atomic.AddInt64(&e.srv.Info.InflightDropped, 1)
 	if !s.drops {
 		s.drops = true
@@ -693,7 +688,6 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 	if !m.expires.IsZero() {
 		left := m.expires.Sub(e.now())
 		if left <= 0 { // [MQTT-3.3.2-5]
-			e.expired.Add(1)
 			e.log.Debug("message expired before delivery", "client", s.id, "topic", pk.TopicName)
 			e.discard(s, cl, m)
 			return true
@@ -925,7 +919,6 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 			if !m.expires.IsZero() && !m.expires.After(e.now()) {
 				// Expired while retained: never queued, so it takes no
 				// packet ID (mosquitto skips it when it looks it up).
-				e.expired.Add(1)
 				continue
 			}
 			s.add(e, m, true)
@@ -1185,13 +1178,6 @@ func (e *engine) restore(client string, msgs []*message) {
 	for _, m := range msgs {
 		if last := e.seq.Load(); m.seq > last {
 			e.seq.Store(m.seq)
-		}
-		if !m.stored {
-			m.stored = true
-			e.store.put(client, m)
-		}
-		if m.pk.Expiry > 0 {
-			m.expires, m.pk.Expiry = time.Unix(m.pk.Expiry, 0), 0
 		}
 		if id := m.pk.PacketID; id != 0 && id <= maxOutID && s.flight[id] == nil {
 			m.sent = true

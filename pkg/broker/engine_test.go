@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,7 +98,7 @@ func TestEngineMaxQueuedBytes(t *testing.T) {
 	for i := range 10 {
 		require.NoError(t, b.Publish("b", fmt.Appendf(nil, "%02d%s", i, strings.Repeat("x", 28)), false, 1))
 	}
-	require.Equal(t, int64(7), b.engine.dropped.Load(), "30-byte messages: 3 fit in 100 bytes")
+	require.Equal(t, int64(7), atomic.LoadInt64(&b.srv.Info.InflightDropped), "30-byte messages: 3 fit in 100 bytes")
 	require.Equal(t, 1, strings.Count(logs.String(), "dropping messages for offline client"), logs.String())
 	require.Contains(t, logs.String(), "max_queued_bytes")
 

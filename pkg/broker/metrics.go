@@ -76,7 +76,7 @@ func (b *Broker) metrics() []metric {
 		{"mqtt_packets_sent_total", "MQTT packets sent.", "counter", load(&info.PacketsSent), ""},
 		{"mqtt_bytes_received_total", "Bytes received from clients.", "counter", load(&info.BytesReceived), ""},
 		{"mqtt_bytes_sent_total", "Bytes sent to clients.", "counter", load(&info.BytesSent), ""},
-		{"mqtt_messages_dropped_total", "Messages not delivered, by reason.", "counter", float64(b.engine.droppedQoS0.Load()), `{reason="qos0_queue_full"}`},
+		{"mqtt_messages_dropped_total", "Messages not delivered, by reason.", "counter", load(&info.MessagesDropped), `{reason="qos0_queue_full"}`},
 		{"mqtt_messages_dropped_total", "", "", load(&info.InflightDropped), `{reason="session_limit"}`},
 		{"mqtt_messages_dropped_total", "", "", float64(b.limits.oversize.Load()), `{reason="message_size_limit"}`},
 		{"mqtt_messages_dropped_total", "", "", float64(b.security.aclDenied.Load()), `{reason="acl_denied"}`},

@@ -21,28 +21,9 @@ import (
 )
 
 // boltStore is mochi's bolt storage hook (sessions, subscriptions,
-// retained messages) plus the engine's queues (queueStore).
-//
-// The engine stores each message queued for a persistent session under a
-// key of its own: the client ID and the message's number in the engine's
-// one numbering (a record mochi's loader does not recognise, so it leaves
-// it to the engine), the number and the packet ID of a sent QoS 2
-// message in the Sent field (number<<16 | packet ID), so that after a
-// restart the message goes out again in order, with DUP and the same
-// packet ID. A QoS 2 delivery the client acknowledged with PUBREC is
-// replaced by its PUBREL, under mochi's own key, which mochi loads and
-// resends.
-//
-// Repairs of mochi v2.7.9's hook:
-//   - it does not save a message's packet ID (only in the key): every
-//     restored PUBREL of a client had ID 0. The ID is read back from the
-//     key.
-//   - mochi tells it about every acknowledgement (a write per PUBACK) and
-//     about the client's own QoS 2 flows; only the PUBRELs of the
-//     broker's QoS 2 deliveries are kept.
-//   - when a persistent session is resumed by a new connection, mochi
-//     "drops" the old connection's in-flight set, which deleted it from
-//     the store: a taken-over session's records stay.
+// retained messages) plus the engine's queues (queueStore) and the
+// clients' QoS 2 flows (inboundStore); docs/design/broker.md, "Persistence",
+// gives the records and the repairs of mochi's hook.
 type boltStore struct {
 	*bolt.Hook
 	engine *engine
@@ -119,57 +100,35 @@ func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	queues := map[string][]*message{}
 	out := msgs[:0]
 	for _, m := range msgs {
-		client, kind, ok := strings.Cut(m.Client, "\x00")
-		if ok && kind == "in" {
-			i := strings.LastIndexByte(m.ID, ':')
-			id, err := strconv.ParseUint(m.ID[i+1:], 10, 16)
-			if cl, known := h.engine.srv.Clients.Get(client); known && i >= 0 && err == nil && id != 0 {
+		client, kind, ours := strings.Cut(m.Client, "\x00")
+		id, err := strconv.ParseUint(m.ID[strings.LastIndexByte(m.ID, ':')+1:], 10, 16)
+		switch {
+		case ours && kind == "in":
+			if cl, known := h.engine.srv.Clients.Get(client); known && err == nil && id != 0 {
 				h.fixes.restoreInbound(cl, uint16(id))
 			} else {
 				h.inboundDone(client, uint16(id))
 			}
-			continue
-		}
-		if ok {
+		case ours:
 			pk := m.ToPacket()
-			pk.PacketID = uint16(m.Sent)
-			queues[client] = append(queues[client], restored(pk, uint64(m.Sent)>>16, true))
-			continue
-		}
-		i := strings.LastIndexByte(m.ID, ':')
-		id, err := strconv.ParseUint(m.ID[i+1:], 10, 16)
-		if i < 0 || err != nil || id == 0 {
-			continue // not a record this broker wrote
-		}
-		switch m.FixedHeader.Type {
-		case packets.Pubrel:
+			pk.PacketID, pk.FixedHeader.Dup = uint16(m.Sent), false
+			pk.Properties.PayloadFormatFlag = pk.Properties.PayloadFormat != 0
+			q := &message{seq: uint64(m.Sent) >> 16, pk: pk, size: len(pk.Payload), stored: true}
+			if exp := pk.Properties.MessageExpiryInterval; exp > 0 && pk.Created > 0 {
+				q.expires = time.Unix(pk.Created+int64(exp), 0)
+			}
+			queues[client] = append(queues[client], q)
+		case err == nil && id != 0 && m.FixedHeader.Type == packets.Pubrel:
 			// A QoS 2 delivery the client has acknowledged with PUBREC:
 			// the PUBREL must be sent again [MQTT-4.3.3-5].
 			m.PacketID = uint16(id)
 			out = append(out, m)
-		case packets.Publish:
-			// Written by an older version of the broker, keyed by packet
-			// ID, numbered in Sent: moved to the engine's records.
-			pk := m.ToPacket()
-			pk.PacketID = uint16(id)
-			h.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, pk)
-			queues[m.Client] = append(queues[m.Client], restored(pk, uint64(m.Sent), false))
 		}
 	}
 	for client, q := range queues {
 		h.engine.restore(client, q)
 	}
 	return out, nil
-}
-
-// restored makes a message read back from the store.
-func restored(pk packets.Packet, seq uint64, stored bool) *message {
-	pk.FixedHeader.Dup = false
-	pk.Properties.PayloadFormatFlag = pk.Properties.PayloadFormat != 0
-	if pk.Properties.MessageExpiryInterval > 0 && pk.Created > 0 {
-		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
-	}
-	return &message{seq: seq, pk: pk, size: len(pk.Payload), stored: stored}
 }
 
 // asyncConnOf finds the asyncConn under a client's connection wrappers.

@@ -83,7 +83,7 @@ func TestSysNeverWaitsForStuckSubscriber(t *testing.T) {
 	done := publishFlood(t, b.Addr(), "bp/x", 2048, 16<<10)
 	waitFor(t, func() bool { return b.waits.Load() > 0 })
 	// $SYS updates go on and, without room, are dropped for it.
-	waitFor(t, func() bool { return b.engine.droppedQoS0.Load() > 0 })
+	waitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.MessagesDropped) > 0 })
 	require.Positive(t, b.dropped(), "$SYS publish/messages/dropped counts them")
 	cl, ok := b.srv.Clients.Get("stuck")
 	require.True(t, ok)
