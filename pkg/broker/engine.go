@@ -51,10 +51,8 @@ type engine struct {
 	stall     time.Duration
 	retainOn  bool
 
-	// retain serialises retained publishes with SUBSCRIBEs (their scan of
-	// the retained messages): mochi's index reads a node's retained topic
-	// without a lock (a data race), and a retained message routed between
-	// a subscription's registration and its scan would arrive twice.
+	// retain serialises retained publishes with SUBSCRIBEs' scans
+	// (docs/design/broker.md, "The path").
 	retain sync.RWMutex
 	subs   sync.Map // *mqtt.Client -> *pendingSubscribe (OnSubscribe to OnPacketProcessed)
 	wills  sync.Map // client ID -> *delayedWill
@@ -103,10 +101,8 @@ type session struct {
 	acks   uint64              // acknowledgements so far (progress of a stalled client)
 	drops  bool                // a drop episode was logged and is not over
 	busy   atomic.Bool         // its read loop waits in OnPublish (see waitRoom)
-	// held is the connection of this session that published a QoS 1/2
-	// message it is subscribed to, until mochi has written its PUBACK or
-	// PUBREC (OnPacketProcessed): nothing is sent meanwhile, so that the
-	// acknowledgement comes before the delivery, as from mosquitto.
+	// held: cl published a QoS 1/2 message it is subscribed to; nothing
+	// is sent until its PUBACK or PUBREC is written (OnPacketProcessed).
 	held *mqtt.Client
 }
 
@@ -179,9 +175,7 @@ func (e *engine) sessionOf(id string) *session {
 	s := e.sessions[id]
 	if s == nil {
 		s = &session{id: id, flight: map[uint16]*message{}}
-		if cl, ok := e.srv.Clients.Get(id); ok && !cl.Net.Inline {
-			// A session mochi knows (restored from the store, say) that
-			// the engine has not seen yet.
+		if cl, ok := e.srv.Clients.Get(id); ok && !cl.Net.Inline { // restored, say
 			s.cl, s.persistent = cl, persistent(cl)
 		}
 		e.sessions[id] = s
@@ -198,9 +192,8 @@ func persistent(cl *mqtt.Client) bool {
 }
 
 // targetSession returns the session of a subscriber, made if new; nil
-// for a subscription whose session has ended (a clean session between
-// its end, OnDisconnect, and mochi's removal of its subscriptions): a
-// session made for it would stay in the map for ever.
+// for a clean session that has ended but whose subscriptions mochi has
+// not removed yet (a session made for it would never go).
 func (e *engine) targetSession(id string) *session {
 	if s := e.lookupSession(id); s != nil {
 		return s
@@ -235,8 +228,7 @@ type route struct {
 	inline  []mqtt.InlineSubscription
 }
 
-// invalidate forgets the cached routes; it runs after the change of the
-// topic index it is for.
+// invalidate forgets the cached routes, after the change of the index.
 func (e *engine) invalidate() {
 	e.gen.Add(1)
 	e.routes.Store(new(sync.Map))
@@ -254,11 +246,8 @@ func (e *engine) OnSubscribed(cl *mqtt.Client, _ packets.Packet, codes []byte) {
 // OnUnsubscribed forgets the cached routes.
 func (e *engine) OnUnsubscribed(*mqtt.Client, packets.Packet) { e.invalidate() }
 
-// lookup returns the subscribers of topic, from the cache when current.
-// It repairs mochi's index, which misses a filter whose "+" level is
-// followed by "#" for a topic that ends where the "#" begins ("foo/+/#"
-// and "foo/bar", "+/#" and "foo": "#" also stands for the parent level
-// [MQTT-4.7.1-2]).
+// lookup returns the subscribers of topic, from the cache when current,
+// with mochi's "+/#" miss repaired (parentLevel).
 func (e *engine) lookup(topic string) *route {
 	g := e.gen.Load()
 	m := e.routes.Load()
@@ -293,9 +282,8 @@ func (e *engine) lookup(topic string) *route {
 	return rt
 }
 
-// subscribed reports whether any subscription matches topic, as the
-// engine routes it (with mochi's "+/#" miss repaired); inline handlers
-// count when inline is true.
+// subscribed reports whether any subscription matches topic (inline
+// handlers too when inline is true).
 func (e *engine) subscribed(topic string, inline bool) bool {
 	return e.lookup(topic).reaches(inline)
 }
@@ -315,8 +303,9 @@ func (rt *route) reaches(inline bool) bool {
 }
 
 // parentLevel adds to subs the subscriptions mochi's index misses for
-// topic (see lookup): those of the filters "X/+/#" that match topic
-// itself, found among the subscribers of a level below it.
+// topic: a filter "X/+/#" does not match the topic where its "#" begins
+// ("foo/+/#" and "foo/bar"; "#" also stands for the parent level
+// [MQTT-4.7.1-2]). They are among the subscribers of a level below.
 func (e *engine) parentLevel(topic string, subs map[string]packets.Subscription) {
 	below := e.srv.Topics.Subscribers(topic + "/\x00")
 	for id, sub := range below.Subscriptions {
@@ -352,9 +341,8 @@ func (e *engine) parentLevel(topic string, subs map[string]packets.Subscription)
 	}
 }
 
-// identifiers returns the subscription identifiers of sub to send with a
-// message, sorted; nil when there are none (mochi merges identifier 0 for
-// a filter without one, which is not sent [MQTT-3.3.4-4]).
+// identifiers returns the subscription identifiers of sub to send,
+// sorted, without mochi's 0 for a filter without one [MQTT-3.3.4-4].
 func identifiers(sub packets.Subscription) []int {
 	var ids []int
 	for _, id := range sub.Identifiers {
@@ -396,9 +384,8 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 	rt := e.lookup(pk.TopicName)
 	retain := pk.FixedHeader.Retain && e.retainOn
 	if retain {
-		// Wait for room first, holding nothing; then store and route under
-		// the retain lock, to the subscribers as of now (no SUBSCRIBE in
-		// between), without waiting.
+		// Wait for room holding nothing; then store and route under the
+		// retain lock, to the subscribers as of now, without waiting.
 		for i := 0; i < len(rt.targets) && !own; i++ {
 			if ac, n := e.waitRoom(&rt.targets[i], &pk, self); ac != nil {
 				defer ac.unreserve(n) // until written
@@ -426,9 +413,7 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 		}
 		t.s.add(e, e.outgoing(pk, t.sub, t.ids, false, arrived), own)
 		if ac != nil {
-			// Reserved until written, so that publishers let through
-			// together cannot take the connection past its bound.
-			ac.unreserve(n)
+			ac.unreserve(n) // reserved until written (see waitRoom)
 		}
 	}
 	if retain {
@@ -439,8 +424,7 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 	}
 }
 
-// retainMessage stores a retained message (mochi skips it for a message
-// the engine routes), in the index and the persistent store.
+// retainMessage stores a retained message in the index and the store.
 func (e *engine) retainMessage(cl *mqtt.Client, pk packets.Packet) {
 	out := pk.Copy(false)
 	r := e.srv.Topics.RetainMessage(out)
@@ -450,12 +434,9 @@ func (e *engine) retainMessage(cl *mqtt.Client, pk packets.Packet) {
 	atomic.StoreInt64(&e.srv.Info.Retained, int64(e.srv.Topics.Retained.Len()))
 }
 
-// outgoing is what mochi's publishToClient makes of a message for one
-// subscription: no DUP, retain as published only when asked for (or when
-// sent for a new subscription), the subscription identifiers, the QoS of
-// the subscription at most (or exactly, with upgrade_outgoing_qos), no
-// topic alias (the broker sends none, see OnSessionEstablish).
-// arrived is when the message reached the broker.
+// outgoing makes the delivery of pk for one subscription (what mochi's
+// publishToClient did; docs/design/broker.md, "Who decides"); arrived is
+// when pk reached the broker.
 func (e *engine) outgoing(pk packets.Packet, sub packets.Subscription, ids []int, retained bool, arrived time.Time) *message {
 	out := pk // the payload is shared: never written to
 	out.FixedHeader.Dup = false
@@ -486,14 +467,12 @@ func (e *engine) outgoing(pk packets.Packet, sub packets.Subscription, ids []int
 }
 
 // waitRoom makes a publisher wait while the connected subscriber t has
-// no room for message pk: its queue is full (QoS 1/2, or anything once
-// messages wait in the queue), or its connection has too many bytes
-// pending (QoS 0, asyncConn.waitRoom). A publisher never waits for its
-// own session, nor for one whose read loop waits itself (it could be
-// waiting for this one's acknowledgements). A subscriber that
-// acknowledges nothing for the stall timeout is disconnected (one log
-// line, counted); its session keeps the messages. A QoS 0 message's room
-// in the connection is reserved: the caller unreserves it once written.
+// no room for pk: a full queue, or (QoS 0 with nothing queued) too many
+// bytes pending on its connection, whose room is then reserved until the
+// caller unreserves it. Never for the publisher's own session, nor for
+// one whose read loop waits itself (it may wait for this one's
+// acknowledgements). A subscriber that acknowledges nothing for the
+// stall timeout is cut; its session keeps the messages.
 func (e *engine) waitRoom(t *target, pk *packets.Packet, self *session) (*asyncConn, int) {
 	if t.sub.NoLocal && pk.Origin == t.id {
 		return nil, 0
@@ -584,8 +563,8 @@ func (s *session) wake() {
 func (s *session) online() bool { return s.cl != nil && !s.cl.Closed() }
 
 // add appends m to the session's queue and sends what the window allows.
-// own: published by the broker itself (or retained for a new
-// subscription): a connection without room does not get a QoS 0 one.
+// own (the broker's message, or retained for a SUBSCRIBE): a QoS 0 one
+// is not sent to a connection without room.
 func (s *session) add(e *engine, m *message, own bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -608,7 +587,6 @@ func (s *session) add(e *engine, m *message, own bool) {
 				n := m.size + len(m.pk.TopicName) + 64
 				if ok, err := ac.tryRoom(n); err != nil || !ok {
 					if err == nil {
-						// $SYS is periodic state: the next update brings it.
 						atomic.AddInt64(&e.srv.Info.MessagesDropped, 1)
 						e.log.Debug("qos 0 message dropped: client outbound queue full", "client", s.id, "topic", m.pk.TopicName)
 					}
@@ -696,8 +674,6 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 		pk.Properties.MessageExpiryInterval = uint32(min((left+time.Second-1)/time.Second, 1<<32-1))
 	}
 	if !e.mayRead(cl, pk.TopicName, false) {
-		// Checked as the message is sent: a right taken away by a reload
-		// while it waited in the queue is respected.
 		e.log.Debug("message not delivered: the client may not read its topic", "client", s.id, "topic", pk.TopicName)
 		e.discard(s, cl, m)
 		return true
@@ -721,9 +697,7 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 	}
 	m.sent = true
 	err := cl.WritePacket(pk)
-	if errors.Is(err, packets.ErrPacketTooLarge) {
-		// Larger than the client's Maximum Packet Size: not sent at all
-		// [MQTT-3.1.2-25].
+	if errors.Is(err, packets.ErrPacketTooLarge) { // [MQTT-3.1.2-25]
 		e.log.Debug("message not delivered", "client", s.id, "topic", pk.TopicName, "error", err)
 		e.discard(s, cl, m)
 		return true
@@ -735,9 +709,8 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 }
 
 // discard ends a message that is not sent after all (s.mu held). A QoS
-// 1/2 one uses up a packet ID all the same: mosquitto numbers a message
-// as it queues it, so the IDs the client sees are mosquitto's
-// (09-acl-change).
+// 1/2 one uses up a packet ID all the same, as in mosquitto, which
+// numbers a message as it queues it (09-acl-change).
 func (e *engine) discard(s *session, cl *mqtt.Client, m *message) {
 	if m.pk.FixedHeader.Qos > 0 && m.pk.PacketID == 0 {
 		s.nextID(cl)
@@ -817,7 +790,7 @@ func (e *engine) done(cl *mqtt.Client, id uint16, match func(*message) bool) {
 	e.pump(s)
 }
 
-// --- subscriptions: retained messages ------------------------------------
+// --- subscriptions: retained messages (docs/design/broker.md) -----------
 
 // pendingSubscribe is a SUBSCRIBE between OnSubscribe and
 // OnPacketProcessed.
@@ -917,9 +890,7 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 			}
 			m := e.outgoing(pk, sub, ids, true, time.Time{})
 			if !m.expires.IsZero() && !m.expires.After(e.now()) {
-				// Expired while retained: never queued, so it takes no
-				// packet ID (mosquitto skips it when it looks it up).
-				continue
+				continue // expired while retained: it takes no packet ID
 			}
 			s.add(e, m, true)
 		}
@@ -928,11 +899,9 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 
 // --- wills ---------------------------------------------------------------
 
-// OnWill publishes a client's will through the engine, now or once its
-// Will Delay Interval has passed (unless the session is resumed first
-// [MQTT-3.1.3-9], see OnSessionEstablish), as a message of the broker (it
-// never waits for a subscriber). mochi gets an empty will (no topic:
-// it reaches nobody).
+// OnWill publishes a client's will as a message of the broker, now or
+// once its Will Delay Interval has passed unless the session is resumed
+// first [MQTT-3.1.3-9]; mochi gets an empty will.
 func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if will.TopicName == "" {
 		return will, nil
@@ -947,17 +916,14 @@ func (e *engine) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		Properties:  packets.Properties{User: will.User},
 		Origin:      cl.ID,
 	}
-	if p, ok := e.willProps.Load(cl); ok {
-		// mochi's Will keeps only the user properties of the CONNECT's
-		// will properties [MQTT-3.1.3-9]: the others come from there.
+	if p, ok := e.willProps.Load(cl); ok { // mochi's Will has only the user properties
 		wp := p.(*packets.Properties)
 		pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = wp.PayloadFormat, wp.PayloadFormatFlag
 		pk.Properties.ContentType, pk.Properties.ResponseTopic = wp.ContentType, wp.ResponseTopic
 		pk.Properties.CorrelationData = wp.CorrelationData
 		pk.Properties.MessageExpiryInterval = wp.MessageExpiryInterval
 	}
-	published := func() {
-		// The message expiry counts from the will's publication.
+	published := func() { // the message expiry counts from here
 		pk.Created = time.Now().Unix()
 		if exp := pk.Properties.MessageExpiryInterval; exp > 0 {
 			pk.Expiry = pk.Created + int64(exp)
@@ -1016,9 +982,6 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean || !s.persistent {
 		e.clear(s)
 	}
-	if len(s.flight) == 0 {
-		s.lastID = 0 // a new or empty session numbers from 1 again
-	}
 	s.cl, s.live, s.window, s.drops, s.held = cl, false, window, false, nil
 	s.persistent = persistent(cl)
 	s.wake() // publishers waiting for the old connection
@@ -1026,13 +989,9 @@ func (e *engine) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPacketEncode takes the engine's messages out of the in-flight set
-// mochi copied from the old connection, as the CONNACK goes out and
-// before mochi resends that set: OnSessionEstablished resends them in
-// order.
-//
-// It also notes a QoS 2 delivery the client acknowledged with PUBREC as
-// released, as mochi's PUBREL for it goes out: stored before it is sent,
-// so that a restarted broker sends the PUBREL again, not the PUBLISH.
+// mochi copied from the old connection as the CONNACK goes out, before
+// mochi resends them (OnSessionEstablished does, in order); and it notes
+// (and stores) a QoS 2 delivery released as mochi's PUBREL goes out.
 func (e *engine) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Pubrel && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 		e.released(cl, pk.PacketID)
@@ -1148,8 +1107,10 @@ func (e *engine) end(s *session) {
 	e.invalidate()
 }
 
-// clear empties a session's queue and flight (s.mu held).
+// clear empties a session's queue and flight; a new session numbers its
+// deliveries from 1 again (s.mu held).
 func (e *engine) clear(s *session) {
+	s.lastID = 0
 	for _, m := range s.queue {
 		e.forget(s, m)
 	}
@@ -1188,11 +1149,4 @@ func (e *engine) restore(client string, msgs []*message) {
 		s.queue = append(s.queue, m)
 		s.bytes += m.size
 	}
-}
-
-// lockRetain holds retained publishes and SUBSCRIBEs off (sys.go sets
-// $SYS's retained values directly).
-func (e *engine) lockRetain() func() {
-	e.retain.Lock()
-	return e.retain.Unlock
 }

@@ -422,3 +422,45 @@ func TestEngineExpiredRetainedTakesNoPacketID(t *testing.T) {
 	require.Equal(t, uint16(1), got.PacketID, "the expired message took no packet ID")
 	require.Empty(t, sub.ping(), "the expired message is not sent")
 }
+
+// TestEnginePacketIDsContinueOnResume: a resumed session with nothing in
+// flight goes on numbering its deliveries where it stopped, as mosquitto
+// does (11-persistent-subscription-no-local); a clean start numbers from
+// 1 again.
+func TestEnginePacketIDsContinueOnResume(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 4)
+	pk := c.connectPacket("ids", "", "")
+	pk.Connect.Clean = false
+	c.send(pk)
+	require.Equal(t, byte(0), c.recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "ids"))
+	for want := uint16(1); want <= 2; want++ {
+		require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
+		got := c.recv()
+		require.Equal(t, want, got.PacketID)
+		c.ack(got)
+	}
+	require.Empty(t, c.ping())
+	c.conn.Close()
+	waitOffline(t, b.srv, "ids")
+
+	c = dialRaw(t, b.Addr(), 4)
+	c.send(pk)
+	require.True(t, c.recv().SessionPresent)
+	require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
+	got := c.recv()
+	require.Equal(t, uint16(3), got.PacketID)
+	c.ack(got)
+	require.Empty(t, c.ping())
+	c.conn.Close()
+	waitOffline(t, b.srv, "ids")
+
+	c = dialRaw(t, b.Addr(), 4)
+	pk.Connect.Clean = true
+	c.send(pk)
+	require.False(t, c.recv().SessionPresent)
+	require.Equal(t, []byte{1}, c.subscribe(1, 1, "ids"))
+	require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
+	require.Equal(t, uint16(1), c.recv().PacketID)
+}

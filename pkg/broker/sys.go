@@ -76,14 +76,14 @@ func (p *sysPublisher) publish(topic, value string) {
 		return
 	}
 	p.last[topic] = value
-	unlock := p.b.engine.lockRetain()
+	p.b.engine.retain.Lock()
 	p.b.srv.Topics.RetainMessage(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
 		TopicName:   topic,
 		Payload:     []byte(value),
 		Created:     time.Now().Unix(),
 	})
-	unlock()
+	p.b.engine.retain.Unlock()
 	_ = p.b.Publish(topic, []byte(value), false, 0)
 }
 
