@@ -60,7 +60,7 @@ func (b *Broker) DialInProcess() (net.Conn, error) {
 
 // inprocConn is the client end of an in-process connection. Its Close
 // returns once the broker has finished with the connection (for at most
-// inprocCloseWait), so that a new connection with the same client id
+// 5 s), so that a new connection with the same client id
 // that follows does not meet the old one still being torn down in mochi
 // (its session takeover races with that).
 type inprocConn struct {
@@ -68,14 +68,11 @@ type inprocConn struct {
 	done chan struct{}
 }
 
-// inprocCloseWait bounds the wait of inprocConn.Close.
-const inprocCloseWait = 5 * time.Second
-
 func (c *inprocConn) Close() error {
 	err := c.Conn.Close()
 	select {
 	case <-c.done:
-	case <-time.After(inprocCloseWait):
+	case <-time.After(5 * time.Second):
 	}
 	return err
 }
@@ -122,16 +119,13 @@ type inprocListener struct {
 	wg     sync.WaitGroup
 }
 
-func (l *inprocListener) ID() string                           { return InProcessListener }
-func (l *inprocListener) Address() string                      { return "in-process" }
-func (l *inprocListener) Protocol() string                     { return "inproc" }
-func (l *inprocListener) Init(*slog.Logger) error              { return nil }
-func (l *inprocListener) Serve(listeners.EstablishFn)          {}
-func (l *inprocListener) add(c net.Conn) (ok bool)             { return l.track(c) }
-func (l *inprocListener) remove(c net.Conn)                    { l.untrack(c) }
-func (l *inprocListener) Close(closeClients listeners.CloseFn) { l.closeAll() }
+func (l *inprocListener) ID() string                  { return InProcessListener }
+func (l *inprocListener) Address() string             { return "in-process" }
+func (l *inprocListener) Protocol() string            { return "inproc" }
+func (l *inprocListener) Init(*slog.Logger) error     { return nil }
+func (l *inprocListener) Serve(listeners.EstablishFn) {}
 
-func (l *inprocListener) track(c net.Conn) bool {
+func (l *inprocListener) add(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -142,14 +136,14 @@ func (l *inprocListener) track(c net.Conn) bool {
 	return true
 }
 
-func (l *inprocListener) untrack(c net.Conn) {
+func (l *inprocListener) remove(c net.Conn) {
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
 	l.wg.Done()
 }
 
-func (l *inprocListener) closeAll() {
+func (l *inprocListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
 	for c := range l.conns {

@@ -63,7 +63,7 @@ func (b *Broker) metrics() []metric {
 	sessions := float64(b.srv.Clients.Len() - 1) // without the inline client
 	packetsIn, messagesIn := b.received()
 	_, waiting, evicted := b.conns.counts()
-	ms2 := []metric{
+	return []metric{
 		{"mqtt_clients_connected", "Clients connected now.", "gauge", load(&info.ClientsConnected), ""},
 		{"mqtt_clients_maximum", "Most clients connected at once since start.", "gauge", load(&info.ClientsMaximum), ""},
 		{"mqtt_sessions", "Sessions held, connected or not.", "gauge", sessions, ""},
@@ -92,7 +92,6 @@ func (b *Broker) metrics() []metric {
 		{"go_goroutines", "Goroutines.", "gauge", float64(runtime.NumGoroutine()), ""},
 		{"go_memstats_heap_inuse_bytes", "Heap bytes in use.", "gauge", float64(ms.HeapInuse), ""},
 	}
-	return ms2
 }
 
 // writeMetrics writes the Prometheus text format (version 0.0.4).
