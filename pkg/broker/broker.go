@@ -307,6 +307,7 @@ func New(cfg Config) (b *Broker, err error) {
 	b.engine = newEngine(srv, log, cfg)
 	b.engine.unrouted = b.connect.unrouted
 	b.engine.willKept = b.connect.willKept
+	b.engine.mounts = mounts
 	b.engine.mayRead = b.security.OnACLCheck
 	// The hooks in the order mochi calls them. fixes first: it renames
 	// inbound packet IDs before anyone sees them. connect before security:
@@ -326,12 +327,6 @@ func New(cfg Config) (b *Broker, err error) {
 		b.store = store
 		b.engine.store = store
 		store.fixes, b.fixes.store = b.fixes, store
-	}
-	if len(mounts) > 0 {
-		// Last: it rewrites what every other hook has decided to send.
-		if err := srv.AddHook(&mountHook{mounts: mounts}, nil); err != nil {
-			return nil, err
-		}
 	}
 	wire := &wireGuard{log: log, stats: &b.wire, maxPacket: int(caps.MaximumPacketSize)}
 	b.conns = newConnSet(max(cmp.Or(cfg.MaxConnecting, DefaultMaxConnecting), 0), log)

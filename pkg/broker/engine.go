@@ -40,7 +40,8 @@ type engine struct {
 	// OnDisconnect: mochi's Will has only the user properties.
 	willProps sync.Map
 	// store keeps the queues of persistent sessions (nil: no persistence).
-	store queueStore
+	store  queueStore
+	mounts map[string]string // mount_point by listener ID (mount.go)
 
 	window    int  // max_inflight_messages (0: only the client's Receive Maximum)
 	maxQueued int  // max_queued_messages (0: no bound)
@@ -694,6 +695,9 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 		if m.stored && pk.FixedHeader.Qos == 2 && !m.sent {
 			e.store.put(s.id, m) // with its packet ID
 		}
+	}
+	if mount := e.mounts[cl.Net.Listener]; len(pk.TopicName) > len(mount) && strings.HasPrefix(pk.TopicName, mount) {
+		pk.TopicName = pk.TopicName[len(mount):] // mount_point (mount.go)
 	}
 	m.sent = true
 	err := cl.WritePacket(pk)

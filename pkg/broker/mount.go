@@ -5,7 +5,6 @@ package broker
 import (
 	"strings"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -13,8 +12,8 @@ import (
 // point live under that prefix. Their PUBLISH topics, will topics and
 // SUBSCRIBE/UNSUBSCRIBE filters get it prepended as they arrive
 // (connectHook.OnPacketRead, mountInbound), so that the ACL, retained
-// messages and every other client see the whole topic; the PUBLISHes
-// sent to them have it taken off again (mountHook). mochi has no such
+// messages and every other client see the whole topic; the engine takes
+// it off the PUBLISHes it sends them (engine.send). mochi has no such
 // notion.
 
 // mountInbound prepends mount to the topic of a PUBLISH (one that only
@@ -45,32 +44,4 @@ func mountFilter(mount, filter string) string {
 		}
 	}
 	return mount + filter
-}
-
-// mountHook takes the mount point off the topics of PUBLISHes sent to the
-// clients of listeners with one. It is added after every other hook, so
-// that it changes only what is written, not what the delivery hooks
-// compare (durable.go keeps and matches the packets it sends).
-type mountHook struct {
-	mqtt.HookBase
-	mounts map[string]string // mount point by listener ID
-}
-
-// ID implements mqtt.Hook.
-func (h *mountHook) ID() string { return "mqttkit-mount" }
-
-// Provides implements mqtt.Hook.
-func (h *mountHook) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
-
-// OnPacketEncode strips the client's mount point from a PUBLISH topic. A
-// topic without it (which no subscription of the client can match, as
-// every one has it) goes out as it is.
-func (h *mountHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Publish {
-		return pk
-	}
-	if mount, ok := h.mounts[cl.Net.Listener]; ok && len(pk.TopicName) > len(mount) && strings.HasPrefix(pk.TopicName, mount) {
-		pk.TopicName = pk.TopicName[len(mount):]
-	}
-	return pk
 }
