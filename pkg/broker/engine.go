@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -52,7 +53,7 @@ type engine struct {
 	stall     time.Duration
 	retainOn  bool
 
-	// retain serialises retained publishes with SUBSCRIBEs' scans
+	// retain serialises retained publishes with the scans of SUBSCRIBEs
 	// (docs/design/broker.md, "The path").
 	retain sync.RWMutex
 	subs   sync.Map // *mqtt.Client -> *pendingSubscribe (OnSubscribe to OnPacketProcessed)
@@ -270,9 +271,7 @@ func (e *engine) lookup(topic string) *route {
 			rt.targets = append(rt.targets, target{id: id, s: s, sub: sub, ids: identifiers(sub)})
 		}
 	}
-	for _, in := range subs.InlineSubscriptions {
-		rt.inline = append(rt.inline, in)
-	}
+	rt.inline = slices.Collect(maps.Values(subs.InlineSubscriptions))
 	if !shared { // a shared subscription's member is chosen per message
 		if e.cached.Add(1) > maxCached {
 			e.invalidate()
@@ -292,15 +291,7 @@ func (e *engine) subscribed(topic string, inline bool) bool {
 // reaches reports whether the route has a client's subscription (or an
 // inline handler, when inline is true).
 func (rt *route) reaches(inline bool) bool {
-	if inline && len(rt.inline) > 0 {
-		return true
-	}
-	for _, t := range rt.targets {
-		if t.id != mqtt.InlineClientId {
-			return true
-		}
-	}
-	return false
+	return len(rt.targets) > 0 || (inline && len(rt.inline) > 0)
 }
 
 // parentLevel adds to subs the subscriptions mochi's index misses for
@@ -411,6 +402,9 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 		var n int
 		if !own && !retain {
 			ac, n = e.waitRoom(t, &pk, self)
+		}
+		if retain {
+			e.sentLive(t.id, pk.TopicName)
 		}
 		t.s.add(e, e.outgoing(pk, t.sub, t.ids, false, arrived), own)
 		if ac != nil {
@@ -802,16 +796,29 @@ type pendingSubscribe struct {
 	filters []packets.Subscription // as the client sent them
 	existed []bool
 	codes   []byte
+	live    map[string]bool // topics whose retained publish was routed to the client meanwhile (e.retain held)
+}
+
+// sentLive notes a retained message of topic routed to client id while
+// a SUBSCRIBE of it is pending: its scan does not send it again.
+func (e *engine) sentLive(id, topic string) {
+	cl, _ := e.srv.Clients.Get(id)
+	if v, ok := e.subs.Load(cl); ok {
+		p := v.(*pendingSubscribe)
+		if p.live == nil {
+			p.live = map[string]bool{}
+		}
+		p.live[topic] = true
+	}
 }
 
 // OnSubscribe takes the retained messages of the SUBSCRIBE over from
-// mochi (Retain Handling 2 for mochi: it sends none) and holds retained
-// publishes off until they are queued (OnPacketProcessed).
+// mochi (Retain Handling 2 for mochi: it sends none) until its SUBACK is
+// written (OnPacketProcessed).
 func (e *engine) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
 	}
-	e.retain.RLock()
 	p := &pendingSubscribe{filters: slices.Clone(pk.Filters), existed: make([]bool, len(pk.Filters))}
 	pk.Filters = slices.Clone(pk.Filters)
 	for i := range pk.Filters {
@@ -832,12 +839,10 @@ func (e *engine) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error
 	if pk.FixedHeader.Type != packets.Subscribe {
 		return
 	}
-	v, ok := e.subs.LoadAndDelete(cl)
-	if !ok {
-		return
-	}
+	e.retain.RLock()
 	defer e.retain.RUnlock()
-	if err == nil {
+	v, ok := e.subs.LoadAndDelete(cl)
+	if ok && err == nil {
 		e.sendRetained(cl, v.(*pendingSubscribe))
 	}
 }
@@ -889,7 +894,7 @@ func (e *engine) sendRetained(cl *mqtt.Client, p *pendingSubscribe) {
 			ids = []int{sub.Identifier}
 		}
 		for _, pk := range msgs {
-			if sub.NoLocal && pk.Origin == cl.ID {
+			if (sub.NoLocal && pk.Origin == cl.ID) || p.live[pk.TopicName] {
 				continue
 			}
 			m := e.outgoing(pk, sub, ids, true, time.Time{})
@@ -1062,9 +1067,7 @@ func (e *engine) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 // OnDisconnect: the session goes offline, or ends with a clean session.
 func (e *engine) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	e.willProps.Delete(cl) // mochi sends the will, if at all, before OnDisconnect
-	if p, ok := e.subs.LoadAndDelete(cl); ok && p != nil {
-		e.retain.RUnlock() // a SUBSCRIBE cut short
-	}
+	e.subs.Delete(cl)      // a SUBSCRIBE cut short
 	s := e.lookupSession(cl.ID)
 	if s == nil {
 		return

@@ -277,6 +277,50 @@ func TestFixRetainedOnce(t *testing.T) {
 	}
 }
 
+// TestFixRetainedOnceDuringSubscribe: a retained message published while
+// a SUBSCRIBE is between its registration and its SUBACK reaches the new
+// subscriber once (routed live; the SUBSCRIBE's retained scan skips it),
+// and its publisher does not wait for the SUBSCRIBE.
+func TestFixRetainedOnceDuringSubscribe(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	h := &pauseSubscribed{at: make(chan struct{}), release: make(chan struct{})}
+	require.NoError(t, b.srv.AddHook(h, nil))
+	require.NoError(t, b.Start())
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("during", "", "")
+	c.send(subscribePacket(1, packets.Subscription{Filter: "during/#"}))
+	select {
+	case <-h.at:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the SUBSCRIBE did not reach OnSubscribed")
+	}
+	require.NoError(t, b.Publish("during/x", []byte("x"), true, 0))
+	close(h.release)
+	var n int
+	for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+		if pk.FixedHeader.Type == packets.Publish {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+}
+
+// pauseSubscribed holds a SUBSCRIBE after mochi registered it, before its
+// SUBACK, until release is closed.
+type pauseSubscribed struct {
+	mqtt.HookBase
+	at, release chan struct{}
+}
+
+func (h *pauseSubscribed) ID() string           { return "test-pause-subscribed" }
+func (h *pauseSubscribed) Provides(b byte) bool { return b == mqtt.OnSubscribed }
+func (h *pauseSubscribed) OnSubscribed(*mqtt.Client, packets.Packet, []byte) {
+	h.at <- struct{}{}
+	<-h.release
+}
+
 // TestFixSysPublish: publishing to $SYS disconnects the client (MQTT 5:
 // DISCONNECT 0x87) with a log line; mochi dropped it silently, leaving a
 // QoS 1 publisher waiting for its PUBACK.
