@@ -21,6 +21,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/logdest"
 	"github.com/mqttkit/mqttkit/pkg/mosqconf"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
@@ -51,7 +52,7 @@ type BrokerOptions struct {
 	localOnly bool // mosquitto's local-only mode: no listener asked for
 	level     slog.Level
 	warnings  []string          // from the configuration file
-	logSetup  broker.LogSetup   // log_dest, log_timestamp, log_timestamp_format
+	logSetup  logdest.Setup     // log_dest, log_timestamp, log_timestamp_format
 	pidFile   string            // pid_file
 	bridges   []*bridge.Config  // the connection sections of -c FILE
 	set       func(string) bool // whether a flag was given
@@ -314,9 +315,9 @@ func (o *BrokerOptions) explainListen(err error) error {
 func runBroker(ctx context.Context, d *Deps, o *BrokerOptions) error {
 	d.Level.Set(o.level)
 	log := d.Log
-	var logging *broker.Logging
+	var logging *logdest.Logging
 	if ls := o.logSetup; ls.Dests != nil || ls.NoTimestamp || ls.TimestampFormat != "" {
-		lg, err := broker.OpenLogging(ls, d.IO.Out, d.IO.ErrOut, d.Level)
+		lg, err := logdest.Open(ls, d.IO.Out, d.IO.ErrOut, d.Level)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/bridge"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/logdest"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
@@ -64,7 +65,7 @@ type Conf struct {
 	SysInterval time.Duration // sys_interval, default 10s; 0 disables $SYS
 	LogTypes    []string      // log_type values in file order, nil when not set
 	// Log is log_dest, log_timestamp and log_timestamp_format.
-	Log     broker.LogSetup
+	Log     logdest.Setup
 	PIDFile string // pid_file, "" for none
 
 	// Bridges are the `connection` sections, in file order.
@@ -617,18 +618,18 @@ func (p *confParser) logDest(value string) error {
 	path = strings.TrimFunc(path, isCSpace)
 	log := &p.c.Log
 	if log.Dests == nil {
-		log.Dests = []broker.LogDest{}
+		log.Dests = []logdest.Dest{}
 	}
 	switch kind {
 	case "stderr", "stdout", "topic":
-		log.Dests = append(log.Dests, broker.LogDest{Kind: kind})
+		log.Dests = append(log.Dests, logdest.Dest{Kind: kind})
 	case "file":
 		if path == "" {
 			return p.errorf("Empty \"log_dest file\" value in configuration")
 		}
-		log.Dests = append(log.Dests, broker.LogDest{Kind: kind, Path: path})
+		log.Dests = append(log.Dests, logdest.Dest{Kind: kind, Path: path})
 	case "none":
-		log.Dests = []broker.LogDest{}
+		log.Dests = []logdest.Dest{}
 	case "syslog", "dlt":
 		p.warnf("log_dest %s is not supported by mqtt broker, ignored", kind)
 	case "":

@@ -27,6 +27,7 @@ import (
 	"github.com/mqttkit/mqttkit/internal/interop"
 	"github.com/mqttkit/mqttkit/internal/testcert"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/logdest"
 	"github.com/mqttkit/mqttkit/pkg/passwd"
 )
 
@@ -63,7 +64,7 @@ func sameConf(t *testing.T, tmpl string, files map[string]string, check func(t *
 		cfg := conf.Config()
 		var level slog.LevelVar
 		level.Set(conf.LogLevel())
-		lg, err := broker.OpenLogging(conf.Log, io.Discard, io.Discard, &level)
+		lg, err := logdest.Open(conf.Log, io.Discard, io.Discard, &level)
 		require.NoError(t, err)
 		t.Cleanup(lg.Close)
 		cfg.Log = lg.Logger

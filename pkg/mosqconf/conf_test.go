@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttkit/mqttkit/pkg/acl"
 	"github.com/mqttkit/mqttkit/pkg/broker"
+	"github.com/mqttkit/mqttkit/pkg/logdest"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 	"github.com/stretchr/testify/require"
 )
@@ -211,7 +212,7 @@ tls_version tlsv1.2
 	}, c.Warnings)
 	require.Equal(t, "tlsv1.2", c.Listeners[0].TLSVersion, "a listener option before any listener: the default listener")
 	require.Equal(t, "/run/mosquitto/mosquitto.pid", c.PIDFile)
-	require.Equal(t, []broker.LogDest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
+	require.Equal(t, []logdest.Dest{{Kind: "file", Path: "/var/log/mosquitto/mosquitto.log"}, {Kind: "stderr"}}, c.Log.Dests)
 	require.True(t, c.Persistence)
 	require.Equal(t, "/var/lib/mosquitto/", c.PersistenceLocation)
 }

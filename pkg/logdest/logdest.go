@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package broker
+// Package logdest opens the broker's log destinations (mosquitto's
+// log_dest, log_timestamp and log_timestamp_format): stderr, stdout,
+// files that SIGHUP reopens after rotation, and $SYS/broker/log/... topics
+// published through a Publisher once the broker runs.
+package logdest
 
 import (
 	"bytes"
@@ -18,19 +22,19 @@ import (
 	"github.com/mqttkit/mqttkit/pkg/format"
 )
 
-// LogDest is one mosquitto log_dest: "stderr", "stdout", "file" (with
+// Dest is one mosquitto log_dest: "stderr", "stdout", "file" (with
 // Path) or "topic" ($SYS/broker/log/...).
-type LogDest struct {
+type Dest struct {
 	Kind string
 	Path string // for "file"
 }
 
-// LogSetup is where and how the broker logs: mosquitto's log_dest,
+// Setup is where and how the broker logs: mosquitto's log_dest,
 // log_timestamp and log_timestamp_format.
-type LogSetup struct {
+type Setup struct {
 	// Dests are the destinations; nil means stderr, an empty non-nil
 	// slice (log_dest none) means nowhere.
-	Dests []LogDest
+	Dests []Dest
 	// NoTimestamp drops the time from each line (log_timestamp false).
 	NoTimestamp bool
 	// TimestampFormat is a strftime format for the time
@@ -38,20 +42,20 @@ type LogSetup struct {
 	TimestampFormat string
 }
 
-// Logging is an open LogSetup: its Logger writes to every destination.
+// Logging is an open Setup: its Logger writes to every destination.
 type Logging struct {
 	Logger *slog.Logger
 	files  []*reopenFile
 	topic  *topicSink
 }
 
-// OpenLogging opens the destinations of s (files are appended to and
-// created when missing). stdout and stderr are the process's streams;
-// level filters every destination.
-func OpenLogging(s LogSetup, stdout, stderr io.Writer, level slog.Leveler) (*Logging, error) {
+// Open opens the destinations of s (files are appended to and created
+// when missing). stdout and stderr are the process's streams; level
+// filters every destination.
+func Open(s Setup, stdout, stderr io.Writer, level slog.Leveler) (*Logging, error) {
 	dests := s.Dests
 	if dests == nil {
-		dests = []LogDest{{Kind: "stderr"}}
+		dests = []Dest{{Kind: "stderr"}}
 	}
 	lg := &Logging{}
 	var writers []io.Writer
@@ -100,7 +104,7 @@ func OpenLogging(s LogSetup, stdout, stderr io.Writer, level slog.Leveler) (*Log
 }
 
 // stamp formats t for a line sent to a topic (mosquitto: "TIME: message").
-func (s LogSetup) stamp(t time.Time) string {
+func (s Setup) stamp(t time.Time) string {
 	switch {
 	case s.NoTimestamp:
 		return ""
@@ -110,11 +114,17 @@ func (s LogSetup) stamp(t time.Time) string {
 	return strconv.FormatInt(t.Unix(), 10) + ": "
 }
 
-// PublishTo starts sending log lines to $SYS/broker/log/<E|W|N|D> on b
-// (log_dest topic); lines logged before are not sent.
-func (lg *Logging) PublishTo(b *Broker) {
+// Publisher is where log_dest topic lines go: the running broker.
+type Publisher interface {
+	// Publish sends payload to topic as the broker itself does.
+	Publish(topic string, payload []byte, retain bool, qos byte) error
+}
+
+// PublishTo starts sending log lines to $SYS/broker/log/<E|W|N|D> through
+// p (log_dest topic); lines logged before are not sent.
+func (lg *Logging) PublishTo(p Publisher) {
 	if lg.topic != nil {
-		lg.topic.broker.Store(b)
+		lg.topic.pub.Store(&p)
 	}
 }
 
@@ -139,7 +149,7 @@ func (lg *Logging) Close() {
 		f.close()
 	}
 	if lg.topic != nil {
-		lg.topic.broker.Store(nil)
+		lg.topic.pub.Store(nil)
 	}
 }
 
@@ -189,10 +199,10 @@ func (r *reopenFile) Write(p []byte) (int, error) {
 // A line logged while one is being published is dropped for the topic,
 // so publishing can never loop.
 type topicSink struct {
-	level  slog.Leveler
-	stamp  func(time.Time) string
-	broker atomic.Pointer[Broker]
-	busy   atomic.Bool
+	level slog.Leveler
+	stamp func(time.Time) string
+	pub   atomic.Pointer[Publisher]
+	busy  atomic.Bool
 }
 
 // topicHandler publishes each log line to $SYS/broker/log/<letter>, as
@@ -205,12 +215,12 @@ type topicHandler struct {
 }
 
 func (h *topicHandler) Enabled(_ context.Context, l slog.Level) bool {
-	return h.sink.broker.Load() != nil && l >= h.sink.level.Level()
+	return h.sink.pub.Load() != nil && l >= h.sink.level.Level()
 }
 
 func (h *topicHandler) Handle(_ context.Context, r slog.Record) error {
-	b := h.sink.broker.Load()
-	if b == nil || !h.sink.busy.CompareAndSwap(false, true) {
+	p := h.sink.pub.Load()
+	if p == nil || !h.sink.busy.CompareAndSwap(false, true) {
 		return nil
 	}
 	defer h.sink.busy.Store(false)
@@ -240,7 +250,7 @@ func (h *topicHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
-	return b.Publish("$SYS/broker/log/"+letter, buf.Bytes(), false, 0)
+	return (*p).Publish("$SYS/broker/log/"+letter, buf.Bytes(), false, 0)
 }
 
 func (h *topicHandler) WithAttrs(as []slog.Attr) slog.Handler {
