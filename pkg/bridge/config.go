@@ -183,7 +183,8 @@ type Parser struct {
 // Directive applies one bridge directive. It reports handled false for a
 // directive that is not a bridge one. warn, when set, is a warning about
 // an option that is accepted but not applied; err is a bad value
-// (without file and line: the caller adds them).
+// (without file and line: the caller adds them), or an *acl.FileError
+// about the previous section, at its `connection` line.
 func (p *Parser) Directive(file string, line int, key, value string) (handled bool, warn string, err error) {
 	if key == "connection" {
 		if value == "" {
@@ -389,7 +390,7 @@ func (p *Parser) Directive(file string, line int, key, value string) (handled bo
 }
 
 // Finish checks the last section and fills in the defaults that depend on
-// the whole section (client ids). It returns an error naming the
+// the whole section (client ids). It returns an *acl.FileError naming the
 // section's `connection` line when a bridge has no address or two bridges
 // share a local client id.
 func (p *Parser) Finish() error {
@@ -409,7 +410,7 @@ func (p *Parser) Finish() error {
 			c.LocalClientID = "local." + c.RemoteClientID
 		}
 		if seen[c.LocalClientID] {
-			return &SectionError{File: c.ConfigFile, Line: c.ConfigLine,
+			return &acl.FileError{File: c.ConfigFile, Line: c.ConfigLine,
 				Msg: fmt.Sprintf("Bridge local_clientid '%s' is not unique. Try changing or setting the local_clientid value for one of the bridges", c.LocalClientID)}
 		}
 		seen[c.LocalClientID] = true
@@ -417,23 +418,13 @@ func (p *Parser) Finish() error {
 	return nil
 }
 
-// SectionError is a problem of a whole bridge section, reported at its
-// `connection` line.
-type SectionError struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *SectionError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
-
 // check validates the current section once it is complete.
 func (p *Parser) check() error {
 	c := p.cur
 	if c == nil {
 		return nil
 	}
-	fail := func(msg string) error { return &SectionError{File: c.ConfigFile, Line: c.ConfigLine, Msg: msg} }
+	fail := func(msg string) error { return &acl.FileError{File: c.ConfigFile, Line: c.ConfigLine, Msg: msg} }
 	if len(c.Addresses) == 0 {
 		return fail(fmt.Sprintf("bridge %s has no address", c.Name))
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/pkg/acl"
 )
 
 func parseText(text string) (*Parser, []string, error) {
@@ -21,7 +23,7 @@ func parseText(text string) (*Parser, []string, error) {
 		key, value, _ := strings.Cut(line, " ")
 		handled, warn, err := p.Directive("b.conf", i+1, key, strings.TrimSpace(value))
 		if !handled {
-			return nil, nil, &SectionError{File: "b.conf", Line: i + 1, Msg: "not a bridge directive: " + key}
+			return nil, nil, &acl.FileError{File: "b.conf", Line: i + 1, Msg: "not a bridge directive: " + key}
 		}
 		if err != nil {
 			return nil, nil, err

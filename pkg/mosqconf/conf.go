@@ -278,11 +278,7 @@ func ParseConf(name string, r io.Reader) (*Conf, error) {
 		p.listeners = append(p.listeners, p.def)
 	}
 	if err := p.bridges.Finish(); err != nil {
-		var se *bridge.SectionError
-		if errors.As(err, &se) {
-			return nil, &acl.FileError{File: se.File, Line: se.Line, Msg: se.Msg}
-		}
-		return nil, err
+		return nil, err // a *acl.FileError naming the section's `connection` line
 	}
 	p.c.Bridges = p.bridges.Bridges
 	for _, l := range p.listeners {
@@ -367,9 +363,9 @@ func (p *confParser) directive(text string, level int) error {
 	c := p.c
 	if ok, warn, err := p.bridges.Directive(p.file, p.line, key, value); ok {
 		if err != nil {
-			var se *bridge.SectionError
-			if errors.As(err, &se) {
-				return &acl.FileError{File: se.File, Line: se.Line, Msg: se.Msg}
+			var fe *acl.FileError
+			if errors.As(err, &fe) {
+				return err // about the section's `connection` line
 			}
 			return p.errorf("%v", err)
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mqttkit/mqttkit/pkg/acl"
 )
 
 // TestConfBridgeSections: connection sections become Conf.Bridges; the
@@ -34,6 +36,12 @@ topic # in
 	require.EqualError(t, err, "m.conf:3: Invalid bridge topic QoS level '7'")
 	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nconnection cloud\ntopic #\n"))
 	require.EqualError(t, err, "m.conf:2: bridge cloud has no address")
+	var fe *acl.FileError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, acl.FileError{File: "m.conf", Line: 2, Msg: "bridge cloud has no address"}, *fe)
+	_, err = ParseConf("m.conf", strings.NewReader("listener 1883\nconnection a\ntopic #\nconnection b\naddress h\n"))
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, acl.FileError{File: "m.conf", Line: 2, Msg: "bridge a has no address"}, *fe, "found when the next section starts")
 	_, err = ParseConf("m.conf", strings.NewReader("topic #\n"))
 	require.ErrorContains(t, err, "m.conf:1: topic: Invalid bridge configuration")
 }
