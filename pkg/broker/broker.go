@@ -308,7 +308,7 @@ func New(cfg Config) (b *Broker, err error) {
 	b.engine.unrouted = b.connect.unrouted
 	b.engine.willKept = b.connect.willKept
 	b.engine.mounts = mounts
-	b.engine.mayRead = b.security.OnACLCheck
+	b.engine.mayRead = b.security.allowed
 	// The hooks in the order mochi calls them. fixes first: it renames
 	// inbound packet IDs before anyone sees them. connect before security:
 	// mosquitto checks the CONNECT before it authenticates. The engine

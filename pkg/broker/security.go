@@ -13,8 +13,6 @@ import (
 	"os/user"
 	"runtime"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -143,10 +141,7 @@ type securityHook struct {
 	idUser   map[string]bool // listener IDs with use_username_as_clientid
 	// maxKeepalive is max_keepalive in seconds, 0 for none.
 	maxKeepalive uint16
-	// subscribing holds, per client, the exact filters of the SUBSCRIBE
-	// being processed (*mqtt.Client → *pendingFilters), see OnSubscribe.
-	subscribing sync.Map
-	hashing     chan struct{} // semaphore for password verification
+	hashing      chan struct{} // semaphore for password verification
 
 	authFailures atomic.Int64 // refused CONNECTs
 	aclDenied    atomic.Int64 // PUBLISHes refused by the ACL
@@ -173,8 +168,7 @@ func (h *securityHook) ID() string { return "mqttkit-security" }
 // Provides implements mqtt.Hook.
 func (h *securityHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill,
-		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnDisconnect:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -321,83 +315,12 @@ func (h *securityHook) refuse(cl *mqtt.Client, v3, v5 packets.Code, why string) 
 // OnConnectAuthenticate implements mqtt.Hook: OnConnect already decided.
 func (h *securityHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnSubscribe notes the filters without wildcards of a SUBSCRIBE: mochi
-// asks OnACLCheck about each filter once, before subscribing it, and such
-// a filter reads like a topic. A filter that a subscription the client has,
-// or an earlier filter of the packet (mochi subscribes them in order),
-// already matches is not noted: a delivery of that topic to the client
-// could then come first, and must be checked. So the note is always used
-// by the filter's own check, which removes it.
-func (h *securityHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	exact := map[string]bool{}
-	for i, sub := range pk.Filters {
-		f := sub.Filter
-		if strings.ContainsAny(f, "+#") || strings.HasPrefix(f, "$share/") {
-			continue
-		}
-		covered := false
-		for _, earlier := range pk.Filters[:i] {
-			covered = covered || acl.Match(earlier.Filter, f)
-		}
-		for existing := range cl.State.Subscriptions.GetAll() {
-			covered = covered || acl.Match(existing, f)
-		}
-		if !covered {
-			exact[f] = true
-		}
-	}
-	if len(exact) > 0 {
-		h.subscribing.Store(cl, &pendingFilters{exact: exact})
-	}
-	return pk
-}
-
-// pendingFilters are the noted filters of a SUBSCRIBE being processed.
-type pendingFilters struct {
-	mu    sync.Mutex
-	exact map[string]bool
-}
-
-// OnSubscribed ends what OnSubscribe started.
-func (h *securityHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
-	h.subscribing.Delete(cl)
-}
-
-// OnDisconnect forgets a SUBSCRIBE that mochi did not finish.
-func (h *securityHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.subscribing.Delete(cl)
-}
-
-// subscribeCheck reports whether a read check is mochi asking about a
-// SUBSCRIBE filter rather than a delivery: a filter with wildcards or a
-// shared subscription is never a topic, and an exact filter is one the
-// first time it is asked about while OnSubscribe's note stands.
-func (h *securityHook) subscribeCheck(cl *mqtt.Client, topic string) bool {
-	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {
-		return true
-	}
-	v, ok := h.subscribing.Load(cl)
-	if !ok {
-		return false
-	}
-	p := v.(*pendingFilters)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exact[topic] {
-		delete(p.exact, topic)
-		return true
-	}
-	return false
-}
-
-// OnACLCheck implements mqtt.Hook. mochi asks for write on PUBLISH before
-// resolving topic aliases, so write checks happen in OnPublish instead.
-// Like mosquitto, the ACL file never refuses a SUBSCRIBE: every filter is
-// granted and each delivery is checked, retained messages and wills
-// included.
-func (h *securityHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return write || h.subscribeCheck(cl, topic) || h.allowed(cl, topic, false)
-}
+// OnACLCheck implements mqtt.Hook; mochi asks it about the filters of a
+// SUBSCRIBE, and about a PUBLISH before resolving its topic alias: both
+// are granted here. Like mosquitto, the ACL file never refuses a
+// SUBSCRIBE: the engine checks each delivery when it sends it, retained
+// messages and wills included (allowed), and OnPublish each PUBLISH.
+func (h *securityHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 // allowed asks the ACL of cl's listener whether cl may write or read
 // topic. The broker's own client and a bridge's local side without
@@ -408,11 +331,7 @@ func (h *securityHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline || (cl.Net.Listener == InProcessListener && user == "") {
 		return true
 	}
-	s := h.cur.Load().of(cl.Net.Listener)
-	if write {
-		return s.acl.Allowed(cl.ID, user, user == "", topic, true)
-	}
-	return s.acl.MayRead(cl.ID, user, user == "", topic)
+	return h.cur.Load().of(cl.Net.Listener).acl.Allowed(cl.ID, user, user == "", topic, write)
 }
 
 // OnPublish checks the client's write access to the (alias-resolved) topic.
