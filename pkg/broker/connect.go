@@ -4,9 +4,10 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,15 +36,6 @@ type connectHook struct {
 	// broker starts.
 	mounts map[string]string
 
-	// facts holds what OnPacketRead learnt from a CONNECT that mochi
-	// changes or loses before OnConnect, until the session is established
-	// (or, for a refused CONNECT, which no hook sees end, until the next
-	// store finds its client closed).
-	mu    sync.Mutex
-	facts map[*mqtt.Client]connectFacts
-	// bridges are the connected bridges, from OnSessionEstablished to
-	// OnDisconnect.
-	bridges sync.Map
 	// noSubs holds a client while mochi processes its MQTT 5 QoS 1
 	// PUBLISH that matched no subscription (unrouted, from the engine, to
 	// OnPacketProcessed): the PUBACK mochi writes meanwhile, on the same
@@ -68,38 +60,17 @@ const (
 // clients and advertises, as mosquitto's max_topic_alias default.
 const topicAliasMaximum = 10
 
-// connectFacts are the parts of a CONNECT that mochi rewrites or refuses
-// before the hooks that decide about them run.
-type connectFacts struct {
-	bridge    bool // the protocol version had mosquitto's bridge bit
-	emptyWill bool // the will payload was zero-length
-}
-
 func newConnectHook(server *mqtt.Server, log *slog.Logger, receiveMax uint16, sizeLimit int) *connectHook {
-	return &connectHook{server: server, log: log, receiveMax: receiveMax, sizeLimit: sizeLimit, facts: map[*mqtt.Client]connectFacts{}}
+	return &connectHook{server: server, log: log, receiveMax: receiveMax, sizeLimit: sizeLimit}
 }
 
-// remember keeps f for cl, and forgets the facts of refused CONNECTs.
-func (h *connectHook) remember(cl *mqtt.Client, f connectFacts) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.facts {
-		if c.Closed() {
-			delete(h.facts, c)
-		}
+// facts returns what wireConn read from cl's CONNECT that mochi changes or
+// loses (none for the in-process listener's clients).
+func facts(cl *mqtt.Client) connectFacts {
+	if w, ok := cl.Net.Conn.(*wireConn); ok {
+		return w.facts
 	}
-	h.facts[cl] = f
-}
-
-// recall returns the facts of cl's CONNECT; forget drops them.
-func (h *connectHook) recall(cl *mqtt.Client, forget bool) connectFacts {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	f := h.facts[cl]
-	if forget {
-		delete(h.facts, cl)
-	}
-	return f
+	return connectFacts{}
 }
 
 // ID implements mqtt.Hook.
@@ -108,8 +79,7 @@ func (h *connectHook) ID() string { return "mqttkit-connect" }
 // Provides implements mqtt.Hook.
 func (h *connectHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnDisconnect,
-		mqtt.OnPacketProcessed:
+	case mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnPacketProcessed:
 		return true
 	}
 	return false
@@ -141,7 +111,7 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 			mountInbound(mount, &pk)
 		}
 		if pk.FixedHeader.Type == packets.Subscribe {
-			if _, ok := h.bridges.Load(cl); ok {
+			if facts(cl).bridge {
 				for i := range pk.Filters {
 					// mochi refuses no local on a shared subscription.
 					pk.Filters[i].NoLocal = !mqtt.IsSharedFilter(pk.Filters[i].Filter)
@@ -157,15 +127,12 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		}
 		return pk, nil
 	}
-	var f connectFacts
-	if v := pk.ProtocolVersion; v&0x80 != 0 && (v&0x7f == 3 || v&0x7f == 4) {
-		pk.ProtocolVersion = v & 0x7f
-		f.bridge = true
+	if facts(cl).bridge {
+		pk.ProtocolVersion &= 0x7f
 	}
 	if pk.Connect.WillFlag {
 		if len(pk.Connect.WillPayload) == 0 {
 			pk.Connect.WillPayload = willPlaceholder
-			f.emptyWill = true
 		}
 		if mount, ok := h.mounts[cl.Net.Listener]; ok {
 			pk.Connect.WillTopic = mount + pk.Connect.WillTopic
@@ -178,9 +145,6 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		// A password that matches no user's: securityHook refuses a
 		// username without password as not authorised.
 		pk.Connect.PasswordFlag = false
-	}
-	if f != (connectFacts{}) {
-		h.remember(cl, f)
 	}
 	return pk, nil
 }
@@ -208,8 +172,7 @@ func (h *connectHook) qosRefused(cl *mqtt.Client, qos, limit byte) error {
 // validation and precede authentication (the hook is added before
 // securityHook), and assigns client identifiers.
 func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	f := h.recall(cl, false)
-	if f.emptyWill {
+	if facts(cl).emptyWill {
 		cl.Properties.Will.Payload = []byte{}
 	}
 	v5 := cl.Properties.ProtocolVersion >= 5
@@ -302,14 +265,6 @@ func (h *connectHook) willKept(cl *mqtt.Client) bool {
 	return ok
 }
 
-// OnSessionEstablished starts treating a bridge as one; from here on
-// OnDisconnect is sure to run.
-func (h *connectHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if h.recall(cl, true).bridge {
-		h.bridges.Store(cl, struct{}{})
-	}
-}
-
 // refuseConnect sends a refusing CONNACK, v3 to MQTT 3.1/3.1.1 clients
 // and v5 to MQTT 5 ones, and returns the error that ends the connection.
 func refuseConnect(srv *mqtt.Server, cl *mqtt.Client, v3, v5 packets.Code) error {
@@ -323,9 +278,8 @@ func refuseConnect(srv *mqtt.Server, cl *mqtt.Client, v3, v5 packets.Code) error
 	return errRefused
 }
 
-// OnDisconnect forgets a bridge connection.
+// OnDisconnect forgets cl.
 func (h *connectHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.bridges.Delete(cl)
 	h.noSubs.Delete(cl)
 	h.keepWill.Delete(cl) // mochi sends the will, if at all, before OnDisconnect
 }
@@ -393,13 +347,11 @@ func (h *connectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 	limit, limited := h.maxQoS[cl.Net.Listener]
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		pk.Properties = packets.Properties{}
-		if limited && pk.ReasonCode == packets.ErrQosNotSupported.Code {
-			pk.Properties.MaximumQos, pk.Properties.MaximumQosFlag = limit, true // as mosquitto
-		}
-		return pk
+		limited = limited && pk.ReasonCode == packets.ErrQosNotSupported.Code // as mosquitto
+	} else {
+		pk.Properties.TopicAliasMaximum = topicAliasMaximum
+		pk.Properties.ReceiveMaximum = h.receiveMax // 0: not sent
 	}
-	pk.Properties.TopicAliasMaximum = topicAliasMaximum
-	pk.Properties.ReceiveMaximum = h.receiveMax // 0: not sent
 	if limited {
 		pk.Properties.MaximumQos, pk.Properties.MaximumQosFlag = limit, true
 	}
@@ -420,29 +372,19 @@ func connackOrder(p []byte) []byte {
 	if !ok || 4+n+plen != len(p) {
 		return p
 	}
-	props := p[4+n:]
-	type prop struct {
-		rank int
-		b    []byte
-	}
-	var list []prop
-	for len(props) > 0 {
+	var list [][]byte
+	for props := p[4+n:]; len(props) > 0; {
 		size := propSize(props)
 		if size == 0 {
 			return p
 		}
-		rank := strings.IndexByte(connackRanks, props[0])
-		if rank < 0 {
-			rank = len(connackRanks)
-		}
-		list = append(list, prop{rank, props[:size]})
+		list = append(list, props[:size])
 		props = props[size:]
 	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].rank < list[j].rank })
-	out := make([]byte, 0, len(p))
-	out = append(out, p[:4+n]...)
-	for _, pr := range list {
-		out = append(out, pr.b...)
+	slices.SortStableFunc(list, func(a, b []byte) int { return cmp.Compare(connackRank(a[0]), connackRank(b[0])) })
+	out := append(make([]byte, 0, len(p)), p[:4+n]...)
+	for _, b := range list {
+		out = append(out, b...)
 	}
 	return out
 }
@@ -477,9 +419,11 @@ func compactWrite(p []byte) []byte {
 	return compactDisconnect(p)
 }
 
-// connackRanks lists CONNACK properties in mosquitto's order
+// connackRank is a CONNACK property's place in mosquitto's order
 // (handle_connect.c, then send_connack.c): Server Keep Alive, Topic Alias
 // Maximum, Assigned Client Identifier, Authentication Method and Data,
-// Retain Available, Maximum Packet Size, Receive Maximum, Maximum QoS.
-// Others follow in mochi's order.
-const connackRanks = "\x13\x22\x12\x15\x16\x25\x27\x21\x24"
+// Retain Available, Maximum Packet Size, Receive Maximum, Maximum QoS;
+// others follow (-1 is the largest uint) in mochi's order.
+func connackRank(id byte) uint {
+	return uint(strings.IndexByte("\x13\x22\x12\x15\x16\x25\x27\x21\x24", id))
+}

@@ -453,9 +453,11 @@ func (c *wireConn) connect(fh packets.FixedHeader, body []byte) *packetError {
 		case len(topic) == 0 || !validWireTopic(topic) || strings.HasPrefix(string(topic), "$CONTROL/"):
 			return protocolf("CONNECT with will topic %q: empty, a wildcard, more than %d levels or $CONTROL/", topic, maxTopicLevels+1)
 		}
-		if _, ok := r.bytes(); !ok {
+		payload, ok := r.bytes()
+		if !ok {
 			return malformedf("CONNECT will payload past the end of the packet")
 		}
+		c.facts.emptyWill = len(payload) == 0
 	}
 	if user {
 		if u, ok := r.bytes(); !ok || !validUTF8(u) {
@@ -472,6 +474,7 @@ func (c *wireConn) connect(fh packets.FixedHeader, body []byte) *packetError {
 	}
 	if _, why := trialDecode(fh, body, v); why == "" {
 		c.version, c.client = v, string(id)
+		c.facts.bridge = r.b[2+len(name)]&0x80 != 0 && v < 5
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ type wireConn struct {
 	version byte         // protocol version from the CONNECT; 0 before it
 	aliases topicAliases // inbound topic aliases set (validate.go)
 	client  string       // client id from the CONNECT, for log lines
+	facts   connectFacts // for connectHook
 	hdr     [5]byte
 	out     []byte // checked bytes of the current packet's fixed header not handed out yet
 	body    []byte // checked bytes of the current packet's body not handed out yet
@@ -180,6 +181,13 @@ func (c *wireConn) next() error {
 	}
 	c.body = body
 	return nil
+}
+
+// connectFacts are the parts of a CONNECT that mochi rewrites or refuses
+// before connectHook, which decides about them, sees them.
+type connectFacts struct {
+	bridge    bool // the protocol level had mosquitto's bridge bit (0x83, 0x84)
+	emptyWill bool // the will payload was zero-length
 }
 
 // readBody reads n bytes into buf, growing it as the bytes arrive: a
