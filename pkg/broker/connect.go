@@ -94,35 +94,30 @@ var willPlaceholder = []byte{0}
 // will payload and a zero-length password through (wireConn has checked
 // the will topic).
 func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	limit, limited := h.maxQoS[cl.Net.Listener]
+	mount, mounted := h.mounts[cl.Net.Listener]
 	if pk.FixedHeader.Type != packets.Connect {
-		if limit, ok := h.maxQoS[cl.Net.Listener]; ok {
-			switch pk.FixedHeader.Type {
-			case packets.Publish:
-				if pk.FixedHeader.Qos > limit {
-					return pk, h.qosRefused(cl, pk.FixedHeader.Qos, limit)
-				}
-			case packets.Subscribe:
-				for i := range pk.Filters {
-					pk.Filters[i].Qos = min(pk.Filters[i].Qos, limit)
-				}
-			}
+		if pk.FixedHeader.Type == packets.Publish && limited && pk.FixedHeader.Qos > limit {
+			return pk, h.qosRefused(cl, pk.FixedHeader.Qos, limit)
 		}
-		if mount, ok := h.mounts[cl.Net.Listener]; ok {
+		if mounted {
 			mountInbound(mount, &pk)
 		}
-		if pk.FixedHeader.Type == packets.Subscribe {
-			if facts(cl).bridge {
-				for i := range pk.Filters {
-					// mochi refuses no local on a shared subscription.
-					pk.Filters[i].NoLocal = !mqtt.IsSharedFilter(pk.Filters[i].Filter)
-					// mosquitto keeps the retain flag of what it sends
-					// to a bridge, so that retained messages stay
-					// retained on the other side.
-					// (mochi keeps it for MQTT 3.1.1 clients only with
-					// FwdRetainedFlag.)
-					pk.Filters[i].RetainAsPublished = true
-					pk.Filters[i].FwdRetainedFlag = true
-				}
+		bridge := pk.FixedHeader.Type == packets.Subscribe && facts(cl).bridge
+		for i := range pk.Filters {
+			if limited {
+				pk.Filters[i].Qos = min(pk.Filters[i].Qos, limit)
+			}
+			if bridge {
+				// mosquitto never sends a bridge its own messages back
+				// (mochi refuses no local on a shared subscription), and
+				// keeps the retain flag of what it sends to a bridge, so
+				// that retained messages stay retained on the other side
+				// (mochi keeps it for MQTT 3.1.1 clients only with
+				// FwdRetainedFlag).
+				pk.Filters[i].NoLocal = !mqtt.IsSharedFilter(pk.Filters[i].Filter)
+				pk.Filters[i].RetainAsPublished = true
+				pk.Filters[i].FwdRetainedFlag = true
 			}
 		}
 		return pk, nil
@@ -134,7 +129,7 @@ func (h *connectHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.
 		if len(pk.Connect.WillPayload) == 0 {
 			pk.Connect.WillPayload = willPlaceholder
 		}
-		if mount, ok := h.mounts[cl.Net.Listener]; ok {
+		if mounted {
 			pk.Connect.WillTopic = mount + pk.Connect.WillTopic
 		}
 	}

@@ -298,13 +298,9 @@ func (c *wireConn) refuse(typ byte, code byte, why string) error {
 	return fmt.Errorf("%w: %s: %s", errMalformed, name, why)
 }
 
-// recoverConn ends a connection whose goroutine panicked (any panic that
-// got past wireConn's checks): one log line with the stack, a count, and
-// the clean-up that mochi's attachClient skips when it is unwound by a
-// panic: the client is stopped, its will published, and a session that
-// ends with the connection leaves mochi's client table. Server-wide state
-// mochi guards with its own deferred calls (connected-client count,
-// listener wait group) is already restored when this runs.
+// recoverConn ends a connection whose goroutine panicked: a log line with
+// the stack, a count, and the clean-up mochi's attachClient skips when a
+// panic unwinds it (docs/design/wire.md, "The decision", 3).
 func recoverConn(srv *mqtt.Server, log *slog.Logger, stats *wireStats, conn net.Conn, r any) {
 	stats.panics.Add(1)
 	log.Error("connection goroutine panicked; connection closed, broker continues",
@@ -337,13 +333,9 @@ func recoverConn(srv *mqtt.Server, log *slog.Logger, stats *wireStats, conn net.
 
 // logConnError logs why a connection ended, at the default level when it
 // ended before its session began for a reason mosquitto logs by default
-// too: a bad initial packet ("Client <unknown> disconnected due to
-// protocol error."), a failed TLS handshake (OpenSSL's error), no CONNECT
-// within the connect timeout ("has exceeded timeout"). A client that
-// hangs up before sending anything, a connection refused with a CONNACK
-// (logged by the hooks), a malformed packet (logged by wireConn) and every
-// end after the session began (logged as "client disconnected") are
-// debug lines.
+// too (a bad initial packet, a failed TLS handshake, no CONNECT in time);
+// other ends are logged elsewhere or are debug lines (docs/design/wire.md,
+// "Closing").
 func logConnError(log *slog.Logger, remote string, err error) {
 	// mochi wraps everything that ends a connection before its CONNECT is
 	// read so (server.go attachClient).
