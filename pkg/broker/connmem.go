@@ -94,8 +94,6 @@ func rawConnOf(c net.Conn, before bool) syscall.RawConn {
 			c = x.Conn
 		case *asyncConn:
 			c = x.Conn
-		case *lingerConn:
-			c = x.Conn
 		case *limitConn:
 			c = x.Conn
 		case *tls.Conn:

@@ -269,17 +269,16 @@ func readFull(c net.Conn, p []byte) (int, error) {
 func TestLingerOnlyAfterWrites(t *testing.T) {
 	server, _ := tcpPair(t)
 	var closed atomic.Bool
-	lc := newLingerConn(server, func() { closed.Store(true) })
-	require.NotNil(t, lc)
-	require.NoError(t, lc.Close())
+	c := newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), func() { closed.Store(true) })
+	require.NoError(t, c.Close())
 	require.True(t, closed.Load(), "closed within Close")
 
 	server, client := tcpPair(t)
 	done := make(chan struct{})
-	lc = newLingerConn(server, func() { close(done) })
-	_, err := lc.Write([]byte("bye"))
+	c = newAsyncConn(server, 1<<20, slog.New(slog.DiscardHandler), func() { close(done) })
+	_, err := c.Write([]byte("bye"))
 	require.NoError(t, err)
-	require.NoError(t, lc.Close())
+	require.NoError(t, c.Close())
 	select {
 	case <-done:
 		t.Fatal("closed before the client hung up")

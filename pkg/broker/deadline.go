@@ -58,13 +58,6 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	l.open++
 	l.mu.Unlock()
-	// Graceful close (linger.go); its socket counts as open until closed.
-	if lc := newLingerConn(c, l.socketClosed); lc != nil {
-		l.mu.Lock()
-		l.open++
-		l.mu.Unlock()
-		c = lc
-	}
 	ac := newAsyncConn(c, MaxPendingBytes, l.log, l.socketClosed)
 	if l.stall > 0 {
 		ac.stall = l.stall

@@ -6,9 +6,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -124,35 +121,6 @@ func TestResumedSessionNewMessagesAfterQueue(t *testing.T) {
 		last = i
 		seen[i] = true
 	}
-}
-
-// Bytes written during a hold wait for release even when a flush of
-// earlier bytes is running (a busy publisher's acknowledgement must not
-// ride along with the bytes before it).
-func TestAsyncConnHoldWhileFlushing(t *testing.T) {
-	server, peer := tcpPair(t)
-	c := newAsyncConn(server, 64<<20, slog.New(slog.DiscardHandler), nil)
-	before := make([]byte, 8<<20) // more than the socket buffers: the flush blocks
-	_, err := c.Write(before)
-	require.NoError(t, err)
-	c.hold()
-	_, err = c.Write([]byte("held"))
-	require.NoError(t, err)
-	_, err = io.ReadFull(peer, make([]byte, len(before)))
-	require.NoError(t, err)
-	require.NoError(t, peer.SetReadDeadline(time.Now().Add(200*time.Millisecond)))
-	_, err = peer.Read(make([]byte, 4))
-	var ne net.Error
-	require.ErrorAs(t, err, &ne, "held bytes were sent: %v", err)
-	require.True(t, ne.Timeout())
-	c.release()
-	require.NoError(t, peer.SetReadDeadline(time.Now().Add(10*time.Second)))
-	got := make([]byte, 4)
-	_, err = io.ReadFull(peer, got)
-	require.NoError(t, err)
-	require.Equal(t, "held", string(got))
-	c.release() // a release without hold is harmless
-	require.NoError(t, c.Close())
 }
 
 // holdConnack holds a resumed session's CONNACK until at least n messages

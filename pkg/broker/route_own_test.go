@@ -4,7 +4,6 @@ package broker
 
 import (
 	"bytes"
-	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -23,9 +22,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 // TestAsyncConnTryRoom: the broker's own writers get room at once or not
 // at all, by waitRoom's size rule, and never wait.
 func TestAsyncConnTryRoom(t *testing.T) {
-	server, _ := tcpPair(t)
-	c := newAsyncConn(server, 1000, slog.New(slog.DiscardHandler), nil) // soft: 500
-	c.hold()                                                            // nothing leaves: what is written stays pending
+	c, _ := stalled(t, 1000) // soft: 500; what is written stays pending
 
 	ok, err := c.tryRoom(2000)
 	require.NoError(t, err)
@@ -116,12 +113,23 @@ func TestQoS0ExpiresWhileWaiting(t *testing.T) {
 	require.True(t, ok)
 	ac := asyncConnOf(cl.Net.Conn)
 	require.NotNil(t, ac)
-	ac.hold() // from here on nothing reaches the subscriber until release
+	// The subscriber reads nothing until told; the broker's socket buffer
+	// for it is small.
+	require.NoError(t, ac.Conn.(*net.TCPConn).SetWriteBuffer(4096))
 
-	// One message fills its queue past the soft limit (alone, it goes).
+	// A first message blocks the socket writes; a second, pending behind
+	// it, fills the queue past the soft limit (alone, each goes).
 	big := dialRaw(t, b.Addr(), 4)
 	big.mustConnect("big", "", "")
-	big.publish(0, 0, "e/big", string(bytes.Repeat([]byte{'x'}, MaxPendingBytes/2+1024)), false)
+	payload := string(bytes.Repeat([]byte{'x'}, MaxPendingBytes/2+1024))
+	big.publish(0, 0, "e/big", payload, false)
+	require.Empty(t, big.ping())
+	waitFor(t, func() bool {
+		ac.mu.Lock()
+		defer ac.mu.Unlock()
+		return len(ac.buf) == 0
+	})
+	big.publish(0, 0, "e/big", payload, false)
 	require.Empty(t, big.ping())
 	require.Zero(t, b.waits.Load())
 
@@ -139,7 +147,9 @@ func TestQoS0ExpiresWhileWaiting(t *testing.T) {
 	waitFor(t, func() bool { return b.waits.Load() == 2 })
 
 	clk.advance(3 * time.Second)
-	ac.release()
+	// The subscriber reads from here on.
+	require.NoError(t, ac.Conn.(*net.TCPConn).SetWriteBuffer(1<<20))
+	require.Equal(t, "e/big", sub.recv().TopicName)
 	require.Equal(t, "e/big", sub.recv().TopicName)
 	p1.publish(0, 0, "e/marker", "m", false)
 	require.Empty(t, p1.ping())

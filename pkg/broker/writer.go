@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,33 +34,21 @@ const writeChunk = 256 << 10
 // bytes still pending (a refusing CONNACK, a DISCONNECT) before it is cut.
 const closeLinger = 2 * time.Second
 
+// lingerRead and lingerMax bound how long, and how many bytes, a closed
+// connection drains of what its client still sends (closeSocket).
+const (
+	lingerRead = time.Second
+	lingerMax  = 1 << 20
+)
+
 // ErrSlowConsumer is why a client that does not read its messages is
 // disconnected.
 var ErrSlowConsumer = errors.New("slow consumer: client does not read its messages")
 
-// asyncConn makes writes to a client never block the broker, and lets
-// publishers of QoS 0 messages wait, bounded, for a slow reader.
-//
-// mochi writes to a client while holding that client's lock, and takes
-// the same lock to pick a packet identifier for every QoS 1 and 2 message
-// sent to it. A subscriber that stops reading fills its socket buffers,
-// the write blocks, and from then on every publisher of a QoS 1 or 2
-// message on a topic it subscribes to blocks too, forever when the
-// subscriber's keep-alive is 0: one client can freeze everyone. Here,
-// Write only appends to a buffer, which a goroutine (started on demand,
-// gone when the buffer is empty) drains to the socket. A client whose
-// buffer grows past MaxPendingBytes is disconnected with a log line; its
-// unacknowledged QoS 1 and 2 messages stay in its session, so a
-// persistent session gets them again after it reconnects.
-//
-// Backpressure: the delivery engine calls waitRoom before it writes a QoS
-// 0 message. It returns at once while less than half of MaxPendingBytes
-// is pending; beyond that it waits for the socket to take data, so that a
-// subscriber that reads slowly slows its publishers down instead of
-// losing messages. A client that takes no data at all for the stall
-// timeout while its queue is full is disconnected with a log line (and
-// counted): it cannot hold its publishers up for longer than that. The
-// broker's own messages ($SYS, Broker.Publish) never wait: tryRoom.
+// asyncConn is our layer on every accepted socket: Write only queues, a
+// goroutine (started on demand, gone when the queue is empty) drains the
+// queue to the socket, and Close lingers; publishers of QoS 0 messages
+// wait, bounded, for a slow reader (waitRoom). Why: docs/design/sockets.md.
 type asyncConn struct {
 	net.Conn
 	max    int
@@ -69,13 +58,13 @@ type asyncConn struct {
 	closed func() // called once, when the socket is closed
 	slow   func() // called when the client is cut as a slow consumer (nil: none)
 	waited func() // called each time waitRoom has to wait (nil: none)
+	shut   atomic.Bool
 
 	mu       sync.Mutex
 	buf      []byte
 	spare    []byte
-	flushing bool // a flush goroutine is running
-	held     int  // > 0: bytes from buf[holdAt] on stay until release (see hold)
-	holdAt   int
+	flushing bool   // a flush goroutine is running
+	wrote    bool   // something was written: the close lingers
 	closing  bool   // Close was called or the connection failed
 	reserved int    // bytes waitRoom let through that are not written yet
 	tickets  uint64 // waitRoom calls so far: each one's place in line
@@ -97,14 +86,6 @@ func (c *asyncConn) wake() {
 		close(c.progress)
 		c.progress = nil
 	}
-}
-
-// startFlush starts the flush goroutine (c.mu held).
-func (c *asyncConn) startFlush() {
-	c.flushing = true
-	c.progressAt = time.Now()
-	c.wake() // a waitRoom that waited for a hold to end
-	go c.flush()
 }
 
 // cutSlow disconnects the client as a slow consumer (c.mu held).
@@ -156,18 +137,8 @@ func (c *asyncConn) waitRoom(n int) error {
 		}
 		left := c.stall - time.Since(c.progressAt)
 		if !c.flushing {
-			switch {
-			case c.held > 0:
-				// Held (hold): the flush starts at the release,
-				// which is not the client's doing; the clock starts then.
-				c.progressAt = time.Now()
-			case len(c.buf) > 0:
-				// Nothing drains the buffer (cannot happen while it is
-				// full, but never wait for nothing).
-				c.startFlush()
-			}
-			// Otherwise only other writers' reservations are in the way:
-			// unreserve wakes this one; the client is not cut for them.
+			// Only other writers' reservations are in the way: unreserve
+			// wakes this one; the client is not cut for them.
 			left = c.stall
 		}
 		if left <= 0 {
@@ -258,58 +229,25 @@ func (c *asyncConn) Write(p []byte) (int, error) {
 		c.buf = getBuf()[:0]
 	}
 	c.buf = append(c.buf, p...)
-	if !c.flushing && (c.held == 0 || c.holdAt > 0) {
-		c.startFlush()
+	c.wrote = true
+	if !c.flushing {
+		c.flushing = true
+		c.progressAt = time.Now()
+		go c.flush()
 	}
 	return len(p), nil
-}
-
-// hold keeps what is written from now on in the buffer until release;
-// what was written before still goes out, even while a flush is running.
-// Tests use it to stall a client deterministically (the broker held a
-// publisher's acknowledgement with it until the delivery engine made
-// routing come before the acknowledgement).
-func (c *asyncConn) hold() {
-	c.mu.Lock()
-	if c.held == 0 {
-		c.holdAt = len(c.buf)
-	}
-	c.held++
-	c.mu.Unlock()
-}
-
-// release ends a hold and sends what was kept.
-func (c *asyncConn) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.held > 0 {
-		c.held--
-	}
-	if c.held == 0 && !c.flushing && len(c.buf) > 0 && !c.closing && c.err == nil {
-		c.startFlush()
-	}
 }
 
 // flush writes the buffer to the socket until it is empty.
 func (c *asyncConn) flush() {
 	for {
 		c.mu.Lock()
-		n := len(c.buf)
-		if c.held > 0 {
-			n = c.holdAt
-		}
-		if n == 0 || c.err != nil {
+		if len(c.buf) == 0 || c.err != nil {
 			c.flushing = false
-			// Nothing left to write: the buffers go back to the pool
-			// (an idle connection holds none).
-			if len(c.buf) == 0 {
-				putBuf(c.buf)
-				c.buf = nil
-			}
+			// The buffers go back to the pool: an idle connection holds none.
+			putBuf(c.buf)
 			putBuf(c.spare)
-			c.spare = nil
-			// Closing with held bytes: they are not sent (the publisher
-			// sends its message again).
+			c.buf, c.spare = nil, nil
 			closing := c.closing
 			c.mu.Unlock()
 			if closing {
@@ -317,12 +255,8 @@ func (c *asyncConn) flush() {
 			}
 			return
 		}
-		out := c.buf[:n] // c.buf gets another array: out is the flush's alone
-		c.buf = append(c.spare[:0], c.buf[n:]...)
-		c.spare = nil
-		if c.held > 0 {
-			c.holdAt = 0
-		}
+		out := c.buf // c.buf gets another array: out is the flush's alone
+		c.buf, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
 
 		var err error
@@ -354,6 +288,19 @@ func (c *asyncConn) flush() {
 	}
 }
 
+// Read reads from the socket until Close: the broker never acts on what
+// a client sent after it was disconnected.
+func (c *asyncConn) Read(p []byte) (int, error) {
+	if c.shut.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(p)
+	if c.shut.Load() {
+		return 0, net.ErrClosed // read by the drain's side of a race: dropped
+	}
+	return n, err
+}
+
 // Close closes the connection once the pending bytes are sent, within
 // closeLinger; reads fail at once.
 func (c *asyncConn) Close() error {
@@ -363,6 +310,7 @@ func (c *asyncConn) Close() error {
 		return nil
 	}
 	c.closing = true
+	c.shut.Store(true)
 	c.wake()
 	if c.flushing {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeLinger))
@@ -375,32 +323,56 @@ func (c *asyncConn) Close() error {
 	return nil
 }
 
+// closeSocket closes the socket, once, and frees its max_connections slot
+// at once. A socket the broker wrote to closes gracefully
+// (docs/design/sockets.md, Closing): its sending side is shut down and
+// what the client still sends is drained, for lingerRead or lingerMax
+// bytes at most; the others close at once.
 func (c *asyncConn) closeSocket() {
 	c.once.Do(func() {
-		_ = c.Conn.Close()
-		if c.closed != nil {
-			c.closed()
+		c.shut.Store(true)
+		sock := c.Conn
+		if lc, ok := sock.(*limitConn); ok {
+			lc.once.Do(lc.release) // a client that reconnects at once finds its slot
+			sock = lc.Conn
 		}
+		half, ok := sock.(interface{ CloseWrite() error })
+		if !c.wrote || !ok || half.CloseWrite() != nil {
+			c.close()
+			return
+		}
+		go func() {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerRead))
+			buf := getBuf()
+			defer bufPool.Put(buf)
+			for n := 0; n < lingerMax; {
+				k, err := c.Conn.Read(buf[:])
+				n += k
+				if err != nil {
+					break
+				}
+			}
+			c.close()
+		}()
 	})
 }
 
-// SetDeadline sets the read and write deadlines, unless the connection is
-// closing: then only the linger deadline applies.
-func (c *asyncConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return nil
+func (c *asyncConn) close() {
+	_ = c.Conn.Close()
+	if c.closed != nil {
+		c.closed()
 	}
-	return c.Conn.SetDeadline(t)
 }
 
-// SetWriteDeadline sets the deadline of socket writes, unless closing.
-// A deadline already past while bytes are still queued becomes
-// closeLinger from now: crypto/tls sets one right after its close_notify
-// alert ("later writes fail"), and on the socket it cut the bytes queued
-// before the alert, so a refused TLS client saw the connection end
-// without its CONNACK.
+// SetDeadline sets the read and write deadlines.
+func (c *asyncConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetWriteDeadline(t), c.SetReadDeadline(t))
+}
+
+// SetWriteDeadline sets the deadline of socket writes, unless closing
+// (then only closeLinger applies). A deadline already past while bytes
+// are queued becomes closeLinger from now: crypto/tls sets one right after
+// its close_notify alert, which cut the refusing CONNACK queued before it.
 func (c *asyncConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
