@@ -90,8 +90,6 @@ func rawConnOf(c net.Conn, before bool) syscall.RawConn {
 	}
 	for {
 		switch x := c.(type) {
-		case *guardConn:
-			c = x.Conn
 		case *asyncConn:
 			c = x.Conn
 		case *limitConn:

@@ -166,7 +166,7 @@ func drain(ch chan bool) {
 // buffer-less wait through it.
 func TestRawConnOfBufferingLayers(t *testing.T) {
 	server, _ := tcpPair(t)
-	require.Equal(t, canPeek, rawConnOf(&guardConn{Conn: newAsyncConn(server, 1, nil, nil)}, false) != nil)
+	require.Equal(t, canPeek, rawConnOf(newAsyncConn(server, 1, nil, nil), false) != nil)
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()

@@ -94,37 +94,6 @@ func TestOversizedConnectRefused(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestGuardConnInspect(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		chunks [][]byte
-		fail   bool
-	}{
-		{"small connect", [][]byte{{0x10, 0x50}}, false},
-		{"at the limit", [][]byte{append([]byte{0x10}, rawmqtt.EncodeLength(100)...)}, false},
-		{"over the limit", [][]byte{append([]byte{0x10}, rawmqtt.EncodeLength(101)...)}, true},
-		{"split header", [][]byte{{0x10}, {0xff}, {0x01}}, true},
-		{"not connect", [][]byte{{0x30, 0xff, 0xff, 0xff, 0x7f}}, false},
-		{"malformed length", [][]byte{{0x10, 0xff, 0xff, 0xff, 0xff, 0x01}}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &guardConn{max: 100}
-			var err error
-			for _, ch := range tc.chunks {
-				if err = c.inspect(ch); err != nil {
-					break
-				}
-			}
-			if tc.fail {
-				require.Error(t, err)
-			} else {
-				require.NoError(t, err)
-			}
-			require.True(t, c.done)
-		})
-	}
-}
-
 // The CONNECT size guard holds on every kind of listener: over TLS and
 // WebSockets the CONNECT is only readable above the encryption and the
 // upgrade, so the guard must sit there too.

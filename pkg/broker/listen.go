@@ -33,9 +33,8 @@ type bound struct {
 
 // bindListener opens the socket of l and stacks, bottom up: max_connections
 // (limitListener), TLS under WebSockets, the HTTP upgrade (wsListener), the
-// CONNECT deadline, size guard and non-blocking writes (guardListener),
-// TLS for plain MQTT with the size guard above it (connectSizeListener),
-// and the listener mochi serves (connListener).
+// CONNECT deadline and non-blocking writes (guardListener), TLS for plain
+// MQTT, and the listener mochi serves (connListener).
 func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger) (*bound, error) {
 	kind, network := "mqtt", "tcp"
 	switch l.Protocol {
@@ -93,13 +92,10 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 		}
 		below = newWSListener(below, timeout, log)
 	}
-	g := &guardListener{Listener: below, timeout: timeout, maxConnect: MaxConnectSize, log: log}
-	g.idle = sync.NewCond(&g.mu)
+	g := &guardListener{Listener: below, timeout: timeout, log: log}
 	var top net.Listener = g
 	if tlsCfg != nil && kind == "mqtts" {
-		// The stream is encrypted below TLS: the size guard moves above it.
-		g.maxConnect = 0
-		top = &connectSizeListener{Listener: tls.NewListener(g, tlsCfg), max: MaxConnectSize}
+		top = tls.NewListener(g, tlsCfg)
 	}
 	b.conn = newConnListener(id, top, g)
 	b.guard = g
@@ -297,8 +293,6 @@ func tlsState(c net.Conn) (tls.ConnectionState, bool) {
 			st := x.ConnectionState()
 			return st, st.HandshakeComplete
 		case *asyncConn:
-			c = x.Conn
-		case *guardConn:
 			c = x.Conn
 		case *wireConn:
 			c = x.Conn

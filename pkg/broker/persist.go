@@ -139,8 +139,6 @@ func asyncConnOf(c net.Conn) *asyncConn {
 			return x
 		case *tls.Conn:
 			c = x.NetConn()
-		case *guardConn:
-			c = x.Conn
 		case *wireConn:
 			c = x.Conn
 		default:

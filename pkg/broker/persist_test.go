@@ -16,6 +16,6 @@ func TestAsyncConnOf(t *testing.T) {
 	ac := newAsyncConn(server, MaxPendingBytes, slog.New(slog.DiscardHandler), nil)
 	defer ac.Close()
 	require.Same(t, ac, asyncConnOf(ac))
-	require.Same(t, ac, asyncConnOf(&guardConn{Conn: ac}))
+	require.Same(t, ac, asyncConnOf(&wireConn{Conn: ac}))
 	require.Nil(t, asyncConnOf(client))
 }

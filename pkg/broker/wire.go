@@ -97,6 +97,17 @@ func (c *wireConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write writes p, one whole packet from mochi, as mosquitto writes that
+// packet: a CONNACK with its properties in mosquitto's order
+// (connackOrder), a DISCONNECT or PUBACK 0x10 without what mosquitto
+// leaves out (compactWrite).
+func (c *wireConn) Write(p []byte) (int, error) {
+	if _, err := c.Conn.Write(compactWrite(connackOrder(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 // next reads and checks the next packet.
 func (c *wireConn) next() error {
 	// The last packet's body is handed out: its buffer goes back before
@@ -137,6 +148,9 @@ func (c *wireConn) next() error {
 		// 100 MB after each such header) is never read.
 		c.pass = remaining
 		return nil
+	}
+	if c.version == 0 && remaining > MaxConnectSize {
+		return fmt.Errorf("CONNECT of %d bytes exceeds the limit of %d bytes", remaining, MaxConnectSize)
 	}
 	if c.g.maxPacket > 0 && remaining+1 > c.g.maxPacket {
 		c.pass = remaining // mochi refuses it from the fixed header
