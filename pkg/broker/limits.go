@@ -19,25 +19,20 @@ import (
 // (2) and up to 64 KiB of MQTT 5 properties.
 const maxPublishOverhead = 5 + 2 + 65535 + 2 + 64<<10
 
-// maxPacketSize is the Maximum Packet Size that goes with a
-// message_size_limit (0: none): the largest PUBLISH whose payload fits the
-// limit. mochi refuses a longer packet from its fixed header, before it
-// allocates and reads the body (up to 256 MiB a client could announce),
-// and disconnects the client (MQTT 5: DISCONNECT 0x95); a PUBLISH that
-// fits but whose payload is over the limit is read and dropped as
-// mosquitto does, the connection stays. As mosquitto, the CONNACK does
-// not advertise it: only max_packet_size is advertised.
-func maxPacketSize(sizeLimit int) uint32 {
-	if sizeLimit <= 0 {
-		return 0
-	}
-	return uint32(min(sizeLimit+maxPublishOverhead, 268435455+5))
-}
-
-// effectiveMaxPacket is the Maximum Packet Size for max_packet_size (0:
-// none) and message_size_limit together: the smaller limit.
+// effectiveMaxPacket is the Maximum Packet Size for max_packet_size and
+// message_size_limit (0: none) together: the smaller limit. The one of a
+// message_size_limit is the largest PUBLISH whose payload fits it. mochi
+// refuses a longer packet from its fixed header, before it allocates and
+// reads the body (up to 256 MiB a client could announce), and disconnects
+// the client (MQTT 5: DISCONNECT 0x95); a PUBLISH that fits but whose
+// payload is over the limit is read and dropped as mosquitto does, the
+// connection stays. As mosquitto, the CONNACK advertises only
+// max_packet_size.
 func effectiveMaxPacket(maxPacket, sizeLimit int) uint32 {
-	limit := maxPacketSize(sizeLimit)
+	var limit uint32
+	if sizeLimit > 0 {
+		limit = uint32(min(sizeLimit+maxPublishOverhead, 268435455+5))
+	}
 	if maxPacket > 0 && (limit == 0 || uint32(maxPacket) < limit) {
 		limit = uint32(maxPacket)
 	}
@@ -208,38 +203,12 @@ func (b boundedLog) WithAttrs(as []slog.Attr) slog.Handler {
 func (b boundedLog) WithGroup(name string) slog.Handler { return boundedLog{h: b.h.WithGroup(name)} }
 
 func (b boundedLog) Handle(ctx context.Context, r slog.Record) error {
-	long := false
-	r.Attrs(func(a slog.Attr) bool {
-		long = tooLong(a)
-		return !long
-	})
-	if !long && len(r.Message) <= maxLogValue {
-		return b.h.Handle(ctx, r)
-	}
 	out := slog.NewRecord(r.Time, r.Level, boundString(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(boundAttr(a))
 		return true
 	})
 	return b.h.Handle(ctx, out)
-}
-
-// tooLong reports whether boundAttr would change a.
-func tooLong(a slog.Attr) bool {
-	switch a.Value.Kind() {
-	case slog.KindString:
-		return len(a.Value.String()) > maxLogValue
-	case slog.KindAny:
-		err, ok := a.Value.Any().(error)
-		return ok && len(err.Error()) > maxLogValue
-	case slog.KindGroup:
-		for _, g := range a.Value.Group() {
-			if tooLong(g) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // boundAttr returns a with a long string or error value shortened.

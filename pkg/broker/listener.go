@@ -5,6 +5,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -18,30 +19,17 @@ import (
 // DISCONNECT before the connection is cut.
 const shutdownGrace = time.Second
 
-// connListener serves MQTT over any net.Listener (plain TCP or TLS), in
-// place of mochi's listeners.TCP and listeners.Net, fixing two shutdown
-// defects of theirs:
-//
-//   - mochi counts clients in a WaitGroup whose Add runs inside each
-//     connection's goroutine, concurrently with the Wait in Server.Close
-//     (the race detector reports it, and Close may return while a client
-//     is still being attached, after the storage hooks are stopped). This
-//     listener counts its connection goroutines itself and waits for them
-//     in Close, which mochi calls before its own Wait.
-//   - mochi says goodbye to each client with a blocking write and no
-//     deadline, under the client's write lock, so one client that stopped
-//     reading hangs Close forever. This listener puts a write deadline on
-//     every connection before mochi writes the DISCONNECTs and closes any
-//     connection still open afterwards (including ones still in CONNECT).
+// connListener serves MQTT over any net.Listener, in place of mochi's
+// listeners.TCP and listeners.Net, whose shutdown and Accept errors it
+// handles (docs/design/sockets.md, Shutdown).
 type connListener struct {
 	id    string
 	ln    net.Listener
 	guard *guardListener // nil: sockets are not counted
 	log   *slog.Logger
 
-	// disconnect, when set, replaces mochi's closeClients: that one
-	// read-locks mochi's client table twice (Clients.GetByListener calls
-	// Len) and deadlocks when a client is added or removed in between.
+	// disconnect, when set, replaces mochi's closeClients, which can
+	// deadlock.
 	disconnect func(id string)
 
 	// wire, when set, checks every packet before mochi decodes it
@@ -83,12 +71,8 @@ func (l *connListener) Init(log *slog.Logger) error {
 }
 
 // Serve accepts connections until Close, handing each to establish in its
-// own goroutine once the client has sent something (serveConn).
-//
-// mochi's listeners stop accepting for good on the first Accept error; out
-// of file descriptors (EMFILE) under a connection flood, that would leave
-// the broker deaf after the flood is over. Like net/http, this one backs
-// off and tries again until the listener is closed.
+// own goroutine once the client has sent something (serveConn); after an
+// Accept error it backs off and tries again.
 func (l *connListener) Serve(establish listeners.EstablishFn) {
 	l.mu.Lock()
 	if l.closed {
@@ -157,13 +141,10 @@ func (l *connListener) untrack(e *connEntry) {
 	e.prev, e.next = nil, nil
 }
 
-// serveConn runs mochi's side of one connection. A panic on it ends that
-// connection only (recoverConn), never the process.
-//
-// Until the client sends its first bytes the goroutine waits for them
-// holding no buffer, and mochi knows nothing of the connection: mochi
-// gives each connection its Client (outbound channel, read buffer, a
-// second goroutine) as soon as it has it.
+// serveConn runs mochi's side of one connection once the client has sent
+// its first bytes, waiting for them without a buffer
+// (docs/design/connections.md). A panic on it ends that connection only
+// (recoverConn), never the process.
 func (l *connListener) serveConn(establish listeners.EstablishFn, e *connEntry) {
 	defer l.wg.Done()
 	c := e.c
@@ -194,6 +175,41 @@ func (l *connListener) serveConn(establish listeners.EstablishFn, e *connEntry) 
 	if err := establish(l.id, mc); err != nil {
 		logConnError(l.log, c.RemoteAddr().String(), err)
 	}
+}
+
+// readable is the callback of waitReadable for syscall.RawConn.Read: it
+// reports whether the socket has a byte to read, end of file or an error,
+// without taking anything from it (peek). When it reports false the
+// runtime parks the goroutine in its poller until the socket is readable
+// and calls it again; parked is then called first, once.
+type readable struct {
+	parked func() // nil: nothing to do before parking
+	did    bool
+	b      [1]byte
+	fn     func(uintptr) bool // check, made once
+	gone   error              // io.EOF or the socket's error when that is what was readable
+}
+
+func newReadable(parked func()) *readable {
+	r := &readable{parked: parked}
+	r.fn = r.check
+	return r
+}
+
+func (r *readable) check(fd uintptr) bool {
+	n, again, err := peek(fd, r.b[:])
+	if again {
+		if !r.did && r.parked != nil {
+			r.parked()
+		}
+		r.did = true
+		return false
+	}
+	r.gone = err
+	if n == 0 && err == nil {
+		r.gone = io.EOF
+	}
+	return true
 }
 
 func (l *connListener) isClosed() bool {
@@ -234,6 +250,6 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 	l.wg.Wait()
 	if l.guard != nil {
-		l.guard.wait() // pending bytes sent or given up (closeLinger)
+		l.guard.socks.Wait() // pending bytes sent or given up (closeLinger)
 	}
 }

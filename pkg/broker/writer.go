@@ -101,17 +101,14 @@ func (c *asyncConn) cutSlow(why string) {
 	c.closeSocket() // a flush blocked in Write fails at once
 }
 
-// waitRoom returns once there is room for a write of about n bytes: at
-// once in the common case. Room means that the pending bytes, plus those
-// that other writers were let through for and have not written yet, plus
-// n, stay within c.soft, or that nothing at all is pending; what it lets
-// through it reserves until the caller's unreserve(n). So that any number
-// of writers woken together cannot take the queue past c.max (2*c.soft)
-// and have the client cut although it reads. While the socket takes no
-// data for c.stall with bytes queued, the client is cut as a slow
-// consumer. Writers are let through in the order they came, so that a
-// large message is not starved by a stream of small ones. The error is
-// the connection's: it is failed or closing (then nothing is reserved).
+// waitRoom returns once there is room for a write of about n bytes (fits),
+// at once in the common case, and reserves it until the caller's
+// unreserve(n): writers woken together cannot take the queue past c.max
+// and have the client cut although it reads. Writers are let through in
+// the order they came, so that a large message is not starved by small
+// ones. While the socket takes no data for c.stall with bytes queued, the
+// client is cut as a slow consumer. The error is the connection's: it is
+// failed or closing (then nothing is reserved).
 func (c *asyncConn) waitRoom(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,11 +164,8 @@ func (c *asyncConn) waitRoom(n int) error {
 }
 
 // tryRoom is waitRoom for writers that must never wait (the broker's own
-// messages: $SYS, Broker.Publish): it reserves room for about n bytes and
-// reports true when waitRoom would let it through at once by size (fits);
-// otherwise it reports false at once. It takes no place in waitRoom's
-// line. The error is the connection's: it is failed or closing (then
-// nothing is reserved).
+// messages: $SYS, Broker.Publish): it reports, at once, whether there is
+// room (fits), and reserves it if so; it takes no place in waitRoom's line.
 func (c *asyncConn) tryRoom(n int) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -260,21 +254,15 @@ func (c *asyncConn) flush() {
 		c.mu.Unlock()
 
 		var err error
-		for off := 0; off < len(out) && err == nil; {
-			end := min(off+writeChunk, len(out))
-			_, err = c.Conn.Write(out[off:end])
-			off = end
-			if end < len(out) {
-				c.mu.Lock()
-				c.progressAt = time.Now()
-				c.wake()
-				c.mu.Unlock()
-			}
+		for off := 0; off < len(out) && err == nil; off += writeChunk {
+			_, err = c.Conn.Write(out[off:min(off+writeChunk, len(out))])
+			c.mu.Lock()
+			c.progressAt = time.Now()
+			c.wake()
+			c.mu.Unlock()
 		}
 
 		c.mu.Lock()
-		c.progressAt = time.Now()
-		c.wake()
 		if cap(out) <= 64<<10 { // keep small buffers, let big ones go
 			putBuf(c.spare)
 			c.spare = out[:0]
