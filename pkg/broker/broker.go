@@ -271,9 +271,9 @@ func New(cfg Config) (b *Broker, err error) {
 		if err != nil {
 			return nil, err
 		}
-		bd.guard.stall = cfg.SlowConsumerTimeout
-		bd.guard.slow = func() { br.slowCut.Add(1) }
-		bd.guard.waited = func() { br.waits.Add(1) }
+		bd.conn.stall = cfg.SlowConsumerTimeout
+		bd.conn.slow = func() { br.slowCut.Add(1) }
+		bd.conn.waited = func() { br.waits.Add(1) }
 		b.bound = append(b.bound, bd)
 		identity[id] = l.UseIdentityAsUsername
 		subject[id] = l.UseSubjectAsUsername

@@ -25,7 +25,6 @@ import (
 // bound is one open listener: mochi's side and ours.
 type bound struct {
 	conn  *connListener
-	guard *guardListener
 	info  BoundListener
 	limit *limitListener // nil without max_connections
 	certs *tlsfiles.Cert // nil without TLS
@@ -33,8 +32,8 @@ type bound struct {
 
 // bindListener opens the socket of l and stacks, bottom up: max_connections
 // (limitListener), TLS under WebSockets, the HTTP upgrade (wsListener), the
-// CONNECT deadline and non-blocking writes (guardListener), TLS for plain
-// MQTT, and the listener mochi serves (connListener).
+// CONNECT deadline, non-blocking writes and TLS for plain MQTT
+// (connListener.wrap), and the listener mochi serves (connListener).
 func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger) (*bound, error) {
 	kind, network := "mqtt", "tcp"
 	switch l.Protocol {
@@ -92,13 +91,11 @@ func bindListener(id string, l Listener, timeout time.Duration, log *slog.Logger
 		}
 		below = newWSListener(below, timeout, log)
 	}
-	g := &guardListener{Listener: below, timeout: timeout, log: log}
-	var top net.Listener = g
-	if tlsCfg != nil && kind == "mqtts" {
-		top = tls.NewListener(g, tlsCfg)
+	b.conn = newConnListener(id, below)
+	b.conn.timeout = timeout
+	if kind == "mqtts" {
+		b.conn.tls = tlsCfg
 	}
-	b.conn = newConnListener(id, top, g)
-	b.guard = g
 	return b, nil
 }
 

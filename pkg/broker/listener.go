@@ -3,6 +3,8 @@
 package broker
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,19 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
+// DefaultConnectTimeout is how long a new connection may take, from the
+// TCP accept, to send a complete CONNECT packet (TLS handshake included)
+// when Config.ConnectTimeout is zero.
+const DefaultConnectTimeout = 10 * time.Second
+
+// MaxConnectSize is the largest CONNECT packet a listener (TCP, TLS,
+// WebSocket, unix socket) accepts, in bytes after the fixed header
+// (wireConn refuses a longer one from its fixed header). A legitimate
+// CONNECT holds at most a few 64 KiB strings; without this bound one
+// unauthenticated client could make the broker hold the 256 MiB the
+// remaining length field can announce, per connection.
+const MaxConnectSize = 1 << 20
+
 // shutdownGrace bounds how long Close waits for a client to take its
 // DISCONNECT before the connection is cut.
 const shutdownGrace = time.Second
@@ -23,10 +38,19 @@ const shutdownGrace = time.Second
 // listeners.TCP and listeners.Net, whose shutdown and Accept errors it
 // handles (docs/design/sockets.md, Shutdown).
 type connListener struct {
-	id    string
-	ln    net.Listener
-	guard *guardListener // nil: sockets are not counted
-	log   *slog.Logger
+	id  string
+	ln  net.Listener
+	log *slog.Logger
+
+	// Every accepted connection becomes an asyncConn (writer.go) with a
+	// deadline for its CONNECT (docs/design/sockets.md), under TLS when
+	// tls is set.
+	timeout time.Duration // 0: no deadline
+	tls     *tls.Config
+	stall   time.Duration  // asyncConn stall timeout; 0: DefaultSlowConsumerTimeout
+	slow    func()         // called when a client is cut as a slow consumer
+	waited  func()         // called when a publisher waits for a client's queue
+	socks   sync.WaitGroup // sockets not closed yet
 
 	// disconnect, when set, replaces mochi's closeClients, which can
 	// deadlock.
@@ -49,8 +73,8 @@ type connListener struct {
 	served chan struct{} // closed when Serve returns; nil before Serve
 }
 
-func newConnListener(id string, ln net.Listener, guard *guardListener) *connListener {
-	return &connListener{id: id, ln: ln, guard: guard, log: slog.New(slog.DiscardHandler)}
+func newConnListener(id string, ln net.Listener) *connListener {
+	return &connListener{id: id, ln: ln, log: slog.New(slog.DiscardHandler), stats: new(wireStats)}
 }
 
 // ID returns the listener's id.
@@ -95,6 +119,7 @@ func (l *connListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		c = l.wrap(c)
 		e := l.track(c)
 		if e == nil {
 			_ = c.Close()
@@ -107,6 +132,21 @@ func (l *connListener) Serve(establish listeners.EstablishFn) {
 		}
 		go l.serveConn(establish, e)
 	}
+}
+
+// wrap makes c an asyncConn with its CONNECT deadline, under TLS when
+// l.tls is set.
+func (l *connListener) wrap(c net.Conn) net.Conn {
+	if l.timeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	l.socks.Add(1)
+	ac := newAsyncConn(c, MaxPendingBytes, l.log, l.socks.Done)
+	ac.stall, ac.slow, ac.waited = cmp.Or(l.stall, DefaultSlowConsumerTimeout), l.slow, l.waited
+	if l.tls != nil {
+		return tls.Server(ac, l.tls)
+	}
+	return ac
 }
 
 // track adds c to the open connections and counts its goroutine; nil
@@ -151,11 +191,7 @@ func (l *connListener) serveConn(establish listeners.EstablishFn, e *connEntry) 
 	mc := c // the connection mochi holds
 	defer func() {
 		if r := recover(); r != nil {
-			stats := l.stats
-			if stats == nil {
-				stats = new(wireStats)
-			}
-			recoverConn(l.srv, l.log, stats, mc, r)
+			recoverConn(l.srv, l.log, l.stats, mc, r)
 		}
 		_ = c.Close()
 		e.closed()
@@ -249,7 +285,5 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
-	if l.guard != nil {
-		l.guard.socks.Wait() // pending bytes sent or given up (closeLinger)
-	}
+	l.socks.Wait() // pending bytes sent or given up (closeLinger)
 }

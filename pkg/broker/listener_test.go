@@ -116,7 +116,7 @@ func TestListenerSurvivesAcceptErrors(t *testing.T) {
 	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
-	cl := newConnListener("flaky", fl, nil)
+	cl := newConnListener("flaky", fl)
 	cl.disconnect = b.disconnectListener // mochi's own can deadlock in Close
 	require.NoError(t, b.srv.AddListener(cl))
 	require.NoError(t, b.Start())

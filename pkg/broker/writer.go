@@ -112,15 +112,9 @@ func (c *asyncConn) cutSlow(why string) {
 func (c *asyncConn) waitRoom(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	ticket := c.tickets
 	c.tickets++
-	for {
+	for waits := 0; ; waits++ {
 		if err := c.broken(); err != nil {
 			return err
 		}
@@ -142,22 +136,17 @@ func (c *asyncConn) waitRoom(n int) error {
 			c.cutSlow(fmt.Sprintf("took no data for %s", c.stall))
 			continue
 		}
+		if waits == 0 && c.waited != nil {
+			c.waited()
+		}
 		if c.progress == nil {
 			c.progress = make(chan struct{})
 		}
 		ch := c.progress
-		if timer == nil && c.waited != nil {
-			c.waited()
-		}
-		if timer == nil {
-			timer = time.NewTimer(left)
-		} else {
-			timer.Reset(left)
-		}
 		c.mu.Unlock()
 		select {
 		case <-ch:
-		case <-timer.C:
+		case <-time.After(left):
 		}
 		c.mu.Lock()
 	}
