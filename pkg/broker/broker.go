@@ -300,7 +300,8 @@ func New(cfg Config) (b *Broker, err error) {
 	b.security.cur.Store(sec)
 	b.security.subject, b.security.idUser = subject, idUser
 	b.security.maxKeepalive = clampU16(cfg.MaxKeepalive)
-	b.limits = newLimitsHook(log, cfg.MessageSizeLimit, caps.MaximumPacketSize, uint32(max(cfg.MaxPacketSize, 0)), cfg.DisableRetain)
+	b.limits = &limitsHook{log: log, sizeLimit: cfg.MessageSizeLimit, maxPacket: caps.MaximumPacketSize,
+		advertise: uint32(max(cfg.MaxPacketSize, 0)), noRetain: cfg.DisableRetain}
 	if cfg.SysInterval >= 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}

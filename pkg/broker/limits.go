@@ -46,16 +46,10 @@ type limitsHook struct {
 	log       *slog.Logger
 	sizeLimit int
 	maxPacket uint32 // Maximum Packet Size enforced (effectiveMaxPacket)
-	advertise uint32 // Maximum Packet Size advertised (max_packet_size)
+	advertise uint32 // Maximum Packet Size advertised to MQTT 5 clients (max_packet_size; 0: none)
 	noRetain  bool   // retain_available false
 
 	oversize atomic.Int64 // messages dropped for message_size_limit
-}
-
-// newLimitsHook enforces maxPacket (effectiveMaxPacket) and advertises
-// advertise (max_packet_size; 0: none) to MQTT 5 clients.
-func newLimitsHook(log *slog.Logger, sizeLimit int, maxPacket, advertise uint32, noRetain bool) *limitsHook {
-	return &limitsHook{log: log, sizeLimit: sizeLimit, maxPacket: maxPacket, advertise: advertise, noRetain: noRetain}
 }
 
 // ID implements mqtt.Hook.

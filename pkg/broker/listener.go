@@ -52,18 +52,17 @@ type connListener struct {
 	waited  func()         // called when a publisher waits for a client's queue
 	socks   sync.WaitGroup // sockets not closed yet
 
-	// disconnect, when set, replaces mochi's closeClients, which can
-	// deadlock.
+	// disconnect replaces mochi's closeClients, which can deadlock.
 	disconnect func(id string)
 
-	// wire, when set, checks every packet before mochi decodes it
-	// (wire.go); srv and stats serve recoverConn.
+	// wire checks every packet before mochi decodes it (wire.go); srv and
+	// stats serve recoverConn.
 	wire  *wireGuard
 	srv   *mqtt.Server
 	stats *wireStats
 
-	// set, when set, counts the connections and bounds those waiting
-	// for their CONNECT (connmem.go); listeners share the broker's.
+	// set counts the connections and bounds those waiting for their
+	// CONNECT (connmem.go); listeners share the broker's.
 	set *connSet
 
 	wg     sync.WaitGroup // one per connection goroutine
@@ -74,7 +73,7 @@ type connListener struct {
 }
 
 func newConnListener(id string, ln net.Listener) *connListener {
-	return &connListener{id: id, ln: ln, log: slog.New(slog.DiscardHandler), stats: new(wireStats)}
+	return &connListener{id: id, ln: ln, log: slog.New(slog.DiscardHandler)}
 }
 
 // ID returns the listener's id.
@@ -125,10 +124,8 @@ func (l *connListener) Serve(establish listeners.EstablishFn) {
 			_ = c.Close()
 			return
 		}
-		if l.set != nil {
-			if old := l.set.add(e); old != nil {
-				_ = old.Close() // its goroutine ends it
-			}
+		if old := l.set.add(e); old != nil {
+			_ = old.Close() // its goroutine ends it
 		}
 		go l.serveConn(establish, e)
 	}
@@ -205,9 +202,7 @@ func (l *connListener) serveConn(establish listeners.EstablishFn, e *connEntry) 
 			return
 		}
 	}
-	if l.wire != nil {
-		mc = l.wire.wrap(c, e)
-	}
+	mc = l.wire.wrap(c, e)
 	if err := establish(l.id, mc); err != nil {
 		logConnError(l.log, c.RemoteAddr().String(), err)
 	}
@@ -254,10 +249,10 @@ func (l *connListener) isClosed() bool {
 	return l.closed
 }
 
-// Close stops accepting, disconnects the listener's clients (mochi sends
-// each a DISCONNECT through closeClients), cuts what is left and waits for
-// every connection goroutine to return.
-func (l *connListener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting, disconnects the listener's clients (disconnect
+// sends each a DISCONNECT), cuts what is left and waits for every
+// connection goroutine to return.
+func (l *connListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -274,11 +269,7 @@ func (l *connListener) Close(closeClients listeners.CloseFn) {
 	if served != nil {
 		<-served // no more connections after this
 	}
-	if l.disconnect != nil {
-		l.disconnect(l.id)
-	} else {
-		closeClients(l.id)
-	}
+	l.disconnect(l.id)
 	l.mu.Lock()
 	for e := l.conns; e != nil; e = e.next {
 		_ = e.c.Close()

@@ -5,6 +5,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -117,7 +118,8 @@ func TestListenerSurvivesAcceptErrors(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	cl := newConnListener("flaky", fl)
-	cl.disconnect = b.disconnectListener // mochi's own can deadlock in Close
+	cl.disconnect, cl.set, cl.srv, cl.stats = b.disconnectListener, b.conns, b.srv, &b.wire
+	cl.wire = &wireGuard{log: slog.New(slog.DiscardHandler), stats: &b.wire}
 	require.NoError(t, b.srv.AddListener(cl))
 	require.NoError(t, b.Start())
 
