@@ -338,7 +338,7 @@ func TestWillTopicLevelLimit(t *testing.T) {
 // PUBLISHes than the broker's Receive Maximum, and keeps sending, reads
 // the DISCONNECT 0x93 the broker sends before it closes the connection:
 // the broker shuts its side down and drains what the client still sends
-// before closing (lingerConn), so that no TCP reset destroys the
+// before closing (asyncConn), so that no TCP reset destroys the
 // DISCONNECT in the client's receive buffer (the client saw a broken
 // pipe).
 func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
