@@ -11,16 +11,19 @@ import (
 )
 
 // serveOn adds to srv, before its Serve, a listener built like the
-// broker's own (bindListener: CONNECT deadline, size guard, non-blocking
-// writes) on l, and returns its address. Tests of a bare mochi server use
+// broker's own (bindListener: CONNECT deadline, non-blocking writes,
+// packet checks) on l, and returns its address. Tests of a bare mochi server use
 // it rather than mochi's listeners.NewTCP, whose Close read-locks mochi's
 // client table twice and hangs for good when a client is added or removed
 // in between (seen: TestSecurityAuthentication stuck in Close).
 func serveOn(t testing.TB, srv *mqtt.Server, id string, l Listener) string {
 	t.Helper()
-	bd, err := bindListener(id, l, 0, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	bd, err := bindListener(id, l, 0, log)
 	require.NoError(t, err)
 	bd.conn.disconnect = func(id string) { disconnectClients(srv, id) }
+	bd.conn.set, bd.conn.srv, bd.conn.stats = newConnSet(0, log), srv, new(wireStats)
+	bd.conn.wire = &wireGuard{log: log, stats: bd.conn.stats}
 	require.NoError(t, srv.AddListener(bd.conn))
 	return bd.info.Addr
 }
