@@ -158,14 +158,11 @@ func (c *asyncConn) waitRoom(n int) error {
 func (c *asyncConn) tryRoom(n int) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.broken(); err != nil {
+	if err := c.broken(); err != nil || !c.fits(n) {
 		return false, err
 	}
-	if c.fits(n) {
-		c.reserved += n
-		return true, nil
-	}
-	return false, nil
+	c.reserved += n
+	return true, nil
 }
 
 // fits is the size rule of waitRoom and tryRoom: the pending bytes, plus
