@@ -85,11 +85,9 @@ func (l *connListener) Address() string { return l.ln.Addr().String() }
 // Protocol returns the network name.
 func (l *connListener) Protocol() string { return "tcp" }
 
-// Init keeps mochi's logger; the socket is already bound.
+// Init keeps mochi's logger (never nil); the socket is already bound.
 func (l *connListener) Init(log *slog.Logger) error {
-	if log != nil {
-		l.log = log
-	}
+	l.log = log
 	return nil
 }
 
