@@ -184,13 +184,6 @@ func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			"remote", cl.Net.Remote, "bytes", len(cl.Properties.Will.Payload), "limit", h.sizeLimit)
 		return refuseConnect(h.server, cl, packets.Err3NotAuthorized, packets.ErrPacketTooLarge)
 	}
-	if pk.Connect.ClientIdentifier == "" && cl.Properties.ProtocolVersion == 3 {
-		// MQTT 3.1 requires an identifier of 1 to 23 characters (mochi
-		// makes one up). securityHook assigns mosquitto's auto- ids to
-		// the others, or refuses them (allow_zero_length_clientid).
-		h.log.Info("connection refused: MQTT 3.1 client without client id", "remote", cl.Net.Remote)
-		return refuseConnect(h.server, cl, packets.Err3ClientIdentifierNotValid, packets.ErrClientIdentifierNotValid)
-	}
 	if v5 && pk.Properties.AuthenticationMethod != "" {
 		h.log.Info("connection refused: unsupported authentication method", "client", cl.ID, "remote", cl.Net.Remote,
 			"method", pk.Properties.AuthenticationMethod)

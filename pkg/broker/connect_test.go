@@ -193,6 +193,22 @@ func TestConnackMQTT31HasNoSessionPresent(t *testing.T) {
 	require.Equal(t, "20020100", c.recvBytes())
 }
 
+// TestConnectMQTT31WithoutClientID: MQTT 3.1 requires a client id; a
+// CONNECT without one is refused with 2, as by mosquitto (mochi makes one
+// up), also where other clients get an assigned one.
+func TestConnectMQTT31WithoutClientID(t *testing.T) {
+	b := start(t, Config{AllowAnonymous: true})
+	c := dialRaw(t, b.Addr(), 3)
+	pk := c.connectPacket("", "", "")
+	pk.Connect.ProtocolName = []byte("MQIsdp")
+	c.send(pk)
+	ack := c.recv()
+	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
+	require.Equal(t, packets.Err3ClientIdentifierNotValid.Code, ack.ReasonCode)
+	c = dialRaw(t, b.Addr(), 4)
+	require.Equal(t, byte(0), c.connect("", "", ""))
+}
+
 func TestConnectWillTopicInvalid(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	for _, tc := range []struct{ name, connect string }{

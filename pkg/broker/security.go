@@ -4,7 +4,6 @@ package broker
 
 import (
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -204,7 +203,8 @@ func (h *securityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if pk.Connect.ClientIdentifier == "" {
 		// mochi assigned an id of its own; mosquitto's is auto-<UUID>.
-		if s.cfg.RefuseZeroLengthClientID {
+		// MQTT 3.1 requires an id of 1 to 23 characters.
+		if s.cfg.RefuseZeroLengthClientID || cl.Properties.ProtocolVersion == 3 {
 			// mosquitto: CONNACK 2 (MQTT 5: 0x80 Unspecified error).
 			return h.refuse(cl, packets.Err3ClientIdentifierNotValid, packets.ErrUnspecifiedError, "zero length client id not allowed")
 		}
@@ -256,16 +256,17 @@ func (h *securityHook) authenticate(cl *mqtt.Client, pk packets.Packet, s *secur
 		return nil
 	}
 	if h.identity[cl.Net.Listener] || h.subject[cl.Net.Listener] {
-		cert, ok := peerCertificate(cl)
-		if !ok {
+		st, ok := tlsState(cl.Net.Conn)
+		if !ok || len(st.PeerCertificates) == 0 {
 			return h.refuse(cl, packets.ErrMalformedUsernameOrPassword, packets.ErrBadUsernameOrPassword, "no client certificate")
 		}
 		// The certificate's CN (use_identity_as_username) or subject
 		// (use_subject_as_username) replaces the CONNECT username; the
 		// password file is not consulted.
-		name := cert.Subject.CommonName
+		subject := st.PeerCertificates[0].Subject
+		name := subject.CommonName
 		if h.subject[cl.Net.Listener] {
-			name = cert.Subject.String()
+			name = subject.String()
 		}
 		if name == "" {
 			return h.refuse(cl, packets.ErrMalformedUsernameOrPassword, packets.ErrBadUsernameOrPassword, "no name in client certificate")
@@ -356,15 +357,6 @@ func (h *securityHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error
 	}
 	h.log.Debug("will denied by acl", "client", cl.ID, "topic", will.TopicName)
 	return mqtt.Will{}, nil
-}
-
-// peerCertificate returns the client's verified TLS certificate.
-func peerCertificate(cl *mqtt.Client) (*x509.Certificate, bool) {
-	st, ok := tlsState(cl.Net.Conn)
-	if !ok || len(st.PeerCertificates) == 0 {
-		return nil, false
-	}
-	return st.PeerCertificates[0], true
 }
 
 // unreadableHint says, after a permission error on a file the broker
