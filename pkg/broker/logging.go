@@ -4,23 +4,21 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// mochiLog wraps the handler given to mochi. mochi logs its start-up
-// chatter at Info, logs refused connections as Warn with an empty message,
-// and puts whole packets into some records: a second CONNECT, with its
-// password, into "error processing packet". The wrapper demotes the
-// chatter to Debug, words connection errors, and replaces packets with a
-// summary (type, topic, size) so that payloads and passwords never reach
-// the log.
+// mochiLog wraps the handler given to mochi (and to the broker's
+// listeners, which mochi hands it). mochi logs its start-up chatter at
+// Info and puts whole packets into some records: a second CONNECT, with
+// its password, into "error processing packet". The wrapper demotes the
+// chatter to Debug and replaces packets with a summary (type, topic,
+// size) so that payloads and passwords never reach the log. (mochi's own
+// listeners, which logged a refused connection as a Warn without a
+// message, are not used: listener.go.)
 type mochiLog struct{ h slog.Handler }
 
 // newMochiLogger returns the logger to hand to mochi.
@@ -28,7 +26,7 @@ func newMochiLogger(log *slog.Logger) *slog.Logger {
 	return slog.New(mochiLog{h: log.Handler()})
 }
 
-// chatter is what mochi logs at Info or Warn that users need not see.
+// chatter is what mochi logs that users need not see.
 var chatter = map[string]bool{
 	"added hook":                 true,
 	"attached listener":          true,
@@ -41,6 +39,8 @@ var chatter = map[string]bool{
 	"system event loop halted":   true,
 	// A keepalive under 5 seconds is legal MQTT.
 	mqtt.ErrMinimumKeepalive.Error(): true,
+	// An Error of the bolt store's first start: no saved $SYS info yet.
+	"failed to get data": true,
 }
 
 func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool { return m.h.Enabled(ctx, l) }
@@ -51,7 +51,7 @@ func (m mochiLog) WithGroup(name string) slog.Handler { return mochiLog{h: m.h.W
 
 func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 	level, msg := r.Level, r.Message
-	if chatter[msg] && level < slog.LevelError {
+	if chatter[msg] {
 		level = slog.LevelDebug
 	}
 	var attrs []slog.Attr
@@ -59,40 +59,17 @@ func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 		switch a.Key {
 		case "pk", "packet":
 			attrs = append(attrs, slog.String(a.Key, packetSummary(a.Value.Any())))
-		case "error":
-			if msg == "" {
-				// A listener's "connection ended with an error".
-				err, _ := a.Value.Any().(error)
-				level, msg = connectionErrorLevel(err)
-			}
-			attrs = append(attrs, a)
 		default:
 			attrs = append(attrs, a)
 		}
 		return true
 	})
-	if msg == "failed to get data" && level == slog.LevelError {
-		// The bolt store's first start: no saved $SYS info yet.
-		level = slog.LevelDebug
-	}
 	if !m.h.Enabled(ctx, level) {
 		return nil
 	}
 	nr := slog.NewRecord(r.Time, level, msg, r.PC)
 	nr.AddAttrs(attrs...)
 	return m.h.Handle(ctx, nr)
-}
-
-// connectionErrorLevel words the error a connection ended with.
-func connectionErrorLevel(err error) (slog.Level, string) {
-	var code packets.Code
-	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, errRefused):
-		return slog.LevelDebug, "connection closed"
-	case errors.As(err, &code):
-		return slog.LevelInfo, "connection closed by protocol error"
-	}
-	return slog.LevelInfo, "connection closed"
 }
 
 // packetSummary describes a packet without its payload or credentials.
