@@ -292,8 +292,6 @@ func New(cfg Config) (b *Broker, err error) {
 		}
 	}
 
-	b.fixes = newFixesHook(srv, log)
-	b.fixes.bridgeState = b.Publish
 	b.connect = newConnectHook(srv, log, clampU16(cfg.MaxInflight), cfg.MessageSizeLimit)
 	b.connect.maxQoS, b.connect.mounts = maxQoS, mounts
 	b.security = newSecurityHook(srv, log, sec.global, identity)
@@ -306,6 +304,8 @@ func New(cfg Config) (b *Broker, err error) {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 	}
 	b.engine = newEngine(srv, log, cfg)
+	b.fixes = newFixesHook(srv, log, b.engine)
+	b.fixes.bridgeState = b.Publish
 	b.engine.unrouted = b.connect.unrouted
 	b.engine.willKept = b.connect.willKept
 	b.engine.mounts = mounts

@@ -103,6 +103,7 @@ type session struct {
 	acks   uint64              // acknowledgements so far (progress of a stalled client)
 	drops  bool                // a drop episode was logged and is not over
 	busy   atomic.Bool         // its read loop waits in OnPublish (see waitRoom)
+	in     idMap               // inbound packet ID renaming (fixes.go)
 	// held: cl published a QoS 1/2 message it is subscribed to; nothing
 	// is sent until its PUBACK or PUBREC is written (OnPacketProcessed).
 	held *mqtt.Client
@@ -176,7 +177,8 @@ func (e *engine) sessionOf(id string) *session {
 	defer e.mu.Unlock()
 	s := e.sessions[id]
 	if s == nil {
-		s = &session{id: id, flight: map[uint16]*message{}}
+		s = &session{id: id, flight: map[uint16]*message{},
+			in: idMap{internal: map[uint16]uint16{}, client: map[uint16]uint16{}, acks: map[uint16]uint16{}}}
 		if cl, ok := e.srv.Clients.Get(id); ok && !cl.Net.Inline { // restored, say
 			s.cl, s.persistent = cl, persistent(cl)
 		}
@@ -426,7 +428,6 @@ func (e *engine) retainMessage(cl *mqtt.Client, pk packets.Packet) {
 	if st, ok := e.store.(*boltStore); ok {
 		st.Hook.OnRetainMessage(cl, pk, r)
 	}
-	atomic.StoreInt64(&e.srv.Info.Retained, int64(e.srv.Topics.Retained.Len()))
 }
 
 // outgoing makes the delivery of pk for one subscription (what mochi's

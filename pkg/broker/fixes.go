@@ -23,11 +23,10 @@ type fixesHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
 	log    *slog.Logger
+	engine *engine // its sessions hold the renaming (session.in)
 	// bridgeState publishes a bridge's state notification (bridgestate.go).
 	bridgeState func(topic string, payload []byte, retain bool, qos byte) error
 
-	mu  sync.Mutex
-	ids map[string]*idMap // client ID -> inbound packet ID renaming
 	// store keeps the clients' QoS 2 flows across restarts (nil: no
 	// persistence).
 	store inboundStore
@@ -62,8 +61,8 @@ func (m *idMap) inboundID(cl *mqtt.Client) (uint16, bool) {
 	return 0, false
 }
 
-func newFixesHook(server *mqtt.Server, log *slog.Logger) *fixesHook {
-	return &fixesHook{server: server, log: log, ids: map[string]*idMap{}}
+func newFixesHook(server *mqtt.Server, log *slog.Logger, e *engine) *fixesHook {
+	return &fixesHook{server: server, log: log, engine: e}
 }
 
 // ID implements mqtt.Hook.
@@ -72,21 +71,22 @@ func (h *fixesHook) ID() string { return "mqttkit-fixes" }
 // Provides implements mqtt.Hook.
 func (h *fixesHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
 }
 
+// idsOf returns the renaming of a client's session, which ends with it
+// (engine.end); made if new when create is true.
 func (h *fixesHook) idsOf(clientID string, create bool) *idMap {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.ids[clientID]
-	if m == nil && create {
-		m = &idMap{internal: map[uint16]uint16{}, client: map[uint16]uint16{}, acks: map[uint16]uint16{}}
-		h.ids[clientID] = m
+	if create {
+		return &h.engine.sessionOf(clientID).in
 	}
-	return m
+	if s := h.engine.lookupSession(clientID); s != nil {
+		return &s.in
+	}
+	return nil
 }
 
 // errSysPublish ends a client that publishes to $SYS.
@@ -225,20 +225,4 @@ func (h *fixesHook) restoreInbound(cl *mqtt.Client, id uint16) {
 	}
 	m.internal[id], m.client[in] = in, id
 	cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: in})
-}
-
-// OnDisconnect forgets the renaming when the session ends.
-func (h *fixesHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if expire && !cl.IsTakenOver() {
-		h.forget(cl.ID)
-	}
-}
-
-// OnClientExpired forgets the renaming of an expired session.
-func (h *fixesHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
-
-func (h *fixesHook) forget(clientID string) {
-	h.mu.Lock()
-	delete(h.ids, clientID)
-	h.mu.Unlock()
 }

@@ -16,22 +16,11 @@ import (
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
-// startFixed runs a bare mochi server with only the fixes hook.
-func startFixed(t *testing.T, caps func(*mqtt.Capabilities)) (string, *mqtt.Server, *testutil.Buffer) {
+// startFixed runs the broker, whose engine holds the fixes' state.
+func startFixed(t *testing.T) (string, *mqtt.Server) {
 	t.Helper()
-	logs := &testutil.Buffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	c := mqtt.NewDefaultServerCapabilities()
-	if caps != nil {
-		caps(c)
-	}
-	srv := mqtt.New(&mqtt.Options{Logger: log, InlineClient: true, Capabilities: c})
-	require.NoError(t, srv.AddHook(newFixesHook(srv, log), nil))
-	require.NoError(t, srv.AddHook(new(allowAll), nil))
-	addr := serveOn(t, srv, "t", Listener{Address: "127.0.0.1:0"})
-	require.NoError(t, srv.Serve())
-	t.Cleanup(func() { srv.Close() })
-	return addr, srv, logs
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	return b.Addr(), b.srv
 }
 
 // allowAll lets every client in (tests of the fixes need no security).
@@ -50,7 +39,7 @@ func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { retu
 func TestFixPacketIDCollision(t *testing.T) {
 	for _, inboundQoS := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("inbound QoS %d", inboundQoS), func(t *testing.T) {
-			addr, srv, _ := startFixed(t, nil)
+			addr, srv := startFixed(t)
 			c := dialRaw(t, addr, 4)
 			pk := c.connectPacket("collide", "", "")
 			pk.Connect.Clean = false
@@ -98,7 +87,7 @@ func TestFixPacketIDCollision(t *testing.T) {
 // TestFixPacketIDRetransmission: a QoS 2 PUBLISH re-sent with DUP before
 // PUBREL keeps its identity (the renaming is stable within a flow).
 func TestFixPacketIDRetransmission(t *testing.T) {
-	addr, srv, _ := startFixed(t, nil)
+	addr, srv := startFixed(t)
 	got := make(chan string, 10)
 	require.NoError(t, srv.Subscribe("q2/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		got <- string(pk.Payload)
@@ -235,7 +224,7 @@ func TestFixRetainRace(t *testing.T) {
 func TestFixSubscribeIDCollision(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			addr, srv, _ := startFixed(t, nil)
+			addr, srv := startFixed(t)
 			c := dialRaw(t, addr, v)
 			c.mustConnect("resub", "", "")
 			require.Equal(t, []byte{1}, c.subscribe(1, 1, "in"))

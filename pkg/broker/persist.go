@@ -157,14 +157,8 @@ func addPersistence(srv *mqtt.Server, dir string, e *engine) (*boltStore, error)
 	path := filepath.Join(dir, "mqtt.db")
 	err := srv.AddHook(store, &bolt.Options{
 		Path: path,
-		// No fsync per write: what the broker has written survives a crash
-		// of its process (kill -9, out of memory) at once, but an operating
-		// system crash or power loss can lose the last seconds of writes.
-		// Syncing every write costs about 3 ms per message here (two fsyncs
-		// per bolt transaction), which caps a QoS 1 publisher at some 300
-		// messages a second to a persistent session; mosquitto writes its
-		// store only every autosave_interval (30 minutes by default).
-		// docs/reliability.md says what is durable when.
+		// No fsync per write: docs/reliability.md says why and what is
+		// durable when.
 		Options: &bbolt.Options{Timeout: time.Second, NoSync: true},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
