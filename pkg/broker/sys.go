@@ -89,11 +89,10 @@ func (p *sysPublisher) publish(topic, value string) {
 
 func (p *sysPublisher) tick() {
 	info := p.b.srv.Info
-	n := func(v *int64) string { return strconv.FormatInt(atomic.LoadInt64(v), 10) }
-	connected := atomic.LoadInt64(&info.ClientsConnected)
+	n := func(v *int64) int64 { return atomic.LoadInt64(v) }
+	connected := n(&info.ClientsConnected)
 	total := int64(p.b.srv.Clients.Len()) - 1 // without the inline client
 	disconnected := max(total-connected, 0)
-	retained := p.b.retainedCount()
 	packetsIn, messagesIn := p.b.received()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -105,32 +104,26 @@ func (p *sysPublisher) tick() {
 	p.publish("$SYS/broker/clients/active", strconv.FormatInt(connected, 10))
 	p.publish("$SYS/broker/clients/disconnected", strconv.FormatInt(disconnected, 10))
 	p.publish("$SYS/broker/clients/inactive", strconv.FormatInt(disconnected, 10))
-	p.publish("$SYS/broker/clients/maximum", n(&info.ClientsMaximum))
-	p.publish("$SYS/broker/messages/received", strconv.FormatInt(packetsIn, 10))
-	p.publish("$SYS/broker/messages/sent", n(&info.PacketsSent))
-	p.publish("$SYS/broker/messages/stored", n(&info.Inflight))
-	p.publish("$SYS/broker/publish/messages/received", strconv.FormatInt(messagesIn, 10))
-	p.publish("$SYS/broker/publish/messages/sent", n(&info.MessagesSent))
-	p.publish("$SYS/broker/publish/messages/dropped", strconv.FormatInt(p.b.dropped(), 10))
-	p.publish("$SYS/broker/bytes/received", n(&info.BytesReceived))
-	p.publish("$SYS/broker/bytes/sent", n(&info.BytesSent))
-	p.publish("$SYS/broker/subscriptions/count", n(&info.Subscriptions))
-	p.publish("$SYS/broker/retained messages/count", strconv.FormatInt(retained, 10))
+	p.publish("$SYS/broker/clients/maximum", strconv.FormatInt(n(&info.ClientsMaximum), 10))
+	p.publish("$SYS/broker/messages/stored", strconv.FormatInt(n(&info.Inflight), 10))
+	p.publish("$SYS/broker/subscriptions/count", strconv.FormatInt(n(&info.Subscriptions), 10))
+	p.publish("$SYS/broker/retained messages/count", strconv.FormatInt(p.b.retainedCount(), 10))
 	p.publish("$SYS/broker/heap/current", strconv.FormatUint(ms.HeapInuse, 10))
 	p.publish("$SYS/broker/heap/maximum", strconv.FormatUint(p.heapMax, 10))
-
+	// Counters, published with their load averages (named in short).
 	for _, c := range []struct {
-		name  string
-		value int64
+		topic, name string
+		value       int64
 	}{
-		{"messages/received", packetsIn},
-		{"messages/sent", atomic.LoadInt64(&info.PacketsSent)},
-		{"publish/received", messagesIn},
-		{"publish/sent", atomic.LoadInt64(&info.MessagesSent)},
-		{"publish/dropped", p.b.dropped()},
-		{"bytes/received", atomic.LoadInt64(&info.BytesReceived)},
-		{"bytes/sent", atomic.LoadInt64(&info.BytesSent)},
+		{"messages/received", "messages/received", packetsIn},
+		{"messages/sent", "messages/sent", n(&info.PacketsSent)},
+		{"publish/messages/received", "publish/received", messagesIn},
+		{"publish/messages/sent", "publish/sent", n(&info.MessagesSent)},
+		{"publish/messages/dropped", "publish/dropped", p.b.dropped()},
+		{"bytes/received", "bytes/received", n(&info.BytesReceived)},
+		{"bytes/sent", "bytes/sent", n(&info.BytesSent)},
 	} {
+		p.publish("$SYS/broker/"+c.topic, strconv.FormatInt(c.value, 10))
 		l := p.load[c.name]
 		if l == nil {
 			l = &loadAvg{prev: c.value}
