@@ -707,9 +707,9 @@ func (e *engine) send(s *session, cl *mqtt.Client, m *message) bool {
 	return true
 }
 
-// discard ends a message that is not sent after all (s.mu held). A QoS
-// 1/2 one uses up a packet ID all the same, as in mosquitto, which
-// numbers a message as it queues it (09-acl-change).
+// discard ends a message, acknowledged or not sent after all (s.mu
+// held). One not sent uses up a packet ID all the same (QoS 1/2), as in
+// mosquitto, which numbers a message as it queues it (09-acl-change).
 func (e *engine) discard(s *session, cl *mqtt.Client, m *message) {
 	if m.pk.FixedHeader.Qos > 0 && m.pk.PacketID == 0 {
 		s.nextID(cl)
@@ -782,9 +782,7 @@ func (e *engine) done(cl *mqtt.Client, id uint16, match func(*message) bool) {
 	if s.cl != cl || m == nil || !match(m) {
 		return
 	}
-	delete(s.flight, id)
-	e.forget(s, m)
-	s.acks++
+	e.discard(s, cl, m) // mochi has deleted it from its in-flight set
 	s.wake()
 	e.pump(s)
 }
