@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package broker
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TestRetainedSubscribeRace: retained publishers and subscribers at the
+// same time. Each subscriber gets, per topic, the value retained when it
+// subscribed or a later one first (none lost), then only later values
+// (none twice, none older), up to the last one published.
+func TestRetainedSubscribeRace(t *testing.T) {
+	const topics, values, subscribers = 6, 150, 16
+	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
+	var acked [topics]atomic.Int64 // latest value whose PUBACK arrived (0: none)
+	var pubs sync.WaitGroup
+	for i := range topics {
+		p := dialRaw(t, b.Addr(), 4)
+		p.mustConnect("rp"+strconv.Itoa(i), "", "")
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			for v := 1; v <= values; v++ {
+				p.publish(uint16(v), 1, "rr/"+strconv.Itoa(i), strconv.Itoa(v), true)
+				pk, _, err := p.recvRaw(10 * time.Second)
+				if err != nil || pk.FixedHeader.Type != packets.Puback {
+					t.Errorf("publisher %d: %v %v", i, pk.FixedHeader.Type, err)
+					return
+				}
+				acked[i].Store(int64(v))
+			}
+		}()
+	}
+	var subs sync.WaitGroup
+	for n := range subscribers {
+		c := dialRaw(t, b.Addr(), 4)
+		c.mustConnect("rs"+strconv.Itoa(n), "", "")
+		subs.Add(1)
+		go func() {
+			defer subs.Done()
+			var before [topics]int64
+			for i := range topics {
+				before[i] = acked[i].Load()
+			}
+			c.send(subscribePacket(1, packets.Subscription{Filter: "rr/#", Qos: 1}))
+			var last [topics]int64
+			complete := 0
+			for complete < topics {
+				pk, _, err := c.recvRaw(10 * time.Second)
+				if err != nil {
+					t.Errorf("subscriber %d: %v (last %v, before %v)", n, err, last, before)
+					return
+				}
+				if pk.FixedHeader.Type != packets.Publish {
+					continue
+				}
+				if pk.FixedHeader.Qos == 1 {
+					c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+				}
+				i, _ := strconv.Atoi(pk.TopicName[len("rr/"):])
+				v, _ := strconv.ParseInt(string(pk.Payload), 10, 64)
+				switch {
+				case last[i] == 0 && v < before[i]:
+					t.Errorf("subscriber %d, topic %d: first %d, but %d was retained before the SUBSCRIBE", n, i, v, before[i])
+				case v <= last[i]:
+					t.Errorf("subscriber %d, topic %d: %d after %d (retain %v)", n, i, v, last[i], pk.FixedHeader.Retain)
+				}
+				last[i] = v
+				if v == values {
+					complete++
+				}
+			}
+		}()
+		time.Sleep(time.Duration(n) * time.Millisecond) // spread the SUBSCRIBEs over the publishing
+	}
+	pubs.Wait()
+	subs.Wait()
+}
