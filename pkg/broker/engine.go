@@ -376,7 +376,7 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 		}
 	}
 	rt := e.lookup(pk.TopicName)
-	retain := pk.FixedHeader.Retain && e.retainOn
+	retain := pk.FixedHeader.Retain && (e.retainOn || own && strings.HasPrefix(pk.TopicName, "$SYS/"))
 	if retain {
 		// Wait for room holding nothing; then store and route under the
 		// retain lock, to the subscribers as of now, without waiting.
@@ -421,11 +421,13 @@ func (e *engine) publish(cl *mqtt.Client, pk packets.Packet, own bool) {
 	}
 }
 
-// retainMessage stores a retained message in the index and the store.
+// retainMessage stores a retained message in the index and the store;
+// a $SYS value in the index only, as mosquitto does not persist $SYS
+// (its removal, Broker.Start, reaches the store too).
 func (e *engine) retainMessage(cl *mqtt.Client, pk packets.Packet) {
 	out := pk.Copy(false)
 	r := e.srv.Topics.RetainMessage(out)
-	if st, ok := e.store.(*boltStore); ok {
+	if st, ok := e.store.(*boltStore); ok && (len(pk.Payload) == 0 || !strings.HasPrefix(pk.TopicName, "$SYS/")) {
 		st.Hook.OnRetainMessage(cl, pk, r)
 	}
 }

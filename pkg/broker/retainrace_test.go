@@ -83,3 +83,43 @@ func TestRetainedSubscribeRace(t *testing.T) {
 	pubs.Wait()
 	subs.Wait()
 }
+
+// TestSysRetainedOnceDuringSubscribe: a $SYS value that changes while a
+// SUBSCRIBE to it is between its registration and its SUBACK reaches the
+// new subscriber once, as any retained message
+// (TestFixRetainedOnceDuringSubscribe).
+func TestSysRetainedOnceDuringSubscribe(t *testing.T) {
+	b, err := New(Config{Listeners: []Listener{{Address: "127.0.0.1:0"}}, AllowAnonymous: true, SysInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	h := &pauseSubscribed{at: make(chan struct{}), release: make(chan struct{})}
+	if err := b.srv.AddHook(h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sys := newSysPublisher(b, time.Hour) // not started: publish only
+	sys.publish("$SYS/broker/test", "1")
+	c := dialRaw(t, b.Addr(), 5)
+	c.mustConnect("sys-during", "", "")
+	c.send(subscribePacket(1, packets.Subscription{Filter: "$SYS/broker/test"}))
+	select {
+	case <-h.at:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the SUBSCRIBE did not reach OnSubscribed")
+	}
+	sys.publish("$SYS/broker/test", "2")
+	close(h.release)
+	var got []string
+	for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+		if pk.FixedHeader.Type == packets.Publish {
+			got = append(got, string(pk.Payload))
+		}
+	}
+	if len(got) != 1 || got[0] != "2" {
+		t.Fatalf("got %q, want the value 2 once", got)
+	}
+}

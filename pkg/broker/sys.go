@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/mqttkit/mqttkit/internal/buildinfo"
 )
 
@@ -68,23 +66,16 @@ func (p *sysPublisher) stop() {
 	p.wg.Wait()
 }
 
-// publish sends a $SYS message if its value changed, and keeps it as the
-// retained message of topic. The retained copy is set directly so that a
-// persistent store does not write $SYS every interval.
+// publish sends a $SYS message if its value changed, retained: the
+// engine keeps it like any retained message (a SUBSCRIBE pending
+// meanwhile gets it once), but not in the persistent store, which would
+// write $SYS every interval (engine.retainMessage).
 func (p *sysPublisher) publish(topic, value string) {
 	if p.last[topic] == value {
 		return
 	}
 	p.last[topic] = value
-	p.b.engine.retain.Lock()
-	p.b.srv.Topics.RetainMessage(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
-		TopicName:   topic,
-		Payload:     []byte(value),
-		Created:     time.Now().Unix(),
-	})
-	p.b.engine.retain.Unlock()
-	_ = p.b.Publish(topic, []byte(value), false, 0)
+	_ = p.b.Publish(topic, []byte(value), true, 0)
 }
 
 func (p *sysPublisher) tick() {
