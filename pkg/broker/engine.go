@@ -28,7 +28,7 @@ type engine struct {
 	mqtt.HookBase
 	srv *mqtt.Server
 	log *slog.Logger
-	// mayRead is the ACL check (securityHook.OnACLCheck).
+	// mayRead is the ACL read check (securityHook.allowed).
 	mayRead func(cl *mqtt.Client, topic string, write bool) bool
 	// willKept reports a connection whose will is not published because
 	// its session was taken over and goes on (connectHook.willKept).
