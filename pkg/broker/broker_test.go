@@ -3,7 +3,6 @@
 package broker
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -15,15 +14,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
@@ -83,20 +84,20 @@ func TestBrokerAuthAndACL(t *testing.T) {
 	acl := writeFile(t, "acl", "user alice\ntopic readwrite a/#\n")
 	b := start(t, Config{PasswordFile: pw, ACLFile: acl})
 
-	c := dialRaw(t, b.Addr(), 4)
-	require.Equal(t, byte(5), c.connect("anon", "", ""))
-	c = dialRaw(t, b.Addr(), 5)
-	require.Equal(t, byte(0x87), c.connect("wrong", "alice", "nope"))
+	c := rawclient.Dial(t, b.Addr(), 4)
+	require.Equal(t, byte(5), c.Connect("anon", "", ""))
+	c = rawclient.Dial(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.Connect("wrong", "alice", "nope"))
 
-	c = dialRaw(t, b.Addr(), 5)
-	c.mustConnect("alice", "alice", "secret")
-	require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "a/#", "b/#"), "granted, as by mosquitto")
-	c.publish(2, 1, "b/x", "denied", false)
-	require.Equal(t, byte(0x87), c.recv().ReasonCode)
-	c.publish(3, 1, "a/x", "ok", false)
+	c = rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("alice", "alice", "secret")
+	require.Equal(t, []byte{0, 0}, c.Subscribe(1, 0, "a/#", "b/#"), "granted, as by mosquitto")
+	c.Publish(2, 1, "b/x", "denied", false)
+	require.Equal(t, byte(0x87), c.Recv().ReasonCode)
+	c.Publish(3, 1, "a/x", "ok", false)
 	var got []packets.Packet
 	for len(got) < 2 {
-		got = append(got, c.recv())
+		got = append(got, c.Recv())
 	}
 	types := []byte{got[0].FixedHeader.Type, got[1].FixedHeader.Type}
 	require.ElementsMatch(t, []byte{packets.Puback, packets.Publish}, types)
@@ -104,13 +105,13 @@ func TestBrokerAuthAndACL(t *testing.T) {
 	// Reload: alice may now use b/# only; her connection stays.
 	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic readwrite b/#\n"), 0o600))
 	require.NoError(t, b.Reload(SecurityConfig{PasswordFile: pw, ACLFile: acl}))
-	c.publish(4, 1, "b/x", "now allowed", false)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.Publish(4, 1, "b/x", "now allowed", false)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
 	// A broken file keeps the rules.
 	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic rw b/#\n"), 0o600))
 	require.Error(t, b.Reload(SecurityConfig{PasswordFile: pw, ACLFile: acl}))
-	c.publish(5, 1, "b/y", "still allowed", false)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.Publish(5, 1, "b/y", "still allowed", false)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
 }
 
 func TestBrokerConfigErrors(t *testing.T) {
@@ -147,9 +148,9 @@ func TestBrokerWebSockets(t *testing.T) {
 	ls := b.Listeners()
 	require.Equal(t, []string{"mqtt", "ws", "wss"}, []string{ls[0].Protocol, ls[1].Protocol, ls[2].Protocol})
 
-	sub := dialRaw(t, ls[0].Addr, 4)
-	sub.mustConnect("tcp-sub", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "ws/#"))
+	sub := rawclient.Dial(t, ls[0].Addr, 4)
+	sub.MustConnect("tcp-sub", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "ws/#"))
 
 	pool, err := tlsfiles.LoadCertPool(s.CAFile)
 	require.NoError(t, err)
@@ -159,11 +160,11 @@ func TestBrokerWebSockets(t *testing.T) {
 		require.NoError(t, err, url)
 		resp.Body.Close()
 		require.Equal(t, "mqtt", ws.Subprotocol())
-		c := newRawClient(t, &wsConn{Conn: ws.UnderlyingConn(), ws: ws}, 5)
-		c.mustConnect(fmt.Sprintf("ws%d", i), "", "")
-		c.publish(0, 0, "ws/"+url[:3], "over "+url[:3], false)
-		require.Empty(t, c.ping())
-		got := sub.recv()
+		c := rawclient.New(t, &wsConn{Conn: ws.UnderlyingConn(), ws: ws}, 5)
+		c.MustConnect(fmt.Sprintf("ws%d", i), "", "")
+		c.Publish(0, 0, "ws/"+url[:3], "over "+url[:3], false)
+		require.Empty(t, c.Ping())
+		got := sub.Recv()
 		require.Equal(t, "over "+url[:3], string(got.Payload))
 	}
 }
@@ -174,54 +175,54 @@ func TestBrokerUnixSocket(t *testing.T) {
 	require.Equal(t, "unix", b.Listeners()[0].Protocol)
 	conn, err := net.Dial("unix", path)
 	require.NoError(t, err)
-	newRawClient(t, conn, 4).mustConnect("u", "", "")
+	rawclient.New(t, conn, 4).MustConnect("u", "", "")
 }
 
 func TestBrokerMaxConnections(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil)),
 		Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 2}}})
-	c1 := dialRaw(t, b.Addr(), 4)
-	c1.mustConnect("c1", "", "")
-	c2 := dialRaw(t, b.Addr(), 4)
-	c2.mustConnect("c2", "", "")
-	c3 := dialRaw(t, b.Addr(), 4)
-	c3.send(c3.connectPacket("c3", "", ""))
-	require.Empty(t, c3.expectClosed())
+	c1 := rawclient.Dial(t, b.Addr(), 4)
+	c1.MustConnect("c1", "", "")
+	c2 := rawclient.Dial(t, b.Addr(), 4)
+	c2.MustConnect("c2", "", "")
+	c3 := rawclient.Dial(t, b.Addr(), 4)
+	c3.Send(c3.ConnectPacket("c3", "", ""))
+	require.Empty(t, c3.ExpectClosed())
 	require.Contains(t, logs.String(), "connection refused: listener at max_connections")
 	// A free slot is usable again.
-	c1.conn.Close()
-	waitFor(t, func() bool {
-		c := dialRaw(t, b.Addr(), 4)
-		c.send(c.connectPacket("c4", "", ""))
-		pk, _, err := c.recvRaw(5 * time.Second)
+	c1.Conn.Close()
+	rawclient.WaitFor(t, func() bool {
+		c := rawclient.Dial(t, b.Addr(), 4)
+		c.Send(c.ConnectPacket("c4", "", ""))
+		pk, _, err := c.RecvRaw(5 * time.Second)
 		return err == nil && pk.FixedHeader.Type == packets.Connack
 	})
 }
 
 func TestBrokerMessageSizeLimit(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 10})
-	sub := dialRaw(t, b.Addr(), 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "big/#"))
-	p5 := dialRaw(t, b.Addr(), 5)
-	p5.mustConnect("p5", "", "")
-	p5.publish(1, 1, "big/1", "01234567890", false)
-	require.Equal(t, byte(0x95), p5.recv().ReasonCode)
-	p5.publish(2, 2, "big/2", "01234567890", false)
-	ack := p5.recv()
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "big/#"))
+	p5 := rawclient.Dial(t, b.Addr(), 5)
+	p5.MustConnect("p5", "", "")
+	p5.Publish(1, 1, "big/1", "01234567890", false)
+	require.Equal(t, byte(0x95), p5.Recv().ReasonCode)
+	p5.Publish(2, 2, "big/2", "01234567890", false)
+	ack := p5.Recv()
 	require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
 	require.Equal(t, byte(0x95), ack.ReasonCode)
-	p4 := dialRaw(t, b.Addr(), 4)
-	p4.mustConnect("p4", "", "")
-	p4.publish(3, 1, "big/3", "01234567890", false)
-	require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
-	p4.publish(4, 1, "big/4", "0123456789", false)
-	require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
-	got := sub.recv()
+	p4 := rawclient.Dial(t, b.Addr(), 4)
+	p4.MustConnect("p4", "", "")
+	p4.Publish(3, 1, "big/3", "01234567890", false)
+	require.Equal(t, packets.Puback, p4.Recv().FixedHeader.Type)
+	p4.Publish(4, 1, "big/4", "0123456789", false)
+	require.Equal(t, packets.Puback, p4.Recv().FixedHeader.Type)
+	got := sub.Recv()
 	require.Equal(t, "big/4", got.TopicName)
-	sub.ack(got)
-	require.Empty(t, sub.ping())
+	sub.Ack(got)
+	require.Empty(t, sub.Ping())
 }
 
 // TestMessageSizeLimitRefusedFromHeader: with message_size_limit, a
@@ -234,14 +235,14 @@ func TestBrokerMessageSizeLimit(t *testing.T) {
 func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1000, Log: slog.New(slog.NewTextHandler(logs, nil))})
-	c5 := dialRaw(t, b.Addr(), 5)
-	c5.send(c5.connectPacket("v5", "", ""))
-	ack := c5.recv()
+	c5 := rawclient.Dial(t, b.Addr(), 5)
+	c5.Send(c5.ConnectPacket("v5", "", ""))
+	ack := c5.Recv()
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.Zero(t, ack.Properties.MaximumPacketSize)
 
-	c := dialRaw(t, b.Addr(), 4)
-	c.mustConnect("huge", "", "")
+	c := rawclient.Dial(t, b.Addr(), 4)
+	c.MustConnect("huge", "", "")
 	// A PUBLISH header announcing 64 MiB, then a few bytes of it.
 	var hdr bytes.Buffer
 	hdr.WriteByte(0x30)
@@ -258,20 +259,20 @@ func TestMessageSizeLimitRefusedFromHeader(t *testing.T) {
 		}
 	}
 	hdr.WriteString("\x00\x01tpayload")
-	_, err := c.conn.Write(hdr.Bytes())
+	_, err := c.Conn.Write(hdr.Bytes())
 	require.NoError(t, err)
-	c.expectClosed() // within seconds: the broker does not wait for 64 MiB
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "larger than the maximum packet size") })
+	c.ExpectClosed() // within seconds: the broker does not wait for 64 MiB
+	rawclient.WaitFor(t, func() bool { return strings.Contains(logs.String(), "larger than the maximum packet size") })
 	require.Equal(t, int64(1), b.limits.oversize.Load())
 
 	// Other clients are not affected.
-	c5.publish(0, 0, "x", "still here", false)
-	require.Empty(t, c5.ping())
+	c5.Publish(0, 0, "x", "still here", false)
+	require.Empty(t, c5.Ping())
 	// An MQTT 5 client is told why.
-	_, err = c5.conn.Write(hdr.Bytes())
+	_, err = c5.Conn.Write(hdr.Bytes())
 	require.NoError(t, err)
-	require.Equal(t, "e00195", c5.recvBytes())
-	c5.expectClosed()
+	require.Equal(t, "e00195", c5.RecvHex())
+	c5.ExpectClosed()
 }
 
 func TestBrokerPersistence(t *testing.T) {
@@ -285,55 +286,55 @@ func TestBrokerPersistence(t *testing.T) {
 	_, err = New(Config{AllowAnonymous: true, PersistenceDir: cfg.PersistenceDir, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
 	require.ErrorContains(t, err, "is in use by another broker")
 
-	c := dialRaw(t, b1.Addr(), 4)
-	connect := c.connectPacket("keeper", "", "")
+	c := rawclient.Dial(t, b1.Addr(), 4)
+	connect := c.ConnectPacket("keeper", "", "")
 	connect.Connect.Clean = false
-	c.send(connect)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "q/#"))
-	c.conn.Close()
+	c.Send(connect)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "q/#"))
+	c.Conn.Close()
 	waitOffline(t, b1.srv, "keeper")
 
-	p := dialRaw(t, b1.Addr(), 4)
-	p.mustConnect("pub", "", "")
-	p.publish(1, 1, "r/1", "retained", true)
-	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	p := rawclient.Dial(t, b1.Addr(), 4)
+	p.MustConnect("pub", "", "")
+	p.Publish(1, 1, "r/1", "retained", true)
+	require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
 	for i := range 3 {
-		p.publish(uint16(2+i), 1, "q/1", fmt.Sprintf("queued %d", i), false)
-		require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+		p.Publish(uint16(2+i), 1, "q/1", fmt.Sprintf("queued %d", i), false)
+		require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
 	}
 	require.NoError(t, b1.Close())
 
 	b2 := start(t, cfg)
-	c = dialRaw(t, b2.Addr(), 4)
-	c.send(connect)
-	ack := c.recv()
+	c = rawclient.Dial(t, b2.Addr(), 4)
+	c.Send(connect)
+	ack := c.Recv()
 	require.True(t, ack.SessionPresent)
 	var queued []string
 	for len(queued) < 3 {
-		got := c.recv()
+		got := c.Recv()
 		queued = append(queued, string(got.Payload))
-		c.ack(got)
+		c.Ack(got)
 	}
 	require.ElementsMatch(t, []string{"queued 0", "queued 1", "queued 2"}, queued)
-	require.Empty(t, c.ping())
+	require.Empty(t, c.Ping())
 
-	r := dialRaw(t, b2.Addr(), 5)
-	r.mustConnect("reader", "", "")
-	require.Equal(t, []byte{0}, r.subscribe(1, 0, "r/#"))
-	got := r.recv()
+	r := rawclient.Dial(t, b2.Addr(), 5)
+	r.MustConnect("reader", "", "")
+	require.Equal(t, []byte{0}, r.Subscribe(1, 0, "r/#"))
+	got := r.Recv()
 	require.Equal(t, "retained", string(got.Payload))
 	require.True(t, got.FixedHeader.Retain)
 }
 
 func TestBrokerSys(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: 50 * time.Millisecond})
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("sys", "", "")
-	require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("sys", "", "")
+	require.Equal(t, []byte{0}, c.Subscribe(1, 0, "$SYS/#"))
 	seen := map[string]string{}
-	waitFor(t, func() bool {
-		pk := c.recv()
+	rawclient.WaitFor(t, func() bool {
+		pk := c.Recv()
 		seen[pk.TopicName] = string(pk.Payload)
 		return seen["$SYS/broker/clients/connected"] == "1" && seen["$SYS/broker/load/bytes/received/1min"] != ""
 	})
@@ -343,10 +344,10 @@ func TestBrokerSys(t *testing.T) {
 	require.NotContains(t, seen, "$SYS/broker/system/threads", "mochi's own $SYS topics are removed")
 
 	off := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	c = dialRaw(t, off.Addr(), 5)
-	c.mustConnect("nosys", "", "")
-	require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
-	require.Empty(t, c.ping())
+	c = rawclient.Dial(t, off.Addr(), 5)
+	c.MustConnect("nosys", "", "")
+	require.Equal(t, []byte{0}, c.Subscribe(1, 0, "$SYS/#"))
+	require.Empty(t, c.Ping())
 }
 
 // TestBrokerLogsNoSecrets: a second CONNECT (a protocol error that mochi
@@ -355,13 +356,13 @@ func TestBrokerLogsNoSecrets(t *testing.T) {
 	logs := &testutil.Buffer{}
 	pw := passwordFile(t, map[string]string{"alice": "s3cr3t-pw"})
 	b := start(t, Config{PasswordFile: pw, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	c := dialRaw(t, b.Addr(), 4)
-	c.mustConnect("c", "alice", "s3cr3t-pw")
-	c.send(c.connectPacket("c", "alice", "s3cr3t-pw"))
-	c.expectClosed()
-	c = dialRaw(t, b.Addr(), 5)
-	require.Equal(t, byte(0x87), c.connect("d", "alice", "wr0ng-pw"))
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "connection refused") })
+	c := rawclient.Dial(t, b.Addr(), 4)
+	c.MustConnect("c", "alice", "s3cr3t-pw")
+	c.Send(c.ConnectPacket("c", "alice", "s3cr3t-pw"))
+	c.ExpectClosed()
+	c = rawclient.Dial(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.Connect("d", "alice", "wr0ng-pw"))
+	rawclient.WaitFor(t, func() bool { return strings.Contains(logs.String(), "connection refused") })
 	require.NoError(t, b.Close())
 	out := logs.String()
 	require.NotContains(t, out, "s3cr3t-pw")
@@ -376,12 +377,12 @@ func TestBrokerMetrics(t *testing.T) {
 	addr, err := b.ServeMetrics("127.0.0.1:0")
 	require.NoError(t, err)
 
-	c := dialRaw(t, b.Addr(), 5)
-	require.Equal(t, byte(0x87), c.connect("x", "alice", "wrong"))
-	c = dialRaw(t, b.Addr(), 5)
-	c.mustConnect("y", "alice", "secret")
-	c.publish(1, 1, "t", "hello", false)
-	require.Equal(t, byte(0x10), c.recv().ReasonCode) // no matching subscribers
+	c := rawclient.Dial(t, b.Addr(), 5)
+	require.Equal(t, byte(0x87), c.Connect("x", "alice", "wrong"))
+	c = rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("y", "alice", "secret")
+	c.Publish(1, 1, "t", "hello", false)
+	require.Equal(t, byte(0x10), c.Recv().ReasonCode) // no matching subscribers
 
 	get := func(path string) (string, string) {
 		resp, err := http.Get("http://" + addr + path)
@@ -425,42 +426,42 @@ func TestBrokerPersistenceFlowControl(t *testing.T) {
 	b1, err := New(Config{AllowAnonymous: true, PersistenceDir: dir, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
 	require.NoError(t, err)
 	require.NoError(t, b1.Start())
-	c := dialRaw(t, b1.Addr(), 5)
-	conn := c.connectPacket("flow", "", "")
+	c := rawclient.Dial(t, b1.Addr(), 5)
+	conn := c.ConnectPacket("flow", "", "")
 	conn.Connect.Clean = false
 	conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 300, true
 	conn.Properties.ReceiveMaximum = 1
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "f"))
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "f"))
 	for i := range 4 {
 		require.NoError(t, b1.Publish("f", []byte(fmt.Sprint(i)), false, 1))
 	}
 	// One in flight at a time; acknowledge the first two.
 	for _, want := range []string{"0", "1"} {
-		got := c.recv()
+		got := c.Recv()
 		require.Equal(t, want, string(got.Payload))
-		c.ack(got)
+		c.Ack(got)
 	}
-	got := c.recv()
+	got := c.Recv()
 	require.Equal(t, "2", string(got.Payload)) // not acknowledged
-	c.conn.Close()
+	c.Conn.Close()
 	waitOffline(t, b1.srv, "flow")
 	require.NoError(t, b1.Close())
 
 	b2 := start(t, Config{AllowAnonymous: true, PersistenceDir: dir})
-	c = dialRaw(t, b2.Addr(), 5)
+	c = rawclient.Dial(t, b2.Addr(), 5)
 	conn.Properties.ReceiveMaximum = 10
-	c.send(conn)
-	require.True(t, c.recv().SessionPresent)
+	c.Send(conn)
+	require.True(t, c.Recv().SessionPresent)
 	var again []string
 	for len(again) < 2 {
-		pk := c.recv()
+		pk := c.Recv()
 		again = append(again, string(pk.Payload))
-		c.ack(pk)
+		c.Ack(pk)
 	}
 	require.ElementsMatch(t, []string{"2", "3"}, again)
-	require.Empty(t, c.ping())
+	require.Empty(t, c.Ping())
 }
 
 // TestBrokerCloseWhileClientsChurn: Close while clients connect and leave.
@@ -488,19 +489,19 @@ func TestBrokerCloseWhileClientsChurn(t *testing.T) {
 					if err != nil {
 						return
 					}
-					c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), version: 4}
+					c := rawclient.New(t, conn, 4)
 					var buf bytes.Buffer
-					pk := c.connectPacket(fmt.Sprintf("churn-%d-%d-%d", round, w, i), "", "")
+					pk := c.ConnectPacket(fmt.Sprintf("churn-%d-%d-%d", round, w, i), "", "")
 					pk.ProtocolVersion = 4
 					_ = pk.ConnectEncode(&buf)
 					_, _ = conn.Write(buf.Bytes())
-					_, _, _ = c.recvRaw(time.Second)
+					_, _, _ = c.RecvRaw(time.Second)
 					conn.Close()
 					cycles.Add(1)
 				}
 			}()
 		}
-		waitFor(t, func() bool { return cycles.Load() >= int64(4*round+1) })
+		rawclient.WaitFor(t, func() bool { return cycles.Load() >= int64(4*round+1) })
 		done := make(chan error, 1)
 		go func() { done <- b.Close() }()
 		select {
@@ -520,14 +521,14 @@ func TestBrokerCloseDisconnects(t *testing.T) {
 	b, err := New(Config{AllowAnonymous: true, Listeners: []Listener{{Address: "127.0.0.1:0"}}})
 	require.NoError(t, err)
 	require.NoError(t, b.Start())
-	c5 := dialRaw(t, b.Addr(), 5)
-	c5.mustConnect("five", "", "")
-	c4 := dialRaw(t, b.Addr(), 4)
-	c4.mustConnect("four", "", "")
+	c5 := rawclient.Dial(t, b.Addr(), 5)
+	c5.MustConnect("five", "", "")
+	c4 := rawclient.Dial(t, b.Addr(), 4)
+	c4.MustConnect("four", "", "")
 	require.NoError(t, b.Close())
-	got := c5.expectClosed()
+	got := c5.ExpectClosed()
 	require.Len(t, got, 1)
 	require.Equal(t, packets.Disconnect, got[0].FixedHeader.Type)
 	require.Equal(t, byte(0x8B), got[0].ReasonCode)
-	require.Empty(t, c4.expectClosed())
+	require.Empty(t, c4.ExpectClosed())
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,32 +18,6 @@ import (
 
 func subscribePacket(id uint16, subs ...packets.Subscription) packets.Packet {
 	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id, Filters: subs}
-}
-
-// suback sends pk and returns the SUBACK's reason codes.
-func (c *rawClient) suback(pk packets.Packet) []byte {
-	c.t.Helper()
-	c.send(pk)
-	ack := c.recv()
-	require.Equal(c.t, packets.Suback, ack.FixedHeader.Type)
-	require.Equal(c.t, pk.PacketID, ack.PacketID)
-	return ack.ReasonCodes
-}
-
-// collect reads publishes until ping, acknowledging QoS 1. Deliveries go
-// through mochi's outbound queue and may follow the PINGRESP: use it to
-// check that nothing more came, not to wait for expected messages.
-func (c *rawClient) collect() []packets.Packet {
-	c.t.Helper()
-	var got []packets.Packet
-	for _, pk := range c.ping() {
-		require.Equal(c.t, packets.Publish, pk.FixedHeader.Type)
-		got = append(got, pk)
-		if pk.FixedHeader.Qos == 1 {
-			c.ack(pk)
-		}
-	}
-	return got
 }
 
 func payloads(pks []packets.Packet) []string {
@@ -55,23 +30,23 @@ func payloads(pks []packets.Packet) []string {
 
 func TestConformanceSubscriptionIdentifiers(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("subid", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("subid", "", "")
 	s1 := subscribePacket(1, packets.Subscription{Filter: "a/#", Qos: 1})
 	s1.Properties.SubscriptionIdentifier = []int{7}
-	require.Equal(t, []byte{1}, c.suback(s1))
+	require.Equal(t, []byte{1}, c.Suback(s1))
 	s2 := subscribePacket(2, packets.Subscription{Filter: "a/b", Qos: 0})
 	s2.Properties.SubscriptionIdentifier = []int{42}
-	require.Equal(t, []byte{0}, c.suback(s2))
+	require.Equal(t, []byte{0}, c.Suback(s2))
 
-	p := dialRaw(t, b.Addr(), 5)
-	p.mustConnect("p", "", "")
-	p.publish(0, 0, "a/b", "both", false)
-	p.publish(0, 0, "a/c", "one", false)
-	require.Empty(t, p.ping())
+	p := rawclient.Dial(t, b.Addr(), 5)
+	p.MustConnect("p", "", "")
+	p.Publish(0, 0, "a/b", "both", false)
+	p.Publish(0, 0, "a/c", "one", false)
+	require.Empty(t, p.Ping())
 	var got []packets.Packet
 	for len(got) < 2 {
-		got = append(got, c.recv())
+		got = append(got, c.Recv())
 	}
 	// Overlapping subscriptions: one message with both identifiers
 	// [MQTT-3.3.4-4]; the other matches a/# only.
@@ -87,20 +62,20 @@ func TestConformanceOverlappingSubscriptions(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true})
-			c := dialRaw(t, b.Addr(), v)
-			c.mustConnect("overlap", "", "")
-			require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "x/#", "x/+"))
-			require.Equal(t, []byte{1}, c.subscribe(2, 1, "x/+"))
-			p := dialRaw(t, b.Addr(), v)
-			p.mustConnect("p", "", "")
-			p.publish(1, 1, "x/y", "once", false)
-			require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
-			got := c.recv()
+			c := rawclient.Dial(t, b.Addr(), v)
+			c.MustConnect("overlap", "", "")
+			require.Equal(t, []byte{0, 0}, c.Subscribe(1, 0, "x/#", "x/+"))
+			require.Equal(t, []byte{1}, c.Subscribe(2, 1, "x/+"))
+			p := rawclient.Dial(t, b.Addr(), v)
+			p.MustConnect("p", "", "")
+			p.Publish(1, 1, "x/y", "once", false)
+			require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
+			got := c.Recv()
 			// One copy, at the highest QoS of the matching subscriptions.
 			require.Equal(t, "once", string(got.Payload))
 			require.Equal(t, byte(1), got.FixedHeader.Qos)
-			c.ack(got)
-			require.Empty(t, c.collect())
+			c.Ack(got)
+			require.Empty(t, c.Collect())
 		})
 	}
 }
@@ -108,90 +83,90 @@ func TestConformanceOverlappingSubscriptions(t *testing.T) {
 func TestConformanceTopicAliases(t *testing.T) {
 	acl := writeFile(t, "acl", "topic readwrite alias/#\n")
 	b := start(t, Config{AllowAnonymous: true, ACLFile: acl})
-	sub := dialRaw(t, b.Addr(), 5)
-	conn := sub.connectPacket("alias-sub", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	conn := sub.ConnectPacket("alias-sub", "", "")
 	conn.Properties.TopicAliasMaximum = 5
-	sub.send(conn)
-	require.Equal(t, byte(0), sub.recv().ReasonCode)
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "alias/#"))
+	sub.Send(conn)
+	require.Equal(t, byte(0), sub.Recv().ReasonCode)
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "alias/#"))
 
-	p := dialRaw(t, b.Addr(), 5)
-	p.mustConnect("alias-pub", "", "")
+	p := rawclient.Dial(t, b.Addr(), 5)
+	p.MustConnect("alias-pub", "", "")
 	// Client to server: alias 1 set with the topic, then used alone.
 	first := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "alias/x", Payload: []byte("1")}
 	first.Properties.TopicAlias, first.Properties.TopicAliasFlag = 1, true
-	p.send(first)
+	p.Send(first)
 	second := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Payload: []byte("2")}
 	second.Properties.TopicAlias, second.Properties.TopicAliasFlag = 1, true
-	p.send(second)
+	p.Send(second)
 	// The ACL judges the resolved topic: an alias for a denied topic is
 	// refused like the topic (mochi checked the empty topic name).
 	denied := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 9, TopicName: "secret/x", Payload: []byte("3")}
 	denied.Properties.TopicAlias, denied.Properties.TopicAliasFlag = 2, true
-	p.send(denied)
-	require.Equal(t, byte(0x87), p.recv().ReasonCode)
+	p.Send(denied)
+	require.Equal(t, byte(0x87), p.Recv().ReasonCode)
 	again := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 10, Payload: []byte("4")}
 	again.Properties.TopicAlias, again.Properties.TopicAliasFlag = 2, true
-	p.send(again)
-	require.Equal(t, byte(0x87), p.recv().ReasonCode)
+	p.Send(again)
+	require.Equal(t, byte(0x87), p.Recv().ReasonCode)
 
 	// Server to client: the broker may use aliases up to the client's
 	// maximum; the first use carries the topic.
-	got := []packets.Packet{sub.recv(), sub.recv()}
+	got := []packets.Packet{sub.Recv(), sub.Recv()}
 	require.Equal(t, []string{"1", "2"}, payloads(got))
 	require.Equal(t, "alias/x", got[0].TopicName)
 	if got[1].TopicName == "" {
 		require.Equal(t, got[0].Properties.TopicAlias, got[1].Properties.TopicAlias)
 	}
-	require.Empty(t, sub.collect())
+	require.Empty(t, sub.Collect())
 }
 
 func TestConformanceNoLocal(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("nolocal", "", "")
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(1, packets.Subscription{Filter: "nl", NoLocal: true})))
-	c.publish(0, 0, "nl", "mine", false)
-	require.Empty(t, c.collect())
-	o := dialRaw(t, b.Addr(), 5)
-	o.mustConnect("other", "", "")
-	o.publish(0, 0, "nl", "theirs", false)
-	require.Empty(t, o.ping())
-	require.Equal(t, "theirs", string(c.recv().Payload))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("nolocal", "", "")
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(1, packets.Subscription{Filter: "nl", NoLocal: true})))
+	c.Publish(0, 0, "nl", "mine", false)
+	require.Empty(t, c.Collect())
+	o := rawclient.Dial(t, b.Addr(), 5)
+	o.MustConnect("other", "", "")
+	o.Publish(0, 0, "nl", "theirs", false)
+	require.Empty(t, o.Ping())
+	require.Equal(t, "theirs", string(c.Recv().Payload))
 }
 
 func TestConformanceRetainHandling(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	require.NoError(t, b.Publish("rh/x", []byte("kept"), true, 0))
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("rh", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("rh", "", "")
 
 	// 0: retained messages at every subscribe.
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(1, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
-	require.Equal(t, "kept", string(c.recv().Payload))
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(2, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
-	require.Equal(t, "kept", string(c.recv().Payload))
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(1, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
+	require.Equal(t, "kept", string(c.Recv().Payload))
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(2, packets.Subscription{Filter: "rh/#", RetainHandling: 0})))
+	require.Equal(t, "kept", string(c.Recv().Payload))
 	// 1: only when the subscription is new.
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(3, packets.Subscription{Filter: "rh/#", RetainHandling: 1})))
-	require.Empty(t, c.collect())
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(4, packets.Subscription{Filter: "rh/+", RetainHandling: 1})))
-	require.Equal(t, "kept", string(c.recv().Payload))
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(3, packets.Subscription{Filter: "rh/#", RetainHandling: 1})))
+	require.Empty(t, c.Collect())
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(4, packets.Subscription{Filter: "rh/+", RetainHandling: 1})))
+	require.Equal(t, "kept", string(c.Recv().Payload))
 	// 2: never.
-	require.Equal(t, []byte{0}, c.suback(subscribePacket(5, packets.Subscription{Filter: "rh/x", RetainHandling: 2})))
-	require.Empty(t, c.collect())
+	require.Equal(t, []byte{0}, c.Suback(subscribePacket(5, packets.Subscription{Filter: "rh/x", RetainHandling: 2})))
+	require.Empty(t, c.Collect())
 
 	// Retain As Published: the flag of a live message is kept only with it.
-	d := dialRaw(t, b.Addr(), 5)
-	d.mustConnect("rap", "", "")
-	require.Equal(t, []byte{0, 0}, d.suback(subscribePacket(1,
+	d := rawclient.Dial(t, b.Addr(), 5)
+	d.MustConnect("rap", "", "")
+	require.Equal(t, []byte{0, 0}, d.Suback(subscribePacket(1,
 		packets.Subscription{Filter: "rap/keep", RetainAsPublished: true, RetainHandling: 2},
 		packets.Subscription{Filter: "rap/clear", RetainHandling: 2})))
-	p := dialRaw(t, b.Addr(), 5)
-	p.mustConnect("rap-pub", "", "")
-	p.publish(0, 0, "rap/keep", "k", true)
-	p.publish(0, 0, "rap/clear", "c", true)
-	require.Empty(t, p.ping())
-	got := []packets.Packet{d.recv(), d.recv()}
+	p := rawclient.Dial(t, b.Addr(), 5)
+	p.MustConnect("rap-pub", "", "")
+	p.Publish(0, 0, "rap/keep", "k", true)
+	p.Publish(0, 0, "rap/clear", "c", true)
+	require.Empty(t, p.Ping())
+	got := []packets.Packet{d.Recv(), d.Recv()}
 	require.Equal(t, []string{"k", "c"}, payloads(got))
 	require.True(t, got[0].FixedHeader.Retain)
 	require.False(t, got[1].FixedHeader.Retain)
@@ -201,19 +176,19 @@ func TestConformanceSharedSubscriptions(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true})
-			var members []*rawClient
+			var members []*rawclient.Client
 			for i := range 2 {
-				c := dialRaw(t, b.Addr(), v)
-				c.mustConnect(fmt.Sprintf("m%d", i), "", "")
-				require.Equal(t, []byte{1}, c.subscribe(1, 1, "$share/g/jobs/#"))
+				c := rawclient.Dial(t, b.Addr(), v)
+				c.MustConnect(fmt.Sprintf("m%d", i), "", "")
+				require.Equal(t, []byte{1}, c.Subscribe(1, 1, "$share/g/jobs/#"))
 				members = append(members, c)
 			}
-			p := dialRaw(t, b.Addr(), v)
-			p.mustConnect("producer", "", "")
+			p := rawclient.Dial(t, b.Addr(), v)
+			p.MustConnect("producer", "", "")
 			const n = 20
 			for i := range n {
-				p.publish(uint16(i+1), 1, "jobs/x", fmt.Sprint(i), false)
-				require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+				p.Publish(uint16(i+1), 1, "jobs/x", fmt.Sprint(i), false)
+				require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
 			}
 			// Every job goes to exactly one member. mochi acknowledges a
 			// PUBLISH before routing it: read until all have arrived.
@@ -221,7 +196,7 @@ func TestConformanceSharedSubscriptions(t *testing.T) {
 			for _, c := range members {
 				go func() {
 					for {
-						pk, _, err := c.recvRaw(2 * time.Second)
+						pk, _, err := c.RecvRaw(2 * time.Second)
 						if err != nil {
 							return // quiet: the test is over or failed
 						}
@@ -264,13 +239,13 @@ func TestConformanceRefusedSubscriptions(t *testing.T) {
 		{4, []byte{1, 1}},
 	} {
 		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
-			c := dialRaw(t, b.Addr(), tc.v)
-			c.mustConnect(fmt.Sprintf("refused%d", tc.v), "", "")
+			c := rawclient.Dial(t, b.Addr(), tc.v)
+			c.MustConnect(fmt.Sprintf("refused%d", tc.v), "", "")
 			subs := []packets.Subscription{{Filter: "ok/x", Qos: 1}, {Filter: "nope/#", Qos: 1}}
 			if tc.v == 5 {
 				subs = append(subs, packets.Subscription{Filter: "$share/g/ok/x", NoLocal: true})
 			}
-			require.Equal(t, tc.want, c.suback(subscribePacket(1, subs...)))
+			require.Equal(t, tc.want, c.Suback(subscribePacket(1, subs...)))
 		})
 	}
 }
@@ -280,19 +255,19 @@ func TestConformanceRefusedSubscriptions(t *testing.T) {
 // and follow as it acknowledges, none lost [MQTT-3.3.4-9].
 func TestConformanceReceiveMaximum(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 5)
-	conn := c.connectPacket("recvmax", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	conn := c.ConnectPacket("recvmax", "", "")
 	conn.Properties.ReceiveMaximum = 2
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "rm"))
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "rm"))
 
 	const n = 6
 	for i := range n {
 		require.NoError(t, b.Publish("rm", []byte(fmt.Sprint(i)), false, 1))
 	}
-	first := []packets.Packet{c.recv(), c.recv()}
-	require.Empty(t, c.ping(), "more than Receive Maximum in flight")
+	first := []packets.Packet{c.Recv(), c.Recv()}
+	require.Empty(t, c.Ping(), "more than Receive Maximum in flight")
 	var got []string
 	pending := first
 	for len(got) < n {
@@ -300,13 +275,13 @@ func TestConformanceReceiveMaximum(t *testing.T) {
 			// The next one goes out once the write loop sees the
 			// acknowledgement (flowHook), maybe after the PINGRESP; recv
 			// fails if it never comes (lost).
-			pending = append(pending, c.recv())
+			pending = append(pending, c.Recv())
 		}
 		pk := pending[0]
 		pending = pending[1:]
 		got = append(got, string(pk.Payload))
-		c.ack(pk)
-		pending = append(pending, c.ping()...)
+		c.Ack(pk)
+		pending = append(pending, c.Ping()...)
 	}
 	// In publish order [MQTT-4.6.0-6].
 	require.Equal(t, []string{"0", "1", "2", "3", "4", "5"}, got)
@@ -314,21 +289,21 @@ func TestConformanceReceiveMaximum(t *testing.T) {
 
 func TestConformanceWillDelay(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	w := dialRaw(t, b.Addr(), 5)
-	w.mustConnect("will-watch", "", "")
-	require.Equal(t, []byte{0}, w.subscribe(1, 0, "wills/#"))
+	w := rawclient.Dial(t, b.Addr(), 5)
+	w.MustConnect("will-watch", "", "")
+	require.Equal(t, []byte{0}, w.Subscribe(1, 0, "wills/#"))
 
 	// A will with a delay is sent after it, when the client does not
 	// come back.
-	c := dialRaw(t, b.Addr(), 5)
-	conn := c.connectPacket("delayed", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	conn := c.ConnectPacket("delayed", "", "")
 	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
 	conn.Connect.WillProperties.WillDelayInterval = 1
 	conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 60, true
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	c.conn.Close()
-	got := w.recv() // within the 5 s of recv: the delay is 1 s
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	c.Conn.Close()
+	got := w.Recv() // within the 5 s of recv: the delay is 1 s
 	require.Equal(t, "wills/delayed", got.TopicName)
 }
 
@@ -337,16 +312,16 @@ func TestConformanceWillDelay(t *testing.T) {
 func TestConformanceKeepAlive(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		b := start(t, Config{AllowAnonymous: true})
-		c := dialRaw(t, b.Addr(), v)
-		conn := c.connectPacket("silent", "", "")
+		c := rawclient.Dial(t, b.Addr(), v)
+		conn := c.ConnectPacket("silent", "", "")
 		conn.Connect.Keepalive = 1
 		// The broker arms the keep-alive when it reads CONNECT, before the
 		// CONNACK reaches us: timing from the CONNACK could see the close
 		// a little under 1 s on a busy machine.
 		start := time.Now()
-		c.send(conn)
-		require.Equal(t, byte(0), c.recv().ReasonCode)
-		c.expectClosed()
+		c.Send(conn)
+		require.Equal(t, byte(0), c.Recv().ReasonCode)
+		c.ExpectClosed()
 		require.GreaterOrEqual(t, time.Since(start), time.Second, "v%d: closed before the keep-alive expired", v)
 	}
 }

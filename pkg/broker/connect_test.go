@@ -11,55 +11,12 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
 // CONNECT and CONNACK as mosquitto 2.0 handles them (connect.go), checked
 // byte for byte where mosquitto's own test suite does.
-
-// sendHex writes raw bytes given in hex (spaces allowed).
-func (c *rawClient) sendHex(s string) {
-	c.t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	require.NoError(c.t, err)
-	_, err = c.conn.Write(b)
-	require.NoError(c.t, err)
-}
-
-// recvBytes reads one packet and returns it whole, fixed header included,
-// as hex.
-func (c *rawClient) recvBytes() string {
-	c.t.Helper()
-	pk, body, err := c.recvRaw(5 * time.Second)
-	require.NoError(c.t, err)
-	var h []byte
-	h = append(h, byte(pk.FixedHeader.Type)<<4|flagBits(pk.FixedHeader))
-	n := len(body)
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		h = append(h, b)
-		if n == 0 {
-			break
-		}
-	}
-	return hex.EncodeToString(append(h, body...))
-}
-
-func flagBits(fh packets.FixedHeader) byte {
-	var b byte
-	if fh.Dup {
-		b |= 8
-	}
-	b |= fh.Qos << 1
-	if fh.Retain {
-		b |= 1
-	}
-	return b
-}
 
 // hexOf removes the spaces of a hex string.
 func hexOf(s string) string { return strings.ReplaceAll(s, " ", "") }
@@ -83,9 +40,9 @@ func TestConnackV5Properties(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true, MaxInflight: tc.inflight, MaxQueued: 1000})
-			c := dialRaw(t, b.Addr(), 5)
-			c.sendHex(connectV5Hex)
-			require.Equal(t, hexOf(tc.want), c.recvBytes())
+			c := rawclient.Dial(t, b.Addr(), 5)
+			c.SendHex(connectV5Hex)
+			require.Equal(t, hexOf(tc.want), c.RecvHex())
 		})
 	}
 }
@@ -95,9 +52,9 @@ func TestConnackV5PropertiesInMosquittoOrder(t *testing.T) {
 	// come with the defaults: mosquitto writes Topic Alias Maximum,
 	// Assigned Client Identifier, Maximum Packet Size, Receive Maximum.
 	b := start(t, Config{AllowAnonymous: true, MaxInflight: 20, MaxQueued: 1000})
-	c := dialRaw(t, b.Addr(), 5)
-	c.sendHex("10 0d 0004 4d515454 05 02 003c 00 0000")
-	got := c.recvBytes()
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.SendHex("10 0d 0004 4d515454 05 02 003c 00 0000")
+	got := c.RecvHex()
 	// 20 len 00 00 proplen | 22 000a | 12 0029 "auto-" + 36 | 21 0014
 	re := regexp.MustCompile(`^2035000032` + `22000a` + `120029` + hex.EncodeToString([]byte("auto-")) + `([0-9a-f]{72})` + `210014$`)
 	require.Regexp(t, re, got)
@@ -143,54 +100,54 @@ func TestCompactDisconnect(t *testing.T) {
 
 func TestConnectTopicAliasMaximum(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	sub := dialRaw(t, b.Addr(), 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "ta/#"))
-	p := dialRaw(t, b.Addr(), 5)
-	p.mustConnect("pub", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "ta/#"))
+	p := rawclient.Dial(t, b.Addr(), 5)
+	p.MustConnect("pub", "", "")
 	for _, alias := range []uint16{1, 10} {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "ta/x", Payload: []byte{'a'}}
 		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true
-		p.send(pk)
-		require.Equal(t, "ta/x", sub.recv().TopicName)
+		p.Send(pk)
+		require.Equal(t, "ta/x", sub.Recv().TopicName)
 	}
 	// Beyond the advertised 10: DISCONNECT 0x94 Topic alias invalid.
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "ta/x", Payload: []byte{'a'}}
 	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 11, true
-	p.send(pk)
+	p.Send(pk)
 	// Without a reason string, as mosquitto (mochi added one).
-	require.Equal(t, "e00194", p.recvBytes())
-	require.Empty(t, p.expectClosed())
+	require.Equal(t, "e00194", p.RecvHex())
+	require.Empty(t, p.ExpectClosed())
 }
 
 func TestConnackRefusedV5HasNoProperties(t *testing.T) {
 	pw := passwordFile(t, map[string]string{"user": "secret"})
 	b := start(t, Config{PasswordFile: pw})
-	c := dialRaw(t, b.Addr(), 5)
+	c := rawclient.Dial(t, b.Addr(), 5)
 	// user "user", password "wrong"
-	c.sendHex("10 1d 0004 4d515454 05 c2 003c 00 0003 696431 0004 75736572 0005 77726f6e67")
-	require.Equal(t, hexOf("20 03 00 87 00"), c.recvBytes())
+	c.SendHex("10 1d 0004 4d515454 05 c2 003c 00 0003 696431 0004 75736572 0005 77726f6e67")
+	require.Equal(t, hexOf("20 03 00 87 00"), c.RecvHex())
 }
 
 func TestConnackMQTT31HasNoSessionPresent(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	// MQTT 3.1 (MQIsdp, 3), clean session off, client "p31".
 	const connect31 = "10 11 0006 4d5149736470 03 00 003c 0003 703331"
-	c := dialRaw(t, b.Addr(), 4)
-	c.sendHex(connect31)
-	require.Equal(t, "20020000", c.recvBytes())
-	c.conn.Close()
+	c := rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex(connect31)
+	require.Equal(t, "20020000", c.RecvHex())
+	c.Conn.Close()
 	waitOffline(t, b.srv, "p31")
-	c = dialRaw(t, b.Addr(), 4)
-	c.sendHex(connect31)
-	require.Equal(t, "20020000", c.recvBytes(), "MQTT 3.1 has no session present flag")
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex(connect31)
+	require.Equal(t, "20020000", c.RecvHex(), "MQTT 3.1 has no session present flag")
 	// MQTT 3.1.1 has it.
 	const connect311 = "10 0f 0004 4d515454 04 00 003c 0003 703331"
-	c.conn.Close()
+	c.Conn.Close()
 	waitOffline(t, b.srv, "p31")
-	c = dialRaw(t, b.Addr(), 4)
-	c.sendHex(connect311)
-	require.Equal(t, "20020100", c.recvBytes())
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex(connect311)
+	require.Equal(t, "20020100", c.RecvHex())
 }
 
 // TestConnectMQTT31WithoutClientID: MQTT 3.1 requires a client id; a
@@ -198,15 +155,15 @@ func TestConnackMQTT31HasNoSessionPresent(t *testing.T) {
 // up), also where other clients get an assigned one.
 func TestConnectMQTT31WithoutClientID(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 3)
-	pk := c.connectPacket("", "", "")
+	c := rawclient.Dial(t, b.Addr(), 3)
+	pk := c.ConnectPacket("", "", "")
 	pk.Connect.ProtocolName = []byte("MQIsdp")
-	c.send(pk)
-	ack := c.recv()
+	c.Send(pk)
+	ack := c.Recv()
 	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
 	require.Equal(t, packets.Err3ClientIdentifierNotValid.Code, ack.ReasonCode)
-	c = dialRaw(t, b.Addr(), 4)
-	require.Equal(t, byte(0), c.connect("", "", ""))
+	c = rawclient.Dial(t, b.Addr(), 4)
+	require.Equal(t, byte(0), c.Connect("", "", ""))
 }
 
 func TestConnectWillTopicInvalid(t *testing.T) {
@@ -223,9 +180,9 @@ func TestConnectWillTopicInvalid(t *testing.T) {
 		{"3.1.1 not utf-8", "10 13 0004 4d515454 04 06 003c 0001 61 0001 ff 0001 78"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr(), 4)
-			c.sendHex(tc.connect)
-			require.Empty(t, c.expectClosed(), "closed without CONNACK, as mosquitto")
+			c := rawclient.Dial(t, b.Addr(), 4)
+			c.SendHex(tc.connect)
+			require.Empty(t, c.ExpectClosed(), "closed without CONNACK, as mosquitto")
 		})
 	}
 }
@@ -234,16 +191,16 @@ func TestConnectEmptyWillPayload(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(string('0'+v), func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true})
-			sub := dialRaw(t, b.Addr(), v)
-			sub.mustConnect("sub", "", "")
-			require.Equal(t, []byte{0}, sub.subscribe(1, 0, "will/null"))
-			w := dialRaw(t, b.Addr(), v)
-			pk := w.connectPacket("w", "", "")
+			sub := rawclient.Dial(t, b.Addr(), v)
+			sub.MustConnect("sub", "", "")
+			require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "will/null"))
+			w := rawclient.Dial(t, b.Addr(), v)
+			pk := w.ConnectPacket("w", "", "")
 			pk.Connect.WillFlag, pk.Connect.WillTopic = true, "will/null"
-			w.send(pk)
-			require.Equal(t, byte(0), w.recv().ReasonCode, "a zero-length will payload is valid [MQTT-3.1.3-10]")
-			w.conn.Close()
-			got := sub.recv()
+			w.Send(pk)
+			require.Equal(t, byte(0), w.Recv().ReasonCode, "a zero-length will payload is valid [MQTT-3.1.3-10]")
+			w.Conn.Close()
+			got := sub.Recv()
 			require.Equal(t, "will/null", got.TopicName)
 			require.Empty(t, got.Payload)
 		})
@@ -256,18 +213,18 @@ func TestConnectWillOverMessageSizeLimit(t *testing.T) {
 		v    byte
 		want byte
 	}{{4, 5}, {5, 0x95}} {
-		c := dialRaw(t, b.Addr(), tc.v)
-		pk := c.connectPacket("w", "", "")
+		c := rawclient.Dial(t, b.Addr(), tc.v)
+		pk := c.ConnectPacket("w", "", "")
 		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, "w", []byte("AB")
-		c.send(pk)
-		ack := c.recv()
+		c.Send(pk)
+		ack := c.Recv()
 		require.Equal(t, tc.want, ack.ReasonCode)
-		require.Empty(t, c.expectClosed())
+		require.Empty(t, c.ExpectClosed())
 
-		c = dialRaw(t, b.Addr(), tc.v)
+		c = rawclient.Dial(t, b.Addr(), tc.v)
 		pk.Connect.WillPayload = []byte("A")
-		c.send(pk)
-		require.Equal(t, byte(0), c.recv().ReasonCode, "a will within the limit")
+		c.Send(pk)
+		require.Equal(t, byte(0), c.Recv().ReasonCode, "a will within the limit")
 	}
 }
 
@@ -278,31 +235,31 @@ func TestConnectBridgeProtocolVersion(t *testing.T) {
 		{"3.1.1 bridge", "10 12 0004 4d515454 84 02 003c 0006 627269646765"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr(), 4)
-			c.sendHex(tc.connect)
-			require.Equal(t, "20020000", c.recvBytes())
+			c := rawclient.Dial(t, b.Addr(), 4)
+			c.SendHex(tc.connect)
+			require.Equal(t, "20020000", c.RecvHex())
 			// SUBSCRIBE loop/test QoS 0, then PUBLISH to it: a bridge
 			// does not get its own messages back.
-			c.sendHex("82 0e 0001 0009 6c6f6f702f74657374 00")
-			require.Equal(t, "9003000100", c.recvBytes())
-			c.sendHex("30 12 0009 6c6f6f702f74657374 6d657373616765")
-			require.Empty(t, c.ping(), "the bridge's own message came back")
+			c.SendHex("82 0e 0001 0009 6c6f6f702f74657374 00")
+			require.Equal(t, "9003000100", c.RecvHex())
+			c.SendHex("30 12 0009 6c6f6f702f74657374 6d657373616765")
+			require.Empty(t, c.Ping(), "the bridge's own message came back")
 			// Another client's message reaches it.
-			o := dialRaw(t, b.Addr(), 4)
-			o.mustConnect("other", "", "")
-			o.publish(0, 0, "loop/test", "x", false)
-			require.Equal(t, "x", string(c.recv().Payload))
+			o := rawclient.Dial(t, b.Addr(), 4)
+			o.MustConnect("other", "", "")
+			o.Publish(0, 0, "loop/test", "x", false)
+			require.Equal(t, "x", string(c.Recv().Payload))
 		})
 	}
 }
 
 func TestConnectAuthenticationMethodRefused(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 5)
+	c := rawclient.Dial(t, b.Addr(), 5)
 	// properties: Authentication Method "basic"
-	c.sendHex("10 18 0004 4d515454 05 02 000a 08 15 0005 6261736963 0003 696431")
-	require.Equal(t, hexOf("20 03 00 8c 00"), c.recvBytes())
-	require.Empty(t, c.expectClosed())
+	c.SendHex("10 18 0004 4d515454 05 02 000a 08 15 0005 6261736963 0003 696431")
+	require.Equal(t, hexOf("20 03 00 8c 00"), c.RecvHex())
+	require.Empty(t, c.ExpectClosed())
 }
 
 func TestConnectEmptyPassword(t *testing.T) {
@@ -312,11 +269,11 @@ func TestConnectEmptyPassword(t *testing.T) {
 		v    byte
 		want byte
 	}{{4, 5}, {5, 0x87}} {
-		c := dialRaw(t, b.Addr(), tc.v)
-		pk := c.connectPacket("e", "user", "")
+		c := rawclient.Dial(t, b.Addr(), tc.v)
+		pk := c.ConnectPacket("e", "user", "")
 		pk.Connect.PasswordFlag = true // with a zero-length password
-		c.send(pk)
-		require.Equal(t, tc.want, c.recv().ReasonCode)
+		c.Send(pk)
+		require.Equal(t, tc.want, c.Recv().ReasonCode)
 	}
 }
 
@@ -324,17 +281,17 @@ func TestConnectAssignedClientID(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	id := regexp.MustCompile(`^auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$`)
 
-	c := dialRaw(t, b.Addr(), 5)
-	c.send(c.connectPacket("", "", ""))
-	ack := c.recv()
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.Send(c.ConnectPacket("", "", ""))
+	ack := c.Recv()
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.Regexp(t, id, ack.Properties.AssignedClientID)
-	waitFor(t, func() bool { _, ok := b.srv.Clients.Get(ack.Properties.AssignedClientID); return ok })
+	rawclient.WaitFor(t, func() bool { _, ok := b.srv.Clients.Get(ack.Properties.AssignedClientID); return ok })
 
 	// MQTT 3.1.1 with clean session: an id, not told to the client.
-	c = dialRaw(t, b.Addr(), 4)
-	c.sendHex("10 0c 0004 4d515454 04 02 003c 0000")
-	require.Equal(t, "20020000", c.recvBytes())
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex("10 0c 0004 4d515454 04 02 003c 0000")
+	require.Equal(t, "20020000", c.RecvHex())
 	var ids []string
 	for _, cl := range b.srv.Clients.GetAll() {
 		if id.MatchString(cl.ID) {
@@ -344,12 +301,12 @@ func TestConnectAssignedClientID(t *testing.T) {
 	require.Len(t, ids, 2)
 
 	// MQTT 3.1.1 without clean session, and MQTT 3.1: refused with 2.
-	c = dialRaw(t, b.Addr(), 4)
-	c.sendHex("10 0c 0004 4d515454 04 00 003c 0000")
-	require.Equal(t, "20020002", c.recvBytes())
-	c = dialRaw(t, b.Addr(), 4)
-	c.sendHex("10 0e 0006 4d5149736470 03 02 003c 0000")
-	require.Equal(t, "20020002", c.recvBytes())
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex("10 0c 0004 4d515454 04 00 003c 0000")
+	require.Equal(t, "20020002", c.RecvHex())
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.SendHex("10 0e 0006 4d5149736470 03 02 003c 0000")
+	require.Equal(t, "20020002", c.RecvHex())
 }
 
 func TestConnectTakeoverWill(t *testing.T) {
@@ -370,13 +327,13 @@ func TestConnectTakeoverWill(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true})
-			sub := dialRaw(t, b.Addr(), tc.v)
-			sub.mustConnect("helper", "", "")
-			require.Equal(t, []byte{0}, sub.subscribe(1, 0, "will/test"))
+			sub := rawclient.Dial(t, b.Addr(), tc.v)
+			sub.MustConnect("helper", "", "")
+			require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "will/test"))
 
-			connect := func(clean bool, will bool) *rawClient {
-				c := dialRaw(t, b.Addr(), tc.v)
-				pk := c.connectPacket("taken", "", "")
+			connect := func(clean bool, will bool) *rawclient.Client {
+				c := rawclient.Dial(t, b.Addr(), tc.v)
+				pk := c.ConnectPacket("taken", "", "")
 				pk.Connect.Clean = clean
 				if tc.v == 5 && !clean {
 					pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
@@ -387,27 +344,27 @@ func TestConnectTakeoverWill(t *testing.T) {
 				if will {
 					pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, "will/test", []byte("LWT")
 				}
-				c.send(pk)
-				require.Equal(t, byte(0), c.recv().ReasonCode)
+				c.Send(pk)
+				require.Equal(t, byte(0), c.Recv().ReasonCode)
 				return c
 			}
 			old := connect(tc.oldClean, true)
 			nw := connect(tc.nClean, false)
 			if tc.v == 5 {
-				pk, body, err := old.recvRaw(5 * time.Second)
+				pk, body, err := old.RecvRaw(5 * time.Second)
 				require.NoError(t, err)
 				require.Equal(t, packets.Disconnect, pk.FixedHeader.Type)
 				require.Equal(t, []byte{0x8e}, body, "mosquitto sends DISCONNECT 0x8E alone: no reason string, no property length")
 			}
 			// The old connection is gone, its will published or not, once
 			// mochi counts it out (after its will and OnDisconnect).
-			waitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) == 2 })
-			nw.publish(0, 0, "will/test", "ready", false)
-			got := []string{string(sub.recv().Payload)}
+			rawclient.WaitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) == 2 })
+			nw.Publish(0, 0, "will/test", "ready", false)
+			got := []string{string(sub.Recv().Payload)}
 			if got[0] == "LWT" {
-				got = append(got, string(sub.recv().Payload))
+				got = append(got, string(sub.Recv().Payload))
 			}
-			got = append(got, payloads(sub.collect())...)
+			got = append(got, payloads(sub.Collect())...)
 			if tc.will {
 				require.Equal(t, []string{"LWT", "ready"}, got)
 			} else {
@@ -421,18 +378,18 @@ func TestConnectTakeoverWill(t *testing.T) {
 // left one of 1 s on it; mosquitto's 07-will-delay.py).
 func TestConnectDelayedWillNoExpiry(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	w := dialRaw(t, b.Addr(), 5)
-	w.mustConnect("will-watch", "", "")
-	require.Equal(t, []byte{0}, w.subscribe(1, 0, "wills/#"))
-	c := dialRaw(t, b.Addr(), 5)
-	conn := c.connectPacket("delayed", "", "")
+	w := rawclient.Dial(t, b.Addr(), 5)
+	w.MustConnect("will-watch", "", "")
+	require.Equal(t, []byte{0}, w.Subscribe(1, 0, "wills/#"))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	conn := c.ConnectPacket("delayed", "", "")
 	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
 	conn.Connect.WillProperties.WillDelayInterval = 1
 	conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 60, true
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	c.conn.Close()
-	pk, body, err := w.recvRaw(10 * time.Second)
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	c.Conn.Close()
+	pk, body, err := w.RecvRaw(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, "wills/delayed", pk.TopicName)
 	// topic (2+13), property length 0, payload "gone"
@@ -445,29 +402,29 @@ func TestConnectDelayedWillNoExpiry(t *testing.T) {
 // one over.
 func TestConnectTakeoverOfEndingSession(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	old := dialRaw(t, b.Addr(), 5)
-	pk := old.connectPacket("ending", "", "")
+	old := rawclient.Dial(t, b.Addr(), 5)
+	pk := old.ConnectPacket("ending", "", "")
 	pk.Connect.Clean = false // Session Expiry 0 (absent): ends with the connection
-	old.send(pk)
-	require.Equal(t, byte(0), old.recv().ReasonCode)
-	require.Equal(t, []byte{0}, old.subscribe(1, 0, "ending/x"))
+	old.Send(pk)
+	require.Equal(t, byte(0), old.Recv().ReasonCode)
+	require.Equal(t, []byte{0}, old.Subscribe(1, 0, "ending/x"))
 
-	nw := dialRaw(t, b.Addr(), 5)
-	pk = nw.connectPacket("ending", "", "")
+	nw := rawclient.Dial(t, b.Addr(), 5)
+	pk = nw.ConnectPacket("ending", "", "")
 	pk.Connect.Clean = false
 	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
-	nw.send(pk)
-	ack := nw.recv()
+	nw.Send(pk)
+	ack := nw.Recv()
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.False(t, ack.SessionPresent, "the old session ended with its connection")
-	d, body, err := old.recvRaw(5 * time.Second)
+	d, body, err := old.RecvRaw(5 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, packets.Disconnect, d.FixedHeader.Type)
 	require.Equal(t, []byte{0x8e}, body)
 
-	p := dialRaw(t, b.Addr(), 5)
-	p.mustConnect("pub", "", "")
-	p.publish(0, 0, "ending/x", "x", false)
-	p.ping()
-	require.Empty(t, nw.collect(), "the old session's subscription came along")
+	p := rawclient.Dial(t, b.Addr(), 5)
+	p.MustConnect("pub", "", "")
+	p.Publish(0, 0, "ending/x", "x", false)
+	p.Ping()
+	require.Empty(t, nw.Collect(), "the old session's subscription came along")
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
@@ -46,7 +47,7 @@ func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 		silent = append(silent, c)
-		waitFor(t, waiting(min(i+1, 4)))
+		rawclient.WaitFor(t, waiting(min(i+1, 4)))
 	}
 	// The two oldest were closed, the others are still open.
 	for _, c := range silent[:2] {
@@ -63,7 +64,7 @@ func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
 		_, err := c.Connect(rawmqtt.ConnectOptions{ClientID: fmt.Sprint("late", i), Clean: true})
 		require.NoError(t, err)
 	}
-	waitFor(t, waiting(1))
+	rawclient.WaitFor(t, waiting(1))
 	require.Contains(t, logs.String(), `msg="connections waiting for CONNECT back under the limit" max_connecting=4 closed=2`)
 
 	// Connected clients do not count: three more may wait; a fourth
@@ -72,7 +73,7 @@ func TestMaxConnectingClosesLongestWaiting(t *testing.T) {
 		c, err := rawmqtt.Dial(b.Addr(), 4)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
-		waitFor(t, waiting(min(i+2, 4)))
+		rawclient.WaitFor(t, waiting(min(i+2, 4)))
 	}
 	_, err = silent[5].WaitClosed(10 * time.Second)
 	require.NoError(t, err, "the oldest waiting connection must be closed")
@@ -96,7 +97,7 @@ func TestMaxConnectingUnbounded(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 	}
-	waitFor(t, func() bool { _, w, _ := b.conns.counts(); return w == DefaultMaxConnecting/64 })
+	rawclient.WaitFor(t, func() bool { _, w, _ := b.conns.counts(); return w == DefaultMaxConnecting/64 })
 	require.Zero(t, b.conns.max)
 }
 
@@ -239,7 +240,7 @@ func TestAsyncConnIdleHoldsNoBuffer(t *testing.T) {
 		buf := make([]byte, n)
 		_, err = readFull(client, buf)
 		require.NoError(t, err)
-		waitFor(t, func() bool {
+		rawclient.WaitFor(t, func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return !c.flushing
@@ -311,7 +312,7 @@ func TestConnSetFreesAfterWave(t *testing.T) {
 	s.mu.Unlock()
 	es[freeAfter-1].closed()
 	<-freed
-	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.freeing })
+	rawclient.WaitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.freeing })
 	for _, e := range es[freeAfter:] {
 		e.closed()
 	}
@@ -449,7 +450,7 @@ func measureIdleStacks(t *testing.T) {
 	}
 	// Idle: two goroutines per connection are left (the write goroutines
 	// of the CONNACKs are gone).
-	waitFor(t, func() bool { return runtime.NumGoroutine() == goroutines+2*n })
+	rawclient.WaitFor(t, func() bool { return runtime.NumGoroutine() == goroutines+2*n })
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
@@ -285,7 +286,7 @@ func TestInteropQoS1BurstPaho(t *testing.T) {
 	require.NoError(t, err)
 	const n = 20000
 	wait := background(t, py, script, "--port", port, "--topic", "burst", "--count", strconv.Itoa(n))
-	waitFor(t, func() bool { return b.HasSubscriber("burst") })
+	rawclient.WaitFor(t, func() bool { return b.HasSubscriber("burst") })
 	var lines strings.Builder
 	for i := range n {
 		fmt.Fprintf(&lines, "m%d\n", i+1)
@@ -326,18 +327,18 @@ func TestDeliveryQueuedACLRecheck(t *testing.T) {
 		waitOffline(t, b.srv, o.ClientID)
 	}
 	offline()
-	p := dialRaw(t, b.Addr(), 4)
-	p.mustConnect("acl-pub", "", "")
-	p.publish(1, 1, "acl/x", "before", false)
-	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	p := rawclient.Dial(t, b.Addr(), 4)
+	p.MustConnect("acl-pub", "", "")
+	p.Publish(1, 1, "acl/x", "before", false)
+	require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
 	c = connect()
 	got := readPublish(t, c)
 	require.Equal(t, "before", string(got.Payload))
 	require.NoError(t, c.Send(rawmqtt.Ack(rawmqtt.PUBACK, got.PacketID)))
 	offline()
 
-	p.publish(2, 1, "acl/x", "revoked", false)
-	require.Equal(t, packets.Puback, p.recv().FixedHeader.Type)
+	p.Publish(2, 1, "acl/x", "revoked", false)
+	require.Equal(t, packets.Puback, p.Recv().FixedHeader.Type)
 	require.NoError(t, os.WriteFile(acl, []byte("topic write acl/#\n"), 0o600))
 	require.NoError(t, b.Reload(cfg.Security()))
 	c = connect()

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 )
 
@@ -480,7 +481,7 @@ func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
 	// The client sees its connection closed before mochi is done with
 	// it: wait until mochi registered it (the next connection takes it
 	// over, not the first one).
-	waitFor(t, func() bool {
+	rawclient.WaitFor(t, func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		cl, ok := b.srv.Clients.Get("orphan")
@@ -510,20 +511,20 @@ func TestResumedSessionAfterConnectionLostBeforeConnack(t *testing.T) {
 // maximum.
 func TestPersistentClientExpiration(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, PersistentClientExpiration: time.Second})
-	c := dialRaw(t, b.Addr(), 4)
-	pk := c.connectPacket("persist", "", "")
+	c := rawclient.Dial(t, b.Addr(), 4)
+	pk := c.ConnectPacket("persist", "", "")
 	pk.Connect.Clean = false
-	c.send(pk)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "p/#"))
-	c.conn.Close()
-	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("persist"); return !ok })
+	c.Send(pk)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "p/#"))
+	c.Conn.Close()
+	rawclient.WaitFor(t, func() bool { _, ok := b.srv.Clients.Get("persist"); return !ok })
 
-	c = dialRaw(t, b.Addr(), 5)
-	pk = c.connectPacket("persist5", "", "")
+	c = rawclient.Dial(t, b.Addr(), 5)
+	pk = c.ConnectPacket("persist5", "", "")
 	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
-	c.send(pk)
-	ack := c.recv()
+	c.Send(pk)
+	ack := c.Recv()
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.Equal(t, uint32(1), ack.Properties.SessionExpiryInterval)
 }

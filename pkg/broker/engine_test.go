@@ -14,31 +14,32 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
 // connectPersistent connects id with a persistent session (MQTT 3.1.1
 // clean session 0, MQTT 5 session expiry 600 s).
-func connectPersistent(t *testing.T, addr string, version byte, id string) *rawClient {
+func connectPersistent(t *testing.T, addr string, version byte, id string) *rawclient.Client {
 	t.Helper()
-	c := dialRaw(t, addr, version)
-	pk := c.connectPacket(id, "", "")
+	c := rawclient.Dial(t, addr, version)
+	pk := c.ConnectPacket(id, "", "")
 	pk.Connect.Clean = false
 	if version == 5 {
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
 	}
-	c.send(pk)
-	ack := c.recv()
+	c.Send(pk)
+	ack := c.Recv()
 	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
 	require.Equal(t, byte(0), ack.ReasonCode)
 	return c
 }
 
 // goOffline disconnects c and waits until its session is offline.
-func goOffline(t *testing.T, b *Broker, c *rawClient, id string) {
+func goOffline(t *testing.T, b *Broker, c *rawclient.Client, id string) {
 	t.Helper()
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
-	c.conn.Close()
+	c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.Conn.Close()
 	waitOffline(t, b.srv, id)
 }
 
@@ -48,21 +49,21 @@ func goOffline(t *testing.T, b *Broker, c *rawClient, id string) {
 // for "foo", and the message was lost without a word.
 func TestEnginePlusHashParentLevel(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1, 1}, sub.subscribe(1, 1, "foo/+/#", "+/#"))
-	other := dialRaw(t, b.Addr(), 4)
-	other.mustConnect("other", "", "")
-	require.Equal(t, []byte{0}, other.subscribe(1, 0, "foo/+/+"))
-	pub := dialRaw(t, b.Addr(), 4)
-	pub.mustConnect("pub", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1, 1}, sub.Subscribe(1, 1, "foo/+/#", "+/#"))
+	other := rawclient.Dial(t, b.Addr(), 4)
+	other.MustConnect("other", "", "")
+	require.Equal(t, []byte{0}, other.Subscribe(1, 0, "foo/+/+"))
+	pub := rawclient.Dial(t, b.Addr(), 4)
+	pub.MustConnect("pub", "", "")
 	for _, topic := range []string{"foo/bar", "foo", "foo/bar/baz"} {
-		pub.publish(0, 0, topic, topic, false)
+		pub.Publish(0, 0, topic, topic, false)
 	}
-	require.Empty(t, pub.ping())
-	got := sub.ping()
+	require.Empty(t, pub.Ping())
+	got := sub.Ping()
 	require.Equal(t, []string{"foo/bar", "foo", "foo/bar/baz"}, payloads(got))
-	require.Equal(t, []string{"foo/bar/baz"}, payloads(other.ping()), "foo/+/+ matches only the three-level topic")
+	require.Equal(t, []string{"foo/bar/baz"}, payloads(other.Ping()), "foo/+/+ matches only the three-level topic")
 }
 
 // The PUBACK of an MQTT 5 QoS 1 message says 0x10 No matching subscribers
@@ -71,15 +72,15 @@ func TestEnginePlusHashParentLevel(t *testing.T) {
 // publisher gets 0x00, and Broker.HasSubscriber agrees.
 func TestEngineNoSubscribersAckAgreesWithRouting(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	sub := dialRaw(t, b.Addr(), 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "foo/+/#"))
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
-	pub.publish(1, 1, "foo/bar", "x", false)
-	require.Equal(t, byte(0), pub.recv().ReasonCode, "delivered to foo/+/#")
-	pub.publish(2, 1, "nobody/here", "x", false)
-	require.Equal(t, byte(0x10), pub.recv().ReasonCode)
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "foo/+/#"))
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
+	pub.Publish(1, 1, "foo/bar", "x", false)
+	require.Equal(t, byte(0), pub.Recv().ReasonCode, "delivered to foo/+/#")
+	pub.Publish(2, 1, "nobody/here", "x", false)
+	require.Equal(t, byte(0x10), pub.Recv().ReasonCode)
 	require.True(t, b.HasSubscriber("foo/bar"))
 	require.False(t, b.HasSubscriber("foo"), "foo/+/# needs a second level")
 	require.False(t, b.HasSubscriber("nobody/here"))
@@ -93,7 +94,7 @@ func TestEngineMaxQueuedBytes(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1, MaxQueuedBytes: 100,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	c := connectPersistent(t, b.Addr(), 4, "bytes")
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "b"))
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "b"))
 	goOffline(t, b, c, "bytes")
 	for i := range 10 {
 		require.NoError(t, b.Publish("b", fmt.Appendf(nil, "%02d%s", i, strings.Repeat("x", 28)), false, 1))
@@ -105,13 +106,13 @@ func TestEngineMaxQueuedBytes(t *testing.T) {
 	c = connectPersistent(t, b.Addr(), 4, "bytes")
 	var got []string
 	for range 3 {
-		pk := c.recv()
+		pk := c.Recv()
 		require.Equal(t, packets.Publish, pk.FixedHeader.Type)
 		got = append(got, string(pk.Payload[:2]))
-		c.ack(pk)
+		c.Ack(pk)
 	}
 	require.Equal(t, []string{"00", "01", "02"}, got)
-	require.Empty(t, c.ping())
+	require.Empty(t, c.Ping())
 }
 
 // queue_qos0_messages: a QoS 0 message is queued for an offline
@@ -121,11 +122,11 @@ func TestEngineQueueQoS0Messages(t *testing.T) {
 		t.Run(fmt.Sprint(queue), func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, QueueQoS0Messages: queue})
 			c := connectPersistent(t, b.Addr(), 4, "q0")
-			require.Equal(t, []byte{0}, c.subscribe(1, 0, "q"))
+			require.Equal(t, []byte{0}, c.Subscribe(1, 0, "q"))
 			goOffline(t, b, c, "q0")
 			require.NoError(t, b.Publish("q", []byte("offline"), false, 0))
 			c = connectPersistent(t, b.Addr(), 4, "q0")
-			got := payloads(c.ping())
+			got := payloads(c.Ping())
 			if queue {
 				require.Equal(t, []string{"offline"}, got)
 			} else {
@@ -141,14 +142,14 @@ func TestEngineUpgradeOutgoingQoS(t *testing.T) {
 	for _, upgrade := range []bool{false, true} {
 		t.Run(fmt.Sprint(upgrade), func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true, SysInterval: -1, UpgradeOutgoingQoS: upgrade})
-			sub := dialRaw(t, b.Addr(), 4)
-			sub.mustConnect("sub", "", "")
-			require.Equal(t, []byte{2}, sub.subscribe(1, 2, "u"))
-			pub := dialRaw(t, b.Addr(), 4)
-			pub.mustConnect("pub", "", "")
-			pub.publish(0, 0, "u", "m", false)
-			require.Empty(t, pub.ping())
-			pk := sub.recv()
+			sub := rawclient.Dial(t, b.Addr(), 4)
+			sub.MustConnect("sub", "", "")
+			require.Equal(t, []byte{2}, sub.Subscribe(1, 2, "u"))
+			pub := rawclient.Dial(t, b.Addr(), 4)
+			pub.MustConnect("pub", "", "")
+			pub.Publish(0, 0, "u", "m", false)
+			require.Empty(t, pub.Ping())
+			pk := sub.Recv()
 			require.Equal(t, "m", string(pk.Payload))
 			if upgrade {
 				require.Equal(t, byte(2), pk.FixedHeader.Qos)
@@ -167,25 +168,25 @@ func TestEngineACLRecheckConnectedQueue(t *testing.T) {
 	acl := writeFile(t, "acl", "topic readwrite w/#\n")
 	cfg := Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1, MaxInflight: 1}
 	b := start(t, cfg)
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "w/#"))
-	pub := dialRaw(t, b.Addr(), 4)
-	pub.mustConnect("pub", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "w/#"))
+	pub := rawclient.Dial(t, b.Addr(), 4)
+	pub.MustConnect("pub", "", "")
 	for i := range 3 {
-		pub.publish(uint16(i+1), 1, "w/x", fmt.Sprint(i), false)
+		pub.Publish(uint16(i+1), 1, "w/x", fmt.Sprint(i), false)
 	}
 	for range 3 {
-		require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+		require.Equal(t, packets.Puback, pub.Recv().FixedHeader.Type)
 	}
-	first := sub.recv()
+	first := sub.Recv()
 	require.Equal(t, "0", string(first.Payload))
-	require.Empty(t, sub.ping(), "window of 1: the others wait in the queue")
+	require.Empty(t, sub.Ping(), "window of 1: the others wait in the queue")
 
 	require.NoError(t, os.WriteFile(acl, []byte("topic write w/#\n"), 0o600))
 	require.NoError(t, b.Reload(cfg.Security()))
-	sub.ack(first)
-	require.Empty(t, sub.ping(), "queued messages the client may no longer read are not sent")
+	sub.Ack(first)
+	require.Empty(t, sub.Ping(), "queued messages the client may no longer read are not sent")
 }
 
 // QoS 2 exactly once across a broker restart when the publisher resends:
@@ -200,13 +201,13 @@ func TestEngineInboundQoS2AcrossRestart(t *testing.T) {
 		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
 			b := start(t, cfg)
 			sub := connectPersistent(t, b.Addr(), 4, "q2sub")
-			require.Equal(t, []byte{2}, sub.subscribe(1, 2, "q2"))
+			require.Equal(t, []byte{2}, sub.Subscribe(1, 2, "q2"))
 			goOffline(t, b, sub, "q2sub")
 			pub := connectPersistent(t, b.Addr(), v, "q2pub")
 			publish := func(dup bool) {
-				pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
+				pub.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
 					PacketID: 5, TopicName: "q2", Payload: []byte("once")})
-				ack := pub.recv()
+				ack := pub.Recv()
 				require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
 				require.Equal(t, uint16(5), ack.PacketID)
 				require.Equal(t, packets.CodeSuccess.Code, ack.ReasonCode)
@@ -217,23 +218,23 @@ func TestEngineInboundQoS2AcrossRestart(t *testing.T) {
 			b = start(t, cfg)
 			pub = connectPersistent(t, b.Addr(), v, "q2pub")
 			// mochi resends the PUBREC of the restored flow; then the resend.
-			for _, pk := range pub.ping() {
+			for _, pk := range pub.Ping() {
 				require.Equal(t, packets.Pubrec, pk.FixedHeader.Type)
 			}
 			publish(true)
-			pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 5})
-			comp := pub.recv()
+			pub.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 5})
+			comp := pub.Recv()
 			require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
 			require.Equal(t, packets.CodeSuccess.Code, comp.ReasonCode)
 
 			sub = connectPersistent(t, b.Addr(), 4, "q2sub")
-			got := sub.recv()
+			got := sub.Recv()
 			require.Equal(t, "once", string(got.Payload))
-			sub.ack(got)
-			rel := sub.recv()
+			sub.Ack(got)
+			rel := sub.Recv()
 			require.Equal(t, packets.Pubrel, rel.FixedHeader.Type)
-			sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: rel.PacketID})
-			require.Empty(t, sub.ping(), "delivered once")
+			sub.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: rel.PacketID})
+			require.Empty(t, sub.Ping(), "delivered once")
 			require.NoError(t, b.Close())
 		})
 	}
@@ -243,24 +244,24 @@ func TestEngineInboundQoS2AcrossRestart(t *testing.T) {
 // has passed [MQTT-3.1.3-9]: the engine's timer for it is stopped.
 func TestEngineDelayedWillCancelledByResume(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	connect := func() *rawClient {
-		c := dialRaw(t, b.Addr(), 5)
-		conn := c.connectPacket("delayed", "", "")
+	connect := func() *rawclient.Client {
+		c := rawclient.Dial(t, b.Addr(), 5)
+		conn := c.ConnectPacket("delayed", "", "")
 		conn.Connect.Clean = false
 		conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/delayed", []byte("gone")
 		conn.Connect.WillProperties.WillDelayInterval = 3600
 		conn.Properties.SessionExpiryInterval, conn.Properties.SessionExpiryIntervalFlag = 7200, true
-		c.send(conn)
-		require.Equal(t, byte(0), c.recv().ReasonCode)
+		c.Send(conn)
+		require.Equal(t, byte(0), c.Recv().ReasonCode)
 		return c
 	}
 	c := connect()
-	c.conn.Close() // no DISCONNECT: the will is due, after its delay
-	waitFor(t, func() bool { _, ok := b.engine.wills.Load("delayed"); return ok })
+	c.Conn.Close() // no DISCONNECT: the will is due, after its delay
+	rawclient.WaitFor(t, func() bool { _, ok := b.engine.wills.Load("delayed"); return ok })
 	c = connect()
 	_, pending := b.engine.wills.Load("delayed")
 	require.False(t, pending, "the resumed session's will is not sent")
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 }
 
 // A client subscribed to the topic it publishes at QoS 1 or 2 gets its
@@ -274,18 +275,18 @@ func TestEngineOwnAckBeforeDelivery(t *testing.T) {
 			for _, retain := range []bool{false, true} {
 				t.Run(fmt.Sprintf("v%d/qos%d/retain=%v", version, qos, retain), func(t *testing.T) {
 					b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-					c := dialRaw(t, b.Addr(), version)
-					c.mustConnect("self", "", "")
-					require.Equal(t, []byte{2}, c.subscribe(1, 2, "loop"))
-					c.publish(7, qos, "loop", "m", retain)
-					ack := c.recv()
+					c := rawclient.Dial(t, b.Addr(), version)
+					c.MustConnect("self", "", "")
+					require.Equal(t, []byte{2}, c.Subscribe(1, 2, "loop"))
+					c.Publish(7, qos, "loop", "m", retain)
+					ack := c.Recv()
 					want := packets.Puback
 					if qos == 2 {
 						want = packets.Pubrec
 					}
 					require.Equal(t, want, ack.FixedHeader.Type, "the publisher's acknowledgement comes first")
 					require.Equal(t, uint16(7), ack.PacketID)
-					pk := c.recv()
+					pk := c.Recv()
 					require.Equal(t, packets.Publish, pk.FixedHeader.Type)
 					require.Equal(t, "m", string(pk.Payload))
 					require.Equal(t, qos, pk.FixedHeader.Qos)
@@ -302,27 +303,27 @@ func TestEngineOwnAckBeforeDelivery(t *testing.T) {
 // to the engine's sessions.
 func TestEngineExpiredSessionSubscriptionsGone(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	c := dialRaw(t, b.Addr(), 5)
-	pk := c.connectPacket("exp", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	pk := c.ConnectPacket("exp", "", "")
 	pk.Connect.Clean = false
 	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 1, true
-	c.send(pk)
-	require.Equal(t, packets.Connack, c.recv().FixedHeader.Type)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "old/topic"))
+	c.Send(pk)
+	require.Equal(t, packets.Connack, c.Recv().FixedHeader.Type)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "old/topic"))
 	goOffline(t, b, c, "exp")
-	waitFor(t, func() bool { _, ok := b.srv.Clients.Get("exp"); return !ok })
+	rawclient.WaitFor(t, func() bool { _, ok := b.srv.Clients.Get("exp"); return !ok })
 
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
-	pub.publish(0, 0, "old/topic", "stale", false)
-	require.Empty(t, pub.ping())
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
+	pub.Publish(0, 0, "old/topic", "stale", false)
+	require.Empty(t, pub.Ping())
 	require.Nil(t, b.engine.lookupSession("exp"), "no session for an expired client")
 
-	c = dialRaw(t, b.Addr(), 5)
-	c.mustConnect("exp", "", "")
-	pub.publish(0, 0, "old/topic", "stale", false)
-	require.Empty(t, pub.ping())
-	require.Empty(t, c.ping(), "a new session has no subscriptions")
+	c = rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("exp", "", "")
+	pub.Publish(0, 0, "old/topic", "stale", false)
+	require.Empty(t, pub.Ping())
+	require.Empty(t, c.Ping(), "a new session has no subscriptions")
 	require.False(t, b.HasSubscriber("old/topic"))
 }
 
@@ -331,12 +332,12 @@ func TestEngineExpiredSessionSubscriptionsGone(t *testing.T) {
 // message expiry counts from its publication.
 func TestEngineWillProperties(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
-	w := dialRaw(t, b.Addr(), 5)
-	w.mustConnect("will-watch", "", "")
-	require.Equal(t, []byte{1}, w.subscribe(1, 1, "wills/#"))
+	w := rawclient.Dial(t, b.Addr(), 5)
+	w.MustConnect("will-watch", "", "")
+	require.Equal(t, []byte{1}, w.Subscribe(1, 1, "wills/#"))
 
-	c := dialRaw(t, b.Addr(), 5)
-	conn := c.connectPacket("dying", "", "")
+	c := rawclient.Dial(t, b.Addr(), 5)
+	conn := c.ConnectPacket("dying", "", "")
 	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "wills/dying", []byte("gone")
 	conn.Connect.WillQos = 1
 	wp := &conn.Connect.WillProperties
@@ -345,11 +346,11 @@ func TestEngineWillProperties(t *testing.T) {
 	wp.MessageExpiryInterval = 600
 	wp.User = []packets.UserProperty{{Key: "k", Val: "v"}}
 	conn.Mods.AllowResponseInfo = true // the test client's encoder leaves the response topic out otherwise
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	c.conn.Close() // no DISCONNECT: the will goes out
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	c.Conn.Close() // no DISCONNECT: the will goes out
 
-	got := w.recv()
+	got := w.Recv()
 	require.Equal(t, "wills/dying", got.TopicName)
 	require.Equal(t, "gone", string(got.Payload))
 	p := got.Properties
@@ -371,19 +372,19 @@ func TestEngineDiscardedMessageUsesPacketID(t *testing.T) {
 	cfg := Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1}
 	b := start(t, cfg)
 	sub := connectPersistent(t, b.Addr(), 4, "sub")
-	require.Equal(t, []byte{1, 1}, sub.subscribe(1, 1, "w/#", "x/#"))
+	require.Equal(t, []byte{1, 1}, sub.Subscribe(1, 1, "w/#", "x/#"))
 	goOffline(t, b, sub, "sub")
-	pub := dialRaw(t, b.Addr(), 4)
-	pub.mustConnect("pub", "", "")
+	pub := rawclient.Dial(t, b.Addr(), 4)
+	pub.MustConnect("pub", "", "")
 	for i, topic := range []string{"w/1", "x/2", "w/3"} {
-		pub.publish(uint16(i+1), 1, topic, topic, false)
-		require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+		pub.Publish(uint16(i+1), 1, topic, topic, false)
+		require.Equal(t, packets.Puback, pub.Recv().FixedHeader.Type)
 	}
 	require.NoError(t, os.WriteFile(acl, []byte("topic readwrite w/#\n"), 0o600))
 	require.NoError(t, b.Reload(cfg.Security()))
 	sub = connectPersistent(t, b.Addr(), 4, "sub")
 	var got []string
-	for _, pk := range sub.ping() {
+	for _, pk := range sub.Ping() {
 		got = append(got, fmt.Sprintf("%s:%d", pk.Payload, pk.PacketID))
 	}
 	require.Equal(t, []string{"w/1:1", "w/3:3"}, got)
@@ -403,24 +404,24 @@ func TestEngineExpiredRetainedTakesNoPacketID(t *testing.T) {
 	require.NoError(t, b.Start())
 	t.Cleanup(func() { _ = b.Close() })
 
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
 	old := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true}, PacketID: 1,
 		TopicName: "kept/a", Payload: []byte("old")}
 	old.Properties.MessageExpiryInterval = 1
-	pub.send(old)
-	require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
-	pub.publish(2, 1, "kept/b", "new", true)
-	require.Equal(t, packets.Puback, pub.recv().FixedHeader.Type)
+	pub.Send(old)
+	require.Equal(t, packets.Puback, pub.Recv().FixedHeader.Type)
+	pub.Publish(2, 1, "kept/b", "new", true)
+	require.Equal(t, packets.Puback, pub.Recv().FixedHeader.Type)
 
 	clk.advance(10 * time.Second)
-	sub := dialRaw(t, b.Addr(), 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "kept/#"))
-	got := sub.recv()
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "kept/#"))
+	got := sub.Recv()
 	require.Equal(t, "kept/b", got.TopicName)
 	require.Equal(t, uint16(1), got.PacketID, "the expired message took no packet ID")
-	require.Empty(t, sub.ping(), "the expired message is not sent")
+	require.Empty(t, sub.Ping(), "the expired message is not sent")
 }
 
 // TestEnginePacketIDsContinueOnResume: a resumed session with nothing in
@@ -429,38 +430,38 @@ func TestEngineExpiredRetainedTakesNoPacketID(t *testing.T) {
 // 1 again.
 func TestEnginePacketIDsContinueOnResume(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 4)
-	pk := c.connectPacket("ids", "", "")
+	c := rawclient.Dial(t, b.Addr(), 4)
+	pk := c.ConnectPacket("ids", "", "")
 	pk.Connect.Clean = false
-	c.send(pk)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "ids"))
+	c.Send(pk)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "ids"))
 	for want := uint16(1); want <= 2; want++ {
 		require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
-		got := c.recv()
+		got := c.Recv()
 		require.Equal(t, want, got.PacketID)
-		c.ack(got)
+		c.Ack(got)
 	}
-	require.Empty(t, c.ping())
-	c.conn.Close()
+	require.Empty(t, c.Ping())
+	c.Conn.Close()
 	waitOffline(t, b.srv, "ids")
 
-	c = dialRaw(t, b.Addr(), 4)
-	c.send(pk)
-	require.True(t, c.recv().SessionPresent)
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.Send(pk)
+	require.True(t, c.Recv().SessionPresent)
 	require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
-	got := c.recv()
+	got := c.Recv()
 	require.Equal(t, uint16(3), got.PacketID)
-	c.ack(got)
-	require.Empty(t, c.ping())
-	c.conn.Close()
+	c.Ack(got)
+	require.Empty(t, c.Ping())
+	c.Conn.Close()
 	waitOffline(t, b.srv, "ids")
 
-	c = dialRaw(t, b.Addr(), 4)
+	c = rawclient.Dial(t, b.Addr(), 4)
 	pk.Connect.Clean = true
-	c.send(pk)
-	require.False(t, c.recv().SessionPresent)
-	require.Equal(t, []byte{1}, c.subscribe(1, 1, "ids"))
+	c.Send(pk)
+	require.False(t, c.Recv().SessionPresent)
+	require.Equal(t, []byte{1}, c.Subscribe(1, 1, "ids"))
 	require.NoError(t, b.Publish("ids", []byte("x"), false, 1))
-	require.Equal(t, uint16(1), c.recv().PacketID)
+	require.Equal(t, uint16(1), c.Recv().PacketID)
 }

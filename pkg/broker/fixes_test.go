@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
@@ -40,46 +41,46 @@ func TestFixPacketIDCollision(t *testing.T) {
 	for _, inboundQoS := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("inbound QoS %d", inboundQoS), func(t *testing.T) {
 			addr, srv := startFixed(t)
-			c := dialRaw(t, addr, 4)
-			pk := c.connectPacket("collide", "", "")
+			c := rawclient.Dial(t, addr, 4)
+			pk := c.ConnectPacket("collide", "", "")
 			pk.Connect.Clean = false
-			c.send(pk)
-			require.Equal(t, byte(0), c.recv().ReasonCode)
-			require.Equal(t, []byte{1}, c.subscribe(1, 1, "in"))
+			c.Send(pk)
+			require.Equal(t, byte(0), c.Recv().ReasonCode)
+			require.Equal(t, []byte{1}, c.Subscribe(1, 1, "in"))
 
 			require.NoError(t, srv.Publish("in", []byte("server delivery"), false, 1))
-			got := c.recv()
+			got := c.Recv()
 			require.Equal(t, "server delivery", string(got.Payload))
 			// Not acknowledged: the delivery is outstanding under got.PacketID.
 
-			c.publish(got.PacketID, inboundQoS, "out", "client publish", false)
-			ack := c.recv()
+			c.Publish(got.PacketID, inboundQoS, "out", "client publish", false)
+			ack := c.Recv()
 			require.Equal(t, got.PacketID, ack.PacketID)
 			if inboundQoS == 1 {
 				require.Equal(t, packets.Puback, ack.FixedHeader.Type)
 			} else {
 				require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
-				c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: got.PacketID})
-				comp := c.recv()
+				c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: got.PacketID})
+				comp := c.Recv()
 				require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
 				require.Equal(t, got.PacketID, comp.PacketID)
 			}
-			c.conn.Close()
+			c.Conn.Close()
 			waitOffline(t, srv, "collide")
 
 			// Resume: the unacknowledged delivery comes again.
-			c = dialRaw(t, addr, 4)
-			c.send(pk)
-			ack = c.recv()
+			c = rawclient.Dial(t, addr, 4)
+			c.Send(pk)
+			ack = c.Recv()
 			require.Equal(t, packets.Connack, ack.FixedHeader.Type)
 			require.True(t, ack.SessionPresent)
-			again := c.recv()
+			again := c.Recv()
 			require.Equal(t, packets.Publish, again.FixedHeader.Type)
 			require.Equal(t, "server delivery", string(again.Payload))
 			require.Equal(t, got.PacketID, again.PacketID)
 			require.True(t, again.FixedHeader.Dup)
-			c.ack(again)
-			require.Empty(t, c.ping())
+			c.Ack(again)
+			require.Empty(t, c.Ping())
 		})
 	}
 }
@@ -92,25 +93,25 @@ func TestFixPacketIDRetransmission(t *testing.T) {
 	require.NoError(t, srv.Subscribe("q2/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		got <- string(pk.Payload)
 	}))
-	c := dialRaw(t, addr, 5)
-	c.mustConnect("q2", "", "")
-	c.publish(7, 2, "q2/x", "once", false)
-	rec := c.recv()
+	c := rawclient.Dial(t, addr, 5)
+	c.MustConnect("q2", "", "")
+	c.Publish(7, 2, "q2/x", "once", false)
+	rec := c.Recv()
 	require.Equal(t, packets.Pubrec, rec.FixedHeader.Type)
 	require.Equal(t, uint16(7), rec.PacketID)
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 7})
-	comp := c.recv()
+	c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 7})
+	comp := c.Recv()
 	require.Equal(t, packets.Pubcomp, comp.FixedHeader.Type)
 	require.Equal(t, uint16(7), comp.PacketID)
 	require.Equal(t, byte(0), comp.ReasonCode)
 	// The identifier is free again: a new flow with 7 works.
-	c.publish(7, 1, "q2/y", "again", false)
-	ack := c.recv()
+	c.Publish(7, 1, "q2/y", "again", false)
+	ack := c.Recv()
 	require.Equal(t, packets.Puback, ack.FixedHeader.Type)
 	require.Equal(t, uint16(7), ack.PacketID)
 	require.Equal(t, "once", recvString(t, got))
 	require.Equal(t, "again", recvString(t, got))
-	require.Empty(t, c.ping())
+	require.Empty(t, c.Ping())
 	require.Empty(t, got)
 }
 
@@ -130,16 +131,16 @@ func recvString(t *testing.T, ch <-chan string) string {
 // echoes them; the broker sets NoInheritedPropertiesOnAck).
 func TestFixPubackReasonCode(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	w := dialRaw(t, b.Addr(), 5)
-	w.mustConnect("pa-sub", "", "")
-	require.Equal(t, []byte{0}, w.subscribe(1, 0, "t"))
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("pa", "", "")
+	w := rawclient.Dial(t, b.Addr(), 5)
+	w.MustConnect("pa-sub", "", "")
+	require.Equal(t, []byte{0}, w.Subscribe(1, 0, "t"))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("pa", "", "")
 	for _, qos := range []byte{1, 2} {
 		p := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, PacketID: uint16(qos), TopicName: "t", Payload: []byte("x")}
 		p.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
-		c.send(p)
-		ack, body, err := c.recvRaw(5e9)
+		c.Send(p)
+		ack, body, err := c.RecvRaw(5e9)
 		require.NoError(t, err)
 		require.Equal(t, byte(0), ack.ReasonCode)
 		// Packet ID only: reason 0x00 with no properties may be omitted.
@@ -153,34 +154,34 @@ func TestFixPubackReasonCode(t *testing.T) {
 func TestRequestProblemInformation(t *testing.T) {
 	acl := writeFile(t, "acl", "topic readwrite ok/#\n")
 	s := startSecure(t, SecurityConfig{AllowAnonymous: true, ACLFile: acl})
-	c := dialRaw(t, s.addr, 5)
-	pk := c.connectPacket("pi", "", "")
+	c := rawclient.Dial(t, s.addr, 5)
+	pk := c.ConnectPacket("pi", "", "")
 	pk.Properties.RequestProblemInfo = 0
 	pk.Properties.RequestProblemInfoFlag = true
-	c.send(pk)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
+	c.Send(pk)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
 
-	c.publish(1, 1, "denied", "x", false)
-	ack, body, err := c.recvRaw(5e9)
+	c.Publish(1, 1, "denied", "x", false)
+	ack, body, err := c.RecvRaw(5e9)
 	require.NoError(t, err)
 	require.Equal(t, byte(0x87), ack.ReasonCode)
 	require.Equal(t, []byte{0, 1, 0x87}, body)
 
-	c.publish(2, 2, "denied", "x", false)
-	_, body, err = c.recvRaw(5e9)
+	c.Publish(2, 2, "denied", "x", false)
+	_, body, err = c.RecvRaw(5e9)
 	require.NoError(t, err)
 	require.Equal(t, []byte{0, 2, 0x87}, body)
 
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 99})
-	_, body, err = c.recvRaw(5e9)
+	c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 99})
+	_, body, err = c.RecvRaw(5e9)
 	require.NoError(t, err)
 	require.Equal(t, []byte{0, 99, 0x92}, body)
 
 	// A refused subscription ($share with No Local is a protocol error).
 	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 5, Filters: packets.Subscriptions{{Filter: "$share/g/x", NoLocal: true}}}
 	sub.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
-	c.send(sub)
-	_, body, err = c.recvRaw(5e9)
+	c.Send(sub)
+	_, body, err = c.RecvRaw(5e9)
 	require.NoError(t, err)
 	require.Equal(t, []byte{0, 5, 0, 0x82}, body)
 }
@@ -193,22 +194,22 @@ func TestFixRetainRace(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			c := dialRaw(t, b.Addr(), 4)
-			c.mustConnect(fmt.Sprintf("pub%d", i), "", "")
+			c := rawclient.Dial(t, b.Addr(), 4)
+			c.MustConnect(fmt.Sprintf("pub%d", i), "", "")
 			for j := range 50 {
-				c.publish(0, 0, fmt.Sprintf("r/%d/%d", i, j%5), "v", true)
+				c.Publish(0, 0, fmt.Sprintf("r/%d/%d", i, j%5), "v", true)
 			}
-			c.ping()
+			c.Ping()
 		}()
 		go func() {
 			defer wg.Done()
-			c := dialRaw(t, b.Addr(), 4)
-			c.mustConnect(fmt.Sprintf("sub%d", i), "", "")
+			c := rawclient.Dial(t, b.Addr(), 4)
+			c.MustConnect(fmt.Sprintf("sub%d", i), "", "")
 			for j := range 20 {
-				c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: uint16(j + 1),
+				c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: uint16(j + 1),
 					Filters: packets.Subscriptions{{Filter: "r/+/#"}}})
 			}
-			c.ping()
+			c.Ping()
 		}()
 	}
 	wg.Wait()
@@ -225,23 +226,23 @@ func TestFixSubscribeIDCollision(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			addr, srv := startFixed(t)
-			c := dialRaw(t, addr, v)
-			c.mustConnect("resub", "", "")
-			require.Equal(t, []byte{1}, c.subscribe(1, 1, "in"))
+			c := rawclient.Dial(t, addr, v)
+			c.MustConnect("resub", "", "")
+			require.Equal(t, []byte{1}, c.Subscribe(1, 1, "in"))
 			require.NoError(t, srv.Publish("in", []byte("outstanding"), false, 1))
-			got := c.recv()
+			got := c.Recv()
 			// Not acknowledged: the delivery holds got.PacketID.
-			require.Equal(t, []byte{0}, c.subscribe(got.PacketID, 0, "other"))
-			c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: got.PacketID,
+			require.Equal(t, []byte{0}, c.Subscribe(got.PacketID, 0, "other"))
+			c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: got.PacketID,
 				Filters: packets.Subscriptions{{Filter: "other"}}})
-			unsub := c.recv()
+			unsub := c.Recv()
 			require.Equal(t, packets.Unsuback, unsub.FixedHeader.Type)
 			require.Equal(t, got.PacketID, unsub.PacketID)
 			if v == 5 {
 				require.Equal(t, []byte{0}, unsub.ReasonCodes)
 			}
-			c.ack(got)
-			require.Empty(t, c.ping())
+			c.Ack(got)
+			require.Empty(t, c.Ping())
 		})
 	}
 }
@@ -252,12 +253,12 @@ func TestFixRetainedOnce(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	for i := range 30 {
 		topic := fmt.Sprintf("once/%d", i)
-		c := dialRaw(t, b.Addr(), 5)
-		c.mustConnect(fmt.Sprintf("once%d", i), "", "")
-		c.send(subscribePacket(1, packets.Subscription{Filter: topic}))
+		c := rawclient.Dial(t, b.Addr(), 5)
+		c.MustConnect(fmt.Sprintf("once%d", i), "", "")
+		c.Send(subscribePacket(1, packets.Subscription{Filter: topic}))
 		require.NoError(t, b.Publish(topic, []byte("x"), true, 0))
 		var n int
-		for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+		for _, pk := range append([]packets.Packet{c.Recv(), c.Recv()}, c.Collect()...) {
 			if pk.FixedHeader.Type == packets.Publish {
 				n++
 			}
@@ -277,9 +278,9 @@ func TestFixRetainedOnceDuringSubscribe(t *testing.T) {
 	h := &pauseSubscribed{at: make(chan struct{}), release: make(chan struct{})}
 	require.NoError(t, b.srv.AddHook(h, nil))
 	require.NoError(t, b.Start())
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("during", "", "")
-	c.send(subscribePacket(1, packets.Subscription{Filter: "during/#"}))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("during", "", "")
+	c.Send(subscribePacket(1, packets.Subscription{Filter: "during/#"}))
 	select {
 	case <-h.at:
 	case <-time.After(10 * time.Second):
@@ -288,7 +289,7 @@ func TestFixRetainedOnceDuringSubscribe(t *testing.T) {
 	require.NoError(t, b.Publish("during/x", []byte("x"), true, 0))
 	close(h.release)
 	var n int
-	for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+	for _, pk := range append([]packets.Packet{c.Recv(), c.Recv()}, c.Collect()...) {
 		if pk.FixedHeader.Type == packets.Publish {
 			n++
 		}
@@ -316,15 +317,15 @@ func (h *pauseSubscribed) OnSubscribed(*mqtt.Client, packets.Packet, []byte) {
 func TestFixSysPublish(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, nil))})
-	w := dialRaw(t, b.Addr(), 5)
-	w.mustConnect("watch", "", "")
-	require.Equal(t, []byte{0}, w.subscribe(1, 0, "$SYS/fake/#"))
+	w := rawclient.Dial(t, b.Addr(), 5)
+	w.MustConnect("watch", "", "")
+	require.Equal(t, []byte{0}, w.Subscribe(1, 0, "$SYS/fake/#"))
 	for _, v := range []byte{4, 5} {
 		for _, qos := range []byte{0, 1} {
-			c := dialRaw(t, b.Addr(), v)
-			c.mustConnect(fmt.Sprintf("sys%d%d", v, qos), "", "")
-			c.publish(1, qos, "$SYS/fake/x", "spoofed", false)
-			got := c.expectClosed()
+			c := rawclient.Dial(t, b.Addr(), v)
+			c.MustConnect(fmt.Sprintf("sys%d%d", v, qos), "", "")
+			c.Publish(1, qos, "$SYS/fake/x", "spoofed", false)
+			got := c.ExpectClosed()
 			if v == 5 {
 				require.Len(t, got, 1)
 				require.Equal(t, packets.Disconnect, got[0].FixedHeader.Type)
@@ -334,6 +335,6 @@ func TestFixSysPublish(t *testing.T) {
 			}
 		}
 	}
-	require.Empty(t, w.collect(), "a $SYS publish was delivered")
+	require.Empty(t, w.Collect(), "a $SYS publish was delivered")
 	require.Contains(t, logs.String(), `client published to $SYS, disconnecting`)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
 
@@ -107,7 +108,7 @@ func background(t *testing.T, name string, args ...string) (wait func() (int, st
 // waitSubscriber waits until some client subscribes to a filter matching topic.
 func (ib *interopBroker) waitSubscriber(t *testing.T, topic string) {
 	t.Helper()
-	waitFor(t, func() bool { return ib.b.HasSubscriber(topic) })
+	rawclient.WaitFor(t, func() bool { return ib.b.HasSubscriber(topic) })
 }
 
 func TestInteropMosquittoClients(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,25 +26,25 @@ func TestRetainedParentLevel(t *testing.T) {
 		filter := tc.filter
 		t.Run(filter+" "+tc.topic, func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true, PersistenceDir: t.TempDir()})
-			p := dialRaw(t, b.Addr(), 4)
-			p.mustConnect("pub", "", "")
-			p.publish(0, 0, tc.topic, "retained", true)
-			p.ping()
+			p := rawclient.Dial(t, b.Addr(), 4)
+			p.MustConnect("pub", "", "")
+			p.Publish(0, 0, tc.topic, "retained", true)
+			p.Ping()
 
-			c := dialRaw(t, b.Addr(), 5)
-			pk := c.connectPacket("sub", "", "")
+			c := rawclient.Dial(t, b.Addr(), 5)
+			pk := c.ConnectPacket("sub", "", "")
 			pk.Connect.Clean = false
 			pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 300, true
-			c.send(pk)
-			require.Equal(t, byte(0), c.recv().ReasonCode)
+			c.Send(pk)
+			require.Equal(t, byte(0), c.Recv().ReasonCode)
 			// Two filters: the SUBACK has two codes, not three.
-			require.Equal(t, []byte{1, 1}, c.subscribe(1, 1, filter, "other"))
-			got := c.recv()
+			require.Equal(t, []byte{1, 1}, c.Subscribe(1, 1, filter, "other"))
+			got := c.Recv()
 			require.Equal(t, tc.topic, got.TopicName)
 			require.Equal(t, "retained", string(got.Payload))
 			require.True(t, got.FixedHeader.Retain)
 			require.Equal(t, byte(0), got.FixedHeader.Qos, "sent at the message's QoS")
-			require.Empty(t, c.collect(), "sent once")
+			require.Empty(t, c.Collect(), "sent once")
 
 			// The parent subscription mochi needed is gone, from the
 			// session and the store: the client has what it asked for.
@@ -66,15 +67,15 @@ func TestRetainedParentLevel(t *testing.T) {
 
 			// Live messages on the parent still arrive once; after the
 			// UNSUBSCRIBE none do.
-			p.publish(0, 0, tc.topic, "live", false)
-			require.Equal(t, "live", string(c.recv().Payload))
-			require.Empty(t, c.collect())
-			c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+			p.Publish(0, 0, tc.topic, "live", false)
+			require.Equal(t, "live", string(c.Recv().Payload))
+			require.Empty(t, c.Collect())
+			c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
 				Filters: packets.Subscriptions{{Filter: filter}}})
-			require.Equal(t, packets.Unsuback, c.recv().FixedHeader.Type)
-			p.publish(0, 0, tc.topic, "gone", false)
-			p.ping()
-			require.Empty(t, c.collect())
+			require.Equal(t, packets.Unsuback, c.Recv().FixedHeader.Type)
+			p.Publish(0, 0, tc.topic, "gone", false)
+			p.Ping()
+			require.Empty(t, c.Collect())
 		})
 	}
 }
@@ -83,15 +84,15 @@ func TestRetainedParentLevel(t *testing.T) {
 // Retain Handling 2 get nothing more.
 func TestRetainedParentLevelNotSent(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	p := dialRaw(t, b.Addr(), 4)
-	p.mustConnect("pub", "", "")
-	p.publish(0, 0, "a/b", "retained", true)
-	p.ping()
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("sub", "", "")
-	require.Equal(t, []byte{0, 0}, c.suback(subscribePacket(1,
+	p := rawclient.Dial(t, b.Addr(), 4)
+	p.MustConnect("pub", "", "")
+	p.Publish(0, 0, "a/b", "retained", true)
+	p.Ping()
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("sub", "", "")
+	require.Equal(t, []byte{0, 0}, c.Suback(subscribePacket(1,
 		packets.Subscription{Filter: "a/b/#", RetainHandling: 2},
 		packets.Subscription{Filter: "$share/g/a/b/#"})))
-	require.Equal(t, []byte{0}, c.subscribe(2, 0, "x/#"))
-	require.Empty(t, c.collect())
+	require.Equal(t, []byte{0}, c.Subscribe(2, 0, "x/#"))
+	require.Empty(t, c.Collect())
 }

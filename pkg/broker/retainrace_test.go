@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 )
 
 // TestRetainedSubscribeRace: retained publishers and subscribers at the
@@ -22,14 +23,14 @@ func TestRetainedSubscribeRace(t *testing.T) {
 	var acked [topics]atomic.Int64 // latest value whose PUBACK arrived (0: none)
 	var pubs sync.WaitGroup
 	for i := range topics {
-		p := dialRaw(t, b.Addr(), 4)
-		p.mustConnect("rp"+strconv.Itoa(i), "", "")
+		p := rawclient.Dial(t, b.Addr(), 4)
+		p.MustConnect("rp"+strconv.Itoa(i), "", "")
 		pubs.Add(1)
 		go func() {
 			defer pubs.Done()
 			for v := 1; v <= values; v++ {
-				p.publish(uint16(v), 1, "rr/"+strconv.Itoa(i), strconv.Itoa(v), true)
-				pk, _, err := p.recvRaw(10 * time.Second)
+				p.Publish(uint16(v), 1, "rr/"+strconv.Itoa(i), strconv.Itoa(v), true)
+				pk, _, err := p.RecvRaw(10 * time.Second)
 				if err != nil || pk.FixedHeader.Type != packets.Puback {
 					t.Errorf("publisher %d: %v %v", i, pk.FixedHeader.Type, err)
 					return
@@ -40,8 +41,8 @@ func TestRetainedSubscribeRace(t *testing.T) {
 	}
 	var subs sync.WaitGroup
 	for n := range subscribers {
-		c := dialRaw(t, b.Addr(), 4)
-		c.mustConnect("rs"+strconv.Itoa(n), "", "")
+		c := rawclient.Dial(t, b.Addr(), 4)
+		c.MustConnect("rs"+strconv.Itoa(n), "", "")
 		subs.Add(1)
 		go func() {
 			defer subs.Done()
@@ -49,11 +50,11 @@ func TestRetainedSubscribeRace(t *testing.T) {
 			for i := range topics {
 				before[i] = acked[i].Load()
 			}
-			c.send(subscribePacket(1, packets.Subscription{Filter: "rr/#", Qos: 1}))
+			c.Send(subscribePacket(1, packets.Subscription{Filter: "rr/#", Qos: 1}))
 			var last [topics]int64
 			complete := 0
 			for complete < topics {
-				pk, _, err := c.recvRaw(10 * time.Second)
+				pk, _, err := c.RecvRaw(10 * time.Second)
 				if err != nil {
 					t.Errorf("subscriber %d: %v (last %v, before %v)", n, err, last, before)
 					return
@@ -62,7 +63,7 @@ func TestRetainedSubscribeRace(t *testing.T) {
 					continue
 				}
 				if pk.FixedHeader.Qos == 1 {
-					c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+					c.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
 				}
 				i, _ := strconv.Atoi(pk.TopicName[len("rr/"):])
 				v, _ := strconv.ParseInt(string(pk.Payload), 10, 64)
@@ -103,9 +104,9 @@ func TestSysRetainedOnceDuringSubscribe(t *testing.T) {
 	}
 	sys := newSysPublisher(b, time.Hour) // not started: publish only
 	sys.publish("$SYS/broker/test", "1")
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("sys-during", "", "")
-	c.send(subscribePacket(1, packets.Subscription{Filter: "$SYS/broker/test"}))
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("sys-during", "", "")
+	c.Send(subscribePacket(1, packets.Subscription{Filter: "$SYS/broker/test"}))
 	select {
 	case <-h.at:
 	case <-time.After(10 * time.Second):
@@ -114,7 +115,7 @@ func TestSysRetainedOnceDuringSubscribe(t *testing.T) {
 	sys.publish("$SYS/broker/test", "2")
 	close(h.release)
 	var got []string
-	for _, pk := range append([]packets.Packet{c.recv(), c.recv()}, c.collect()...) {
+	for _, pk := range append([]packets.Packet{c.Recv(), c.Recv()}, c.Collect()...) {
 		if pk.FixedHeader.Type == packets.Publish {
 			got = append(got, string(pk.Payload))
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -71,16 +72,16 @@ func TestSysNeverWaitsForStuckSubscriber(t *testing.T) {
 		}
 	})
 
-	stuck := dialRaw(t, b.Addr(), 4)
-	require.NoError(t, stuck.conn.(*net.TCPConn).SetReadBuffer(8192))
-	stuck.mustConnect("stuck", "", "")
-	require.Equal(t, []byte{0, 0}, stuck.subscribe(1, 0, "$SYS/#", "bp/#"))
+	stuck := rawclient.Dial(t, b.Addr(), 4)
+	require.NoError(t, stuck.Conn.(*net.TCPConn).SetReadBuffer(8192))
+	stuck.MustConnect("stuck", "", "")
+	require.Equal(t, []byte{0, 0}, stuck.Subscribe(1, 0, "$SYS/#", "bp/#"))
 
 	// Fill its queue: the flooding publisher ends up waiting for room.
 	done := publishFlood(t, b.Addr(), "bp/x", 2048, 16<<10)
-	waitFor(t, func() bool { return b.waits.Load() > 0 })
+	rawclient.WaitFor(t, func() bool { return b.waits.Load() > 0 })
 	// $SYS updates go on and, without room, are dropped for it.
-	waitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.MessagesDropped) > 0 })
+	rawclient.WaitFor(t, func() bool { return atomic.LoadInt64(&b.srv.Info.MessagesDropped) > 0 })
 	require.Positive(t, b.dropped(), "$SYS publish/messages/dropped counts them")
 	cl, ok := b.srv.Clients.Get("stuck")
 	require.True(t, ok)
@@ -106,9 +107,9 @@ func TestQoS0ExpiresWhileWaiting(t *testing.T) {
 	require.NoError(t, b.Start())
 	t.Cleanup(func() { _ = b.Close() })
 
-	sub := dialRaw(t, b.Addr(), 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "e/#"))
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "e/#"))
 	cl, ok := b.srv.Clients.Get("sub")
 	require.True(t, ok)
 	ac := asyncConnOf(cl.Net.Conn)
@@ -119,43 +120,43 @@ func TestQoS0ExpiresWhileWaiting(t *testing.T) {
 
 	// A first message blocks the socket writes; a second, pending behind
 	// it, fills the queue past the soft limit (alone, each goes).
-	big := dialRaw(t, b.Addr(), 4)
-	big.mustConnect("big", "", "")
+	big := rawclient.Dial(t, b.Addr(), 4)
+	big.MustConnect("big", "", "")
 	payload := string(bytes.Repeat([]byte{'x'}, MaxPendingBytes/2+1024))
-	big.publish(0, 0, "e/big", payload, false)
-	require.Empty(t, big.ping())
-	waitFor(t, func() bool {
+	big.Publish(0, 0, "e/big", payload, false)
+	require.Empty(t, big.Ping())
+	rawclient.WaitFor(t, func() bool {
 		ac.mu.Lock()
 		defer ac.mu.Unlock()
 		return len(ac.buf) == 0
 	})
-	big.publish(0, 0, "e/big", payload, false)
-	require.Empty(t, big.ping())
+	big.Publish(0, 0, "e/big", payload, false)
+	require.Empty(t, big.Ping())
 	require.Zero(t, b.waits.Load())
 
-	publishExpiring := func(id, topic string, expiry uint32) *rawClient {
-		p := dialRaw(t, b.Addr(), 5)
-		p.mustConnect(id, "", "")
+	publishExpiring := func(id, topic string, expiry uint32) *rawclient.Client {
+		p := rawclient.Dial(t, b.Addr(), 5)
+		p.MustConnect(id, "", "")
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: []byte(topic)}
 		pk.Properties.MessageExpiryInterval = expiry
-		p.send(pk)
+		p.Send(pk)
 		return p
 	}
 	p1 := publishExpiring("p1", "e/short", 1)
-	waitFor(t, func() bool { return b.waits.Load() == 1 })
+	rawclient.WaitFor(t, func() bool { return b.waits.Load() == 1 })
 	publishExpiring("p2", "e/long", 10)
-	waitFor(t, func() bool { return b.waits.Load() == 2 })
+	rawclient.WaitFor(t, func() bool { return b.waits.Load() == 2 })
 
 	clk.advance(3 * time.Second)
 	// The subscriber reads from here on.
 	require.NoError(t, ac.Conn.(*net.TCPConn).SetWriteBuffer(1<<20))
-	require.Equal(t, "e/big", sub.recv().TopicName)
-	require.Equal(t, "e/big", sub.recv().TopicName)
-	p1.publish(0, 0, "e/marker", "m", false)
-	require.Empty(t, p1.ping())
+	require.Equal(t, "e/big", sub.Recv().TopicName)
+	require.Equal(t, "e/big", sub.Recv().TopicName)
+	p1.Publish(0, 0, "e/marker", "m", false)
+	require.Empty(t, p1.Ping())
 
 	var got []string
-	for _, pk := range sub.ping() {
+	for _, pk := range sub.Ping() {
 		got = append(got, pk.TopicName)
 		switch pk.TopicName {
 		case "e/long":

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
@@ -62,31 +63,31 @@ func TestRouterResumedSessionAfterConnack(t *testing.T) {
 	require.NoError(t, srv.Serve())
 	t.Cleanup(func() { close(gate.release); srv.Close() })
 
-	connect := func() *rawClient {
-		c := dialRaw(t, addr, 4)
-		pk := c.connectPacket("s", "", "")
+	connect := func() *rawclient.Client {
+		c := rawclient.Dial(t, addr, 4)
+		pk := c.ConnectPacket("s", "", "")
 		pk.Connect.Clean = false
-		c.send(pk)
-		require.Equal(t, packets.Connack, c.recv().FixedHeader.Type)
+		c.Send(pk)
+		require.Equal(t, packets.Connack, c.Recv().FixedHeader.Type)
 		return c
 	}
 	s := connect()
-	require.Equal(t, []byte{0}, s.subscribe(1, 0, "r/#"))
-	pub := dialRaw(t, addr, 4)
-	pub.mustConnect("p", "", "")
-	pub.publish(0, 0, "r/1", "1", false)
-	require.Empty(t, pub.ping())
-	require.Equal(t, "1", string(s.recv().Payload)) // the route is cached
+	require.Equal(t, []byte{0}, s.Subscribe(1, 0, "r/#"))
+	pub := rawclient.Dial(t, addr, 4)
+	pub.MustConnect("p", "", "")
+	pub.Publish(0, 0, "r/1", "1", false)
+	require.Empty(t, pub.Ping())
+	require.Equal(t, "1", string(s.Recv().Payload)) // the route is cached
 
-	s.conn.Close()
+	s.Conn.Close()
 	waitOffline(t, srv, "s")
 	close(gate.armed)
 	s = connect() // CONNACK received, session present
 	<-gate.entered
-	pub.publish(0, 0, "r/1", "2", false)
-	require.Empty(t, pub.ping()) // routed
+	pub.Publish(0, 0, "r/1", "2", false)
+	require.Empty(t, pub.Ping()) // routed
 	gate.release <- struct{}{}
-	pk, _, err := s.recvRaw(5 * time.Second)
+	pk, _, err := s.RecvRaw(5 * time.Second)
 	require.NoError(t, err, "QoS 0 message published after the CONNACK of a resumed session was lost")
 	require.Equal(t, "2", string(pk.Payload))
 }
@@ -100,15 +101,15 @@ func TestRouterResumedSessionAfterConnack(t *testing.T) {
 // woken together).
 func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: time.Hour})
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "big/#"))
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "big/#"))
 
 	const pubs, n, size = 12, 4, 1 << 20
 	done := make(chan error, pubs)
 	for p := range pubs {
-		c := dialRaw(t, b.Addr(), 4)
-		c.mustConnect(fmt.Sprintf("p%d", p), "", "")
+		c := rawclient.Dial(t, b.Addr(), 4)
+		c.MustConnect(fmt.Sprintf("p%d", p), "", "")
 		go func() {
 			var buf bytes.Buffer
 			for i := range n {
@@ -119,7 +120,7 @@ func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 					done <- err
 					return
 				}
-				if _, err := c.conn.Write(buf.Bytes()); err != nil {
+				if _, err := c.Conn.Write(buf.Bytes()); err != nil {
 					done <- fmt.Errorf("publisher %d, message %d: %w", p, i, err)
 					return
 				}
@@ -128,11 +129,11 @@ func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 		}()
 	}
 	// The subscriber reads nothing until the publishers wait for it.
-	waitFor(t, func() bool { return b.waits.Load() > 0 || b.slowCut.Load() > 0 })
+	rawclient.WaitFor(t, func() bool { return b.waits.Load() > 0 || b.slowCut.Load() > 0 })
 	require.Zero(t, b.slowCut.Load(), "cut before it read")
 	next := make([]int, pubs)
 	for range pubs * n {
-		pk, _, err := sub.recvRaw(10 * time.Second)
+		pk, _, err := sub.RecvRaw(10 * time.Second)
 		require.NoError(t, err, "slow consumer cuts: %d", b.slowCut.Load())
 		var p int
 		_, err = fmt.Sscanf(pk.TopicName, "big/%d", &p)
@@ -153,18 +154,18 @@ func TestQoS0FanInLargeMessagesNoCut(t *testing.T) {
 func TestRouterMaximumPacketSize(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	sub := dialRaw(t, b.Addr(), 5)
-	pk := sub.connectPacket("small", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 5)
+	pk := sub.ConnectPacket("small", "", "")
 	pk.Properties.MaximumPacketSize = 200
-	sub.send(pk)
-	require.Equal(t, byte(0), sub.recv().ReasonCode)
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "m/#"))
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
-	pub.publish(0, 0, "m/1", strings.Repeat("x", 300), false)
-	pub.publish(0, 0, "m/1", "fits", false)
-	require.Empty(t, pub.ping())
-	got := sub.ping()
+	sub.Send(pk)
+	require.Equal(t, byte(0), sub.Recv().ReasonCode)
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "m/#"))
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
+	pub.Publish(0, 0, "m/1", strings.Repeat("x", 300), false)
+	pub.Publish(0, 0, "m/1", "fits", false)
+	require.Empty(t, pub.Ping())
+	got := sub.Ping()
 	require.Len(t, got, 1)
 	require.Equal(t, "fits", string(got[0].Payload))
 	require.Contains(t, logs.String(), "client=small")
@@ -178,14 +179,14 @@ func TestRouterMaximumPacketSize(t *testing.T) {
 // without them.
 func TestRouterForwardsProperties(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	v5 := dialRaw(t, b.Addr(), 5)
-	v5.mustConnect("v5", "", "")
-	require.Equal(t, []byte{0}, v5.subscribe(1, 0, "p/#"))
-	v3 := dialRaw(t, b.Addr(), 4)
-	v3.mustConnect("v3", "", "")
-	require.Equal(t, []byte{0}, v3.subscribe(1, 0, "p/#"))
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
+	v5 := rawclient.Dial(t, b.Addr(), 5)
+	v5.MustConnect("v5", "", "")
+	require.Equal(t, []byte{0}, v5.Subscribe(1, 0, "p/#"))
+	v3 := rawclient.Dial(t, b.Addr(), 4)
+	v3.MustConnect("v3", "", "")
+	require.Equal(t, []byte{0}, v3.Subscribe(1, 0, "p/#"))
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "p/1", Payload: []byte("{}")}
 	pk.Properties = packets.Properties{
 		PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: 3600,
@@ -193,10 +194,10 @@ func TestRouterForwardsProperties(t *testing.T) {
 		User: []packets.UserProperty{{Key: "k", Val: "v"}, {Key: "k", Val: "w"}},
 	}
 	pk.Mods.AllowResponseInfo = true // the test client's encoder leaves the response topic out otherwise
-	pub.send(pk)
-	require.Empty(t, pub.ping())
+	pub.Send(pk)
+	require.Empty(t, pub.Ping())
 
-	got := v5.ping()
+	got := v5.Ping()
 	require.Len(t, got, 1)
 	p := got[0].Properties
 	require.Equal(t, "{}", string(got[0].Payload))
@@ -210,7 +211,7 @@ func TestRouterForwardsProperties(t *testing.T) {
 	require.False(t, got[0].FixedHeader.Retain)
 	require.Empty(t, p.SubscriptionIdentifier)
 
-	got = v3.ping()
+	got = v3.Ping()
 	require.Len(t, got, 1)
 	require.Equal(t, "{}", string(got[0].Payload))
 	require.Equal(t, "p/1", got[0].TopicName)
@@ -223,19 +224,19 @@ func TestRouterForwardsProperties(t *testing.T) {
 func TestRouterACLReadAfterReload(t *testing.T) {
 	acl := writeFile(t, "acl", "topic readwrite x/#\ntopic write in/#\npattern read in/%c/#\n")
 	b := start(t, Config{AllowAnonymous: true, ACLFile: acl, SysInterval: -1})
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("s", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("s", "", "")
 	// Subscribing to # is allowed (some topics under it are readable).
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "#"))
-	pub := dialRaw(t, b.Addr(), 4)
-	pub.mustConnect("p", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "#"))
+	pub := rawclient.Dial(t, b.Addr(), 4)
+	pub.MustConnect("p", "", "")
 	send := func(topic, payload string) {
-		pub.publish(0, 0, topic, payload, false)
-		require.Empty(t, pub.ping())
+		pub.Publish(0, 0, topic, payload, false)
+		require.Empty(t, pub.Ping())
 	}
 	got := func() []string {
 		var out []string
-		for _, pk := range sub.ping() {
+		for _, pk := range sub.Ping() {
 			out = append(out, pk.TopicName+"="+string(pk.Payload))
 		}
 		return out
@@ -262,37 +263,37 @@ func TestRouterACLReadAfterReload(t *testing.T) {
 // [MQTT-3.3.4-3] [MQTT-3.3.4-4].
 func TestRouterSharedAndOverlapping(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	subscribe := func(c *rawClient, id uint16, filters ...packets.Subscription) {
+	subscribe := func(c *rawclient.Client, id uint16, filters ...packets.Subscription) {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id, Filters: filters}
 		if filters[0].Identifier > 0 {
 			pk.Properties.SubscriptionIdentifier = []int{filters[0].Identifier}
 		}
-		c.send(pk)
-		require.Equal(t, packets.Suback, c.recv().FixedHeader.Type)
+		c.Send(pk)
+		require.Equal(t, packets.Suback, c.Recv().FixedHeader.Type)
 	}
-	o := dialRaw(t, b.Addr(), 5)
-	o.mustConnect("o", "", "")
+	o := rawclient.Dial(t, b.Addr(), 5)
+	o.MustConnect("o", "", "")
 	subscribe(o, 1, packets.Subscription{Filter: "s/#", Identifier: 3})
 	subscribe(o, 2, packets.Subscription{Filter: "s/+", Identifier: 1})
 	subscribe(o, 3, packets.Subscription{Filter: "s/x"})
-	m1 := dialRaw(t, b.Addr(), 5)
-	m1.mustConnect("m1", "", "")
+	m1 := rawclient.Dial(t, b.Addr(), 5)
+	m1.MustConnect("m1", "", "")
 	subscribe(m1, 1, packets.Subscription{Filter: "$share/g/s/#"})
-	m2 := dialRaw(t, b.Addr(), 5)
-	m2.mustConnect("m2", "", "")
+	m2 := rawclient.Dial(t, b.Addr(), 5)
+	m2.MustConnect("m2", "", "")
 	subscribe(m2, 1, packets.Subscription{Filter: "$share/g/s/#"})
 
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
 	const n = 20
 	for i := range n {
-		pub.publish(0, 0, "s/x", strconv.Itoa(i), false)
+		pub.Publish(0, 0, "s/x", strconv.Itoa(i), false)
 	}
-	require.Empty(t, pub.ping())
-	got := o.ping()
+	require.Empty(t, pub.Ping())
+	got := o.Ping()
 	require.Len(t, got, n, "one copy per message for overlapping subscriptions")
 	for _, pk := range got {
 		require.Equal(t, []int{1, 3}, pk.Properties.SubscriptionIdentifier)
 	}
-	require.Len(t, append(m1.ping(), m2.ping()...), n, "one member of the group per message")
+	require.Len(t, append(m1.Ping(), m2.Ping()...), n, "one member of the group per message")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
@@ -30,8 +31,8 @@ func floodPayload(seq, size int) []byte {
 // the returned channel gets the result.
 func publishFlood(t *testing.T, addr, topic string, n, size int) <-chan error {
 	t.Helper()
-	p := dialRaw(t, addr, 4)
-	p.mustConnect("flooder", "", "")
+	p := rawclient.Dial(t, addr, 4)
+	p.MustConnect("flooder", "", "")
 	done := make(chan error, 1)
 	go func() {
 		var buf bytes.Buffer
@@ -43,7 +44,7 @@ func publishFlood(t *testing.T, addr, topic string, n, size int) <-chan error {
 				done <- err
 				return
 			}
-			if _, err := p.conn.Write(buf.Bytes()); err != nil {
+			if _, err := p.Conn.Write(buf.Bytes()); err != nil {
 				done <- fmt.Errorf("publish %d: %w", i, err)
 				return
 			}
@@ -54,9 +55,9 @@ func publishFlood(t *testing.T, addr, topic string, n, size int) <-chan error {
 }
 
 // readFlood reads n messages and checks that they are 0..n-1 in order.
-func readFlood(c *rawClient, n int) error {
+func readFlood(c *rawclient.Client, n int) error {
 	for i := 0; i < n; i++ {
-		pk, _, err := c.recvRaw(10 * time.Second)
+		pk, _, err := c.RecvRaw(10 * time.Second)
 		if err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}
@@ -78,17 +79,17 @@ func readFlood(c *rawClient, n int) error {
 // queue was full, and the broker cut the subscriber past 8 MiB pending.
 func TestQoS0SlowSubscriberGetsEverything(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: time.Hour})
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("slow", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "bp/#"))
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("slow", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "bp/#"))
 
 	// 32 MiB: more than the broker's queue and the kernel's buffers.
 	const n, size = 2048, 16 << 10
 	done := publishFlood(t, b.Addr(), "bp/x", n, size)
-	waitFor(t, func() bool { return b.waits.Load() > 0 })
+	rawclient.WaitFor(t, func() bool { return b.waits.Load() > 0 })
 	require.NoError(t, readFlood(sub, n))
 	require.NoError(t, <-done)
-	require.Empty(t, sub.ping(), "nothing after the flood")
+	require.Empty(t, sub.Ping(), "nothing after the flood")
 	require.Zero(t, b.slowCut.Load(), "the slow subscriber was cut")
 	require.Zero(t, atomic.LoadInt64(&b.srv.Info.MessagesDropped), "QoS 0 messages were dropped")
 }
@@ -101,13 +102,13 @@ func TestQoS0StuckSubscriberIsCut(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, SlowConsumerTimeout: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
-	stuck := dialRaw(t, b.Addr(), 4)
-	require.NoError(t, stuck.conn.(*net.TCPConn).SetReadBuffer(8192))
-	stuck.mustConnect("stuck", "", "")
-	require.Equal(t, []byte{0}, stuck.subscribe(1, 0, "bp/#"))
-	good := dialRaw(t, b.Addr(), 4)
-	good.mustConnect("good", "", "")
-	require.Equal(t, []byte{0}, good.subscribe(1, 0, "bp/#"))
+	stuck := rawclient.Dial(t, b.Addr(), 4)
+	require.NoError(t, stuck.Conn.(*net.TCPConn).SetReadBuffer(8192))
+	stuck.MustConnect("stuck", "", "")
+	require.Equal(t, []byte{0}, stuck.Subscribe(1, 0, "bp/#"))
+	good := rawclient.Dial(t, b.Addr(), 4)
+	good.MustConnect("good", "", "")
+	require.Equal(t, []byte{0}, good.Subscribe(1, 0, "bp/#"))
 
 	const n, size = 2048, 16 << 10
 	read := make(chan error, 1)
@@ -115,11 +116,11 @@ func TestQoS0StuckSubscriberIsCut(t *testing.T) {
 	done := publishFlood(t, b.Addr(), "bp/x", n, size)
 	require.NoError(t, <-read)
 	require.NoError(t, <-done)
-	require.Empty(t, good.ping())
+	require.Empty(t, good.Ping())
 
 	// The broker's side is closed (the kernel may still be sending the
 	// stuck client what it had buffered, at the pace of its tiny window).
-	waitFor(t, func() bool { cl, ok := b.srv.Clients.Get("stuck"); return !ok || cl.Closed() })
+	rawclient.WaitFor(t, func() bool { cl, ok := b.srv.Clients.Get("stuck"); return !ok || cl.Closed() })
 	require.Equal(t, int64(1), b.slowCut.Load())
 	require.Contains(t, logs.String(), "disconnecting slow consumer")
 	var metrics strings.Builder
@@ -132,60 +133,60 @@ func TestQoS0StuckSubscriberIsCut(t *testing.T) {
 // and keeps MQTT 5 subscription identifiers and no-local.
 func TestRouterFollowsSubscriptions(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	pub := dialRaw(t, b.Addr(), 5)
-	pub.mustConnect("pub", "", "")
+	pub := rawclient.Dial(t, b.Addr(), 5)
+	pub.MustConnect("pub", "", "")
 	send := func(payload string) {
-		pub.publish(0, 0, "r/1", payload, false)
-		require.Empty(t, pub.ping()) // processed: routed before the PINGRESP
+		pub.Publish(0, 0, "r/1", payload, false)
+		require.Empty(t, pub.Ping()) // processed: routed before the PINGRESP
 	}
-	got := func(c *rawClient) []string {
+	got := func(c *rawclient.Client) []string {
 		var out []string
-		for _, pk := range c.ping() {
+		for _, pk := range c.Ping() {
 			out = append(out, string(pk.Payload))
 		}
 		return out
 	}
 
-	a := dialRaw(t, b.Addr(), 5)
-	a.mustConnect("a", "", "")
+	a := rawclient.Dial(t, b.Addr(), 5)
+	a.MustConnect("a", "", "")
 	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
 		Filters: packets.Subscriptions{{Filter: "r/+", Identifier: 7}}}
 	sub.Properties.SubscriptionIdentifier = []int{7}
-	a.send(sub)
-	require.Equal(t, packets.Suback, a.recv().FixedHeader.Type)
+	a.Send(sub)
+	require.Equal(t, packets.Suback, a.Recv().FixedHeader.Type)
 	send("1") // cached from here on
-	pk := a.recv()
+	pk := a.Recv()
 	require.Equal(t, "1", string(pk.Payload))
 	require.Equal(t, []int{7}, pk.Properties.SubscriptionIdentifier)
 
-	c := dialRaw(t, b.Addr(), 4)
-	c.connectPacket("c", "", "")
-	conn := c.connectPacket("c", "", "")
+	c := rawclient.Dial(t, b.Addr(), 4)
+	c.ConnectPacket("c", "", "")
+	conn := c.ConnectPacket("c", "", "")
 	conn.Connect.Clean = false
-	c.send(conn)
-	require.Equal(t, byte(0), c.recv().ReasonCode)
-	require.Equal(t, []byte{0}, c.subscribe(1, 0, "r/#"))
+	c.Send(conn)
+	require.Equal(t, byte(0), c.Recv().ReasonCode)
+	require.Equal(t, []byte{0}, c.Subscribe(1, 0, "r/#"))
 	send("2")
 	require.Equal(t, []string{"2"}, got(a))
 	require.Equal(t, []string{"2"}, got(c))
 
 	// Unsubscribed: no more.
-	a.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+	a.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
 		Filters: packets.Subscriptions{{Filter: "r/+"}}})
-	require.Equal(t, packets.Unsuback, a.recv().FixedHeader.Type)
+	require.Equal(t, packets.Unsuback, a.Recv().FixedHeader.Type)
 	send("3")
 	require.Empty(t, got(a))
 	require.Equal(t, []string{"3"}, got(c))
 
 	// A new clean connection with a's ID has no subscriptions.
-	a.conn.Close()
-	a = dialRaw(t, b.Addr(), 5)
-	a.mustConnect("a", "", "")
+	a.Conn.Close()
+	a = rawclient.Dial(t, b.Addr(), 5)
+	a.MustConnect("a", "", "")
 	// c resumes its session on a new connection: its subscription stays.
-	c.conn.Close()
-	c = dialRaw(t, b.Addr(), 4)
-	c.send(conn)
-	ack := c.recv()
+	c.Conn.Close()
+	c = rawclient.Dial(t, b.Addr(), 4)
+	c.Send(conn)
+	ack := c.Recv()
 	require.True(t, ack.SessionPresent)
 	send("4")
 	require.Empty(t, got(a))
@@ -194,8 +195,8 @@ func TestRouterFollowsSubscriptions(t *testing.T) {
 	// No local: a client's own messages do not come back.
 	nl := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 3,
 		Filters: packets.Subscriptions{{Filter: "r/1", NoLocal: true}}}
-	pub.send(nl)
-	require.Equal(t, packets.Suback, pub.recv().FixedHeader.Type)
+	pub.Send(nl)
+	require.Equal(t, packets.Suback, pub.Recv().FixedHeader.Type)
 	send("5")
 	require.Equal(t, []string{"5"}, got(c))
 }
@@ -205,22 +206,22 @@ func TestRouterFollowsSubscriptions(t *testing.T) {
 // mochi queued before them.
 func TestRouterKeepsOrderAcrossQoS(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	sub := dialRaw(t, b.Addr(), 4)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{1}, sub.subscribe(1, 1, "o/#"))
-	pub := dialRaw(t, b.Addr(), 4)
-	pub.mustConnect("pub", "", "")
+	sub := rawclient.Dial(t, b.Addr(), 4)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "o/#"))
+	pub := rawclient.Dial(t, b.Addr(), 4)
+	pub.MustConnect("pub", "", "")
 	const n = 2000
 	for i := 0; i < n; i++ {
-		pub.publish(uint16(i%1000+1), byte(i%2), "o/x", strconv.Itoa(i), false)
+		pub.Publish(uint16(i%1000+1), byte(i%2), "o/x", strconv.Itoa(i), false)
 	}
 	for i := 0; i < n; i++ {
-		pk := sub.recv()
+		pk := sub.Recv()
 		if pk.FixedHeader.Type == packets.Puback {
 			i--
 			continue
 		}
 		require.Equal(t, strconv.Itoa(i), string(pk.Payload))
-		sub.ack(pk)
+		sub.Ack(pk)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/pkg/passwd"
 )
 
@@ -83,11 +84,11 @@ func TestSecurityAuthentication(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startSecure(t, tt.cfg)
 			for _, v := range []byte{4, 5} {
-				c := dialRaw(t, s.addr, v)
-				code := c.connect("c1", tt.user, tt.pass)
+				c := rawclient.Dial(t, s.addr, v)
+				code := c.Connect("c1", tt.user, tt.pass)
 				if tt.ok {
 					require.Equal(t, byte(0), code, "v%d", v)
-					require.Empty(t, c.ping())
+					require.Empty(t, c.Ping())
 					continue
 				}
 				want := byte(5) // MQTT 3.1.1: not authorised, like mosquitto
@@ -95,7 +96,7 @@ func TestSecurityAuthentication(t *testing.T) {
 					want = 0x87
 				}
 				require.Equal(t, want, code, "v%d", v)
-				c.expectClosed()
+				c.ExpectClosed()
 			}
 		})
 	}
@@ -112,21 +113,21 @@ func TestSecurityHashingDoesNotStall(t *testing.T) {
 		<-release
 		return db.Authenticate(user, password)
 	}
-	slow := dialRaw(t, s.addr, 5)
-	slow.send(slow.connectPacket("slow", "alice", "secret"))
+	slow := rawclient.Dial(t, s.addr, 5)
+	slow.Send(slow.ConnectPacket("slow", "alice", "secret"))
 	<-entered // alice's hash check is now running
 
-	sub := dialRaw(t, s.addr, 5)
-	sub.mustConnect("sub", "", "")
-	require.Equal(t, []byte{0}, sub.subscribe(1, 0, "t"))
-	pub := dialRaw(t, s.addr, 4)
-	pub.mustConnect("pub", "", "")
-	pub.publish(0, 0, "t", "hello", false)
-	got := sub.recv()
+	sub := rawclient.Dial(t, s.addr, 5)
+	sub.MustConnect("sub", "", "")
+	require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "t"))
+	pub := rawclient.Dial(t, s.addr, 4)
+	pub.MustConnect("pub", "", "")
+	pub.Publish(0, 0, "t", "hello", false)
+	got := sub.Recv()
 	require.Equal(t, "hello", string(got.Payload))
 
 	close(release)
-	ack := slow.recv()
+	ack := slow.Recv()
 	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
 	require.Equal(t, byte(0), ack.ReasonCode)
 }
@@ -154,122 +155,122 @@ func TestSecurityACL(t *testing.T) {
 		// a topic that is denied (public/secret) or to nothing readable
 		// (bob/#); what is delivered is checked message by message.
 		for _, v := range []byte{4, 5} {
-			c := dialRaw(t, s.addr, v)
+			c := rawclient.Dial(t, s.addr, v)
 			id := fmt.Sprintf("sub-acl%d", v)
-			c.mustConnect(id, "alice", "secret")
-			require.Equal(t, []byte{1, 1, 1, 1, 1}, c.subscribe(7, 1,
+			c.MustConnect(id, "alice", "secret")
+			require.Equal(t, []byte{1, 1, 1, 1, 1}, c.Subscribe(7, 1,
 				"public/secret", "alice/#", "bob/#", "#", "clients/"+id+"/x"), "v%d", v)
 			// Also an exact filter that a subscription the client has
 			// already covers.
-			require.Equal(t, []byte{1}, c.subscribe(8, 1, "public/secret"), "v%d", v)
+			require.Equal(t, []byte{1}, c.Subscribe(8, 1, "public/secret"), "v%d", v)
 			require.NoError(t, s.srv.Publish("public/secret", []byte("no"), false, 1))
 			require.NoError(t, s.srv.Publish("bob/x", []byte("no"), false, 1))
 			require.NoError(t, s.srv.Publish("public/ok", []byte("yes"), false, 0))
-			pk := c.recv()
+			pk := c.Recv()
 			require.Equal(t, "public/ok", pk.TopicName, "v%d", v)
-			require.Empty(t, c.ping())
+			require.Empty(t, c.Ping())
 		}
 	})
 
 	t.Run("publish denied", func(t *testing.T) {
 		// A subscriber allowed to read everything it may.
-		sub := dialRaw(t, s.addr, 5)
-		sub.mustConnect("watch", "alice", "secret")
-		require.Equal(t, []byte{1}, sub.subscribe(1, 1, "#"))
+		sub := rawclient.Dial(t, s.addr, 5)
+		sub.MustConnect("watch", "alice", "secret")
+		require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "#"))
 
 		// MQTT 5: QoS 1 gets PUBACK 0x87, QoS 2 PUBREC 0x87, QoS 0 dropped.
-		p5 := dialRaw(t, s.addr, 5)
-		p5.mustConnect("p5", "bob", "builder")
-		p5.publish(11, 1, "alice/x", "denied-q1", false)
-		ack := p5.recv()
+		p5 := rawclient.Dial(t, s.addr, 5)
+		p5.MustConnect("p5", "bob", "builder")
+		p5.Publish(11, 1, "alice/x", "denied-q1", false)
+		ack := p5.Recv()
 		require.Equal(t, packets.Puback, ack.FixedHeader.Type)
 		require.Equal(t, uint16(11), ack.PacketID)
 		require.Equal(t, byte(0x87), ack.ReasonCode)
-		p5.publish(12, 2, "alice/x", "denied-q2", false)
-		ack = p5.recv()
+		p5.Publish(12, 2, "alice/x", "denied-q2", false)
+		ack = p5.Recv()
 		require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
 		require.Equal(t, uint16(12), ack.PacketID)
 		require.Equal(t, byte(0x87), ack.ReasonCode)
-		p5.publish(0, 0, "alice/x", "denied-q0", false)
-		require.Empty(t, p5.ping())
+		p5.Publish(0, 0, "alice/x", "denied-q0", false)
+		require.Empty(t, p5.Ping())
 
 		// MQTT 3.1.1: acknowledged normally, like mosquitto, and dropped.
-		p4 := dialRaw(t, s.addr, 4)
-		p4.mustConnect("p4", "bob", "builder")
-		p4.publish(13, 1, "alice/x", "denied-v4", false)
-		ack = p4.recv()
+		p4 := rawclient.Dial(t, s.addr, 4)
+		p4.MustConnect("p4", "bob", "builder")
+		p4.Publish(13, 1, "alice/x", "denied-v4", false)
+		ack = p4.Recv()
 		require.Equal(t, packets.Puback, ack.FixedHeader.Type)
 		require.Equal(t, uint16(13), ack.PacketID)
-		p4.publish(14, 2, "alice/x", "denied-v4-q2", false)
-		ack = p4.recv()
+		p4.Publish(14, 2, "alice/x", "denied-v4-q2", false)
+		ack = p4.Recv()
 		require.Equal(t, packets.Pubrec, ack.FixedHeader.Type)
-		p4.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 14})
-		require.Equal(t, packets.Pubcomp, p4.recv().FixedHeader.Type)
+		p4.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 14})
+		require.Equal(t, packets.Pubcomp, p4.Recv().FixedHeader.Type)
 
 		// Allowed by the pattern clients/%c/#.
-		p4.publish(15, 1, "clients/p4/state", "allowed", false)
-		require.Equal(t, packets.Puback, p4.recv().FixedHeader.Type)
-		p5.publish(16, 1, "public/alice", "nope", false)
-		require.Equal(t, byte(0x87), p5.recv().ReasonCode)
+		p4.Publish(15, 1, "clients/p4/state", "allowed", false)
+		require.Equal(t, packets.Puback, p4.Recv().FixedHeader.Type)
+		p5.Publish(16, 1, "public/alice", "nope", false)
+		require.Equal(t, byte(0x87), p5.Recv().ReasonCode)
 
-		a := dialRaw(t, s.addr, 5)
-		a.mustConnect("alicepub", "alice", "secret")
-		a.publish(17, 1, "public/alice", "from alice", false)
-		require.Equal(t, byte(0), a.recv().ReasonCode)
-		a.publish(18, 1, "public/secret", "secret", false)
-		require.Equal(t, byte(0x87), a.recv().ReasonCode)
-		a.publish(19, 1, "clients/alicepub/x", "own", false)
-		require.Equal(t, byte(0), a.recv().ReasonCode)
+		a := rawclient.Dial(t, s.addr, 5)
+		a.MustConnect("alicepub", "alice", "secret")
+		a.Publish(17, 1, "public/alice", "from alice", false)
+		require.Equal(t, byte(0), a.Recv().ReasonCode)
+		a.Publish(18, 1, "public/secret", "secret", false)
+		require.Equal(t, byte(0x87), a.Recv().ReasonCode)
+		a.Publish(19, 1, "clients/alicepub/x", "own", false)
+		require.Equal(t, byte(0), a.Recv().ReasonCode)
 
 		var got []string
 		for len(got) < 3 {
-			pk := sub.recv()
+			pk := sub.Recv()
 			got = append(got, pk.TopicName+" "+string(pk.Payload))
-			sub.ack(pk)
+			sub.Ack(pk)
 		}
 		// Publishers are independent: mochi acknowledges before it routes.
 		require.ElementsMatch(t, []string{"clients/p4/state allowed", "public/alice from alice", "clients/alicepub/x own"}, got)
-		require.Empty(t, sub.ping())
+		require.Empty(t, sub.Ping())
 	})
 
 	t.Run("retained messages are checked at subscribe", func(t *testing.T) {
 		s.srv.Publish("public/news", []byte("news"), true, 0)
 		s.srv.Publish("public/secret", []byte("secret"), true, 0)
 		s.srv.Publish("other/x", []byte("other"), true, 0)
-		anon := dialRaw(t, s.addr, 5)
-		anon.mustConnect("anon", "", "")
-		require.Equal(t, []byte{0}, anon.subscribe(1, 0, "public/#"))
+		anon := rawclient.Dial(t, s.addr, 5)
+		anon.MustConnect("anon", "", "")
+		require.Equal(t, []byte{0}, anon.Subscribe(1, 0, "public/#"))
 		// public/secret is readable for anonymous (only alice has the deny).
-		got := []string{anon.recv().TopicName, anon.recv().TopicName}
+		got := []string{anon.Recv().TopicName, anon.Recv().TopicName}
 		require.ElementsMatch(t, []string{"public/news", "public/secret"}, got)
-		require.Empty(t, anon.ping())
+		require.Empty(t, anon.Ping())
 
-		al := dialRaw(t, s.addr, 5)
-		al.mustConnect("al", "alice", "secret")
-		require.Equal(t, []byte{0}, al.subscribe(1, 0, "public/#"))
-		require.Equal(t, "public/news", al.recv().TopicName)
-		require.Empty(t, al.ping())
+		al := rawclient.Dial(t, s.addr, 5)
+		al.MustConnect("al", "alice", "secret")
+		require.Equal(t, []byte{0}, al.Subscribe(1, 0, "public/#"))
+		require.Equal(t, "public/news", al.Recv().TopicName)
+		require.Empty(t, al.Ping())
 	})
 
 	t.Run("denied will is dropped", func(t *testing.T) {
-		sub := dialRaw(t, s.addr, 5)
-		sub.mustConnect("willwatch", "alice", "secret")
-		require.Equal(t, []byte{0, 0}, sub.subscribe(1, 0, "public/w1", "clients/#"))
+		sub := rawclient.Dial(t, s.addr, 5)
+		sub.MustConnect("willwatch", "alice", "secret")
+		require.Equal(t, []byte{0, 0}, sub.Subscribe(1, 0, "public/w1", "clients/#"))
 		for _, w := range []struct{ id, topic string }{{"w1", "public/w1"}, {"w2", "clients/w2/will"}} {
-			c := dialRaw(t, s.addr, 4)
-			pk := c.connectPacket(w.id, "bob", "builder")
+			c := rawclient.Dial(t, s.addr, 4)
+			pk := c.ConnectPacket(w.id, "bob", "builder")
 			pk.Connect.WillFlag = true
 			pk.Connect.WillTopic = w.topic
 			pk.Connect.WillPayload = []byte("gone")
-			c.send(pk)
-			require.Equal(t, byte(0), c.recv().ReasonCode)
-			c.conn.Close() // no DISCONNECT: the will is due
-			waitFor(t, func() bool { _, ok := s.srv.Clients.Get(w.id); return !ok })
+			c.Send(pk)
+			require.Equal(t, byte(0), c.Recv().ReasonCode)
+			c.Conn.Close() // no DISCONNECT: the will is due
+			rawclient.WaitFor(t, func() bool { _, ok := s.srv.Clients.Get(w.id); return !ok })
 		}
 		// w1 may not write public/w1; w2 may write clients/w2/will.
-		got := sub.recv()
+		got := sub.Recv()
 		require.Equal(t, "clients/w2/will", got.TopicName)
-		require.Empty(t, sub.ping())
+		require.Empty(t, sub.Ping())
 	})
 }
 
@@ -279,9 +280,9 @@ func TestSecurityReload(t *testing.T) {
 	cfg := SecurityConfig{PasswordFile: pw, ACLFile: acl}
 	s := startSecure(t, cfg)
 
-	alice := dialRaw(t, s.addr, 5)
-	alice.mustConnect("alice1", "alice", "old")
-	require.Equal(t, []byte{0}, alice.subscribe(1, 0, "a/#"))
+	alice := rawclient.Dial(t, s.addr, 5)
+	alice.MustConnect("alice1", "alice", "old")
+	require.Equal(t, []byte{0}, alice.Subscribe(1, 0, "a/#"))
 
 	// New password and ACL: alice's connection stays, new rules apply to it.
 	newPW := passwordFile(t, map[string]string{"alice": "new"})
@@ -289,29 +290,29 @@ func TestSecurityReload(t *testing.T) {
 	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic readwrite b/#\n"), 0o600))
 	require.NoError(t, s.hook.reload(cfg))
 
-	alice.publish(2, 1, "a/x", "now denied", false)
-	require.Equal(t, byte(0x87), alice.recv().ReasonCode)
-	alice.publish(3, 1, "b/x", "allowed", false)
-	require.Equal(t, packets.CodeNoMatchingSubscribers.Code, alice.recv().ReasonCode) // allowed, nobody subscribes
-	require.Equal(t, []byte{0}, alice.subscribe(4, 0, "b/#"))
+	alice.Publish(2, 1, "a/x", "now denied", false)
+	require.Equal(t, byte(0x87), alice.Recv().ReasonCode)
+	alice.Publish(3, 1, "b/x", "allowed", false)
+	require.Equal(t, packets.CodeNoMatchingSubscribers.Code, alice.Recv().ReasonCode) // allowed, nobody subscribes
+	require.Equal(t, []byte{0}, alice.Subscribe(4, 0, "b/#"))
 
-	c := dialRaw(t, s.addr, 5)
-	require.Equal(t, byte(0x87), c.connect("alice2", "alice", "old"))
-	c = dialRaw(t, s.addr, 5)
-	require.Equal(t, byte(0), c.connect("alice3", "alice", "new"))
+	c := rawclient.Dial(t, s.addr, 5)
+	require.Equal(t, byte(0x87), c.Connect("alice2", "alice", "old"))
+	c = rawclient.Dial(t, s.addr, 5)
+	require.Equal(t, byte(0), c.Connect("alice3", "alice", "new"))
 
 	// A broken ACL file on reload keeps the rules in force and says why.
 	require.NoError(t, os.WriteFile(acl, []byte("user alice\ntopic rw b/#\n"), 0o600))
 	err := s.hook.reload(cfg)
 	require.EqualError(t, err, acl+`:2: Invalid topic access type "rw"`)
-	alice.publish(5, 1, "b/y", "still allowed", false)
-	require.Equal(t, byte(0), alice.recv().ReasonCode)
+	alice.Publish(5, 1, "b/y", "still allowed", false)
+	require.Equal(t, byte(0), alice.Recv().ReasonCode)
 
 	// So does a missing password file.
 	require.NoError(t, os.Remove(pw))
 	require.ErrorIs(t, s.hook.reload(cfg), os.ErrNotExist)
-	c = dialRaw(t, s.addr, 5)
-	require.Equal(t, byte(0), c.connect("alice4", "alice", "new"))
+	c = rawclient.Dial(t, s.addr, 5)
+	require.Equal(t, byte(0), c.Connect("alice4", "alice", "new"))
 }
 
 // TestUnreadableHint: a file the broker may not read names the user it runs

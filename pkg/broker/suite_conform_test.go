@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 )
 
@@ -35,22 +36,22 @@ func TestDisconnectWithWillShortForm(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := start(t, Config{AllowAnonymous: true})
-			sub := dialRaw(t, b.Addr(), 5)
-			sub.mustConnect("will-sub", "", "")
-			require.Equal(t, []byte{0}, sub.subscribe(1, 0, "will/test"))
+			sub := rawclient.Dial(t, b.Addr(), 5)
+			sub.MustConnect("will-sub", "", "")
+			require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "will/test"))
 
-			w := dialRaw(t, b.Addr(), 5)
-			conn := w.connectPacket("will-helper", "", "")
+			w := rawclient.Dial(t, b.Addr(), 5)
+			conn := w.ConnectPacket("will-helper", "", "")
 			conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "will/test", []byte("gone")
-			w.send(conn)
-			require.Equal(t, byte(0), w.recv().ReasonCode)
-			w.sendHex(tc.disconnect)
-			w.expectClosed()
+			w.Send(conn)
+			require.Equal(t, byte(0), w.Recv().ReasonCode)
+			w.SendHex(tc.disconnect)
+			w.ExpectClosed()
 
-			got := sub.collect()
+			got := sub.Collect()
 			if tc.will {
 				if len(got) == 0 {
-					got = []packets.Packet{sub.recv()}
+					got = []packets.Packet{sub.Recv()}
 				}
 				require.Equal(t, []string{"gone"}, payloads(got))
 			} else {
@@ -69,28 +70,28 @@ func TestTopicAliasNeverSet(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
 	// 30 len | 0000 topic "" | props 03: 23 0003 | "message"
 	unknown := "30 0d 0000 03 230003 6d657373616765"
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("alias", "", "")
-	c.sendHex(unknown)
-	require.Equal(t, "e00182", c.recvBytes())
-	c.expectClosed()
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("alias", "", "")
+	c.SendHex(unknown)
+	require.Equal(t, "e00182", c.RecvHex())
+	c.ExpectClosed()
 
-	c = dialRaw(t, b.Addr(), 5)
-	c.mustConnect("alias", "", "")
+	c = rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("alias", "", "")
 	// Alias 3 set with topic "a", then used alone: fine.
-	c.sendHex("30 0a 0001 61 03 230003 6d7367")
-	c.sendHex("30 09 0000 03 230003 6d7367")
-	require.Empty(t, c.ping())
+	c.SendHex("30 0a 0001 61 03 230003 6d7367")
+	c.SendHex("30 09 0000 03 230003 6d7367")
+	require.Empty(t, c.Ping())
 	// Alias 11 > Topic Alias Maximum 10.
-	c.sendHex("30 0a 0001 61 03 23000b 6d7367")
-	require.Equal(t, "e00194", c.recvBytes())
-	c.expectClosed()
+	c.SendHex("30 0a 0001 61 03 23000b 6d7367")
+	require.Equal(t, "e00194", c.RecvHex())
+	c.ExpectClosed()
 
-	c = dialRaw(t, b.Addr(), 5)
-	c.mustConnect("alias", "", "")
-	c.sendHex("30 09 0000 03 230003 6d7367")
-	require.Equal(t, "e00182", c.recvBytes())
-	c.expectClosed()
+	c = rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("alias", "", "")
+	c.SendHex("30 09 0000 03 230003 6d7367")
+	require.Equal(t, "e00182", c.RecvHex())
+	c.ExpectClosed()
 }
 
 // TestMaximumQoS: maximum_qos limits one listener, as in mosquitto
@@ -106,43 +107,43 @@ func TestMaximumQoS(t *testing.T) {
 		{Address: "127.0.0.1:0", MaximumQoS: &one}, {Address: "127.0.0.1:0"}}})
 	limited, free := b.Listeners()[0].Addr, b.Listeners()[1].Addr
 
-	c := dialRaw(t, limited, 5)
-	c.sendHex(connectV5Hex)
-	require.Equal(t, hexOf("20 0b 00 00 08 22 000a 21 0014 24 01"), c.recvBytes())
-	require.Equal(t, []byte{1}, c.subscribe(1, 2, "a/b"))
-	c.publish(1, 1, "a/b", "ok", false)
+	c := rawclient.Dial(t, limited, 5)
+	c.SendHex(connectV5Hex)
+	require.Equal(t, hexOf("20 0b 00 00 08 22 000a 21 0014 24 01"), c.RecvHex())
+	require.Equal(t, []byte{1}, c.Subscribe(1, 2, "a/b"))
+	c.Publish(1, 1, "a/b", "ok", false)
 	for range 2 { // the PUBACK and the delivery, in either order
-		pk := c.recv()
+		pk := c.Recv()
 		if pk.FixedHeader.Type == packets.Publish {
 			require.Equal(t, byte(1), pk.FixedHeader.Qos)
-			c.ack(pk)
+			c.Ack(pk)
 		}
 	}
-	c.publish(2, 2, "a/b", "too high", false)
-	require.Equal(t, "e0019b", c.recvBytes())
-	c.expectClosed()
+	c.Publish(2, 2, "a/b", "too high", false)
+	require.Equal(t, "e0019b", c.RecvHex())
+	c.ExpectClosed()
 
-	c = dialRaw(t, limited, 4)
-	c.mustConnect("v4", "", "")
-	require.Equal(t, []byte{1}, c.subscribe(1, 2, "a/b"))
-	c.publish(2, 2, "a/b", "too high", false)
-	require.Empty(t, c.expectClosed())
+	c = rawclient.Dial(t, limited, 4)
+	c.MustConnect("v4", "", "")
+	require.Equal(t, []byte{1}, c.Subscribe(1, 2, "a/b"))
+	c.Publish(2, 2, "a/b", "too high", false)
+	require.Empty(t, c.ExpectClosed())
 
 	for _, v := range []byte{4, 5} {
-		w := dialRaw(t, limited, v)
-		conn := w.connectPacket("will", "", "")
+		w := rawclient.Dial(t, limited, v)
+		conn := w.ConnectPacket("will", "", "")
 		conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload, conn.Connect.WillQos = true, "w", []byte("x"), 2
-		w.send(conn)
+		w.Send(conn)
 		if v == 5 {
-			require.Equal(t, "2005009b022401", w.recvBytes())
+			require.Equal(t, "2005009b022401", w.RecvHex())
 		}
-		require.Empty(t, w.expectClosed())
+		require.Empty(t, w.ExpectClosed())
 	}
 
-	c = dialRaw(t, free, 5)
-	c.sendHex(connectV5Hex)
-	require.Equal(t, hexOf("20 09 00 00 06 22 000a 21 0014"), c.recvBytes())
-	require.Equal(t, []byte{2}, c.subscribe(1, 2, "a/b"))
+	c = rawclient.Dial(t, free, 5)
+	c.SendHex(connectV5Hex)
+	require.Equal(t, hexOf("20 09 00 00 06 22 000a 21 0014"), c.RecvHex())
+	require.Equal(t, []byte{2}, c.Subscribe(1, 2, "a/b"))
 }
 
 // TestLogValuesBounded: a 65,000-byte client id appears in the log
@@ -152,11 +153,11 @@ func TestLogValuesBounded(t *testing.T) {
 	logs := &testutil.Buffer{}
 	b := start(t, Config{AllowAnonymous: true, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	id := strings.Repeat("a", 65000)
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect(id, "", "")
-	c.sendHex("e0 00")
-	c.expectClosed()
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "client disconnected") })
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect(id, "", "")
+	c.SendHex("e0 00")
+	c.ExpectClosed()
+	rawclient.WaitFor(t, func() bool { return strings.Contains(logs.String(), "client disconnected") })
 	require.Contains(t, logs.String(), `client="`+strings.Repeat("a", maxLogValue)+`…(65000 bytes)"`)
 	for _, line := range strings.Split(logs.String(), "\n") {
 		require.Less(t, len(line), 4*maxLogValue, "line %.200s", line)
@@ -172,14 +173,14 @@ func TestLogValuesBounded(t *testing.T) {
 func TestRefusedPublishAckHasNoReasonString(t *testing.T) {
 	acl := writeFile(t, "acl", "topic readwrite a/#\n")
 	b := start(t, Config{AllowAnonymous: true, MessageSizeLimit: 1, ACLFile: acl})
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("refused", "", "")
-	c.publish(2, 1, "a/b", "AB", false)
-	require.Equal(t, "4003000295", c.recvBytes())
-	c.publish(3, 2, "a/b", "AB", false)
-	require.Equal(t, "5003000395", c.recvBytes())
-	c.publish(4, 1, "secret", "A", false)
-	require.Equal(t, "4003000487", c.recvBytes())
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("refused", "", "")
+	c.Publish(2, 1, "a/b", "AB", false)
+	require.Equal(t, "4003000295", c.RecvHex())
+	c.Publish(3, 2, "a/b", "AB", false)
+	require.Equal(t, "5003000395", c.RecvHex())
+	c.Publish(4, 1, "secret", "A", false)
+	require.Equal(t, "4003000487", c.RecvHex())
 }
 
 // TestPubackNoMatchingSubscribers: an MQTT 5 QoS 1 PUBLISH that no
@@ -189,40 +190,40 @@ func TestRefusedPublishAckHasNoReasonString(t *testing.T) {
 // MQTT 3.1.1, the acknowledgement is plain.
 func TestPubackNoMatchingSubscribers(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true})
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("nosubs", "", "")
-	c.publish(1, 1, "no/subs", "x", false)
-	require.Equal(t, "4003000110", c.recvBytes())
-	c.publish(2, 1, "no/subs", "kept", true)
-	require.Equal(t, "4003000210", c.recvBytes())
-	c.publish(3, 2, "no/subs", "x", false)
-	require.Equal(t, "50020003", c.recvBytes())
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("nosubs", "", "")
+	c.Publish(1, 1, "no/subs", "x", false)
+	require.Equal(t, "4003000110", c.RecvHex())
+	c.Publish(2, 1, "no/subs", "kept", true)
+	require.Equal(t, "4003000210", c.RecvHex())
+	c.Publish(3, 2, "no/subs", "x", false)
+	require.Equal(t, "50020003", c.RecvHex())
 
-	s := dialRaw(t, b.Addr(), 5)
-	s.mustConnect("sub", "", "")
-	s.send(subscribePacket(1, packets.Subscription{Filter: "no/subs", Qos: 1}))
+	s := rawclient.Dial(t, b.Addr(), 5)
+	s.MustConnect("sub", "", "")
+	s.Send(subscribePacket(1, packets.Subscription{Filter: "no/subs", Qos: 1}))
 	for range 2 { // the SUBACK and the retained message, in either order
-		got := s.recv()
+		got := s.Recv()
 		if got.FixedHeader.Type == packets.Suback {
 			continue
 		}
 		require.Equal(t, "kept", string(got.Payload))
 		require.True(t, got.FixedHeader.Retain)
-		s.ack(got)
+		s.Ack(got)
 	}
 
-	c.publish(4, 1, "no/subs", "y", false)
-	require.Equal(t, "40020004", c.recvBytes())
-	s.ack(s.recv())
-	require.Equal(t, []byte{1}, s.subscribe(2, 1, "$share/g/shared"))
-	c.publish(5, 1, "shared", "z", false)
-	require.Equal(t, "40020005", c.recvBytes())
-	require.Equal(t, "z", string(s.recv().Payload))
+	c.Publish(4, 1, "no/subs", "y", false)
+	require.Equal(t, "40020004", c.RecvHex())
+	s.Ack(s.Recv())
+	require.Equal(t, []byte{1}, s.Subscribe(2, 1, "$share/g/shared"))
+	c.Publish(5, 1, "shared", "z", false)
+	require.Equal(t, "40020005", c.RecvHex())
+	require.Equal(t, "z", string(s.Recv().Payload))
 
-	v4 := dialRaw(t, b.Addr(), 4)
-	v4.mustConnect("v4", "", "")
-	v4.publish(6, 1, "none", "x", false)
-	require.Equal(t, "40020006", v4.recvBytes())
+	v4 := rawclient.Dial(t, b.Addr(), 4)
+	v4.MustConnect("v4", "", "")
+	v4.Publish(6, 1, "none", "x", false)
+	require.Equal(t, "40020006", v4.RecvHex())
 }
 
 func TestCompactWrite(t *testing.T) {
@@ -244,62 +245,62 @@ func TestMountPoint(t *testing.T) {
 		{Address: "127.0.0.1:0"}, {Address: "127.0.0.1:0", MountPoint: "mount/"}}})
 	plain, mounted := b.Listeners()[0].Addr, b.Listeners()[1].Addr
 
-	all := dialRaw(t, plain, 4)
-	all.mustConnect("all", "", "")
-	require.Equal(t, []byte{0}, all.subscribe(1, 0, "#"))
+	all := rawclient.Dial(t, plain, 4)
+	all.MustConnect("all", "", "")
+	require.Equal(t, []byte{0}, all.Subscribe(1, 0, "#"))
 	for _, v := range []byte{4, 5} {
-		m := dialRaw(t, mounted, v)
-		m.mustConnect(fmt.Sprintf("m%d", v), "", "")
-		require.Equal(t, []byte{0}, m.subscribe(1, 0, "#"))
-		p := dialRaw(t, mounted, v)
-		p.mustConnect(fmt.Sprintf("p%d", v), "", "")
-		p.publish(0, 0, "test", "mount point", false)
-		got := all.recv()
+		m := rawclient.Dial(t, mounted, v)
+		m.MustConnect(fmt.Sprintf("m%d", v), "", "")
+		require.Equal(t, []byte{0}, m.Subscribe(1, 0, "#"))
+		p := rawclient.Dial(t, mounted, v)
+		p.MustConnect(fmt.Sprintf("p%d", v), "", "")
+		p.Publish(0, 0, "test", "mount point", false)
+		got := all.Recv()
 		require.Equal(t, "mount/test", got.TopicName)
-		got = m.recv()
+		got = m.Recv()
 		require.Equal(t, "test", got.TopicName)
 		require.Equal(t, "mount point", string(got.Payload))
 		// Unsubscribing works on the same (prefixed) filter.
-		m.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+		m.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
 			Filters: packets.Subscriptions{{Filter: "#"}}})
-		require.Equal(t, packets.Unsuback, m.recv().FixedHeader.Type)
-		p.publish(0, 0, "test", "again", false)
-		require.Equal(t, "again", string(all.recv().Payload))
-		require.Empty(t, m.collect())
+		require.Equal(t, packets.Unsuback, m.Recv().FixedHeader.Type)
+		p.Publish(0, 0, "test", "again", false)
+		require.Equal(t, "again", string(all.Recv().Payload))
+		require.Empty(t, m.Collect())
 	}
 
 	// A message from outside under the mount point reaches a mounted
 	// subscriber without it; others do not reach it.
-	m := dialRaw(t, mounted, 5)
-	m.mustConnect("m", "", "")
-	require.Equal(t, []byte{0}, m.subscribe(1, 0, "a/#"))
-	require.Equal(t, []byte{0}, m.subscribe(2, 0, "$share/g/s"))
-	all.publish(0, 0, "a/x", "outside", false)
-	all.publish(0, 0, "mount/a/x", "inside", false)
-	all.publish(0, 0, "mount/s", "shared", false)
-	all.publish(0, 0, "mount/r", "retained", true)
-	got := []packets.Packet{m.recv(), m.recv()}
+	m := rawclient.Dial(t, mounted, 5)
+	m.MustConnect("m", "", "")
+	require.Equal(t, []byte{0}, m.Subscribe(1, 0, "a/#"))
+	require.Equal(t, []byte{0}, m.Subscribe(2, 0, "$share/g/s"))
+	all.Publish(0, 0, "a/x", "outside", false)
+	all.Publish(0, 0, "mount/a/x", "inside", false)
+	all.Publish(0, 0, "mount/s", "shared", false)
+	all.Publish(0, 0, "mount/r", "retained", true)
+	got := []packets.Packet{m.Recv(), m.Recv()}
 	require.Equal(t, []string{"inside", "shared"}, payloads(got))
 	require.Equal(t, []string{"a/x", "s"}, []string{got[0].TopicName, got[1].TopicName})
 	for range 4 {
-		all.recv() // its own messages
+		all.Recv() // its own messages
 	}
-	m.send(subscribePacket(3, packets.Subscription{Filter: "r", Qos: 0}))
+	m.Send(subscribePacket(3, packets.Subscription{Filter: "r", Qos: 0}))
 	for range 2 { // the SUBACK and the retained message, in either order
-		if pk := m.recv(); pk.FixedHeader.Type == packets.Publish {
+		if pk := m.Recv(); pk.FixedHeader.Type == packets.Publish {
 			require.Equal(t, "r", pk.TopicName)
 			require.Equal(t, "retained", string(pk.Payload))
 		}
 	}
 
 	// The will of a mounted client is published under the mount point.
-	w := dialRaw(t, mounted, 4)
-	conn := w.connectPacket("w", "", "")
+	w := rawclient.Dial(t, mounted, 4)
+	conn := w.ConnectPacket("w", "", "")
 	conn.Connect.WillFlag, conn.Connect.WillTopic, conn.Connect.WillPayload = true, "will", []byte("gone")
-	w.send(conn)
-	require.Equal(t, byte(0), w.recv().ReasonCode)
-	w.conn.Close()
-	got1 := all.recv()
+	w.Send(conn)
+	require.Equal(t, byte(0), w.Recv().ReasonCode)
+	w.Conn.Close()
+	got1 := all.Recv()
 	require.Equal(t, "mount/will", got1.TopicName)
 }
 
@@ -318,17 +319,17 @@ func TestMountFilter(t *testing.T) {
 func TestMaxConnectionsReconnectAtOnce(t *testing.T) {
 	b := start(t, Config{AllowAnonymous: true, Listeners: []Listener{{Address: "127.0.0.1:0", MaxConnections: 3}}})
 	for round := range 3 {
-		var cs []*rawClient
+		var cs []*rawclient.Client
 		for i := range 3 {
-			c := dialRaw(t, b.Addr(), 5)
-			c.mustConnect(fmt.Sprintf("c%d", i), "", "")
+			c := rawclient.Dial(t, b.Addr(), 5)
+			c.MustConnect(fmt.Sprintf("c%d", i), "", "")
 			cs = append(cs, c)
 		}
-		bad := dialRaw(t, b.Addr(), 5)
-		bad.send(bad.connectPacket("bad", "", ""))
-		require.Empty(t, bad.expectClosed(), "round %d", round)
+		bad := rawclient.Dial(t, b.Addr(), 5)
+		bad.Send(bad.ConnectPacket("bad", "", ""))
+		require.Empty(t, bad.ExpectClosed(), "round %d", round)
 		for _, c := range cs {
-			c.conn.Close()
+			c.Conn.Close()
 		}
 	}
 }
@@ -372,19 +373,19 @@ func TestSessionEndedByDisconnectNotResumed(t *testing.T) {
 func testSessionEndedByDisconnect(t *testing.T, read bool) {
 	b := start(t, Config{AllowAnonymous: true})
 	require.NoError(t, b.srv.AddHook(&slowDisconnect{id: "expiry", read: read}, nil))
-	connect := func(c *rawClient) packets.Packet {
-		pk := c.connectPacket("expiry", "", "")
+	connect := func(c *rawclient.Client) packets.Packet {
+		pk := c.ConnectPacket("expiry", "", "")
 		pk.Connect.Clean = false
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 60, true
-		c.send(pk)
-		return c.recv()
+		c.Send(pk)
+		return c.Recv()
 	}
-	c := dialRaw(t, b.Addr(), 5)
+	c := rawclient.Dial(t, b.Addr(), 5)
 	require.False(t, connect(c).SessionPresent)
 	// DISCONNECT with Session Expiry Interval 0.
-	c.sendHex("e0 07 00 05 11 00000000")
-	c.conn.Close()
-	c = dialRaw(t, b.Addr(), 5)
+	c.SendHex("e0 07 00 05 11 00000000")
+	c.Conn.Close()
+	c = rawclient.Dial(t, b.Addr(), 5)
 	ack := connect(c)
 	require.Equal(t, byte(0), ack.ReasonCode)
 	require.False(t, ack.SessionPresent)
@@ -414,13 +415,13 @@ func TestConnectChecks(t *testing.T) {
 		{"v5 password without username", "10 11 0004 4D515454 05 42 000A 00 0001 70 0001 70", "200600000322000a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr(), 4)
-			c.sendHex(tc.connect)
+			c := rawclient.Dial(t, b.Addr(), 4)
+			c.SendHex(tc.connect)
 			if tc.want == "" {
-				require.Empty(t, c.expectClosed())
+				require.Empty(t, c.ExpectClosed())
 				return
 			}
-			require.Equal(t, tc.want, c.recvBytes())
+			require.Equal(t, tc.want, c.RecvHex())
 		})
 	}
 }
@@ -446,16 +447,16 @@ func TestProtocolErrorsAfterConnect(t *testing.T) {
 		{"DISCONNECT with content type", "e0 06 00 04 03 0001 61"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, b.Addr(), 5)
-			c.mustConnect("proto", "", "")
-			c.sendHex(tc.packet)
-			require.Equal(t, "e00182", c.recvBytes())
-			c.expectClosed()
+			c := rawclient.Dial(t, b.Addr(), 5)
+			c.MustConnect("proto", "", "")
+			c.SendHex(tc.packet)
+			require.Equal(t, "e00182", c.RecvHex())
+			c.ExpectClosed()
 		})
 	}
 	// A DISCONNECT with the properties it may carry is fine.
-	c := dialRaw(t, b.Addr(), 5)
-	c.mustConnect("proto", "", "")
-	c.sendHex("e0 0c 00 0a 1f 0002 6f6b 26 0000 0000")
-	require.Empty(t, c.expectClosed())
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.MustConnect("proto", "", "")
+	c.SendHex("e0 0c 00 0a 1f 0002 6f6b 26 0000 0000")
+	require.Empty(t, c.ExpectClosed())
 }

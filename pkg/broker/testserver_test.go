@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,5 +35,5 @@ func serveOn(t testing.TB, srv *mqtt.Server, id string, l Listener) string {
 // connection.
 func waitOffline(t testing.TB, srv *mqtt.Server, id string) {
 	t.Helper()
-	waitFor(t, func() bool { cl, ok := srv.Clients.Get(id); return ok && cl.Closed() })
+	rawclient.WaitFor(t, func() bool { cl, ok := srv.Clients.Get(id); return ok && cl.Closed() })
 }

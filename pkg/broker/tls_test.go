@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testcert"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
 )
@@ -56,8 +57,8 @@ func TestTLSListener(t *testing.T) {
 		addr := startTLS(t, tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile}, SecurityConfig{AllowAnonymous: true}, false)
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		require.NoError(t, err)
-		c := newRawClient(t, conn, 4)
-		c.mustConnect("tls1", "", "")
+		c := rawclient.New(t, conn, 4)
+		c.MustConnect("tls1", "", "")
 
 		_, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
 		require.Error(t, err)
@@ -69,15 +70,15 @@ func TestTLSListener(t *testing.T) {
 		addr := startTLS(t, tlsfiles.Files{CertFile: s.CertFile, KeyFile: s.KeyFile, CAFile: s.CAFile, RequireCertificate: true}, SecurityConfig{AllowAnonymous: true}, false)
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
 		require.NoError(t, err)
-		newRawClient(t, conn, 5).mustConnect("withcert", "", "")
+		rawclient.New(t, conn, 5).MustConnect("withcert", "", "")
 
 		// Without a certificate the handshake fails (TLS 1.3 reports it on
 		// the first read).
 		conn, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		if err == nil {
-			c := newRawClient(t, conn, 5)
-			c.send(c.connectPacket("nocert", "", ""))
-			_, _, err = c.recvRaw(5 * time.Second)
+			c := rawclient.New(t, conn, 5)
+			c.Send(c.ConnectPacket("nocert", "", ""))
+			_, _, err = c.RecvRaw(5 * time.Second)
 		}
 		require.Error(t, err)
 	})
@@ -90,20 +91,20 @@ func TestTLSListener(t *testing.T) {
 
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{clientCert}})
 		require.NoError(t, err)
-		c := newRawClient(t, conn, 5)
+		c := rawclient.New(t, conn, 5)
 		// The CONNECT username and password are ignored: the CN is the username.
-		c.mustConnect("dev1", "alice", "wrong")
-		c.publish(1, 1, "devices/1", "x", false)
-		require.Equal(t, byte(0), c.recv().ReasonCode)
-		c.publish(2, 1, "alice/1", "x", false)
-		require.Equal(t, byte(0x87), c.recv().ReasonCode)
+		c.MustConnect("dev1", "alice", "wrong")
+		c.Publish(1, 1, "devices/1", "x", false)
+		require.Equal(t, byte(0), c.Recv().ReasonCode)
+		c.Publish(2, 1, "alice/1", "x", false)
+		require.Equal(t, byte(0x87), c.Recv().ReasonCode)
 
 		// No certificate: refused with bad username or password (4 / 0x86).
 		for v, want := range map[byte]byte{4: 4, 5: 0x86} {
 			conn, err = dialTLS(t, addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 			require.NoError(t, err)
-			c = newRawClient(t, conn, v)
-			require.Equal(t, want, c.connect("dev2", "alice", "secret"), "v%d", v)
+			c = rawclient.New(t, conn, v)
+			require.Equal(t, want, c.Connect("dev2", "alice", "secret"), "v%d", v)
 		}
 	})
 }
@@ -150,15 +151,15 @@ func TestReloadTLS(t *testing.T) {
 	require.Equal(t, []string{first.SerialNumber.String(), first.SerialNumber.String()}, served())
 	conn, err := dialTLS(t, ls[1].Addr, tlsCfg)
 	require.NoError(t, err)
-	old := newRawClient(t, conn, 4)
-	old.mustConnect("before-reload", "", "")
+	old := rawclient.New(t, conn, 4)
+	old.MustConnect("before-reload", "", "")
 
 	second := install()
 	reloaded, err := b.ReloadTLS()
 	require.NoError(t, err)
 	require.Equal(t, []string{certFile}, reloaded)
 	require.Equal(t, []string{second.SerialNumber.String(), second.SerialNumber.String()}, served())
-	require.Empty(t, old.ping(), "the connection made before the reload stays up")
+	require.Empty(t, old.Ping(), "the connection made before the reload stays up")
 
 	// A key that does not match the certificate: the previous pair stays.
 	other, err := ca.Server("localhost")

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/rawmqtt"
 	"github.com/mqttkit/mqttkit/internal/testutil"
 	"github.com/mqttkit/mqttkit/pkg/tlsfiles"
@@ -123,7 +124,7 @@ func TestMalformedPacketsEndOnlyTheirConnection(t *testing.T) {
 			p, err := watch.Read(5 * time.Second)
 			require.NoError(t, err, "the will of %s", id)
 			require.Equal(t, "will/"+id, p.Topic)
-			waitFor(t, func() bool { return !strings.Contains(strings.Join(sessions(b), " "), id) })
+			rawclient.WaitFor(t, func() bool { return !strings.Contains(strings.Join(sessions(b), " "), id) })
 		})
 	}
 	require.Equal(t, int64(len(cases)), b.wire.malformed.Load())
@@ -170,7 +171,7 @@ func TestConnectionPanicIsRecovered(t *testing.T) {
 	p, err := watch.Read(5 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, "will/victim", p.Topic)
-	waitFor(t, func() bool { return !strings.Contains(strings.Join(sessions(b), " "), "victim") })
+	rawclient.WaitFor(t, func() bool { return !strings.Contains(strings.Join(sessions(b), " "), "victim") })
 	require.Equal(t, int64(1), b.wire.panics.Load())
 	require.Contains(t, logs.String(), "connection goroutine panicked")
 	roundTrip(t, b.Addr())
@@ -280,7 +281,7 @@ func TestMosquittoMalformedV5(t *testing.T) {
 			require.Equal(t, []byte{tc.code}, got[0].Body, "DISCONNECT reason, no properties")
 		})
 	}
-	waitFor(t, func() bool { return len(sessions(b)) == 0 })
+	rawclient.WaitFor(t, func() bool { return len(sessions(b)) == 0 })
 }
 
 // TestTopicLevelLimit: a topic or filter may have 200 '/' as in
@@ -343,9 +344,9 @@ func TestWillTopicLevelLimit(t *testing.T) {
 // pipe).
 func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
 	b, _ := startWireBroker(t)
-	c := dialRaw(t, b.Addr(), 5)
-	c.send(c.connectPacket("greedy", "", ""))
-	ack := c.recv()
+	c := rawclient.Dial(t, b.Addr(), 5)
+	c.Send(c.ConnectPacket("greedy", "", ""))
+	ack := c.Recv()
 	require.Equal(t, packets.Connack, ack.FixedHeader.Type)
 	max := int(b.srv.Options.Capabilities.ReceiveMaximum) // the quota mochi enforces
 	require.Less(t, max, 60000)
@@ -355,10 +356,10 @@ func TestReceiveMaximumDisconnectIsRead(t *testing.T) {
 			TopicName: "greedy/t", Payload: bytes.Repeat([]byte("x"), 512), ProtocolVersion: 5}
 		require.NoError(t, pk.PublishEncode(&burst))
 	}
-	go func() { _, _ = c.conn.Write(burst.Bytes()) }() // the broker stops reading part of the way
+	go func() { _, _ = c.Conn.Write(burst.Bytes()) }() // the broker stops reading part of the way
 	var reasons []byte
 	for {
-		pk, _, err := c.recvRaw(10 * time.Second)
+		pk, _, err := c.RecvRaw(10 * time.Second)
 		if err != nil {
 			require.NotContains(t, err.Error(), "reset", "the broker reset the connection")
 			require.NotContains(t, err.Error(), "timeout")
@@ -417,7 +418,7 @@ func TestBadStartsAreLogged(t *testing.T) {
 		`level=WARN msg="TLS handshake failed, disconnecting" remote=127.0.0.1:`,
 		`level=INFO msg="client sent no CONNECT in time, disconnecting"`,
 	}
-	waitFor(t, func() bool {
+	rawclient.WaitFor(t, func() bool {
 		for _, w := range want {
 			if !strings.Contains(logs.String(), w) {
 				return false

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -170,7 +171,7 @@ func TestAsyncConnWaitRoomSlowReader(t *testing.T) {
 		done <- nil
 	}()
 	// The reader starts only once the writer had to wait: it is slow.
-	waitFor(t, func() bool { return waits.Load() > 0 })
+	rawclient.WaitFor(t, func() bool { return waits.Load() > 0 })
 	r := bufio.NewReaderSize(peer, 4<<10)
 	chunk := make([]byte, 4<<10)
 	for i := 0; i < total/len(chunk); i++ {
@@ -256,7 +257,7 @@ func stalled(t *testing.T, max int) (c *asyncConn, peer net.Conn) {
 	c.stall = time.Hour
 	_, err := c.Write([]byte{0})
 	require.NoError(t, err)
-	waitFor(t, func() bool {
+	rawclient.WaitFor(t, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.buf) == 0
@@ -280,13 +281,13 @@ func TestAsyncConnWaitRoomInOrder(t *testing.T) {
 			order <- "large"
 		}
 	}()
-	waitFor(t, func() bool { return waits.Load() == 1 })
+	rawclient.WaitFor(t, func() bool { return waits.Load() == 1 })
 	go func() {
 		if c.waitRoom(1<<10) == nil { // would fit at once
 			order <- "small"
 		}
 	}()
-	waitFor(t, func() bool { return waits.Load() == 2 || len(order) > 0 })
+	rawclient.WaitFor(t, func() bool { return waits.Load() == 2 || len(order) > 0 })
 	require.Empty(t, order, "a later writer overtook one that waits")
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
 	require.Equal(t, "large", <-order)

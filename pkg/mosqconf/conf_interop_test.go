@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -25,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttkit/mqttkit/internal/interop"
+	"github.com/mqttkit/mqttkit/internal/rawclient"
 	"github.com/mqttkit/mqttkit/internal/testcert"
 	"github.com/mqttkit/mqttkit/pkg/broker"
 	"github.com/mqttkit/mqttkit/pkg/logdest"
@@ -98,7 +98,7 @@ func sameConf(t *testing.T, tmpl string, files map[string]string, check func(t *
 			if !strings.Contains(text, " "+p) {
 				continue
 			}
-			waitFor(t, func() bool {
+			rawclient.WaitFor(t, func() bool {
 				select {
 				case <-exited:
 					t.Fatalf("mosquitto exited: %s", out.String())
@@ -139,7 +139,7 @@ func TestConfTLSChainFromCAFile(t *testing.T) {
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+ports[0], cfg)
 		require.NoError(t, err)
 		require.Len(t, conn.ConnectionState().PeerCertificates, 3, "leaf, intermediate, root")
-		newRawClient(t, conn, 4).mustConnect("chain", "", "")
+		rawclient.New(t, conn, 4).MustConnect("chain", "", "")
 
 		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+ports[1], cfg)
 		if err == nil {
@@ -187,28 +187,28 @@ allow_zero_length_clientid false
 		open, closed := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1]
 
 		// The open listener: anonymous, any topic, an assigned id.
-		c := dialRaw(t, open, 5)
-		c.send(c.connectPacket("", "", ""))
-		ack := c.recv()
+		c := rawclient.Dial(t, open, 5)
+		c.Send(c.ConnectPacket("", "", ""))
+		ack := c.Recv()
 		require.Equal(t, byte(0), ack.ReasonCode)
 		require.Regexp(t, `^auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$`, ack.Properties.AssignedClientID)
-		c.publish(1, 1, "b/1", "x", false)
-		require.Less(t, c.recv().ReasonCode, byte(0x80), "success (mosquitto: 0x10 no matching subscribers)")
+		c.Publish(1, 1, "b/1", "x", false)
+		require.Less(t, c.Recv().ReasonCode, byte(0x80), "success (mosquitto: 0x10 no matching subscribers)")
 		// A username without password file: still anonymous rules (allowed).
-		dialRaw(t, open, 4).mustConnect("u1", "mallory", "x")
+		rawclient.Dial(t, open, 4).MustConnect("u1", "mallory", "x")
 
 		// The closed listener: passwords and the ACL.
-		require.Equal(t, byte(5), dialRaw(t, closed, 4).connect("anon", "", ""))
-		require.Equal(t, byte(0x87), dialRaw(t, closed, 5).connect("anon", "", ""))
-		require.Equal(t, byte(5), dialRaw(t, closed, 4).connect("a2", "alice", "wrong"))
-		require.Equal(t, byte(2), dialRaw(t, closed, 4).connect("", "alice", "secret"), "allow_zero_length_clientid false")
-		require.Equal(t, byte(0x80), dialRaw(t, closed, 5).connect("", "alice", "secret"), "MQTT 5: Unspecified error")
-		c = dialRaw(t, closed, 5)
-		c.mustConnect("a1", "alice", "secret")
-		c.publish(1, 1, "a/1", "x", false)
-		require.Less(t, c.recv().ReasonCode, byte(0x80))
-		c.publish(2, 1, "b/1", "x", false)
-		require.Equal(t, byte(0x87), c.recv().ReasonCode, "not in alice's ACL")
+		require.Equal(t, byte(5), rawclient.Dial(t, closed, 4).Connect("anon", "", ""))
+		require.Equal(t, byte(0x87), rawclient.Dial(t, closed, 5).Connect("anon", "", ""))
+		require.Equal(t, byte(5), rawclient.Dial(t, closed, 4).Connect("a2", "alice", "wrong"))
+		require.Equal(t, byte(2), rawclient.Dial(t, closed, 4).Connect("", "alice", "secret"), "allow_zero_length_clientid false")
+		require.Equal(t, byte(0x80), rawclient.Dial(t, closed, 5).Connect("", "alice", "secret"), "MQTT 5: Unspecified error")
+		c = rawclient.Dial(t, closed, 5)
+		c.MustConnect("a1", "alice", "secret")
+		c.Publish(1, 1, "a/1", "x", false)
+		require.Less(t, c.Recv().ReasonCode, byte(0x80))
+		c.Publish(2, 1, "b/1", "x", false)
+		require.Equal(t, byte(0x87), c.Recv().ReasonCode, "not in alice's ACL")
 	})
 }
 
@@ -219,11 +219,11 @@ func TestConfUseUsernameAsClientID(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nuse_username_as_clientid true\n"
 	sameConf(t, conf, nil, func(t *testing.T, _ string, ports []string) {
 		addr := "127.0.0.1:" + ports[0]
-		require.Equal(t, byte(5), dialRaw(t, addr, 4).connect("anon", "", ""))
-		first := dialRaw(t, addr, 4)
-		first.mustConnect("one", "bob", "x")
-		dialRaw(t, addr, 4).mustConnect("two", "bob", "y")
-		first.expectClosed()
+		require.Equal(t, byte(5), rawclient.Dial(t, addr, 4).Connect("anon", "", ""))
+		first := rawclient.Dial(t, addr, 4)
+		first.MustConnect("one", "bob", "x")
+		rawclient.Dial(t, addr, 4).MustConnect("two", "bob", "y")
+		first.ExpectClosed()
 	})
 }
 
@@ -246,12 +246,12 @@ func TestConfUseSubjectAsUsername(t *testing.T) {
 		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{cli.TLSCertificate()}}
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+ports[0], cfg)
 		require.NoError(t, err)
-		c := newRawClient(t, conn, 5)
-		c.mustConnect("s7", "", "")
-		c.publish(1, 1, "a/1", "x", false)
-		require.Less(t, c.recv().ReasonCode, byte(0x80))
-		c.publish(2, 1, "b/1", "x", false)
-		require.Equal(t, byte(0x87), c.recv().ReasonCode)
+		c := rawclient.New(t, conn, 5)
+		c.MustConnect("s7", "", "")
+		c.Publish(1, 1, "a/1", "x", false)
+		require.Less(t, c.Recv().ReasonCode, byte(0x80))
+		c.Publish(2, 1, "b/1", "x", false)
+		require.Equal(t, byte(0x87), c.Recv().ReasonCode)
 	})
 }
 
@@ -261,27 +261,27 @@ func TestConfMaxPacketSize(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nmax_packet_size 30\n"
 	sameConf(t, conf, nil, func(t *testing.T, _ string, ports []string) {
 		addr := "127.0.0.1:" + ports[0]
-		c := dialRaw(t, addr, 5)
-		c.send(c.connectPacket("mps", "", ""))
-		ack := c.recv()
+		c := rawclient.Dial(t, addr, 5)
+		c.Send(c.ConnectPacket("mps", "", ""))
+		ack := c.Recv()
 		require.Equal(t, byte(0), ack.ReasonCode)
 		require.Equal(t, uint32(30), ack.Properties.MaximumPacketSize)
 		// 2 (fixed header) + 3 (topic "t") + 2 (packet id) + 1 (properties) + 22 = 30 bytes
-		c.publish(1, 1, "t", strings.Repeat("x", 22), false)
-		require.Less(t, c.recv().ReasonCode, byte(0x80))
-		c.publish(2, 1, "t", strings.Repeat("x", 40), false)
-		require.Equal(t, [][]byte{{0xE0, 1, 0x95}}, c.closedRaw(), "DISCONNECT 0x95 Packet too large")
+		c.Publish(1, 1, "t", strings.Repeat("x", 22), false)
+		require.Less(t, c.Recv().ReasonCode, byte(0x80))
+		c.Publish(2, 1, "t", strings.Repeat("x", 40), false)
+		require.Equal(t, [][]byte{{0xE0, 1, 0x95}}, c.ClosedRaw(), "DISCONNECT 0x95 Packet too large")
 
-		c = dialRaw(t, addr, 4)
-		c.mustConnect("mps3", "", "")
-		c.publish(1, 1, "t", strings.Repeat("x", 23), false) // 30 bytes without properties
-		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
+		c = rawclient.Dial(t, addr, 4)
+		c.MustConnect("mps3", "", "")
+		c.Publish(1, 1, "t", strings.Repeat("x", 23), false) // 30 bytes without properties
+		require.Equal(t, packets.Puback, c.Recv().FixedHeader.Type)
 		// Like mochi, mosquitto compares the remaining length + 1 with
 		// the limit: 31 bytes pass, 32 do not.
-		c.publish(2, 1, "t", strings.Repeat("x", 24), false)
-		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
-		c.publish(3, 1, "t", strings.Repeat("x", 25), false)
-		require.Empty(t, c.expectClosed())
+		c.Publish(2, 1, "t", strings.Repeat("x", 24), false)
+		require.Equal(t, packets.Puback, c.Recv().FixedHeader.Type)
+		c.Publish(3, 1, "t", strings.Repeat("x", 25), false)
+		require.Empty(t, c.ExpectClosed())
 	})
 }
 
@@ -292,92 +292,46 @@ func TestConfRetainAvailableFalse(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nretain_available false\n"
 	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
 		addr := "127.0.0.1:" + ports[0]
-		sub := dialRaw(t, addr, 4)
-		sub.mustConnect("sub", "", "")
-		require.Equal(t, []byte{1}, sub.subscribe(1, 1, "r/#"))
+		sub := rawclient.Dial(t, addr, 4)
+		sub.MustConnect("sub", "", "")
+		require.Equal(t, []byte{1}, sub.Subscribe(1, 1, "r/#"))
 
-		c := dialRaw(t, addr, 5)
-		c.send(c.connectPacket("ra", "", ""))
-		ack := c.recv()
+		c := rawclient.Dial(t, addr, 5)
+		c.Send(c.ConnectPacket("ra", "", ""))
+		ack := c.Recv()
 		require.Equal(t, byte(0), ack.ReasonCode)
 		require.True(t, ack.Properties.RetainAvailableFlag)
 		require.Equal(t, byte(0), ack.Properties.RetainAvailable)
-		c.publish(1, 1, "r/5", "x", true)
-		require.Equal(t, [][]byte{{0xE0, 1, 0x9A}}, c.closedRaw(), "DISCONNECT 0x9A")
+		c.Publish(1, 1, "r/5", "x", true)
+		require.Equal(t, [][]byte{{0xE0, 1, 0x9A}}, c.ClosedRaw(), "DISCONNECT 0x9A")
 
-		c = dialRaw(t, addr, 4)
-		c.mustConnect("ra3", "", "")
-		c.publish(1, 1, "r/3", "x", true)
-		require.Empty(t, c.expectClosed())
+		c = rawclient.Dial(t, addr, 4)
+		c.MustConnect("ra3", "", "")
+		c.Publish(1, 1, "r/3", "x", true)
+		require.Empty(t, c.ExpectClosed())
 
 		// Not delivered, not retained; a message without the flag is.
-		c = dialRaw(t, addr, 4)
-		c.mustConnect("ok", "", "")
-		c.publish(1, 1, "r/ok", "plain", false)
-		require.Equal(t, packets.Puback, c.recv().FixedHeader.Type)
-		pk := sub.recv()
+		c = rawclient.Dial(t, addr, 4)
+		c.MustConnect("ok", "", "")
+		c.Publish(1, 1, "r/ok", "plain", false)
+		require.Equal(t, packets.Puback, c.Recv().FixedHeader.Type)
+		pk := sub.Recv()
 		require.Equal(t, "r/ok", pk.TopicName)
-		late := dialRaw(t, addr, 4)
-		late.mustConnect("late", "", "")
-		require.Equal(t, []byte{1}, late.subscribe(1, 1, "r/#"))
-		require.Empty(t, late.ping())
+		late := rawclient.Dial(t, addr, 4)
+		late.MustConnect("late", "", "")
+		require.Equal(t, []byte{1}, late.Subscribe(1, 1, "r/#"))
+		require.Empty(t, late.Ping())
 	})
-}
-
-// closedRaw waits for the broker to close the connection and returns the
-// packets it sent before, each as its bytes.
-func (c *rawClient) closedRaw() [][]byte {
-	c.t.Helper()
-	var got [][]byte
-	for {
-		pk, body, err := c.recvRaw(5 * time.Second)
-		if err != nil {
-			var ne net.Error
-			require.False(c.t, errors.As(err, &ne) && ne.Timeout(), "connection still open after %d packets", len(got))
-			return got
-		}
-		var buf bytes.Buffer
-		buf.WriteByte(pk.FixedHeader.Type<<4 | encodeFlags(pk.FixedHeader))
-		buf.Write(encodeLength(len(body)))
-		got = append(got, append(buf.Bytes(), body...))
-	}
-}
-
-func encodeFlags(fh packets.FixedHeader) byte {
-	var f byte
-	if fh.Dup {
-		f |= 8
-	}
-	f |= fh.Qos << 1
-	if fh.Retain {
-		f |= 1
-	}
-	return f
-}
-
-func encodeLength(n int) []byte {
-	var b []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
 }
 
 // sys_interval 0: no $SYS topic at all, not even the version.
 func TestConfSysIntervalZero(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nsys_interval 0\n"
 	sameConf(t, conf, nil, func(t *testing.T, _ string, ports []string) {
-		c := dialRaw(t, "127.0.0.1:"+ports[0], 4)
-		c.mustConnect("sys", "", "")
-		require.Equal(t, []byte{0}, c.subscribe(1, 0, "$SYS/#"))
-		require.Empty(t, c.ping())
+		c := rawclient.Dial(t, "127.0.0.1:"+ports[0], 4)
+		c.MustConnect("sys", "", "")
+		require.Equal(t, []byte{0}, c.Subscribe(1, 0, "$SYS/#"))
+		require.Empty(t, c.Ping())
 	})
 }
 
@@ -387,12 +341,12 @@ func TestConfLogDestTopic(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nlog_dest topic\nlog_type notice\n"
 	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
 		addr := "127.0.0.1:" + ports[0]
-		sub := dialRaw(t, addr, 4)
-		sub.mustConnect("logsub", "", "")
-		require.Equal(t, []byte{0}, sub.subscribe(1, 0, "$SYS/broker/log/#"))
-		dialRaw(t, addr, 4).mustConnect("newcomer", "", "")
+		sub := rawclient.Dial(t, addr, 4)
+		sub.MustConnect("logsub", "", "")
+		require.Equal(t, []byte{0}, sub.Subscribe(1, 0, "$SYS/broker/log/#"))
+		rawclient.Dial(t, addr, 4).MustConnect("newcomer", "", "")
 		for {
-			pk := sub.recv()
+			pk := sub.Recv()
 			require.Equal(t, packets.Publish, pk.FixedHeader.Type)
 			require.Regexp(t, `^\$SYS/broker/log/[EWNID]`, pk.TopicName)
 			if strings.Contains(string(pk.Payload), "newcomer") {
@@ -449,8 +403,8 @@ crlfile {{DIR}}/crl.pem
 			if err != nil {
 				return false
 			}
-			c := newRawClient(t, conn, 4)
-			pk := c.connectPacket("tlsopt", "", "")
+			c := rawclient.New(t, conn, 4)
+			pk := c.ConnectPacket("tlsopt", "", "")
 			pk.ProtocolVersion = 4
 			var buf bytes.Buffer
 			require.NoError(t, pk.ConnectEncode(&buf))
@@ -460,7 +414,7 @@ crlfile {{DIR}}/crl.pem
 			if _, err := conn.Write(buf.Bytes()); err != nil {
 				return false
 			}
-			pk, _, err = c.recvRaw(5 * time.Second)
+			pk, _, err = c.RecvRaw(5 * time.Second)
 			return err == nil && pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0
 		}
 		require.True(t, connects(ports[0], &tls.Config{}), "%s: TLS 1.3", kind)
@@ -486,11 +440,11 @@ func TestConfMaxKeepalive(t *testing.T) {
 	conf := "listener {{P1}} 127.0.0.1\nallow_anonymous true\nmax_keepalive 100\n"
 	sameConf(t, conf, nil, func(t *testing.T, kind string, ports []string) {
 		connack := func(version byte, keepalive uint16) packets.Packet {
-			c := dialRaw(t, "127.0.0.1:"+ports[0], version)
-			pk := c.connectPacket("ka", "", "")
+			c := rawclient.Dial(t, "127.0.0.1:"+ports[0], version)
+			pk := c.ConnectPacket("ka", "", "")
 			pk.Connect.Keepalive = keepalive
-			c.send(pk)
-			return c.recv()
+			c.Send(pk)
+			return c.Recv()
 		}
 		require.Equal(t, byte(0), connack(4, 100).ReasonCode, kind)
 		if kind == "mqtt" {
@@ -518,11 +472,11 @@ func TestConfEmptyACLFile(t *testing.T) {
 			conf := "per_listener_settings " + perListener + "\nlistener {{P1}} 127.0.0.1\nallow_anonymous true\nacl_file {{DIR}}/acl\n"
 			sameConf(t, conf, map[string]string{"acl": "#comment\n\n"}, func(t *testing.T, kind string, ports []string) {
 				for _, v := range []byte{4, 5} {
-					c := dialRaw(t, "127.0.0.1:"+ports[0], v)
-					c.mustConnect("acl-check", "", "")
-					require.Equal(t, []byte{0, 0}, c.subscribe(1, 0, "test/topic", "#"), "%s v%d", kind, v)
-					c.publish(0, 0, "test/topic", "message", false)
-					require.Empty(t, c.ping(), "%s v%d: nothing delivered", kind, v)
+					c := rawclient.Dial(t, "127.0.0.1:"+ports[0], v)
+					c.MustConnect("acl-check", "", "")
+					require.Equal(t, []byte{0, 0}, c.Subscribe(1, 0, "test/topic", "#"), "%s v%d", kind, v)
+					c.Publish(0, 0, "test/topic", "message", false)
+					require.Empty(t, c.Ping(), "%s v%d: nothing delivered", kind, v)
 				}
 			})
 		})
