@@ -14,13 +14,15 @@ import (
 )
 
 // TestRetainedSubscribeRace: retained publishers and subscribers at the
-// same time. Each subscriber gets, per topic, the value retained when it
-// subscribed or a later one first (none lost), then only later values
-// (none twice, none older), up to the last one published.
+// same time (the publishers go on until every SUBSCRIBE is acknowledged,
+// then publish a last value). Each subscriber gets, per topic, the value
+// retained when it subscribed or a later one first (none lost), then only
+// later values (none twice, none older), up to the last one.
 func TestRetainedSubscribeRace(t *testing.T) {
-	const topics, values, subscribers = 6, 150, 16
+	const topics, last, subscribers = 6, 1 << 30, 16
 	b := start(t, Config{AllowAnonymous: true, SysInterval: -1})
 	var acked [topics]atomic.Int64 // latest value whose PUBACK arrived (0: none)
+	var subscribed atomic.Int64    // SUBACKs received
 	var pubs sync.WaitGroup
 	for i := range topics {
 		p := rawclient.Dial(t, b.Addr(), 4)
@@ -28,8 +30,11 @@ func TestRetainedSubscribeRace(t *testing.T) {
 		pubs.Add(1)
 		go func() {
 			defer pubs.Done()
-			for v := 1; v <= values; v++ {
-				p.Publish(uint16(v), 1, "rr/"+strconv.Itoa(i), strconv.Itoa(v), true)
+			for v := 1; v <= last; v++ {
+				if subscribed.Load() == subscribers {
+					v = last
+				}
+				p.Publish(uint16(v%60000+1), 1, "rr/"+strconv.Itoa(i), strconv.Itoa(v), true)
 				pk, _, err := p.RecvRaw(10 * time.Second)
 				if err != nil || pk.FixedHeader.Type != packets.Puback {
 					t.Errorf("publisher %d: %v %v", i, pk.FixedHeader.Type, err)
@@ -51,13 +56,16 @@ func TestRetainedSubscribeRace(t *testing.T) {
 				before[i] = acked[i].Load()
 			}
 			c.Send(subscribePacket(1, packets.Subscription{Filter: "rr/#", Qos: 1}))
-			var last [topics]int64
+			var got [topics]int64
 			complete := 0
 			for complete < topics {
 				pk, _, err := c.RecvRaw(10 * time.Second)
 				if err != nil {
-					t.Errorf("subscriber %d: %v (last %v, before %v)", n, err, last, before)
+					t.Errorf("subscriber %d: %v (got %v, before %v)", n, err, got, before)
 					return
+				}
+				if pk.FixedHeader.Type == packets.Suback {
+					subscribed.Add(1)
 				}
 				if pk.FixedHeader.Type != packets.Publish {
 					continue
@@ -68,13 +76,13 @@ func TestRetainedSubscribeRace(t *testing.T) {
 				i, _ := strconv.Atoi(pk.TopicName[len("rr/"):])
 				v, _ := strconv.ParseInt(string(pk.Payload), 10, 64)
 				switch {
-				case last[i] == 0 && v < before[i]:
+				case got[i] == 0 && v < before[i]:
 					t.Errorf("subscriber %d, topic %d: first %d, but %d was retained before the SUBSCRIBE", n, i, v, before[i])
-				case v <= last[i]:
-					t.Errorf("subscriber %d, topic %d: %d after %d (retain %v)", n, i, v, last[i], pk.FixedHeader.Retain)
+				case v <= got[i]:
+					t.Errorf("subscriber %d, topic %d: %d after %d (retain %v)", n, i, v, got[i], pk.FixedHeader.Retain)
 				}
-				last[i] = v
-				if v == values {
+				got[i] = v
+				if v == last {
 					complete++
 				}
 			}
