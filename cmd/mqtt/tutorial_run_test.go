@@ -43,9 +43,14 @@ import (
 //     subscriber (or mqtt ui) replaces the old one, a sensor is stopped before the next
 //     command. Everything still running is stopped at the end.
 //   - The test waits where the reader would: until a broker accepts
-//     connections, and until a background subscriber has subscribed (it
+//     connections, until a background subscriber has subscribed (it
 //     adds --metrics 127.0.0.1:9100 to mqtt broker and reads
-//     mqtt_subscriptions; only its log changes).
+//     mqtt_subscriptions; only its log changes), and until a background
+//     sensor has printed its first "Sent:" line. Ctrl-C goes to the
+//     process group of `sh -c COMMAND`: sent before sh has started mqtt,
+//     it reaches only sh (dash catches SIGINT under -c and waits for its
+//     child) or sh's forked child before it executes mqtt, and mqtt never
+//     sees it; the waits make sure mqtt runs when Ctrl-C is pressed.
 //   - mqtt passwd without -b reads the password `secret` twice from stdin,
 //     as the reader types it; /home/you stands for $HOME.
 //   - A ```text block is the output of the commands since the previous one:
@@ -349,7 +354,9 @@ func (r *tutorialRun) run(s tutorialStep) {
 		r.waitSubscribed(s, p, before)
 		return
 	case len(f) >= 2 && f[0] == "mqtt" && f[1] == "simulate-sensor" && !has(f, "--count"):
+		from := len(r.out.String())
 		r.sensor = r.start(s, c)
+		r.waitSent(s, r.sensor, from)
 		return
 	}
 
@@ -416,6 +423,20 @@ func (r *tutorialRun) waitSubscribed(s tutorialStep, p *bgProc, before int) {
 	for !p.exited() && r.subscriptions(s) <= before {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("docs/tutorial.md:%d: the subscriber did not subscribe within a minute\n%s", s.line, r.out.String()[r.mark:])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var sentLine = regexp.MustCompile(`(?m)^Sent: `)
+
+// waitSent waits until the output since from has a sensor's "Sent:" line,
+// or p ended (no broker, a refused connection).
+func (r *tutorialRun) waitSent(s tutorialStep, p *bgProc, from int) {
+	deadline := time.Now().Add(time.Minute)
+	for !p.exited() && !sentLine.MatchString(r.out.String()[from:]) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("docs/tutorial.md:%d: the sensor sent nothing within a minute\n%s", s.line, r.out.String()[r.mark:])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
