@@ -396,36 +396,36 @@ func (p *confParser) directive(text string, level int) error {
 			p.security().AllowZeroLengthClientID = &b
 		}
 	case "auto_id_prefix":
-		err = p.securityString(key, value, &p.security().AutoIDPrefix)
+		err = p.stringScoped(key, value, &p.security().AutoIDPrefix)
 	case "password_file":
-		err = p.securityString(key, value, &p.security().PasswordFile)
+		err = p.stringScoped(key, value, &p.security().PasswordFile)
 	case "acl_file":
-		err = p.securityString(key, value, &p.security().ACLFile)
+		err = p.stringScoped(key, value, &p.security().ACLFile)
 	case "cafile":
 		l := p.listenerOpt()
-		err = p.stringListener(key, value, &l.CAFile)
+		err = p.stringScoped(key, value, &l.CAFile)
 	case "certfile":
 		l := p.listenerOpt()
-		err = p.stringListener(key, value, &l.CertFile)
+		err = p.stringScoped(key, value, &l.CertFile)
 	case "keyfile":
 		l := p.listenerOpt()
-		err = p.stringListener(key, value, &l.KeyFile)
+		err = p.stringScoped(key, value, &l.KeyFile)
 	case "tls_version":
 		l := p.listenerOpt()
 		if _, ok := tlsfiles.TLSVersion(value); !ok && value != "" {
 			return p.errorf("Invalid tls_version value (%s), must be tlsv1.3, tlsv1.2 or tlsv1.1", value)
 		}
-		err = p.stringListener(key, value, &l.TLSVersion)
+		err = p.stringScoped(key, value, &l.TLSVersion)
 	case "ciphers":
 		l := p.listenerOpt()
-		if err = p.stringListener(key, value, &l.Ciphers); err == nil {
+		if err = p.stringScoped(key, value, &l.Ciphers); err == nil {
 			if _, cerr := tlsfiles.CipherSuites(value); cerr != nil {
 				return p.errorf("%v", cerr)
 			}
 		}
 	case "crlfile":
 		l := p.listenerOpt()
-		err = p.stringListener(key, value, &l.CRLFile)
+		err = p.stringScoped(key, value, &l.CRLFile)
 	case "require_certificate":
 		l := p.listenerOpt()
 		l.RequireCertificate, err = p.boolValue(key, value)
@@ -459,7 +459,7 @@ func (p *confParser) directive(text string, level int) error {
 		if strings.ContainsAny(value, "+#") || strings.Count(value, "/") > 200 {
 			return p.errorf("Invalid mount_point (%s). Does it contain a wildcard character?", value)
 		}
-		err = p.stringListener(key, value, &l.MountPoint)
+		err = p.stringScoped(key, value, &l.MountPoint)
 	case "maximum_qos":
 		l := p.listenerOpt()
 		var n int
@@ -651,8 +651,9 @@ func (p *confParser) security() *ConfSecurity {
 	return &p.def.Security
 }
 
-// securityString sets a string security option once per scope.
-func (p *confParser) securityString(key, value string, dst *string) error {
+// stringScoped sets a string option once per scope: a listener, or the
+// security scope (global or per listener).
+func (p *confParser) stringScoped(key, value string, dst *string) error {
 	if value == "" {
 		return p.errorf("Empty %s value in configuration", key)
 	}
@@ -672,18 +673,6 @@ func (p *confParser) stringOnce(key, desc, value string, dst *string) error {
 		return p.errorf("Duplicate %s value in configuration", desc)
 	}
 	p.seen[key] = true
-	*dst = value
-	return nil
-}
-
-// stringListener sets a per-listener string option once.
-func (p *confParser) stringListener(key, value string, dst *string) error {
-	if value == "" {
-		return p.errorf("Empty %s value in configuration", key)
-	}
-	if *dst != "" {
-		return p.errorf("Duplicate %s value in configuration", key)
-	}
 	*dst = value
 	return nil
 }
