@@ -26,31 +26,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 	} {
 		in.ProtocolVersion = 4
 		var buf bytes.Buffer
-		var err error
-		switch in.FixedHeader.Type {
-		case packets.Publish:
-			err = in.PublishEncode(&buf)
-		case packets.Puback:
-			err = in.PubackEncode(&buf)
-		case packets.Pubrec:
-			err = in.PubrecEncode(&buf)
-		case packets.Pubrel:
-			err = in.PubrelEncode(&buf)
-		case packets.Pubcomp:
-			err = in.PubcompEncode(&buf)
-		case packets.Subscribe:
-			err = in.SubscribeEncode(&buf)
-		case packets.Suback:
-			err = in.SubackEncode(&buf)
-		case packets.Unsubscribe:
-			err = in.UnsubscribeEncode(&buf)
-		case packets.Pingreq:
-			err = in.PingreqEncode(&buf)
-		case packets.Pingresp:
-			err = in.PingrespEncode(&buf)
-		case packets.Disconnect:
-			err = in.DisconnectEncode(&buf)
-		}
+		err := Encode(&in, &buf)
 		if err != nil {
 			t.Fatalf("encode type %d: %v", in.FixedHeader.Type, err)
 		}

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -55,31 +54,7 @@ func (c *Client) Send(pk packets.Packet) {
 	c.t.Helper()
 	pk.ProtocolVersion = c.version
 	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Puback:
-		err = pk.PubackEncode(&buf)
-	case packets.Pubrec:
-		err = pk.PubrecEncode(&buf)
-	case packets.Pubrel:
-		err = pk.PubrelEncode(&buf)
-	case packets.Pubcomp:
-		err = pk.PubcompEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	case packets.Unsubscribe:
-		err = pk.UnsubscribeEncode(&buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&buf)
-	case packets.Disconnect:
-		err = pk.DisconnectEncode(&buf)
-	default:
-		err = fmt.Errorf("rawclient cannot send packet type %d", pk.FixedHeader.Type)
-	}
+	err := mqttpk.Encode(&pk, &buf)
 	require.NoError(c.t, err)
 	_, err = c.Conn.Write(buf.Bytes())
 	require.NoError(c.t, err)

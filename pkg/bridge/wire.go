@@ -60,36 +60,11 @@ func (c *conn) write(pk *packets.Packet) error {
 		pk.ProtocolVersion = c.version
 	}
 	c.buf.Reset()
-	var err error
 	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&c.buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&c.buf)
-	case packets.Puback:
-		err = pk.PubackEncode(&c.buf)
-	case packets.Pubrec:
-		err = pk.PubrecEncode(&c.buf)
-	case packets.Pubrel:
-		pk.FixedHeader.Qos = 1
-		err = pk.PubrelEncode(&c.buf)
-	case packets.Pubcomp:
-		err = pk.PubcompEncode(&c.buf)
-	case packets.Subscribe:
-		pk.FixedHeader.Qos = 1
-		err = pk.SubscribeEncode(&c.buf)
-	case packets.Unsubscribe:
-		pk.FixedHeader.Qos = 1
-		err = pk.UnsubscribeEncode(&c.buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&c.buf)
-	case packets.Pingresp:
-		err = pk.PingrespEncode(&c.buf)
-	case packets.Disconnect:
-		err = pk.DisconnectEncode(&c.buf)
-	default:
-		err = fmt.Errorf("bridge: cannot send packet type %d", pk.FixedHeader.Type)
+	case packets.Pubrel, packets.Subscribe, packets.Unsubscribe:
+		pk.FixedHeader.Qos = 1 // their fixed header flags are 0010
 	}
+	err := mqttpk.Encode(pk, &c.buf)
 	if err != nil {
 		return err
 	}
